@@ -1,0 +1,132 @@
+//! The in-memory `OrderStore`: for unit tests and the local stack. Same contract as DynamoDB (the suite in
+//! `store::contract` runs against both); a mutex makes each operation atomic.
+
+use crate::ids::OrderId;
+use crate::order::Order;
+use crate::store::{AuditEntry, Created, DueOrder, OrderStore, Replaced, StoreError};
+use crate::time::Timestamp;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Debug, Default)]
+struct Inner {
+    orders: HashMap<OrderId, Order>,
+    audit: HashMap<OrderId, Vec<AuditEntry>>,
+}
+
+#[derive(Debug)]
+pub struct InMemoryOrderStore {
+    inner: Mutex<Inner>,
+    shards: u32,
+}
+
+impl InMemoryOrderStore {
+    pub fn new(shards: u32) -> InMemoryOrderStore {
+        InMemoryOrderStore {
+            inner: Mutex::new(Inner::default()),
+            shards: shards.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-written order (each write is one insert),
+        // so a poisoned lock is still consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many orders are stored (for the local stack's status page and tests).
+    pub fn len(&self) -> usize {
+        self.lock().orders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for InMemoryOrderStore {
+    fn default() -> Self {
+        InMemoryOrderStore::new(8)
+    }
+}
+
+#[async_trait]
+impl OrderStore for InMemoryOrderStore {
+    async fn create(&self, order: &Order, audit: &AuditEntry) -> Result<Created, StoreError> {
+        let mut inner = self.lock();
+        if let Some(existing) = inner.orders.get(order.id()) {
+            return Ok(Created::Existing(existing.clone()));
+        }
+        inner.orders.insert(order.id().clone(), order.clone());
+        inner.audit.insert(order.id().clone(), vec![audit.clone()]);
+        Ok(Created::New(order.clone()))
+    }
+
+    async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        Ok(self.lock().orders.get(id).cloned())
+    }
+
+    async fn replace(&self, next: &Order, audit: &AuditEntry) -> Result<Replaced, StoreError> {
+        let mut inner = self.lock();
+        let Some(current) = inner.orders.get(next.id()) else {
+            return Ok(Replaced::Conflict { current: None });
+        };
+        if current.version().checked_add(1) != Some(next.version()) {
+            return Ok(Replaced::Conflict {
+                current: Some(Box::new(current.clone())),
+            });
+        }
+        inner.orders.insert(next.id().clone(), next.clone());
+        inner
+            .audit
+            .entry(next.id().clone())
+            .or_default()
+            .push(audit.clone());
+        Ok(Replaced::Applied)
+    }
+
+    async fn due(
+        &self,
+        shard: u32,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueOrder>, StoreError> {
+        let inner = self.lock();
+        let mut due: Vec<DueOrder> = inner
+            .orders
+            .values()
+            .filter(|o| o.id().shard(self.shards) == shard)
+            .filter_map(|o| {
+                o.due_at().filter(|&t| t <= now).map(|due_at| DueOrder {
+                    order_id: o.id().clone(),
+                    due_at,
+                })
+            })
+            .collect();
+        due.sort_by(|a, b| {
+            a.due_at
+                .cmp(&b.due_at)
+                .then_with(|| a.order_id.cmp(&b.order_id))
+        });
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn audit_trail(&self, id: &OrderId) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.lock().audit.get(id).cloned().unwrap_or_default())
+    }
+
+    fn due_shards(&self) -> u32 {
+        self.shards
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    async fn store() -> std::sync::Arc<dyn crate::store::OrderStore> {
+        std::sync::Arc::new(super::InMemoryOrderStore::new(4))
+    }
+
+    crate::order_store_contract!(store);
+}

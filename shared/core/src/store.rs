@@ -1,0 +1,189 @@
+//! The `OrderStore` port: where orders live, and the one contract every implementation must meet
+//! (`contract`, run against the in-memory store here and against DynamoDB Local in `recharge-aws`).
+//!
+//! Writes are conditional: a create succeeds only if the order does not exist (the idempotency check), a
+//! replace only if the stored version is the one the change was computed from (invariant 5). Every write
+//! appends to the order's audit trail in the same atomic step.
+
+use crate::ids::OrderId;
+use crate::machine::{Applied, Event, Policy, Refusal, apply};
+use crate::order::Order;
+use crate::time::Timestamp;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
+
+/// One line of an order's append-only audit trail. Must not hold secrets or unmasked personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// The order version this entry produced.
+    pub version: u64,
+    pub at: Timestamp,
+    pub summary: String,
+    /// Masked raw material: the provider request/response or callback behind the change.
+    pub detail: Option<String>,
+}
+
+impl AuditEntry {
+    pub fn for_create(order: &Order, detail: Option<String>) -> AuditEntry {
+        let route = order
+            .last_attempt()
+            .map(|a| a.route().provider_account.to_string())
+            .unwrap_or_default();
+        AuditEntry {
+            version: order.version(),
+            at: order.created_at(),
+            summary: format!("created; attempt 1 submitting on {route}"),
+            detail,
+        }
+    }
+
+    pub fn for_applied(applied: &Applied, detail: Option<String>) -> AuditEntry {
+        AuditEntry {
+            version: applied.order.version(),
+            at: applied.order.updated_at(),
+            summary: applied.summary.clone(),
+            detail,
+        }
+    }
+}
+
+/// What a create did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// This call wrote the order.
+    New(Order),
+    /// An order with this id already existed; nothing was written. It may differ from the one offered
+    /// (a replay with another body is the caller's 409).
+    Existing(Order),
+}
+
+/// What a conditional replace did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replaced {
+    Applied,
+    /// The stored version was not the expected one: here is the current order (`None` if it does not exist).
+    Conflict {
+        current: Option<Box<Order>>,
+    },
+}
+
+/// An order whose due time has come, from the sweep's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueOrder {
+    pub order_id: OrderId,
+    pub due_at: Timestamp,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backing service failed or could not be reached; the operation may be retried.
+    #[error("order store unavailable during {operation}")]
+    Unavailable {
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stored item could not be read back into an order.
+    #[error("stored order {order_id} is unreadable: {reason}")]
+    Corrupt { order_id: String, reason: String },
+    /// Too many concurrent writers on one order for the retry budget.
+    #[error("order {0} is contended: gave up after repeated version conflicts")]
+    Contended(OrderId),
+    /// The order to change does not exist.
+    #[error("order {0} does not exist")]
+    Missing(OrderId),
+}
+
+impl StoreError {
+    /// Worth retrying the whole invocation (Lambda diagnostics map this to a retryable error).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Unavailable { .. } | StoreError::Contended(_) => true,
+            StoreError::Corrupt { .. } | StoreError::Missing(_) => false,
+        }
+    }
+}
+
+/// Where orders live.
+#[async_trait]
+pub trait OrderStore: Send + Sync + std::fmt::Debug {
+    /// Writes `order` (a fresh `Order::new`, version 1) if and only if no order with its id exists: one
+    /// conditional write. If one exists, writes nothing and returns it (reading it costs one read, but no write).
+    async fn create(&self, order: &Order, audit: &AuditEntry) -> Result<Created, StoreError>;
+
+    /// Reads one order by its key: one read. `None` if there is none.
+    async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
+
+    /// Stores `next` if and only if the stored version is `next.version() - 1`, appending `audit` in the same
+    /// atomic write: one conditional write. On a version mismatch nothing is written and the current order
+    /// is returned (read only in that case).
+    async fn replace(&self, next: &Order, audit: &AuditEntry) -> Result<Replaced, StoreError>;
+
+    /// Orders of due-index shard `shard` whose due time is at or before `now`, earliest first, at most
+    /// `limit`: one query. Orders with nothing pending are not in the index at all (sparse).
+    async fn due(
+        &self,
+        shard: u32,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueOrder>, StoreError>;
+
+    /// The order's audit trail, oldest first.
+    async fn audit_trail(&self, id: &OrderId) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// How many shards the due index has (`OrderId::shard` spreads orders over them).
+    fn due_shards(&self) -> u32;
+}
+
+/// The result of `record`.
+#[derive(Debug, Clone)]
+pub enum Recorded {
+    Applied(Applied),
+    /// The event changes nothing (duplicate, stale, conflicting…); `order` is the order it was judged on.
+    Refused {
+        order: Box<Order>,
+        refusal: Refusal,
+    },
+}
+
+/// How many version conflicts `record` absorbs before giving up (each one means another writer won).
+const MAX_RACES: usize = 8;
+
+/// Applies `event` to `order` and stores the result: one conditional write when `order` is current. When
+/// another writer got there first, the event is judged again on the order that writer stored, so racing
+/// callbacks, queries and sweeps each take effect once or are refused as duplicates.
+pub async fn record(
+    store: &dyn OrderStore,
+    order: Order,
+    event: &Event,
+    now: Timestamp,
+    policy: &Policy,
+    detail: Option<String>,
+) -> Result<Recorded, StoreError> {
+    let mut order = order;
+    for _ in 0..MAX_RACES {
+        let applied = match apply(&order, event, now, policy) {
+            Ok(applied) => applied,
+            Err(refusal) => {
+                return Ok(Recorded::Refused {
+                    order: Box::new(order),
+                    refusal,
+                });
+            }
+        };
+        let audit = AuditEntry::for_applied(&applied, detail.clone());
+        match store.replace(&applied.order, &audit).await? {
+            Replaced::Applied => return Ok(Recorded::Applied(applied)),
+            Replaced::Conflict {
+                current: Some(current),
+            } => order = *current,
+            Replaced::Conflict { current: None } => {
+                return Err(StoreError::Missing(order.id().clone()));
+            }
+        }
+    }
+    Err(StoreError::Contended(order.id().clone()))
+}
