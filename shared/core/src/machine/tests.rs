@@ -1,2 +1,729 @@
+//! One test per invariant of DESIGN §3, then a property test that drives random event sequences
+//! (duplicates, late, out-of-order and conflicting answers, crashes) and checks every invariant after each step.
+
+use super::*;
+use crate::ids::{ProductCode, ProviderAccountId};
+use crate::money::Fen;
+use crate::order::{AnomalyKind, NewOrder, PublicStatus, Resolution};
+use crate::outcome::NextAction;
+use crate::{AppId, MerchantOrderNo};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+const T0: Timestamp = Timestamp::from_millis(1_763_000_000_000);
+
+fn route(account: &str) -> Route {
+    Route {
+        provider_account: ProviderAccountId::parse(account).unwrap(),
+        provider_product: "100".into(),
+        cost: Fen::new(9_850),
+    }
+}
+
+fn new_order() -> Order {
+    let new = NewOrder {
+        app_id: AppId::parse("demo").unwrap(),
+        merchant_order_no: MerchantOrderNo::parse("M1").unwrap(),
+        product_code: ProductCode::parse("mobile.100").unwrap(),
+        account: "13800138000".into(),
+        extra: BTreeMap::new(),
+        face_value: Fen::new(10_000),
+        notify_url: None,
+        request_digest: String::new(),
+    };
+    Order::new(new, route("acct-a"), T0, Policy::default().call_timeout)
+}
+
+fn n(k: u8) -> AttemptNo {
+    AttemptNo::new(k).unwrap()
+}
+
+fn out(k: u8, source: Source, outcome: Outcome) -> Event {
+    Event::Outcome {
+        attempt: n(k),
+        source,
+        outcome,
+    }
+}
+
+fn rejected() -> Outcome {
+    Outcome::Rejected {
+        failover_allowed: true,
+        reason: Reason::new("5002", "余额不足"),
+    }
+}
+
+fn failed(failover_allowed: bool) -> Outcome {
+    Outcome::Failed {
+        failover_allowed,
+        reason: Reason::new("9", "充值失败"),
+    }
+}
+
+fn unknown() -> Outcome {
+    Outcome::Unknown {
+        reason: Reason::new("timeout", "no answer within 10 s"),
+    }
+}
+
+fn succeeded() -> Outcome {
+    Outcome::Succeeded { provider_ref: None }
+}
+
+fn accepted() -> Outcome {
+    Outcome::Accepted { provider_ref: None }
+}
+
+/// Applies events in order at `now`, panicking on a refusal.
+fn run(order: &Order, events: &[Event], now: Timestamp) -> Order {
+    events.iter().fold(order.clone(), |o, e| {
+        apply(&o, e, now, &Policy::default())
+            .unwrap_or_else(|r| panic!("{e:?} refused: {r}"))
+            .order
+    })
+}
+
 #[test]
-fn placeholder_compiles() {}
+fn a_new_order_is_written_as_submitting_with_a_call_deadline() {
+    // Invariant 1: the first write already holds attempt 1 `Submitting`, so a crash after the provider call
+    // leaves it there, and the sweep sees it at the call deadline.
+    let o = new_order();
+    assert_eq!(o.attempts().len(), 1);
+    assert_eq!(o.attempts()[0].state(), &AttemptState::Submitting);
+    assert_eq!(o.version(), 1);
+    assert_eq!(o.due_at(), Some(T0.plus(Policy::default().call_timeout)));
+    assert_eq!(o.public_view().status, PublicStatus::Processing);
+}
+
+#[test]
+fn a_submission_left_by_a_crash_becomes_unknown_only_after_the_call_deadline() {
+    let o = new_order();
+    let early = T0.plus(Duration::from_secs(5));
+    assert_eq!(
+        apply(
+            &o,
+            &Event::SubmitDeadlinePassed { attempt: n(1) },
+            early,
+            &Policy::default()
+        )
+        .unwrap_err(),
+        Refusal::NotAllowed("the call deadline has not passed")
+    );
+    let late = T0.plus(Duration::from_secs(31));
+    let u = run(&o, &[Event::SubmitDeadlinePassed { attempt: n(1) }], late);
+    assert!(matches!(
+        u.attempts()[0].state(),
+        AttemptState::Unknown { .. }
+    ));
+    assert_eq!(u.public_view().status, PublicStatus::Processing);
+    assert_eq!(u.due_at(), Some(late.plus(Duration::from_secs(10))));
+}
+
+#[test]
+fn no_second_attempt_opens_while_one_is_open() {
+    // Invariant 2, for each open state.
+    let open_states = [
+        vec![],
+        vec![out(1, Source::Submit, accepted())],
+        vec![out(1, Source::Submit, unknown())],
+        vec![out(
+            1,
+            Source::Submit,
+            Outcome::ActionRequired {
+                next: NextAction::EnterVerificationCode,
+                provider_ref: None,
+            },
+        )],
+    ];
+    for events in open_states {
+        let o = run(&new_order(), &events, T0);
+        let e = Event::OpenAttempt {
+            route: route("acct-b"),
+        };
+        assert_eq!(
+            apply(&o, &e, T0, &Policy::default()).unwrap_err(),
+            Refusal::NotAllowed("no definite failure to fail over from"),
+            "after {events:?}"
+        );
+    }
+}
+
+#[test]
+fn failover_opens_the_next_attempt_only_after_a_definite_failure() {
+    let o = run(&new_order(), &[out(1, Source::Submit, rejected())], T0);
+    assert!(o.awaiting_failover());
+    assert_eq!(o.public_view().status, PublicStatus::Processing);
+    assert_eq!(o.due_at(), Some(T0), "a pending failover is due at once");
+    let o = run(
+        &o,
+        &[Event::OpenAttempt {
+            route: route("acct-b"),
+        }],
+        T0,
+    );
+    assert_eq!(o.attempts().len(), 2);
+    assert_eq!(o.attempts()[1].no(), n(2));
+    assert_eq!(o.attempts()[1].route().provider_account.as_str(), "acct-b");
+    assert_eq!(o.open_attempt().map(|a| a.no()), Some(n(2)));
+}
+
+#[test]
+fn a_failure_without_failover_is_final_at_once() {
+    let o = run(&new_order(), &[out(1, Source::Callback, failed(false))], T0);
+    assert!(matches!(o.resolution(), Resolution::Failed { .. }));
+    assert_eq!(o.public_view().status, PublicStatus::Failed);
+    assert_eq!(o.due_at(), None);
+}
+
+#[test]
+fn exhausted_routes_fail_the_order_with_the_last_reason() {
+    let o = run(
+        &new_order(),
+        &[
+            out(1, Source::Submit, rejected()),
+            Event::RoutesExhausted {
+                reason: Reason::new("no_route", "no further route"),
+            },
+        ],
+        T0,
+    );
+    assert_eq!(
+        o.public_view().failure,
+        Some(Reason::new("5002", "余额不足")),
+        "the merchant sees the provider's last definite reason"
+    );
+    assert_eq!(o.public_view().status, PublicStatus::Failed);
+}
+
+#[test]
+fn an_unknown_attempt_is_never_failed_over_and_never_failed_by_silence() {
+    // Invariant 3.
+    let o = run(&new_order(), &[out(1, Source::Submit, unknown())], T0);
+    assert!(!o.awaiting_failover());
+    for e in [
+        Event::OpenAttempt {
+            route: route("acct-b"),
+        },
+        Event::RoutesExhausted {
+            reason: Reason::new("x", "y"),
+        },
+    ] {
+        assert!(apply(&o, &e, T0, &Policy::default()).is_err());
+    }
+    // More unknowns change nothing but the polling schedule.
+    let later = T0.plus(Duration::from_secs(3600));
+    let a = apply(
+        &o,
+        &out(1, Source::Query, unknown()),
+        later,
+        &Policy::default(),
+    )
+    .unwrap();
+    assert!(!a.public_changed);
+    assert!(matches!(
+        a.order.attempts()[0].state(),
+        AttemptState::Unknown { .. }
+    ));
+    assert_eq!(a.order.attempts()[0].polls(), 1);
+    // A refusal cannot come from a query about an order the provider may hold.
+    assert_eq!(
+        apply(
+            &o,
+            &out(1, Source::Query, rejected()),
+            later,
+            &Policy::default()
+        )
+        .unwrap_err(),
+        Refusal::Stale
+    );
+}
+
+#[test]
+fn not_found_fails_only_after_the_grace_window_and_repeated_answers() {
+    let p = Policy::default();
+    let o = run(&new_order(), &[out(1, Source::Submit, unknown())], T0);
+    // Early not-found answers, however many, are not failures.
+    let mut cur = o;
+    for minute in 1..=9 {
+        let at = T0.plus(Duration::from_secs(60 * minute));
+        cur = apply(&cur, &out(1, Source::Query, Outcome::NotFound), at, &p)
+            .unwrap()
+            .order;
+        assert!(cur.open_attempt().is_some(), "failed at minute {minute}");
+    }
+    // Past the window, one more not-found is the definite failure.
+    let at = T0.plus(p.not_found_grace);
+    let done = apply(&cur, &out(1, Source::Query, Outcome::NotFound), at, &p)
+        .unwrap()
+        .order;
+    match done.attempts()[0].state() {
+        AttemptState::Failed {
+            failover_allowed,
+            reason,
+        } => {
+            assert!(*failover_allowed);
+            assert_eq!(reason.code, "not_found");
+        }
+        other => panic!("expected failed, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_single_not_found_after_the_window_is_not_enough() {
+    let p = Policy::default();
+    let o = run(&new_order(), &[out(1, Source::Submit, accepted())], T0);
+    let at = T0.plus(p.not_found_grace).plus(Duration::from_secs(1));
+    let once = apply(&o, &out(1, Source::Query, Outcome::NotFound), at, &p)
+        .unwrap()
+        .order;
+    assert_eq!(once.attempts()[0].state(), &AttemptState::Accepted);
+    assert_eq!(once.attempts()[0].not_found().map(|t| t.answers), Some(1));
+}
+
+#[test]
+fn each_attempt_has_its_own_stable_provider_facing_id() {
+    // Invariant 4.
+    let o = run(
+        &new_order(),
+        &[
+            out(1, Source::Submit, rejected()),
+            Event::OpenAttempt {
+                route: route("acct-b"),
+            },
+            out(2, Source::Submit, rejected()),
+            Event::OpenAttempt {
+                route: route("acct-a"),
+            },
+        ],
+        T0,
+    );
+    let ids: Vec<String> = o
+        .attempts()
+        .iter()
+        .map(|a| o.attempt_id(a.no()).to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), 3);
+    for (i, id) in ids.iter().enumerate() {
+        let parsed = crate::AttemptId::parse(id).unwrap();
+        assert_eq!(&parsed.order_id(), o.id());
+        assert_eq!(parsed.attempt().get() as usize, i + 1);
+    }
+}
+
+#[test]
+fn duplicate_callback_changes_nothing_and_is_acknowledged() {
+    // Invariant 5: the second copy is refused as a duplicate (the caller acknowledges and writes nothing).
+    let o = run(&new_order(), &[out(1, Source::Callback, succeeded())], T0);
+    assert_eq!(
+        apply(
+            &o,
+            &out(1, Source::Callback, succeeded()),
+            T0,
+            &Policy::default()
+        )
+        .unwrap_err(),
+        Refusal::Duplicate
+    );
+}
+
+#[test]
+fn stale_processing_callback_after_success_changes_nothing() {
+    let o = run(&new_order(), &[out(1, Source::Callback, succeeded())], T0);
+    for stale in [accepted(), unknown(), Outcome::NotFound] {
+        assert_eq!(
+            apply(&o, &out(1, Source::Callback, stale), T0, &Policy::default()).unwrap_err(),
+            Refusal::Stale
+        );
+    }
+}
+
+#[test]
+fn every_applied_change_moves_the_version_by_one() {
+    let o = new_order();
+    let a = apply(
+        &o,
+        &out(1, Source::Submit, accepted()),
+        T0,
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(a.order.version(), 2);
+    assert_eq!(
+        a.order.sequence(),
+        1,
+        "accepted is still `processing`: no public change"
+    );
+    assert!(!a.public_changed);
+    let b = apply(
+        &a.order,
+        &out(1, Source::Callback, succeeded()),
+        T0,
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(b.order.version(), 3);
+    assert_eq!(b.order.sequence(), 2);
+    assert!(b.public_changed);
+}
+
+#[test]
+fn success_never_turns_into_failure() {
+    // Invariant 6: the only ways out of a terminal state are the two alerted anomalies.
+    let o = run(&new_order(), &[out(1, Source::Callback, succeeded())], T0);
+    assert_eq!(
+        apply(
+            &o,
+            &out(1, Source::Query, failed(true)),
+            T0,
+            &Policy::default()
+        )
+        .unwrap_err(),
+        Refusal::Conflicting
+    );
+    assert_eq!(
+        apply(
+            &o,
+            &out(
+                1,
+                Source::Query,
+                Outcome::PartiallySucceeded {
+                    delivered: Fen::new(1)
+                }
+            ),
+            T0,
+            &Policy::default()
+        )
+        .unwrap_err(),
+        Refusal::Conflicting
+    );
+}
+
+#[test]
+fn reversal_after_success_is_recorded_and_alerted() {
+    let o = run(&new_order(), &[out(1, Source::Callback, succeeded())], T0);
+    let r = apply(
+        &o,
+        &out(
+            1,
+            Source::Query,
+            Outcome::Reversed {
+                reason: Reason::new("10", "返销"),
+            },
+        ),
+        T0,
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(r.order.public_view().status, PublicStatus::Reversed);
+    assert_eq!(r.anomalies.len(), 1);
+    assert_eq!(r.anomalies[0].kind, AnomalyKind::Reversal);
+    assert!(r.public_changed);
+}
+
+#[test]
+fn late_success_after_failure_is_legal_and_alerted() {
+    let o = run(&new_order(), &[out(1, Source::Callback, failed(false))], T0);
+    assert_eq!(o.public_view().status, PublicStatus::Failed);
+    let r = apply(
+        &o,
+        &out(1, Source::Callback, succeeded()),
+        T0,
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(r.order.public_view().status, PublicStatus::Succeeded);
+    assert_eq!(
+        r.anomalies.iter().map(|a| a.kind).collect::<Vec<_>>(),
+        vec![AnomalyKind::LateSuccessAfterFailure]
+    );
+    assert_eq!(r.order.anomalies().len(), 1);
+}
+
+#[test]
+fn late_success_of_a_failed_over_attempt_flags_a_second_delivery() {
+    let o = run(
+        &new_order(),
+        &[
+            out(1, Source::Callback, failed(true)),
+            Event::OpenAttempt {
+                route: route("acct-b"),
+            },
+            out(2, Source::Callback, succeeded()),
+        ],
+        T0,
+    );
+    let r = apply(
+        &o,
+        &out(1, Source::Callback, succeeded()),
+        T0,
+        &Policy::default(),
+    )
+    .unwrap();
+    let kinds: Vec<_> = r.anomalies.iter().map(|a| a.kind).collect();
+    assert!(kinds.contains(&AnomalyKind::LateSuccessAfterFailure));
+    assert!(kinds.contains(&AnomalyKind::SecondDelivery));
+}
+
+#[test]
+fn partial_success_reports_what_was_delivered() {
+    let o = run(
+        &new_order(),
+        &[out(
+            1,
+            Source::Callback,
+            Outcome::PartiallySucceeded {
+                delivered: Fen::new(5_000),
+            },
+        )],
+        T0,
+    );
+    let v = o.public_view();
+    assert_eq!(v.status, PublicStatus::PartiallySucceeded);
+    assert_eq!(v.delivered_fen, Some(Fen::new(5_000)));
+    assert_eq!(o.anomalies()[0].kind, AnomalyKind::PartialDelivery);
+}
+
+#[test]
+fn carrier_billing_shows_the_next_action_until_it_is_done() {
+    let next = NextAction::SendSms {
+        messages: vec![crate::SmsInstruction {
+            to: "10658000".into(),
+            body: "ZQXX_200".into(),
+        }],
+    };
+    let o = run(
+        &new_order(),
+        &[out(
+            1,
+            Source::Submit,
+            Outcome::ActionRequired {
+                next: next.clone(),
+                provider_ref: Some("SP1".into()),
+            },
+        )],
+        T0,
+    );
+    let v = o.public_view();
+    assert_eq!(v.status, PublicStatus::ActionRequired);
+    assert_eq!(v.next_action, Some(next));
+    assert_eq!(o.attempts()[0].provider_ref(), Some("SP1"));
+    let done = run(&o, &[out(1, Source::Callback, succeeded())], T0);
+    assert_eq!(done.public_view().next_action, None);
+}
+
+#[test]
+fn a_callback_that_beats_the_submit_answer_wins_and_the_answer_is_stale() {
+    // The provider's callback arrives before our submit call returns.
+    let o = run(&new_order(), &[out(1, Source::Callback, succeeded())], T0);
+    assert_eq!(
+        apply(
+            &o,
+            &out(1, Source::Submit, accepted()),
+            T0,
+            &Policy::default()
+        )
+        .unwrap_err(),
+        Refusal::Stale
+    );
+}
+
+#[test]
+fn events_for_an_attempt_that_does_not_exist_are_refused() {
+    assert_eq!(
+        apply(
+            &new_order(),
+            &out(2, Source::Callback, succeeded()),
+            T0,
+            &Policy::default()
+        )
+        .unwrap_err(),
+        Refusal::UnknownAttempt(2)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Property test: random sequences of events against every invariant.
+
+fn arb_reason() -> impl Strategy<Value = Reason> {
+    prop_oneof![
+        Just(Reason::new("5002", "余额不足")),
+        Just(Reason::new("9", "失败"))
+    ]
+}
+
+fn arb_outcome() -> impl Strategy<Value = Outcome> {
+    prop_oneof![
+        3 => Just(Outcome::Accepted { provider_ref: Some("P".into()) }),
+        3 => Just(Outcome::Succeeded { provider_ref: None }),
+        3 => (any::<bool>(), arb_reason()).prop_map(|(f, r)| Outcome::Failed { failover_allowed: f, reason: r }),
+        3 => (any::<bool>(), arb_reason()).prop_map(|(f, r)| Outcome::Rejected { failover_allowed: f, reason: r }),
+        3 => arb_reason().prop_map(|r| Outcome::Unknown { reason: r }),
+        3 => Just(Outcome::NotFound),
+        1 => (1i64..10_000).prop_map(|d| Outcome::PartiallySucceeded { delivered: Fen::new(d) }),
+        1 => arb_reason().prop_map(|r| Outcome::Reversed { reason: r }),
+        1 => Just(Outcome::ActionRequired { next: NextAction::EnterVerificationCode, provider_ref: None }),
+    ]
+}
+
+fn arb_source() -> impl Strategy<Value = Source> {
+    prop_oneof![
+        Just(Source::Submit),
+        Just(Source::Query),
+        Just(Source::Callback),
+        Just(Source::Operator)
+    ]
+}
+
+fn arb_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        6 => (1u8..=4, arb_source(), arb_outcome())
+            .prop_map(|(k, source, outcome)| Event::Outcome { attempt: n(k), source, outcome }),
+        1 => (1u8..=4).prop_map(|k| Event::SubmitDeadlinePassed { attempt: n(k) }),
+        2 => prop_oneof![Just("acct-a"), Just("acct-b")].prop_map(|a| Event::OpenAttempt { route: route(a) }),
+        1 => Just(Event::RoutesExhausted { reason: Reason::new("no_route", "none left") }),
+    ]
+}
+
+/// Checks what must hold between two consecutive versions of an order.
+fn check_step(before: &Order, event: &Event, after: &Order, applied: &Applied, now: Timestamp) {
+    let p = Policy::default();
+    // 2: at most one open attempt.
+    assert!(
+        after
+            .attempts()
+            .iter()
+            .filter(|a| a.state().is_open())
+            .count()
+            <= 1
+    );
+    // 2/3: a new attempt only after a definite failure of the previous one (so never after Unknown).
+    if after.attempts().len() > before.attempts().len() {
+        assert_eq!(after.attempts().len(), before.attempts().len() + 1);
+        let prev = before.last_attempt().unwrap();
+        assert!(
+            prev.state().definite_failure().is_some_and(|(f, _)| f),
+            "opened after {prev:?}"
+        );
+    }
+    // 4: attempt numbers are 1..=n, so their provider-facing ids are unique.
+    for (i, a) in after.attempts().iter().enumerate() {
+        assert_eq!(a.no().get() as usize, i + 1);
+    }
+    // An attempt fails only on an explicit failure, or on not-found past the grace window.
+    for (b, a) in before.attempts().iter().zip(after.attempts()) {
+        if matches!(a.state(), AttemptState::Failed { .. }) && b.state().is_open() {
+            match event {
+                Event::Outcome {
+                    outcome: Outcome::Failed { .. },
+                    ..
+                } => {}
+                Event::Outcome {
+                    outcome: Outcome::NotFound,
+                    ..
+                } => {
+                    assert!(now.since(a.opened_at()) >= p.not_found_grace);
+                    assert!(a.not_found().unwrap().answers >= p.not_found_min_answers);
+                }
+                other => panic!("{:?} failed an open attempt via {other:?}", b.state()),
+            }
+        }
+        // A refusal only ever answers a submit.
+        if matches!(a.state(), AttemptState::Rejected { .. }) && b.state().is_open() {
+            assert!(
+                b.state() == &AttemptState::Submitting
+                    || matches!(
+                        event,
+                        Event::Outcome {
+                            source: Source::Submit,
+                            ..
+                        }
+                    )
+            );
+        }
+    }
+    // 5: versions move by one; sequence moves exactly when the public view does.
+    assert_eq!(after.version(), before.version() + 1);
+    let changed = before.public_view() != after.public_view();
+    assert_eq!(applied.public_changed, changed);
+    assert_eq!(after.sequence(), before.sequence() + u64::from(changed));
+    // 6: terminal never regresses; leaving a terminal resolution is one of the two alerted anomalies.
+    let (rb, ra) = (before.resolution(), after.resolution());
+    if rb.is_terminal() {
+        assert!(ra.is_terminal(), "{rb:?} -> {ra:?}");
+        if std::mem::discriminant(&rb) != std::mem::discriminant(&ra) {
+            let kinds: Vec<_> = applied.anomalies.iter().map(|a| a.kind).collect();
+            assert!(
+                !kinds.is_empty(),
+                "terminal change without an anomaly: {rb:?} -> {ra:?}"
+            );
+            if matches!(rb, Resolution::Failed { .. }) {
+                assert!(
+                    kinds.contains(&AnomalyKind::LateSuccessAfterFailure),
+                    "{kinds:?}"
+                );
+            }
+            if matches!(ra, Resolution::Reversed { .. }) {
+                assert!(kinds.contains(&AnomalyKind::Reversal), "{kinds:?}");
+            }
+        }
+    }
+    // Delivered value is never negative, and a failed order has delivered nothing.
+    let v = after.public_view();
+    assert!(v.delivered_fen.is_none_or(|d| d.get() >= 0));
+    if v.status == PublicStatus::Failed {
+        assert!(after.attempts().iter().all(|a| !a.state().delivered()));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_sequence_of_events_breaks_an_invariant(
+        steps in prop::collection::vec((arb_event(), 0u64..900, any::<bool>()), 1..40)
+    ) {
+        let p = Policy::default();
+        let mut order = new_order();
+        let mut now = T0;
+        for (event, advance_secs, replay) in steps {
+            now = now.plus(Duration::from_secs(advance_secs));
+            match apply(&order, &event, now, &p) {
+                Ok(applied) => {
+                    check_step(&order, &event, &applied.order, &applied, now);
+                    // Invariant 5: a duplicate delivery of the same callback right after changes nothing.
+                    if replay {
+                        if let Event::Outcome { source: Source::Callback, outcome, .. } = &event {
+                            if !matches!(outcome, Outcome::NotFound) {
+                                prop_assert!(apply(&applied.order, &event, now, &p).is_err());
+                            }
+                        }
+                    }
+                    order = applied.order;
+                }
+                Err(_) => {
+                    // A refusal is pure: nothing to check but that the order is unchanged (it is not moved).
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_definite_result_wins_against_any_later_replay(
+        first in arb_outcome(), later in prop::collection::vec(arb_outcome(), 0..10)
+    ) {
+        let p = Policy::default();
+        let Ok(a) = apply(&new_order(), &out(1, Source::Callback, first), T0, &p) else { return Ok(()) };
+        let settled = a.order.resolution();
+        let mut order = a.order;
+        for o in later {
+            if let Ok(next) = apply(&order, &out(1, Source::Callback, o), T0, &p) {
+                order = next.order;
+            }
+        }
+        if settled.is_terminal() {
+            prop_assert!(order.resolution().is_terminal());
+        }
+    }
+}
