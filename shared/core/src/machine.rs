@@ -334,11 +334,11 @@ fn apply_outcome(
     let old = a.state.clone();
     let was_open = old.is_open();
     let mut learned_ref = false;
-    if let Some(r) = provider_ref_of(outcome) {
-        if a.provider_ref.is_none() {
-            a.provider_ref = Some(r.to_owned());
-            learned_ref = true;
-        }
+    if let Some(r) = provider_ref_of(outcome)
+        && a.provider_ref.is_none()
+    {
+        a.provider_ref = Some(r.to_owned());
+        learned_ref = true;
     }
     if source == Source::Query && was_open {
         a.polls = a.polls.saturating_add(1);

@@ -141,7 +141,7 @@ pub trait OrderStore: Send + Sync + std::fmt::Debug {
 /// The result of `record`.
 #[derive(Debug, Clone)]
 pub enum Recorded {
-    Applied(Applied),
+    Applied(Box<Applied>),
     /// The event changes nothing (duplicate, stale, conflicting…); `order` is the order it was judged on.
     Refused {
         order: Box<Order>,
@@ -176,7 +176,7 @@ pub async fn record(
         };
         let audit = AuditEntry::for_applied(&applied, detail.clone());
         match store.replace(&applied.order, &audit).await? {
-            Replaced::Applied => return Ok(Recorded::Applied(applied)),
+            Replaced::Applied => return Ok(Recorded::Applied(Box::new(applied))),
             Replaced::Conflict {
                 current: Some(current),
             } => order = *current,

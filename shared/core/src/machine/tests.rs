@@ -693,12 +693,11 @@ proptest! {
                 Ok(applied) => {
                     check_step(&order, &event, &applied.order, &applied, now);
                     // Invariant 5: a duplicate delivery of the same callback right after changes nothing.
-                    if replay {
-                        if let Event::Outcome { source: Source::Callback, outcome, .. } = &event {
-                            if !matches!(outcome, Outcome::NotFound) {
-                                prop_assert!(apply(&applied.order, &event, now, &p).is_err());
-                            }
-                        }
+                    if replay
+                        && let Event::Outcome { source: Source::Callback, outcome, .. } = &event
+                        && !matches!(outcome, Outcome::NotFound)
+                    {
+                        prop_assert!(apply(&applied.order, &event, now, &p).is_err());
                     }
                     order = applied.order;
                 }
