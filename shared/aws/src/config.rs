@@ -1,0 +1,152 @@
+//! Typed configuration from environment variables, parsed once at cold start. A missing or bad variable fails
+//! the start with a message that names it. Secret values never come from here, only secret names.
+
+use std::time::Duration;
+
+/// The gateway's non-secret configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `RECHARGE_TABLE`: the orders table.
+    pub table: String,
+    /// `RECHARGE_DUE_SHARDS` (default 8, 1 to 64): shards of the sweep's due index.
+    pub due_shards: u32,
+    /// `RECHARGE_MERCHANT_SECRET_PREFIX`: merchant app secrets are named `<prefix><app_id>`.
+    pub merchant_secret_prefix: String,
+    /// `RECHARGE_SECRET_TTL_SECS` (default 300): how long a secret is served from the in-process cache.
+    pub secret_ttl: Duration,
+    /// `RECHARGE_PROVIDER_TIMEOUT_MS` (default 10000): default timeout of one provider HTTP call.
+    pub provider_timeout: Duration,
+}
+
+/// A variable that is missing or does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("environment variable {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Parses from any lookup (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let required = |var: &'static str| -> Result<String, ConfigError> {
+            match get(var) {
+                Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+                Some(_) => Err(ConfigError {
+                    var,
+                    problem: "is empty".into(),
+                }),
+                None => Err(ConfigError {
+                    var,
+                    problem: "is not set".into(),
+                }),
+            }
+        };
+        let number =
+            |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+                let Some(raw) = get(var) else {
+                    return Ok(default);
+                };
+                match raw.trim().parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => Ok(n),
+                    _ => Err(ConfigError {
+                        var,
+                        problem: format!("{raw:?} is not a whole number from {min} to {max}"),
+                    }),
+                }
+            };
+        let table = required("RECHARGE_TABLE")?;
+        if !(3..=255).contains(&table.len())
+            || !table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            return Err(ConfigError {
+                var: "RECHARGE_TABLE",
+                problem: format!(
+                    "{table:?} is not a DynamoDB table name (3-255 of [A-Za-z0-9_.-])"
+                ),
+            });
+        }
+        Ok(Config {
+            table,
+            due_shards: u32::try_from(number("RECHARGE_DUE_SHARDS", 8, 1, 64)?).unwrap_or(8),
+            merchant_secret_prefix: required("RECHARGE_MERCHANT_SECRET_PREFIX")?,
+            secret_ttl: Duration::from_secs(number("RECHARGE_SECRET_TTL_SECS", 300, 0, 86_400)?),
+            provider_timeout: Duration::from_millis(number(
+                "RECHARGE_PROVIDER_TIMEOUT_MS",
+                10_000,
+                100,
+                120_000,
+            )?),
+        })
+    }
+
+    /// The secret name of a merchant app's credentials.
+    pub fn merchant_secret_name(&self, app_id: &recharge_core::AppId) -> String {
+        format!("{}{}", self.merchant_secret_prefix, app_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const MINIMAL: &[(&str, &str)] = &[
+        ("RECHARGE_TABLE", "recharge-dev-orders"),
+        ("RECHARGE_MERCHANT_SECRET_PREFIX", "recharge/dev/merchant/"),
+    ];
+
+    #[test]
+    fn minimal_environment_gives_the_documented_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.table, "recharge-dev-orders");
+        assert_eq!(c.due_shards, 8);
+        assert_eq!(c.secret_ttl, Duration::from_secs(300));
+        assert_eq!(c.provider_timeout, Duration::from_secs(10));
+        assert_eq!(
+            c.merchant_secret_name(&recharge_core::AppId::parse("demo").unwrap()),
+            "recharge/dev/merchant/demo"
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let e = parse(&MINIMAL[1..]).unwrap_err();
+        assert_eq!(e.var, "RECHARGE_TABLE");
+        assert_eq!(
+            e.to_string(),
+            "environment variable RECHARGE_TABLE: is not set"
+        );
+    }
+
+    #[test]
+    fn a_bad_variable_is_named_with_its_rule() {
+        let mut vars = MINIMAL.to_vec();
+        vars.push(("RECHARGE_DUE_SHARDS", "0"));
+        let e = parse(&vars).unwrap_err();
+        assert_eq!(e.var, "RECHARGE_DUE_SHARDS");
+        assert!(e.problem.contains("from 1 to 64"), "{e}");
+        let mut vars = MINIMAL.to_vec();
+        vars.push(("RECHARGE_PROVIDER_TIMEOUT_MS", "ten"));
+        assert_eq!(
+            parse(&vars).unwrap_err().var,
+            "RECHARGE_PROVIDER_TIMEOUT_MS"
+        );
+        let e = parse(&[("RECHARGE_TABLE", "a b"), MINIMAL[1]]).unwrap_err();
+        assert_eq!(e.var, "RECHARGE_TABLE");
+    }
+}
