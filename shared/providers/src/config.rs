@@ -4,7 +4,7 @@
 
 use crate::adapter::{Capabilities, DEFAULT_MAX_BODY, ProviderAdapter};
 use crate::executor::Limits;
-use crate::suka_xml; // ADAPTERS
+use crate::{suka_xml, wikeyun}; // ADAPTERS
 use recharge_core::{Policy, ProviderAccountId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -173,6 +173,7 @@ impl ProviderAccount {
 #[derive(Debug)]
 pub enum Credentials {
     SukaXml(suka_xml::Credentials),
+    Wikeyun(wikeyun::Credentials),
 }
 
 impl Credentials {
@@ -183,6 +184,12 @@ impl Credentials {
         Ok(match protocol {
             Protocol::SukaXml => Credentials::SukaXml(
                 serde_json::from_str::<suka_xml::Credentials>(text)
+                    .map_err(|e| err(e.to_string()))?
+                    .validated()
+                    .map_err(err)?,
+            ),
+            Protocol::Wikeyun => Credentials::Wikeyun(
+                serde_json::from_str::<wikeyun::Credentials>(text)
                     .map_err(|e| err(e.to_string()))?
                     .validated()
                     .map_err(err)?,
@@ -210,6 +217,7 @@ impl Provider {
         let creds = Credentials::from_secret_json(account.protocol, secret_json)?;
         let adapter: Box<dyn ProviderAdapter> = match creds {
             Credentials::SukaXml(c) => Box::new(suka_xml::SukaXml::new(&account, c)?),
+            Credentials::Wikeyun(c) => Box::new(wikeyun::Wikeyun::new(&account, c)?),
         };
         if let Some(narrow) = account.capabilities {
             check_narrowing(narrow, adapter.capabilities())?;

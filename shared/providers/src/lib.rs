@@ -18,7 +18,7 @@ pub mod http;
 pub mod sign;
 // pub mod sms_billing;
 pub mod suka_xml;
-// pub mod wikeyun;
+pub mod wikeyun;
 
 #[cfg(test)]
 mod testkit;
