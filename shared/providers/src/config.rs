@@ -1,0 +1,289 @@
+//! Provider accounts are configuration (DESIGN §4): `{id, protocol, endpoints, secret name, capabilities,
+//! options}`. Credentials are typed per protocol and validated when the account is loaded, so a bad key fails
+//! the cold start rather than the first order.
+
+use crate::adapter::{Capabilities, DEFAULT_MAX_BODY, ProviderAdapter};
+use crate::executor::Limits;
+use crate::{suka_xml, wikeyun}; // ADAPTERS
+use recharge_core::{Policy, ProviderAccountId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// A protocol family, named as in config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    /// 001 鼎音 and the 速卡 `onlinepay.do` XML family (GBK).
+    #[serde(rename = "suka-xml")]
+    SukaXml,
+    /// 002 微客云.
+    #[serde(rename = "wikeyun")]
+    Wikeyun,
+    /// 003 彩生活 micro-service behind the ICE gateway.
+    #[serde(rename = "ice-microservice")]
+    IceMicroservice,
+    /// 004 兑换系统 header-signed JSON API (SHA256-RSA or MD5).
+    #[serde(rename = "openapi-rsa")]
+    OpenapiRsa,
+    /// 000 carrier billing (MP SMS and PC verification code).
+    #[serde(rename = "sms-billing")]
+    SmsBilling,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::SukaXml => "suka-xml",
+            Protocol::Wikeyun => "wikeyun",
+            Protocol::IceMicroservice => "ice-microservice",
+            Protocol::OpenapiRsa => "openapi-rsa",
+            Protocol::SmsBilling => "sms-billing",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A configuration problem, reported at load time with the account and field named. Never contains secret
+/// values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("account config is not valid: {0}")]
+    Parse(String),
+    #[error("secret for {protocol}: {message}")]
+    Secret { protocol: Protocol, message: String },
+    #[error("options for {protocol}: {message}")]
+    Options { protocol: Protocol, message: String },
+    #[error("endpoint {name:?}: {message}")]
+    Endpoint { name: String, message: String },
+    #[error("capabilities: {0}")]
+    Capabilities(String),
+}
+
+fn default_call_ms() -> u64 {
+    10_000
+}
+fn default_max_body() -> usize {
+    DEFAULT_MAX_BODY
+}
+fn default_grace_secs() -> u64 {
+    // PROVIDERS §0.3 rule 3 (海鑫 doc: ten minutes).
+    600
+}
+
+/// Timeouts of one account's HTTP calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// The whole call, connect to last body byte.
+    #[serde(default = "default_call_ms")]
+    pub call_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            call_ms: default_call_ms(),
+        }
+    }
+}
+
+/// One provider account as configured (not secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderAccount {
+    pub id: ProviderAccountId,
+    pub protocol: Protocol,
+    /// Full URLs per endpoint (`submit`, `query`, `balance`, `verify`): hosts and ports differ per endpoint
+    /// on real accounts (PROVIDERS 001).
+    pub endpoints: BTreeMap<String, String>,
+    /// The Secrets Manager name of the credentials JSON.
+    pub secret_name: String,
+    /// Optional narrowing of the protocol's capabilities (e.g. switch off a balance API that an account lacks).
+    /// May not claim more than the protocol can do.
+    #[serde(default)]
+    pub capabilities: Option<Capabilities>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Response bodies larger than this are refused before decoding.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// "Not found" becomes a failure only after this long (PROVIDERS §0.3 rule 3).
+    #[serde(default = "default_grace_secs")]
+    pub not_found_grace_secs: u64,
+    /// Protocol options; every [ASSUME] knob of PROVIDERS.md with its documented default.
+    #[serde(default)]
+    pub options: serde_json::Value,
+}
+
+impl ProviderAccount {
+    pub fn from_json(text: &str) -> Result<ProviderAccount, ConfigError> {
+        serde_json::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    pub fn from_toml(text: &str) -> Result<ProviderAccount, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// A required endpoint URL, checked to be http(s).
+    pub fn endpoint(&self, name: &str) -> Result<String, ConfigError> {
+        let url = self
+            .endpoints
+            .get(name)
+            .ok_or_else(|| ConfigError::Endpoint {
+                name: name.to_owned(),
+                message: "missing".to_owned(),
+            })?;
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.contains(char::is_whitespace)
+        {
+            return Err(ConfigError::Endpoint {
+                name: name.to_owned(),
+                message: "must be an http(s) URL without spaces".to_owned(),
+            });
+        }
+        Ok(url.clone())
+    }
+
+    /// The typed options of this account's protocol, with defaults for everything not given.
+    pub fn options_as<T: serde::de::DeserializeOwned + Default>(&self) -> Result<T, ConfigError> {
+        if self.options.is_null() {
+            return Ok(T::default());
+        }
+        serde_json::from_value(self.options.clone()).map_err(|e| ConfigError::Options {
+            protocol: self.protocol,
+            message: e.to_string(),
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            call_timeout: Duration::from_millis(self.timeouts.call_ms),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+/// Typed credentials of one account, parsed from the secret's JSON text. Debug redacts every secret.
+#[derive(Debug)]
+pub enum Credentials {
+    SukaXml(suka_xml::Credentials),
+    Wikeyun(wikeyun::Credentials),
+}
+
+impl Credentials {
+    /// Parses and validates (non-empty fields, RSA keys parse) the secret for `protocol`.
+    pub fn from_secret_json(protocol: Protocol, text: &str) -> Result<Credentials, ConfigError> {
+        let err = |message: String| ConfigError::Secret { protocol, message };
+        // serde_json errors name the field and position, never the value of a string.
+        Ok(match protocol {
+            Protocol::SukaXml => Credentials::SukaXml(
+                serde_json::from_str::<suka_xml::Credentials>(text)
+                    .map_err(|e| err(e.to_string()))?
+                    .validated()
+                    .map_err(err)?,
+            ),
+            Protocol::Wikeyun => Credentials::Wikeyun(
+                serde_json::from_str::<wikeyun::Credentials>(text)
+                    .map_err(|e| err(e.to_string()))?
+                    .validated()
+                    .map_err(err)?,
+            ),
+            other => {
+                return Err(ConfigError::Options {
+                    protocol: other,
+                    message: "not implemented yet".to_owned(),
+                });
+            }
+        })
+    }
+}
+
+/// A loaded account: configuration, its adapter (holding the credentials) and its limits.
+#[derive(Debug)]
+pub struct Provider {
+    pub account: ProviderAccount,
+    pub adapter: Box<dyn ProviderAdapter>,
+}
+
+impl Provider {
+    /// Loads an account with its secret's JSON text. Every option, endpoint and key is checked here.
+    pub fn load(account: ProviderAccount, secret_json: &str) -> Result<Provider, ConfigError> {
+        let creds = Credentials::from_secret_json(account.protocol, secret_json)?;
+        let adapter: Box<dyn ProviderAdapter> = match creds {
+            Credentials::SukaXml(c) => Box::new(suka_xml::SukaXml::new(&account, c)?),
+            Credentials::Wikeyun(c) => Box::new(wikeyun::Wikeyun::new(&account, c)?),
+        };
+        if let Some(narrow) = account.capabilities {
+            check_narrowing(narrow, adapter.capabilities())?;
+        }
+        Ok(Provider { account, adapter })
+    }
+
+    /// The protocol's capabilities, narrowed by the account's configuration.
+    pub fn capabilities(&self) -> Capabilities {
+        self.account
+            .capabilities
+            .unwrap_or_else(|| self.adapter.capabilities())
+    }
+
+    /// The state machine's timing rules for this account.
+    pub fn policy(&self) -> Policy {
+        let caps = self.capabilities();
+        Policy {
+            // The sweep must not call an attempt lost before our own HTTP call could have timed out.
+            call_timeout: Duration::from_millis(self.account.timeouts.call_ms)
+                .saturating_add(Duration::from_secs(20)),
+            not_found_grace: Duration::from_secs(self.account.not_found_grace_secs),
+            // Only a provider that refuses a reused id makes "not found" safe to fail over (§0.3 rule 3).
+            not_found_failover: caps.dedupes_our_id,
+            ..Policy::default()
+        }
+    }
+}
+
+fn check_narrowing(narrow: Capabilities, full: Capabilities) -> Result<(), ConfigError> {
+    let pairs = [
+        (
+            "query_by_our_id",
+            narrow.query_by_our_id,
+            full.query_by_our_id,
+        ),
+        ("dedupes_our_id", narrow.dedupes_our_id, full.dedupes_our_id),
+        (
+            "sends_callbacks",
+            narrow.sends_callbacks,
+            full.sends_callbacks,
+        ),
+        (
+            "callback_signed",
+            narrow.callback_signed,
+            full.callback_signed,
+        ),
+        ("has_balance", narrow.has_balance, full.has_balance),
+        ("two_step", narrow.two_step, full.two_step),
+        (
+            "provider_side_failover",
+            narrow.provider_side_failover,
+            full.provider_side_failover,
+        ),
+    ];
+    for (name, n, f) in pairs {
+        if n && !f {
+            return Err(ConfigError::Capabilities(format!(
+                "{name} is claimed but the protocol (with these options) cannot do it"
+            )));
+        }
+    }
+    if narrow.two_step != full.two_step {
+        return Err(ConfigError::Capabilities(
+            "two_step is a property of the protocol and cannot be changed".to_owned(),
+        ));
+    }
+    Ok(())
+}

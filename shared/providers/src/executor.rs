@@ -1,0 +1,170 @@
+//! The one HTTP executor: a single reqwest client (rustls, keep-alive connection reuse) shared by every
+//! account, per-account timeouts and a response body cap. Transport trouble becomes `Outcome::Unknown`, never
+//! `Failed`: a request that timed out may well have been executed (PROVIDERS §0.3 rule 2).
+
+use crate::adapter::unknown;
+use crate::http::{HttpRequest, HttpResponse, Method};
+use recharge_core::Outcome;
+use std::time::{Duration, Instant};
+
+/// Per-account limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The whole call, connect to last body byte.
+    pub call_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+/// Why no response could be had. Every variant means "we do not know what the provider did".
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("transport: {0}")]
+    Transport(#[source] reqwest::Error),
+    #[error("response body over the cap of {0} bytes")]
+    TooLarge(usize),
+    #[error("request refused before sending: {0}")]
+    Build(String),
+}
+
+impl TransportError {
+    /// The outcome of an attempt whose call ended this way: always `Unknown`.
+    pub fn to_outcome(&self) -> Outcome {
+        let code = match self {
+            TransportError::Timeout(_) => "timeout",
+            TransportError::Transport(_) => "transport",
+            TransportError::TooLarge(_) => "body_too_large",
+            TransportError::Build(_) => "request_build",
+        };
+        unknown(code, self.to_string())
+    }
+}
+
+/// Sends adapter-built requests. Build one per process (Lambda cold start) and share it.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    client: reqwest::Client,
+}
+
+impl Executor {
+    /// One client for all accounts: connections are pooled per host and reused across invocations.
+    /// Redirects are not followed (a provider answer is never a redirect; following one could leak the
+    /// signed query string elsewhere).
+    pub fn new() -> Result<Executor, TransportError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_keepalive(Duration::from_secs(30))
+            .build()
+            .map_err(TransportError::Transport)?;
+        Ok(Executor { client })
+    }
+
+    /// Sends one request within `limits`. The body is read in chunks and refused as soon as it passes the cap,
+    /// before anything decodes it.
+    pub async fn execute(
+        &self,
+        req: &HttpRequest,
+        limits: &Limits,
+    ) -> Result<HttpResponse, TransportError> {
+        let started = Instant::now();
+        let path = req.url.split('?').next().unwrap_or("").to_owned();
+        let result = tokio::time::timeout(limits.call_timeout, self.send(req, limits)).await;
+        let result = match result {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout(limits.call_timeout)),
+        };
+        match &result {
+            Ok(resp) => tracing::info!(
+                method = req.method.as_str(),
+                url = %path,
+                status = resp.status,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "provider call"
+            ),
+            Err(e) => tracing::warn!(
+                method = req.method.as_str(),
+                url = %path,
+                error = %e,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "provider call failed; outcome unknown"
+            ),
+        }
+        result
+    }
+
+    async fn send(
+        &self,
+        req: &HttpRequest,
+        limits: &Limits,
+    ) -> Result<HttpResponse, TransportError> {
+        let method = match req.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+        };
+        let mut builder = self
+            .client
+            .request(method, &req.url)
+            .timeout(limits.call_timeout);
+        for (k, v) in &req.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        if req.method == Method::Post {
+            builder = builder.body(req.body.clone());
+        }
+        let request = builder
+            .build()
+            .map_err(|e| TransportError::Build(e.to_string()))?;
+        let mut resp = self
+            .client
+            .execute(request)
+            .await
+            .map_err(|e| classify(e, limits))?;
+        if let Some(len) = resp.content_length()
+            && usize::try_from(len).unwrap_or(usize::MAX) > limits.max_body_bytes
+        {
+            return Err(TransportError::TooLarge(limits.max_body_bytes));
+        }
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| classify(e, limits))? {
+            if body.len() + chunk.len() > limits.max_body_bytes {
+                return Err(TransportError::TooLarge(limits.max_body_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Sends and classifies: transport errors become `Unknown`; the parser sees only real responses (and
+    /// itself treats 5xx and unparsable bodies as `Unknown`).
+    pub async fn call(
+        &self,
+        req: &HttpRequest,
+        limits: &Limits,
+        parse: impl FnOnce(&HttpResponse) -> Outcome,
+    ) -> Outcome {
+        match self.execute(req, limits).await {
+            Ok(resp) => parse(&resp),
+            Err(e) => e.to_outcome(),
+        }
+    }
+}
+
+fn classify(e: reqwest::Error, limits: &Limits) -> TransportError {
+    if e.is_timeout() {
+        TransportError::Timeout(limits.call_timeout)
+    } else {
+        TransportError::Transport(e)
+    }
+}

@@ -1,0 +1,202 @@
+//! Byte-level signing primitives shared by the protocol adapters: MD5 over GBK or UTF-8 bytes, the TOP-style
+//! MD5, HMAC-SHA256, SHA256withRSA (PKCS#1 v1.5, via aws-lc-rs) and constant-time comparison.
+//!
+//! Nothing here knows a protocol's field order; adapters build the exact sign string and hand it over.
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaKeyPair,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use sha2::Sha256;
+use std::collections::BTreeMap;
+use std::fmt;
+use subtle::ConstantTimeEq;
+
+/// Why a signature could not be made or a key could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    #[error("text contains a character that GBK cannot encode")]
+    NotGbk,
+    #[error("PEM: {0}")]
+    Pem(&'static str),
+    #[error("RSA key refused: {0}")]
+    Key(String),
+    #[error("RSA signing failed")]
+    Rsa,
+}
+
+/// Hex case of an MD5 signature. Providers disagree; each adapter says which one it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HexCase {
+    Upper,
+    Lower,
+}
+
+fn hex(bytes: &[u8], case: HexCase) -> String {
+    const LOWER: &[u8; 16] = b"0123456789abcdef";
+    const UPPER: &[u8; 16] = b"0123456789ABCDEF";
+    let table = match case {
+        HexCase::Upper => UPPER,
+        HexCase::Lower => LOWER,
+    };
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(table[usize::from(b >> 4)]));
+        out.push(char::from(table[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// MD5 of raw bytes as hex.
+pub fn md5_hex(bytes: &[u8], case: HexCase) -> String {
+    hex(&Md5::digest(bytes), case)
+}
+
+/// Encodes text as GBK, refusing characters GBK cannot represent (encoding_rs would otherwise substitute an
+/// HTML numeric reference, and the signature would silently cover other bytes than the provider sees).
+pub fn gbk_bytes(text: &str) -> Result<Vec<u8>, SignError> {
+    let (bytes, _, had_errors) = encoding_rs::GBK.encode(text);
+    if had_errors {
+        return Err(SignError::NotGbk);
+    }
+    Ok(bytes.into_owned())
+}
+
+/// MD5 over the GBK bytes of `text` (the 001 family signs this way).
+pub fn md5_gbk_hex(text: &str, case: HexCase) -> Result<String, SignError> {
+    Ok(md5_hex(&gbk_bytes(text)?, case))
+}
+
+/// TOP-style signature: `MD5(secret + k1 + v1 + k2 + v2 + … + secret)` over UTF-8, keys in ascending byte
+/// order, no separators, uppercase hex (PROVIDERS 002). `params` must not contain `sign`.
+pub fn top_md5(secret: &str, params: &BTreeMap<String, String>) -> String {
+    md5_hex(top_sign_string(secret, params).as_bytes(), HexCase::Upper)
+}
+
+/// The string [`top_md5`] hashes, exposed for golden tests.
+pub fn top_sign_string(secret: &str, params: &BTreeMap<String, String>) -> String {
+    let mut s = String::from(secret);
+    // BTreeMap<String, _> iterates in byte order of the keys, which is what TOP requires.
+    for (k, v) in params {
+        s.push_str(k);
+        s.push_str(v);
+    }
+    s.push_str(secret);
+    s
+}
+
+/// HMAC-SHA256 as lowercase hex.
+pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail; keep the error path total anyway.
+    match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(message);
+            hex(&mac.finalize().into_bytes(), HexCase::Lower)
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// Constant-time equality of two signature strings (length is not secret).
+pub fn ct_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Constant-time equality ignoring ASCII case, for hex signatures whose case a provider does not fix.
+pub fn ct_eq_ignore_ascii_case(a: &str, b: &str) -> bool {
+    let a = a.to_ascii_uppercase();
+    let b = b.to_ascii_uppercase();
+    ct_eq(&a, &b)
+}
+
+/// Decodes the base64 body of a PEM block with the given label (`PRIVATE KEY`, `PUBLIC KEY`, …).
+pub fn pem_to_der(pem: &str, label: &str) -> Result<Vec<u8>, SignError> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = pem
+        .find(&begin)
+        .ok_or(SignError::Pem("BEGIN line not found"))?
+        + begin.len();
+    let stop = pem[start..]
+        .find(&end)
+        .ok_or(SignError::Pem("END line not found"))?;
+    let body: String = pem[start..start + stop]
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    B64.decode(body.as_bytes())
+        .map_err(|_| SignError::Pem("body is not base64"))
+}
+
+/// A merchant RSA private key for SHA256withRSA (PKCS#1 v1.5). Debug never shows key material.
+pub struct RsaSigner {
+    key: RsaKeyPair,
+}
+
+impl fmt::Debug for RsaSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RsaSigner([redacted])")
+    }
+}
+
+impl RsaSigner {
+    /// Reads a PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`) PEM.
+    pub fn from_pem(pem: &str) -> Result<RsaSigner, SignError> {
+        let key = if pem.contains("BEGIN RSA PRIVATE KEY") {
+            let der = pem_to_der(pem, "RSA PRIVATE KEY")?;
+            RsaKeyPair::from_der(&der).map_err(|e| SignError::Key(e.to_string()))?
+        } else {
+            let der = pem_to_der(pem, "PRIVATE KEY")?;
+            RsaKeyPair::from_pkcs8(&der).map_err(|e| SignError::Key(e.to_string()))?
+        };
+        Ok(RsaSigner { key })
+    }
+
+    /// `Base64(SHA256withRSA(key, message))`. PKCS#1 v1.5 is deterministic, so this has known answers.
+    pub fn sign_base64(&self, message: &[u8]) -> Result<String, SignError> {
+        let mut sig = vec![0u8; self.key.public_modulus_len()];
+        self.key
+            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut sig)
+            .map_err(|_| SignError::Rsa)?;
+        Ok(B64.encode(sig))
+    }
+}
+
+/// A platform RSA public key for verifying SHA256withRSA signatures, parsed once when the account loads.
+#[derive(Clone)]
+pub struct RsaVerifier {
+    key: ParsedPublicKey,
+}
+
+impl fmt::Debug for RsaVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RsaVerifier")
+    }
+}
+
+impl RsaVerifier {
+    /// Reads a `BEGIN PUBLIC KEY` (SubjectPublicKeyInfo) or `BEGIN RSA PUBLIC KEY` (PKCS#1) PEM.
+    pub fn from_pem(pem: &str) -> Result<RsaVerifier, SignError> {
+        let der = if pem.contains("BEGIN RSA PUBLIC KEY") {
+            pem_to_der(pem, "RSA PUBLIC KEY")?
+        } else {
+            pem_to_der(pem, "PUBLIC KEY")?
+        };
+        let key = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
+            .map_err(|e| SignError::Key(e.to_string()))?;
+        Ok(RsaVerifier { key })
+    }
+
+    /// Verifies `Base64(SHA256withRSA)` over `message`. Any malformed input is simply "not valid".
+    pub fn verify_base64(&self, message: &[u8], signature_b64: &str) -> bool {
+        let Ok(sig) = B64.decode(signature_b64.trim().as_bytes()) else {
+            return false;
+        };
+        self.key.verify_sig(message, &sig).is_ok()
+    }
+}

@@ -1,0 +1,413 @@
+//! 002 微客云 wikeyun (PROVIDERS 002): TOP-style MD5 over the common and business params, sent in the query
+//! string, business params (plus the common ones, as the SDK does) in a UTF-8 form body; JSON envelopes with
+//! `code "0000"`; callbacks as JSON, form or GET whose signature algorithm is not public.
+
+pub mod wire;
+
+use crate::adapter::{
+    AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, CallbackTrust,
+    Capabilities, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest, attempt_from,
+    precheck, unknown,
+};
+use crate::codec::{self, Charset};
+use crate::config::{ConfigError, Protocol, ProviderAccount};
+use crate::http::{HttpRequest, HttpResponse, Method, RawCallback};
+use crate::sign;
+use recharge_core::{Fen, Outcome, Reason};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The secret: `app_key` (an integer issued by wikeyun) and `app_secret`.
+#[derive(Debug, Deserialize)]
+pub struct Credentials {
+    #[serde(deserialize_with = "string_or_number")]
+    pub app_key: String,
+    pub app_secret: SecretString,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(serde::de::Error::custom("expected a string or a number")),
+    }
+}
+
+impl Credentials {
+    pub fn validated(self) -> Result<Credentials, String> {
+        if self.app_key.is_empty() || !self.app_key.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("app_key must be decimal digits".to_owned());
+        }
+        if self.app_secret.expose_secret().is_empty() {
+            return Err("app_secret must not be empty".to_owned());
+        }
+        Ok(self)
+    }
+}
+
+/// How to address an order in `Recharge/query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryBy {
+    /// Our id (`order_no`): works even when the submit answer was lost.
+    OrderNo,
+    /// The platform's `order_number` when we have it (the seed's form), else our id.
+    OrderNumber,
+}
+
+/// The [ASSUME] knobs of PROVIDERS 002 with their defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    /// `store_id` of the account (required).
+    pub store_id: String,
+    /// The `client` common param: the caller's IP as wikeyun has it whitelisted/logged.
+    pub client: String,
+    /// `recharge_type` when the route's product does not say (1 快充, 0 慢充).
+    pub recharge_type: String,
+    /// `change`: 0 = the provider must not switch channels (we fail over ourselves, DESIGN §4); `null` = omit
+    /// (account setting).
+    pub change: Option<u8>,
+    /// `source` (force a channel), omitted when unset.
+    pub source: Option<String>,
+    /// Verify the callback `sign` as TOP MD5 over the other fields. Off by default: the algorithm is not public.
+    pub verify_callback_sign: bool,
+    pub callback_reply: String,
+    pub query_by: QueryBy,
+    /// The SDK adds `store_id` to queries; the seed and the worked example do not.
+    pub query_sends_store_id: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            store_id: String::new(),
+            client: "127.0.0.1".to_owned(),
+            recharge_type: "1".to_owned(),
+            change: Some(0),
+            source: None,
+            verify_callback_sign: false,
+            callback_reply: "success".to_owned(),
+            query_by: QueryBy::OrderNo,
+            query_sends_store_id: false,
+        }
+    }
+}
+
+/// The 002 adapter for one account.
+#[derive(Debug)]
+pub struct Wikeyun {
+    creds: Credentials,
+    options: Options,
+    submit_url: String,
+    query_url: String,
+    balance_url: String,
+    max_body: usize,
+}
+
+impl Wikeyun {
+    pub fn new(account: &ProviderAccount, creds: Credentials) -> Result<Wikeyun, ConfigError> {
+        let options: Options = account.options_as()?;
+        let bad = |m: &str| ConfigError::Options {
+            protocol: Protocol::Wikeyun,
+            message: m.to_owned(),
+        };
+        if options.store_id.is_empty() {
+            return Err(bad("store_id is required"));
+        }
+        if !matches!(options.recharge_type.as_str(), "0" | "1") {
+            return Err(bad("recharge_type must be \"0\" or \"1\""));
+        }
+        if options.change.is_some_and(|c| c > 1) {
+            return Err(bad("change must be 0, 1 or null"));
+        }
+        Ok(Wikeyun {
+            submit_url: account.endpoint("submit")?,
+            query_url: account.endpoint("query")?,
+            balance_url: account.endpoint("balance")?,
+            creds,
+            options,
+            max_body: account.max_body_bytes,
+        })
+    }
+
+    /// Builds the signed request: common params + sign in the query string, business + common params (no
+    /// sign) in the form body.
+    fn request(
+        &self,
+        url: &str,
+        business: &[(&str, String)],
+        ctx: &RequestContext,
+    ) -> Result<HttpRequest, AdapterError> {
+        let common: [(&str, String); 5] = [
+            ("app_key", self.creds.app_key.clone()),
+            ("timestamp", ctx.now.seconds().to_string()),
+            ("client", self.options.client.clone()),
+            ("format", "json".to_owned()),
+            ("v", "1.0".to_owned()),
+        ];
+        let mut all: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in business.iter().chain(common.iter()) {
+            all.insert((*k).to_owned(), v.clone());
+        }
+        let sign = sign::top_md5(self.creds.app_secret.expose_secret(), &all);
+        let mut q: Vec<(&str, &str)> = common.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        q.push(("sign", &sign));
+        let query = codec::encode_form(&q, Charset::Utf8)?;
+        let body_pairs: Vec<(&str, &str)> = business
+            .iter()
+            .chain(common.iter())
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        let body = codec::encode_form(&body_pairs, Charset::Utf8)?;
+        Ok(HttpRequest {
+            method: Method::Post,
+            url: format!("{url}?{query}"),
+            headers: vec![(
+                "Content-Type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            )],
+            body: body.into_bytes(),
+        })
+    }
+
+    fn envelope(&self, resp: &HttpResponse) -> Result<wire::Envelope, Outcome> {
+        let body = precheck(resp, self.max_body)?;
+        wire::envelope(body).ok_or_else(|| unknown("unparsable", "no JSON {code,…} envelope"))
+    }
+}
+
+/// Splits a route product `"100"` or `"100/0"` into `money` and an optional `recharge_type`.
+fn product(p: &str) -> Result<(&str, Option<&str>), AdapterError> {
+    let (money, kind) = match p.split_once('/') {
+        Some((m, k)) => (m, Some(k)),
+        None => (p, None),
+    };
+    if money.is_empty() || !money.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AdapterError::Invalid(format!(
+            "wikeyun product must be <money> or <money>/<recharge_type>, got {p:?}"
+        )));
+    }
+    if let Some(k) = kind
+        && !matches!(k, "0" | "1")
+    {
+        return Err(AdapterError::Invalid(format!("recharge_type {k:?}")));
+    }
+    Ok((money, kind))
+}
+
+impl ProviderAdapter for Wikeyun {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            query_by_our_id: true,
+            // PROVIDERS 002 Unknowns: order_no uniqueness is assumed but not documented; never rely on it.
+            dedupes_our_id: false,
+            sends_callbacks: true,
+            callback_signed: self.options.verify_callback_sign,
+            has_balance: true,
+            two_step: false,
+            provider_side_failover: true,
+        }
+    }
+
+    fn build_submit(
+        &self,
+        req: &SubmitRequest,
+        ctx: &RequestContext,
+    ) -> Result<HttpRequest, AdapterError> {
+        let (money, kind) = product(&req.route.provider_product)?;
+        let recharge_type = req
+            .extra
+            .get("recharge_type")
+            .map(String::as_str)
+            .or(kind)
+            .unwrap_or(&self.options.recharge_type);
+        let mut business: Vec<(&str, String)> = vec![
+            ("store_id", self.options.store_id.clone()),
+            ("mobile", req.account.clone()),
+            ("order_no", req.attempt.as_str().to_owned()),
+            ("money", money.to_owned()),
+            ("recharge_type", recharge_type.to_owned()),
+        ];
+        if let Some(url) = &req.callback_url {
+            business.push(("notify_url", url.clone()));
+        }
+        // Empty optionals are never sent, so both sides sign the same set (PROVIDERS 002 [ASSUME]).
+        if let Some(c) = self.options.change {
+            business.push(("change", c.to_string()));
+        }
+        if let Some(s) = &self.options.source {
+            business.push(("source", s.clone()));
+        }
+        self.request(&self.submit_url, &business, ctx)
+    }
+
+    fn parse_submit(&self, resp: &HttpResponse) -> Outcome {
+        let env = match self.envelope(resp) {
+            Ok(e) => e,
+            Err(o) => return o,
+        };
+        if env.code == wire::CODE_SUCCESS {
+            return Outcome::Accepted {
+                provider_ref: wire::text(env.data.get("order_number")).filter(|s| !s.is_empty()),
+            };
+        }
+        if env.code.is_empty() {
+            return unknown("unparsable", "empty code");
+        }
+        // Responses: every non-0000 code at pushOrder is REJECTED [ASSUME]; only 1003 is public.
+        Outcome::Rejected {
+            failover_allowed: true,
+            reason: Reason::new(env.code, env.msg),
+        }
+    }
+
+    fn build_query(
+        &self,
+        req: &QueryRequest,
+        ctx: &RequestContext,
+    ) -> Result<HttpRequest, AdapterError> {
+        let mut business: Vec<(&str, String)> = match (self.options.query_by, &req.provider_ref) {
+            (QueryBy::OrderNumber, Some(r)) => vec![("order_number", r.clone())],
+            (QueryBy::OrderNumber, None) | (QueryBy::OrderNo, _) => {
+                vec![("order_no", req.attempt.as_str().to_owned())]
+            }
+        };
+        if self.options.query_sends_store_id {
+            business.push(("store_id", self.options.store_id.clone()));
+        }
+        self.request(&self.query_url, &business, ctx)
+    }
+
+    fn parse_query(&self, resp: &HttpResponse) -> Outcome {
+        let env = match self.envelope(resp) {
+            Ok(e) => e,
+            Err(o) => return o,
+        };
+        if env.code != wire::CODE_SUCCESS {
+            // No not-found code is public: a failed query says nothing about the order.
+            return unknown(&env.code, env.msg);
+        }
+        let d = &env.data;
+        let Some(status) = wire::text(d.get("status")) else {
+            return unknown("unparsable", "query data without status");
+        };
+        wire::classify_status(
+            &status,
+            wire::text(d.get("order_number")).filter(|s| !s.is_empty()),
+            wire::text(d.get("arrived_amount")).as_deref(),
+            wire::text(d.get("reason")).as_deref(),
+        )
+    }
+
+    fn build_balance(&self, ctx: &RequestContext) -> Result<HttpRequest, AdapterError> {
+        self.request(&self.balance_url, &[], ctx)
+    }
+
+    fn parse_balance(&self, resp: &HttpResponse) -> Result<Fen, BalanceError> {
+        let env = self.envelope(resp).map_err(|o| match o {
+            Outcome::Unknown { reason } => BalanceError::Unknown(reason),
+            other => BalanceError::Unknown(Reason::new("unparsable", format!("{other:?}"))),
+        })?;
+        if env.code != wire::CODE_SUCCESS {
+            return Err(BalanceError::Unknown(Reason::new(env.code, env.msg)));
+        }
+        // Balance = data.money (yuan, string).
+        let money = wire::text(env.data.get("money")).unwrap_or_default();
+        Fen::parse_yuan(&money)
+            .map_err(|e| BalanceError::Unknown(Reason::new("bad_balance", e.to_string())))
+    }
+
+    fn verify_and_parse_callback(&self, raw: &RawCallback) -> Result<CallbackEvent, CallbackError> {
+        codec::check_cap(&raw.body, self.max_body)?;
+        let fields = callback_fields(raw)?;
+        let trust = if self.options.verify_callback_sign {
+            let given = fields.get("sign").ok_or(CallbackError::MissingSignature)?;
+            let signed: BTreeMap<String, String> = fields
+                .iter()
+                .filter(|(k, _)| k.as_str() != "sign")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let expected = sign::top_md5(self.creds.app_secret.expose_secret(), &signed);
+            if !sign::ct_eq_ignore_ascii_case(given, &expected) {
+                return Err(CallbackError::BadSignature);
+            }
+            CallbackTrust::Signed
+        } else {
+            // Unsigned by design: the caller must confirm with Recharge/query before acting.
+            CallbackTrust::Unverified
+        };
+        let attempt = attempt_from(fields.get("order_no").map(String::as_str))?;
+        let status = fields
+            .get("status")
+            .ok_or_else(|| CallbackError::Malformed("status missing".to_owned()))?;
+        let provider_ref = fields
+            .get("order_number")
+            .filter(|s| !s.is_empty())
+            .cloned();
+        let outcome = wire::classify_status(
+            status,
+            provider_ref.clone(),
+            fields.get("arrived_amount").map(String::as_str),
+            fields
+                .get("failReason")
+                .or(fields.get("reason"))
+                .map(String::as_str),
+        );
+        Ok(CallbackEvent {
+            attempt,
+            outcome,
+            provider_ref,
+            trust,
+        })
+    }
+
+    fn callback_ack(&self, ack: CallbackAck) -> HttpResponse {
+        match ack {
+            CallbackAck::Accepted => HttpResponse::text(200, &self.options.callback_reply),
+            // Anything but `success` makes wikeyun resend (up to 5 times).
+            CallbackAck::Rejected => HttpResponse::text(400, "fail"),
+        }
+    }
+}
+
+/// Callback fields from a JSON body, a form body, or (GET) the query string. All must be UTF-8.
+fn callback_fields(raw: &RawCallback) -> Result<BTreeMap<String, String>, CallbackError> {
+    let body = raw.body.as_slice();
+    let trimmed = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| &body[i..])
+        .unwrap_or(&[]);
+    if trimmed.first() == Some(&b'{') {
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| CallbackError::Malformed(format!("JSON: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| CallbackError::Malformed("not an object".to_owned()))?;
+        let mut out = BTreeMap::new();
+        for (k, val) in obj {
+            // Nulls and nested values are not signable text; skip them rather than guess a rendering.
+            if let Some(t) = wire::text(Some(val)) {
+                out.insert(k.clone(), t);
+            }
+        }
+        return Ok(out);
+    }
+    let source = if body.is_empty() {
+        raw.query.as_bytes()
+    } else {
+        body
+    };
+    let pairs = codec::parse_form(source, Charset::Utf8)?;
+    let mut out = BTreeMap::new();
+    for (k, v) in pairs {
+        out.entry(k).or_insert(v);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
