@@ -7,3 +7,4 @@
 
 mod common;
 mod suka_xml;
+mod wikeyun;
