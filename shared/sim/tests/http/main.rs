@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+mod ice_microservice;
 mod openapi_rsa;
 mod suka_xml;
 mod wikeyun;
