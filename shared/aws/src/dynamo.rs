@@ -13,8 +13,10 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
-use recharge_core::store::{AuditEntry, Created, DueOrder, OrderStore, Replaced, StoreError};
-use recharge_core::{Order, OrderId, Timestamp};
+use recharge_core::store::{
+    AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderStore, Replaced, StoreError,
+};
+use recharge_core::{Fen, Order, OrderId, ProviderAccountId, Timestamp};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -34,7 +36,11 @@ pub mod attr {
     pub const SUMMARY: &str = "summary";
     pub const DETAIL: &str = "detail";
     pub const EXPIRES_AT: &str = "expires_at";
+    pub const BALANCE: &str = "balance_fen";
 }
+
+/// Balance snapshots share one partition: a handful of provider accounts, read together by routing.
+const BALANCE_PK: &str = "BALANCE";
 
 const ORDER_SK: &str = "ORDER";
 const AUDIT_PREFIX: &str = "A#";
@@ -416,5 +422,86 @@ impl OrderStore for DynamoOrderStore {
 
     fn due_shards(&self) -> u32 {
         self.shards
+    }
+}
+
+#[async_trait]
+impl BalanceStore for DynamoOrderStore {
+    async fn put_balance(&self, snapshot: &BalanceSnapshot) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(attr::PK, AttributeValue::S(BALANCE_PK.into()))
+            .item(attr::SK, AttributeValue::S(snapshot.account.to_string()))
+            .item(
+                attr::BALANCE,
+                AttributeValue::N(snapshot.balance.get().to_string()),
+            )
+            .item(
+                attr::AT,
+                AttributeValue::N(snapshot.at.millis().to_string()),
+            )
+            .condition_expression("attribute_not_exists(#pk) OR #at <= :at")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#at", attr::AT)
+            .expression_attribute_values(":at", AttributeValue::N(snapshot.at.millis().to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("put_balance", e)),
+        }
+    }
+
+    async fn balances(&self) -> Result<Vec<BalanceSnapshot>, StoreError> {
+        let mut all = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_values(":pk", AttributeValue::S(BALANCE_PK.into()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("balances", e))?;
+            for item in out.items() {
+                let text = |k: &str| match item.get(k) {
+                    Some(AttributeValue::S(s)) => Some(s.as_str()),
+                    _ => None,
+                };
+                let num = |k: &str| match item.get(k) {
+                    Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
+                    _ => None,
+                };
+                match (
+                    text(attr::SK).and_then(|a| ProviderAccountId::parse(a).ok()),
+                    num(attr::BALANCE),
+                    num(attr::AT),
+                ) {
+                    (Some(account), Some(balance), Some(at)) => all.push(BalanceSnapshot {
+                        account,
+                        balance: Fen::new(balance),
+                        at: Timestamp::from_millis(at),
+                    }),
+                    _ => tracing::warn!("skipping an unreadable balance snapshot"),
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(all)
     }
 }

@@ -69,6 +69,13 @@ pub enum Event {
     OpenAttempt { route: Route },
     /// Routing found no further route after a definite failure.
     RoutesExhausted { reason: Reason },
+    /// A merchant notification of `sequence` was sent: `delivered` on a 2xx; otherwise retry at `retry_at`
+    /// (`None`: the schedule is exhausted, stop).
+    Notified {
+        sequence: u64,
+        delivered: bool,
+        retry_at: Option<Timestamp>,
+    },
 }
 
 /// Why an event changes nothing.
@@ -165,6 +172,40 @@ pub fn apply(
             next.routes_exhausted = Some(reason.clone());
             format!("routes exhausted: {}", reason.code)
         }
+        Event::Notified {
+            sequence,
+            delivered,
+            retry_at,
+        } => {
+            if *sequence <= order.notified_sequence || *sequence > order.sequence {
+                return Err(Refusal::Stale);
+            }
+            if *delivered {
+                next.notified_sequence = *sequence;
+                if *sequence == order.sequence {
+                    next.notify_next_at = None;
+                    next.notify_attempts = 0;
+                }
+                format!("notification of sequence {sequence} delivered")
+            } else {
+                if *sequence != order.sequence {
+                    // A failure to deliver an older view: the newer one is pending on its own schedule.
+                    return Err(Refusal::Stale);
+                }
+                next.notify_attempts = next.notify_attempts.saturating_add(1);
+                next.notify_next_at = *retry_at;
+                match retry_at {
+                    Some(_) => format!(
+                        "notification of sequence {sequence} failed ({} tries)",
+                        next.notify_attempts
+                    ),
+                    None => format!(
+                        "notification of sequence {sequence} abandoned after {} tries",
+                        next.notify_attempts
+                    ),
+                }
+            }
+        }
     };
 
     // Invariant 6, enforced rather than hoped for: a terminal order never becomes open again.
@@ -176,6 +217,11 @@ pub fn apply(
     let public_changed = next.public_view() != order.public_view();
     if public_changed {
         next.sequence += 1;
+        // Every change of the public view is notified, from the first try of its own schedule.
+        if next.notify_url.is_some() {
+            next.notify_attempts = 0;
+            next.notify_next_at = Some(now);
+        }
     }
     next.anomalies.extend(anomalies.iter().cloned());
     Ok(Applied {

@@ -2,8 +2,11 @@
 //! `store::contract` runs against both); a mutex makes each operation atomic.
 
 use crate::ids::OrderId;
+use crate::ids::ProviderAccountId;
 use crate::order::Order;
-use crate::store::{AuditEntry, Created, DueOrder, OrderStore, Replaced, StoreError};
+use crate::store::{
+    AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderStore, Replaced, StoreError,
+};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -13,6 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 struct Inner {
     orders: HashMap<OrderId, Order>,
     audit: HashMap<OrderId, Vec<AuditEntry>>,
+    balances: HashMap<ProviderAccountId, BalanceSnapshot>,
 }
 
 #[derive(Debug)]
@@ -122,6 +126,28 @@ impl OrderStore for InMemoryOrderStore {
     }
 }
 
+#[async_trait]
+impl BalanceStore for InMemoryOrderStore {
+    async fn put_balance(&self, snapshot: &BalanceSnapshot) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.balances.get(&snapshot.account) {
+            Some(stored) if stored.at > snapshot.at => Ok(false),
+            _ => {
+                inner
+                    .balances
+                    .insert(snapshot.account.clone(), snapshot.clone());
+                Ok(true)
+            }
+        }
+    }
+
+    async fn balances(&self) -> Result<Vec<BalanceSnapshot>, StoreError> {
+        let mut all: Vec<BalanceSnapshot> = self.lock().balances.values().cloned().collect();
+        all.sort_by(|a, b| a.account.cmp(&b.account));
+        Ok(all)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     async fn store() -> std::sync::Arc<dyn crate::store::OrderStore> {
@@ -129,4 +155,10 @@ mod tests {
     }
 
     crate::order_store_contract!(store);
+
+    async fn balance_store() -> std::sync::Arc<dyn crate::store::BalanceStore> {
+        std::sync::Arc::new(super::InMemoryOrderStore::new(4))
+    }
+
+    crate::balance_store_contract!(balance_store);
 }

@@ -308,8 +308,15 @@ pub struct Order {
     pub(crate) sequence: u64,
     pub(crate) created_at: Timestamp,
     pub(crate) updated_at: Timestamp,
-    /// Highest sequence the merchant has acknowledged (notifications, a later issue's concern).
+    /// Highest sequence the merchant has acknowledged (a 2xx to its notification).
+    #[serde(default)]
     pub(crate) notified_sequence: u64,
+    /// Failed deliveries of the current notification; drives the retry schedule.
+    #[serde(default)]
+    pub(crate) notify_attempts: u32,
+    /// When to (re)send the notification of the current sequence; `None` when nothing is to be sent.
+    #[serde(default)]
+    pub(crate) notify_next_at: Option<Timestamp>,
 }
 
 impl fmt::Debug for Order {
@@ -351,6 +358,8 @@ impl Order {
             created_at: now,
             updated_at: now,
             notified_sequence: 0,
+            notify_attempts: 0,
+            notify_next_at: None,
         }
     }
 
@@ -401,6 +410,18 @@ impl Order {
     }
     pub fn notified_sequence(&self) -> u64 {
         self.notified_sequence
+    }
+    pub fn notify_attempts(&self) -> u32 {
+        self.notify_attempts
+    }
+
+    /// When the merchant's notification of the current sequence is due, if one is pending.
+    pub fn notify_due_at(&self) -> Option<Timestamp> {
+        self.notify_url.as_ref()?;
+        if self.notified_sequence >= self.sequence {
+            return None;
+        }
+        self.notify_next_at
     }
 
     pub fn attempt(&self, no: AttemptNo) -> Option<&Attempt> {
@@ -496,13 +517,25 @@ impl Order {
     /// When the sweep must look at this order next, or `None` when nothing is pending:
     /// a `Submitting` attempt at its call deadline, an open attempt at its next poll, a pending failover now.
     pub fn due_at(&self) -> Option<Timestamp> {
-        if let Some(open) = self.open_attempt() {
-            return open.next_poll_at;
+        let work = if let Some(open) = self.open_attempt() {
+            open.next_poll_at
+        } else if self.awaiting_failover() {
+            Some(self.updated_at)
+        } else {
+            None
+        };
+        match (work, self.notify_due_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        if self.awaiting_failover() {
-            return Some(self.updated_at);
+    }
+
+    /// True when the order's provider work (not its notification) is due at `now`.
+    pub fn work_due(&self, now: Timestamp) -> bool {
+        match self.open_attempt() {
+            Some(open) => open.next_poll_at.is_some_and(|t| t <= now),
+            None => self.awaiting_failover(),
         }
-        None
     }
 }
 

@@ -5,8 +5,9 @@
 //! replace only if the stored version is the one the change was computed from (invariant 5). Every write
 //! appends to the order's audit trail in the same atomic step.
 
-use crate::ids::OrderId;
+use crate::ids::{OrderId, ProviderAccountId};
 use crate::machine::{Applied, Event, Policy, Refusal, apply};
+use crate::money::Fen;
 use crate::order::Order;
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -136,6 +137,25 @@ pub trait OrderStore: Send + Sync + std::fmt::Debug {
 
     /// How many shards the due index has (`OrderId::shard` spreads orders over them).
     fn due_shards(&self) -> u32;
+}
+
+/// The last known balance of a provider account (routing input, low-balance alarm).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceSnapshot {
+    pub account: ProviderAccountId,
+    pub balance: Fen,
+    pub at: Timestamp,
+}
+
+/// Where balance snapshots live.
+#[async_trait]
+pub trait BalanceStore: Send + Sync + std::fmt::Debug {
+    /// Records a snapshot: one conditional write. A snapshot older than the stored one is ignored (`Ok(false)`),
+    /// so a slow balance check cannot overwrite a newer figure.
+    async fn put_balance(&self, snapshot: &BalanceSnapshot) -> Result<bool, StoreError>;
+
+    /// The latest snapshot of every account: one query.
+    async fn balances(&self) -> Result<Vec<BalanceSnapshot>, StoreError>;
 }
 
 /// The result of `record`.

@@ -3,3 +3,9 @@
 use crate::dyn_store;
 
 recharge_core::order_store_contract!(dyn_store);
+
+async fn balance_store() -> std::sync::Arc<dyn recharge_core::store::BalanceStore> {
+    std::sync::Arc::new(crate::store(None).await)
+}
+
+recharge_core::balance_store_contract!(balance_store);

@@ -21,6 +21,10 @@ fn route(account: &str) -> Route {
 }
 
 fn new_order() -> Order {
+    order_with_notify(None)
+}
+
+fn order_with_notify(notify_url: Option<&str>) -> Order {
     let new = NewOrder {
         app_id: AppId::parse("demo").unwrap(),
         merchant_order_no: MerchantOrderNo::parse("M1").unwrap(),
@@ -28,7 +32,7 @@ fn new_order() -> Order {
         account: "13800138000".into(),
         extra: BTreeMap::new(),
         face_value: Fen::new(10_000),
-        notify_url: None,
+        notify_url: notify_url.map(str::to_owned),
         request_digest: String::new(),
     };
     Order::new(new, route("acct-a"), T0, Policy::default().call_timeout)
@@ -543,6 +547,96 @@ fn events_for_an_attempt_that_does_not_exist_are_refused() {
     );
 }
 
+#[test]
+fn a_public_change_schedules_a_notification_until_it_is_delivered() {
+    let o = order_with_notify(Some("https://merchant.example/notify"));
+    assert_eq!(
+        o.notify_due_at(),
+        None,
+        "the create is answered synchronously, not notified"
+    );
+    let later = T0.plus(Duration::from_secs(5));
+    let done = run(&o, &[out(1, Source::Callback, succeeded())], later);
+    assert_eq!(done.sequence(), 2);
+    assert_eq!(done.notify_due_at(), Some(later));
+    assert_eq!(
+        done.due_at(),
+        Some(later),
+        "the sweep retries notifications too"
+    );
+    let retry = T0.plus(Duration::from_secs(60));
+    let failed_once = run(
+        &done,
+        &[Event::Notified {
+            sequence: 2,
+            delivered: false,
+            retry_at: Some(retry),
+        }],
+        later,
+    );
+    assert_eq!(failed_once.notify_attempts(), 1);
+    assert_eq!(failed_once.notify_due_at(), Some(retry));
+    assert_eq!(
+        failed_once.sequence(),
+        2,
+        "notification bookkeeping is not a public change"
+    );
+    let acked = run(
+        &failed_once,
+        &[Event::Notified {
+            sequence: 2,
+            delivered: true,
+            retry_at: None,
+        }],
+        retry,
+    );
+    assert_eq!(acked.notified_sequence(), 2);
+    assert_eq!(acked.notify_due_at(), None);
+    assert_eq!(acked.due_at(), None);
+    // A late copy of the acknowledgement is stale.
+    assert_eq!(
+        apply(
+            &acked,
+            &Event::Notified {
+                sequence: 2,
+                delivered: true,
+                retry_at: None
+            },
+            retry,
+            &Policy::default()
+        )
+        .unwrap_err(),
+        Refusal::Stale
+    );
+}
+
+#[test]
+fn an_exhausted_notification_schedule_stops_retrying() {
+    let o = run(
+        &order_with_notify(Some("https://merchant.example/notify")),
+        &[out(1, Source::Callback, succeeded())],
+        T0,
+    );
+    let gave_up = run(
+        &o,
+        &[Event::Notified {
+            sequence: 2,
+            delivered: false,
+            retry_at: None,
+        }],
+        T0,
+    );
+    assert_eq!(gave_up.notify_due_at(), None);
+    assert_eq!(gave_up.due_at(), None);
+}
+
+#[test]
+fn orders_without_a_notify_url_are_never_due_for_notification() {
+    let o = run(&new_order(), &[out(1, Source::Callback, succeeded())], T0);
+    assert_eq!(o.notify_due_at(), None);
+    assert_eq!(o.due_at(), None);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Property test: random sequences of events against every invariant.
 
@@ -583,6 +677,11 @@ fn arb_event() -> impl Strategy<Value = Event> {
         1 => (1u8..=4).prop_map(|k| Event::SubmitDeadlinePassed { attempt: n(k) }),
         2 => prop_oneof![Just("acct-a"), Just("acct-b")].prop_map(|a| Event::OpenAttempt { route: route(a) }),
         1 => Just(Event::RoutesExhausted { reason: Reason::new("no_route", "none left") }),
+        2 => (1u64..6, any::<bool>(), any::<bool>()).prop_map(|(sequence, delivered, retry)| Event::Notified {
+            sequence,
+            delivered,
+            retry_at: retry.then_some(T0),
+        }),
     ]
 }
 
@@ -643,6 +742,18 @@ fn check_step(before: &Order, event: &Event, after: &Order, applied: &Applied, n
             );
         }
     }
+    if let Event::Notified { .. } = event {
+        assert_eq!(
+            before.public_view(),
+            after.public_view(),
+            "a notification changes no public state"
+        );
+        assert_eq!(before.attempts(), after.attempts());
+    }
+    // A pending notification is never for an acknowledged sequence.
+    if after.notify_due_at().is_some() {
+        assert!(after.notified_sequence() < after.sequence());
+    }
     // 5: versions move by one; sequence moves exactly when the public view does.
     assert_eq!(after.version(), before.version() + 1);
     let changed = before.public_view() != after.public_view();
@@ -685,7 +796,7 @@ proptest! {
         steps in prop::collection::vec((arb_event(), 0u64..900, any::<bool>()), 1..40)
     ) {
         let p = Policy::default();
-        let mut order = new_order();
+        let mut order = order_with_notify(Some("https://merchant.example/notify"));
         let mut now = T0;
         for (event, advance_secs, replay) in steps {
             now = now.plus(Duration::from_secs(advance_secs));

@@ -441,6 +441,78 @@ pub async fn failover_history_round_trips_through_the_store(store: Arc<dyn Order
     assert_eq!(stored.attempts().len(), 2);
 }
 
+fn fresh_account(tag: &str) -> crate::ProviderAccountId {
+    let no = fresh_order_no(tag).as_str().to_ascii_lowercase();
+    crate::ProviderAccountId::parse(&no[..no.len().min(40)]).unwrap()
+}
+
+pub async fn a_newer_balance_replaces_an_older_one_and_not_the_reverse(
+    store: Arc<dyn crate::store::BalanceStore>,
+) {
+    use crate::store::BalanceSnapshot;
+    let account = fresh_account("bal");
+    let at = |s: i64| Timestamp::from_millis(T0.millis() + s * 1000);
+    let snap = |fen: i64, t: i64| BalanceSnapshot {
+        account: account.clone(),
+        balance: Fen::new(fen),
+        at: at(t),
+    };
+    assert!(store.put_balance(&snap(10_000, 10)).await.unwrap());
+    assert!(store.put_balance(&snap(9_000, 20)).await.unwrap());
+    assert!(
+        !store.put_balance(&snap(50_000, 15)).await.unwrap(),
+        "an older snapshot is ignored"
+    );
+    let mine: Vec<_> = store
+        .balances()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.account == account)
+        .collect();
+    assert_eq!(mine, vec![snap(9_000, 20)]);
+}
+
+pub async fn balances_of_every_account_come_back_together(
+    store: Arc<dyn crate::store::BalanceStore>,
+) {
+    use crate::store::BalanceSnapshot;
+    let accounts: Vec<_> = (0..3).map(|i| fresh_account(&format!("all{i}"))).collect();
+    for (i, account) in accounts.iter().enumerate() {
+        store
+            .put_balance(&BalanceSnapshot {
+                account: account.clone(),
+                balance: Fen::new(i as i64 - 1),
+                at: T0,
+            })
+            .await
+            .unwrap();
+    }
+    let all = store.balances().await.unwrap();
+    for (i, account) in accounts.iter().enumerate() {
+        let b = all
+            .iter()
+            .find(|b| &b.account == account)
+            .expect("stored balance");
+        assert_eq!(
+            b.balance,
+            Fen::new(i as i64 - 1),
+            "negative balances survive too"
+        );
+    }
+}
+
+/// Expands to one `#[tokio::test]` per balance-store contract case.
+#[macro_export]
+macro_rules! balance_store_contract {
+    ($factory:path) => {
+        $crate::order_store_contract!(@cases_balance $factory;
+            a_newer_balance_replaces_an_older_one_and_not_the_reverse,
+            balances_of_every_account_come_back_together,
+        );
+    };
+}
+
 /// Expands to one `#[tokio::test]` per contract case, each given a store from `$factory().await`.
 #[macro_export]
 macro_rules! order_store_contract {
@@ -459,6 +531,14 @@ macro_rules! order_store_contract {
             racing_events_through_record_each_take_effect_once,
             failover_history_round_trips_through_the_store,
         );
+    };
+    (@cases_balance $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                $crate::store::contract::$case($factory().await).await
+            }
+        )*
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(
