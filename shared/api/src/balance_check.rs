@@ -1,0 +1,76 @@
+//! The balance check (EventBridge, every 5 minutes): asks every provider account with a balance API for its
+//! balance, stores the snapshot (routing input), and raises the low-balance alarm.
+
+use crate::state::AppState;
+use recharge_core::store::BalanceSnapshot;
+use recharge_providers::{BalanceError, RequestContext};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BalanceReport {
+    pub checked: Vec<String>,
+    pub low: Vec<String>,
+    pub failed: Vec<String>,
+    pub unsupported: Vec<String>,
+}
+
+pub async fn check_balances(state: &AppState) -> BalanceReport {
+    let mut report = BalanceReport::default();
+    for provider in state.providers.iter() {
+        let id = provider.account.id.clone();
+        if !provider.capabilities().has_balance {
+            report.unsupported.push(id.to_string());
+            continue;
+        }
+        let result = match RequestContext::fresh(state.clock.now())
+            .and_then(|ctx| provider.adapter.build_balance(&ctx))
+        {
+            Err(e) => Err(e.to_string()),
+            Ok(req) => match state
+                .executor
+                .execute(&req, &provider.account.limits())
+                .await
+            {
+                Err(e) => Err(e.to_string()),
+                Ok(resp) => provider.adapter.parse_balance(&resp).map_err(|e| match e {
+                    BalanceError::Unsupported => "unsupported".to_owned(),
+                    BalanceError::Unknown(r) => r.to_string(),
+                }),
+            },
+        };
+        match result {
+            Ok(balance) => {
+                let snapshot = BalanceSnapshot {
+                    account: id.clone(),
+                    balance,
+                    at: state.clock.now(),
+                };
+                if let Err(e) = state.balances.put_balance(&snapshot).await {
+                    tracing::error!(provider_account = %id, error = %e, "balance not stored");
+                    report.failed.push(id.to_string());
+                    continue;
+                }
+                let threshold = state.catalog.settings(&id).low_balance_fen;
+                let low = threshold.is_some_and(|t| balance.get() < t);
+                tracing::info!(provider_account = %id, balance_fen = balance.get(), low, "provider balance");
+                if low {
+                    tracing::error!(
+                        alert = "low_balance",
+                        provider_account = %id,
+                        balance_fen = balance.get(),
+                        threshold_fen = threshold.unwrap_or_default(),
+                        "provider balance below threshold"
+                    );
+                    report.low.push(id.to_string());
+                }
+                report.checked.push(id.to_string());
+            }
+            Err(why) => {
+                tracing::warn!(provider_account = %id, error = %why, "balance check failed");
+                report.failed.push(id.to_string());
+            }
+        }
+    }
+    state.forget_balances();
+    report
+}

@@ -1,0 +1,173 @@
+//! Provider callbacks at `/v1/callbacks/{provider_account}`: verify over the raw bytes, apply as a conditional
+//! transition, answer with the provider's exact acknowledgement only after the result is stored.
+//!
+//! A duplicate or stale callback changes nothing and is still acknowledged (the provider would otherwise
+//! resend it). An unverifiable callback changes nothing: it is refused (so the provider resends), and any of
+//! our attempt ids found in it are queried instead, because a query is authenticated and a forged callback
+//! must not be able to hide a real result either. An unsigned-by-protocol callback is only a hint: the
+//! attempt is queried and the query's answer is applied.
+
+use crate::flow::{self, apply_event};
+use crate::http::ApiResponse;
+use crate::state::AppState;
+use recharge_core::{AttemptId, Event, ProviderAccountId, Source};
+use recharge_providers::{CallbackAck, CallbackTrust, RawCallback};
+
+/// Handles one callback. Always answers something the provider understands; never a 5xx with internals.
+pub async fn handle(state: &AppState, account: &str, raw: RawCallback) -> ApiResponse {
+    let Some(provider) = ProviderAccountId::parse(account)
+        .ok()
+        .and_then(|id| state.providers.get(&id))
+    else {
+        return crate::error::ApiError::RouteNotFound.to_response();
+    };
+    let account = provider.account.id.clone();
+    let ack = |a| ApiResponse::from(provider.adapter.callback_ack(a));
+    let event = match provider.adapter.verify_and_parse_callback(&raw) {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::warn!(provider_account = %account, error = %e, "callback refused; querying instead");
+            for id in find_attempt_ids(&raw) {
+                if let Err(e) = query_by_attempt(state, &account, &id).await {
+                    tracing::warn!(provider_account = %account, attempt_id = %id, error = %e, "query after refused callback failed");
+                }
+            }
+            return ack(CallbackAck::Rejected);
+        }
+    };
+    let order = match state.store.get(&event.attempt.order_id()).await {
+        Ok(Some(order)) => order,
+        Ok(None) => {
+            tracing::warn!(provider_account = %account, attempt_id = %event.attempt, "callback for an unknown order");
+            return ack(CallbackAck::Rejected);
+        }
+        Err(e) => {
+            tracing::error!(provider_account = %account, error = %e, "store unavailable during callback");
+            return ack(CallbackAck::Rejected);
+        }
+    };
+    let no = event.attempt.attempt();
+    match order.attempt(no) {
+        Some(a) if a.route().provider_account == account => {}
+        _ => {
+            tracing::warn!(provider_account = %account, attempt_id = %event.attempt, "callback names an attempt of another account");
+            return ack(CallbackAck::Rejected);
+        }
+    }
+    tracing::info!(
+        order_id = %order.id(),
+        attempt_id = %event.attempt,
+        provider_account = %account,
+        outcome = flow::outcome_name(&event.outcome),
+        trust = ?event.trust,
+        "callback"
+    );
+    let result = match event.trust {
+        CallbackTrust::Signed => {
+            let e = Event::Outcome {
+                attempt: no,
+                source: Source::Callback,
+                outcome: event.outcome,
+            };
+            match apply_event(state, order, e, None).await {
+                Ok(step) => flow::advance(state, step.order).await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+        CallbackTrust::Unverified => match flow::query_attempt(state, order, no).await {
+            Ok(order) => flow::advance(state, order).await.map(|_| ()),
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => ack(CallbackAck::Accepted),
+        Err(e) => {
+            // Not stored: let the provider resend.
+            tracing::error!(provider_account = %account, error = %e, "callback not stored");
+            ack(CallbackAck::Rejected)
+        }
+    }
+}
+
+async fn query_by_attempt(
+    state: &AppState,
+    account: &ProviderAccountId,
+    id: &AttemptId,
+) -> Result<(), recharge_core::store::StoreError> {
+    let Some(order) = state.store.get(&id.order_id()).await? else {
+        return Ok(());
+    };
+    let open_here = order
+        .attempt(id.attempt())
+        .is_some_and(|a| &a.route().provider_account == account && a.state().is_open());
+    if open_here {
+        let order = flow::query_attempt(state, order, id.attempt()).await?;
+        flow::advance(state, order).await?;
+    }
+    Ok(())
+}
+
+/// Our provider-facing ids (20 base32 characters + 2 digits) anywhere in the raw query or body.
+pub fn find_attempt_ids(raw: &RawCallback) -> Vec<AttemptId> {
+    let mut found: Vec<AttemptId> = Vec::new();
+    for bytes in [raw.query.as_bytes(), raw.body.as_slice()] {
+        let is_id_char =
+            |b: u8| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b) || b.is_ascii_digit();
+        let mut start = 0;
+        while start < bytes.len() {
+            if !is_id_char(bytes[start]) {
+                start += 1;
+                continue;
+            }
+            let mut end = start;
+            while end < bytes.len() && (bytes[end].is_ascii_alphanumeric()) {
+                end += 1;
+            }
+            if end - start == 22
+                && let Ok(text) = std::str::from_utf8(&bytes[start..end])
+                && let Ok(id) = AttemptId::parse(text)
+                && !found.contains(&id)
+            {
+                found.push(id);
+            }
+            start = end.max(start + 1);
+        }
+    }
+    found.truncate(4);
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use recharge_providers::Method;
+
+    #[test]
+    fn attempt_ids_are_found_in_forms_json_and_queries() {
+        let raw = RawCallback {
+            method: Method::Post,
+            headers: vec![],
+            query: "orderid=XS1&sporderid=7JUWX4CXN3GSIQOKCCTK01&x=1".into(),
+            body: br#"{"order_no":"7JUWX4CXN3GSIQOKCCTK02","status":"2","sign":"ABCDEF0123456789ABCDEF0123456789"}"#.to_vec(),
+        };
+        let ids: Vec<String> = find_attempt_ids(&raw)
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(
+            ids,
+            vec!["7JUWX4CXN3GSIQOKCCTK01", "7JUWX4CXN3GSIQOKCCTK02"]
+        );
+    }
+
+    #[test]
+    fn longer_tokens_and_bad_attempt_numbers_are_not_ids() {
+        let raw = RawCallback {
+            method: Method::Get,
+            headers: vec![],
+            query: "a=7JUWX4CXN3GSIQOKCCTK011&b=7JUWX4CXN3GSIQOKCCTK00".into(),
+            body: vec![],
+        };
+        assert!(find_attempt_ids(&raw).is_empty());
+    }
+}

@@ -1,0 +1,22 @@
+//! `recharge-api`: the gateway's use cases and their HTTP and event handlers, over an `AppState` of ports
+//! (DESIGN §2). The Lambda functions and the local stack are thin wiring around `router::handle`,
+//! `sweep::sweep` and `balance_check::check_balances`.
+
+pub mod auth;
+pub mod balance_check;
+pub mod callbacks;
+pub mod catalog;
+pub mod error;
+pub mod flow;
+pub mod http;
+pub mod notify;
+pub mod orders;
+pub mod router;
+pub mod routing;
+pub mod state;
+pub mod sweep;
+pub mod view;
+
+pub use error::ApiError;
+pub use http::{ApiRequest, ApiResponse};
+pub use state::{AppState, BootError, Parts, Providers, Settings};

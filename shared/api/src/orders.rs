@@ -1,0 +1,320 @@
+//! The merchant endpoints: create an order, read it, send a verification code, read provider balances.
+
+use crate::auth::{Caller, Role};
+use crate::catalog::validate_account;
+use crate::error::ApiError;
+use crate::flow::{self, apply_event};
+use crate::http::ApiResponse;
+use crate::notify::check_notify_url;
+use crate::routing;
+use crate::state::AppState;
+use crate::view::{OrderView, rfc3339};
+use recharge_core::store::{AuditEntry, Created};
+use recharge_core::{
+    AttemptState, Event, MerchantOrderNo, NewOrder, NextAction, Order, OrderId, Outcome,
+    ProductCode, Reason, Source,
+};
+use recharge_providers::{RequestContext, VerificationRequest};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+const MAX_EXTRA_FIELDS: usize = 16;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateOrderBody {
+    merchant_order_no: String,
+    product_code: String,
+    account: String,
+    #[serde(default)]
+    extra: BTreeMap<String, String>,
+    #[serde(default)]
+    notify_url: Option<String>,
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    // serde_json's messages name the field and the expected type; they quote no secrets (there are none here).
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))
+}
+
+fn field<T>(r: Result<T, recharge_core::IdError>) -> Result<T, ApiError> {
+    r.map_err(|e| ApiError::bad_request("invalid_field", e.to_string()))
+}
+
+/// The digest a replay must match: the order's meaning, after normalisation.
+fn request_digest(
+    product: &ProductCode,
+    account: &str,
+    extra: &BTreeMap<String, String>,
+    notify: Option<&str>,
+) -> String {
+    let canonical = json!({"product_code": product.as_str(), "account": account, "extra": extra, "notify_url": notify});
+    data_encoding::HEXLOWER.encode(&Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// `POST /v1/orders`: 201 for a new order, 200 for a replay of the same request, 409 for the same number with
+/// another body, 422 when no route can take it.
+pub async fn create_order(
+    state: &AppState,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<ApiResponse, ApiError> {
+    let req: CreateOrderBody = parse_json(body)?;
+    let merchant_order_no = field(MerchantOrderNo::parse(&req.merchant_order_no))?;
+    let product_code = field(ProductCode::parse(&req.product_code))?;
+    let product = state
+        .catalog
+        .product(&product_code)
+        .ok_or_else(|| ApiError::Unprocessable {
+            code: "product_unavailable",
+            message: format!("product {product_code} is not offered"),
+        })?;
+    let target = validate_account(product, &req.account)?;
+    if req.extra.len() > MAX_EXTRA_FIELDS
+        || req.extra.iter().any(|(k, v)| {
+            k.is_empty()
+                || k.len() > 32
+                || v.chars().count() > 256
+                || v.chars().any(char::is_control)
+        })
+    {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!(
+                "extra: at most {MAX_EXTRA_FIELDS} fields, names of 1 to 32 bytes, values of at most 256 characters"
+            ),
+        ));
+    }
+    if let Some(missing) = product
+        .required_extra
+        .iter()
+        .find(|k| !req.extra.contains_key(*k))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!("extra.{missing} is required for {product_code}"),
+        ));
+    }
+    if let Some(url) = &req.notify_url {
+        check_notify_url(url, state.settings.local_mode)
+            .map_err(|m| ApiError::bad_request("invalid_notify_url", m))?;
+    }
+    let digest = request_digest(
+        &product_code,
+        &target.account,
+        &req.extra,
+        req.notify_url.as_deref(),
+    );
+    let id = OrderId::derive(&caller.app, &merchant_order_no);
+
+    let balances = state.known_balances().await;
+    let decision = routing::choose(
+        &state.catalog,
+        product,
+        target.carrier,
+        &[],
+        &state.providers,
+        &balances,
+    );
+    let Some(route) = decision.route else {
+        // A replay of an order created when a route existed is still a replay.
+        if let Some(existing) = state.store.get(&id).await? {
+            return replay(existing, &digest);
+        }
+        tracing::warn!(app = %caller.app, product = %product_code, skipped = ?decision.skipped, "no route");
+        return Err(ApiError::Unprocessable {
+            code: "no_route",
+            message: format!("no provider can take {product_code} now"),
+        });
+    };
+    let now = state.clock.now();
+    let policy = state.policy(&route.provider_account);
+    let new = NewOrder {
+        app_id: caller.app.clone(),
+        merchant_order_no,
+        product_code,
+        account: target.account,
+        extra: req.extra,
+        face_value: product.face_value(),
+        notify_url: req.notify_url,
+        request_digest: digest.clone(),
+    };
+    let order = Order::new(new, route, now, policy.call_timeout);
+    match state
+        .store
+        .create(&order, &AuditEntry::for_create(&order, None))
+        .await?
+    {
+        Created::Existing(existing) => replay(existing, &digest),
+        Created::New(order) => {
+            tracing::info!(order_id = %order.id(), app = %caller.app, product = %order.product_code(), "order created");
+            let order = flow::submit_open_attempt(state, order).await?;
+            let order = flow::advance(state, order).await?;
+            Ok(ApiResponse::json(201, &OrderView::of(&order)))
+        }
+    }
+}
+
+fn replay(existing: Order, digest: &str) -> Result<ApiResponse, ApiError> {
+    if existing.request_digest() == digest {
+        Ok(ApiResponse::json(200, &OrderView::of(&existing)))
+    } else {
+        Err(ApiError::Conflict {
+            code: "idempotency_conflict",
+            message: "this merchant_order_no was used with a different request".into(),
+        })
+    }
+}
+
+async fn own_order(
+    state: &AppState,
+    caller: &Caller,
+    merchant_order_no: &str,
+) -> Result<Order, ApiError> {
+    let no = MerchantOrderNo::parse(merchant_order_no).map_err(|_| ApiError::OrderNotFound)?;
+    let id = OrderId::derive(&caller.app, &no);
+    match state.store.get(&id).await? {
+        // The id is derived from the app, so another app's order cannot be addressed; check anyway.
+        Some(o) if o.app_id() == &caller.app => Ok(o),
+        _ => Err(ApiError::OrderNotFound),
+    }
+}
+
+/// `GET /v1/orders/{merchant_order_no}`.
+pub async fn get_order(
+    state: &AppState,
+    caller: &Caller,
+    merchant_order_no: &str,
+) -> Result<ApiResponse, ApiError> {
+    let order = own_order(state, caller, merchant_order_no).await?;
+    Ok(ApiResponse::json(200, &OrderView::of(&order)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerificationBody {
+    code: String,
+}
+
+/// `POST /v1/orders/{merchant_order_no}/verification`: the second step of carrier billing. The code is sent to
+/// the provider at most once per order: the attempt leaves `action_required` (written) before the call.
+pub async fn verify(
+    state: &AppState,
+    caller: &Caller,
+    merchant_order_no: &str,
+    body: &[u8],
+) -> Result<ApiResponse, ApiError> {
+    let req: VerificationBody = parse_json(body)?;
+    if !(4..=8).contains(&req.code.len()) || !req.code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "code: 4 to 8 letters or digits",
+        ));
+    }
+    let order = own_order(state, caller, merchant_order_no).await?;
+    let not_expected = || ApiError::Conflict {
+        code: "verification_not_expected",
+        message: "this order is not waiting for a verification code".into(),
+    };
+    let attempt = order.open_attempt().ok_or_else(not_expected)?;
+    if attempt.state()
+        != (&AttemptState::ActionRequired {
+            next: NextAction::EnterVerificationCode,
+        })
+    {
+        return Err(not_expected());
+    }
+    let no = attempt.no();
+    let account = attempt.route().provider_account.clone();
+    let provider_ref = attempt.provider_ref().map(str::to_owned);
+    let attempt_id = order.attempt_id(no);
+    // Write first: a second code for this order now finds it `accepted` and gets 409.
+    let taken = apply_event(
+        state,
+        order,
+        Event::Outcome {
+            attempt: no,
+            source: Source::Submit,
+            outcome: Outcome::Accepted { provider_ref: None },
+        },
+        Some("verification code received".into()),
+    )
+    .await?;
+    if !taken.applied {
+        return Err(not_expected());
+    }
+    let outcome = match (state.providers.get(&account), provider_ref) {
+        (Some(provider), Some(provider_ref)) => {
+            let vr = VerificationRequest {
+                attempt: attempt_id,
+                provider_ref,
+                code: req.code,
+            };
+            match RequestContext::fresh(state.clock.now())
+                .and_then(|ctx| provider.adapter.build_verification(&vr, &ctx))
+            {
+                Ok(http) => {
+                    state
+                        .executor
+                        .call(&http, &provider.account.limits(), |r| {
+                            provider.adapter.parse_verification(r)
+                        })
+                        .await
+                }
+                // Nothing was sent; the provider never saw a code, so its order simply expires unpaid.
+                Err(e) => Outcome::Failed {
+                    failover_allowed: false,
+                    reason: Reason::new("request_not_built", e.to_string()),
+                },
+            }
+        }
+        _ => Outcome::Failed {
+            failover_allowed: false,
+            reason: Reason::new(
+                "no_provider_order",
+                "the provider order of the first step is unknown",
+            ),
+        },
+    };
+    tracing::info!(order_id = %taken.order.id(), provider_account = %account, outcome = flow::outcome_name(&outcome), "verification");
+    let event = Event::Outcome {
+        attempt: no,
+        source: Source::Submit,
+        outcome,
+    };
+    let order = apply_event(state, taken.order, event, None).await?.order;
+    Ok(ApiResponse::json(200, &OrderView::of(&order)))
+}
+
+/// `GET /v1/balances`: the last known balance of every provider account (admin apps only).
+pub async fn balances(state: &AppState, caller: &Caller) -> Result<ApiResponse, ApiError> {
+    if caller.role != Role::Admin {
+        return Err(ApiError::Forbidden(
+            "balances are visible to admin apps only",
+        ));
+    }
+    let known = state.balances.balances().await?;
+    let accounts: Vec<_> = state
+        .providers
+        .iter()
+        .map(|p| {
+            let id = &p.account.id;
+            let settings = state.catalog.settings(id);
+            let snap = known.iter().find(|b| &b.account == id);
+            json!({
+                "provider_account": id.as_str(),
+                "protocol": p.account.protocol.as_str(),
+                "enabled": settings.enabled,
+                "balance_fen": snap.map(|b| b.balance.get()),
+                "checked_at": snap.map(|b| rfc3339(b.at)),
+                "low": match (snap, settings.low_balance_fen) {
+                    (Some(b), Some(threshold)) => b.balance.get() < threshold,
+                    _ => false,
+                },
+            })
+        })
+        .collect();
+    Ok(ApiResponse::json(200, &json!({ "accounts": accounts })))
+}

@@ -1,0 +1,118 @@
+//! Maps a request to its handler: the merchant routes of DESIGN §8 (authenticated here) and the provider
+//! callback route (authenticated by each protocol's own signature).
+
+use crate::auth::authenticate;
+use crate::callbacks;
+use crate::error::ApiError;
+use crate::http::{ApiRequest, ApiResponse, MAX_BODY};
+use crate::orders;
+use crate::state::AppState;
+use recharge_providers::{Method, RawCallback};
+
+/// Every route the gateway serves, with the Lambda function that serves it in production.
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("POST", "/v1/orders", "submit-order"),
+    (
+        "POST",
+        "/v1/orders/{merchant_order_no}/verification",
+        "submit-order",
+    ),
+    ("GET", "/v1/orders/{merchant_order_no}", "order-status"),
+    ("GET", "/v1/balances", "order-status"),
+    (
+        "POST",
+        "/v1/callbacks/{provider_account}",
+        "provider-callback",
+    ),
+    (
+        "GET",
+        "/v1/callbacks/{provider_account}",
+        "provider-callback",
+    ),
+];
+
+/// Provider callbacks may be larger than merchant requests only a little; anything bigger is refused unread.
+pub const MAX_CALLBACK_BODY: usize = 64 * 1024;
+
+pub async fn handle(state: &AppState, req: ApiRequest) -> ApiResponse {
+    let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let method = req.method.to_ascii_uppercase();
+    match segments.as_slice() {
+        ["v1", "callbacks", account] => {
+            let m = match method.as_str() {
+                "POST" => Method::Post,
+                "GET" => Method::Get,
+                _ => return ApiError::MethodNotAllowed.to_response(),
+            };
+            if req.body.len() > MAX_CALLBACK_BODY {
+                return ApiError::TooLarge(MAX_CALLBACK_BODY).to_response();
+            }
+            let raw = RawCallback {
+                method: m,
+                headers: req.headers.clone(),
+                query: req.raw_query.clone(),
+                body: req.body.clone(),
+            };
+            callbacks::handle(state, account, raw).await
+        }
+        ["v1", "orders"]
+        | ["v1", "orders", _]
+        | ["v1", "orders", _, "verification"]
+        | ["v1", "balances"] => match merchant(state, &method, &segments, &req).await {
+            Ok(resp) => resp,
+            Err(e) => e.to_response(),
+        },
+        _ => ApiError::RouteNotFound.to_response(),
+    }
+}
+
+async fn merchant(
+    state: &AppState,
+    method: &str,
+    segments: &[&str],
+    req: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let allowed = match segments {
+        ["v1", "orders"] | ["v1", "orders", _, "verification"] => "POST",
+        _ => "GET",
+    };
+    if method != allowed {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    if req.body.len() > MAX_BODY {
+        return Err(ApiError::TooLarge(MAX_BODY));
+    }
+    let caller = authenticate(req, &state.apps, &*state.secrets, state.clock.now()).await?;
+    match segments {
+        ["v1", "orders"] => orders::create_order(state, &caller, &req.body).await,
+        ["v1", "orders", no] => orders::get_order(state, &caller, &percent_decode(no)).await,
+        ["v1", "orders", no, "verification"] => {
+            orders::verify(state, &caller, &percent_decode(no), &req.body).await
+        }
+        ["v1", "balances"] => orders::balances(state, &caller).await,
+        _ => Err(ApiError::RouteNotFound),
+    }
+}
+
+/// Merchant order numbers are `[A-Za-z0-9_-]`, so decoding only has to undo what a client may have escaped.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(
+                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                16,
+            )
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,241 @@
+//! `AppState`: the ports and configuration every handler works over, built once per process (Lambda cold start,
+//! local stack start). Handlers take `&AppState`; nothing in it is rebuilt per request.
+
+use crate::auth::Apps;
+use crate::catalog::Catalog;
+use crate::notify::Notifier;
+use crate::routing::AccountView;
+use recharge_core::secrets::{SecretError, SecretSource};
+use recharge_core::store::{BalanceSnapshot, BalanceStore, OrderStore};
+use recharge_core::{Clock, Policy, ProviderAccountId, Timestamp};
+use recharge_providers::{Capabilities, ConfigError, Executor, Provider, ProviderAccount};
+use secrecy::ExposeSecret;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Non-secret runtime settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Where providers reach us: callbacks go to `<public_base_url>/v1/callbacks/<account>`.
+    pub public_base_url: String,
+    /// The local stack: loopback notify URLs are allowed (and nowhere else).
+    pub local_mode: bool,
+    /// Divides every timing (provider policies, notification retries) in the local stack; 1 in production.
+    pub time_scale: f64,
+    /// Due orders taken per shard per sweep.
+    pub sweep_batch: usize,
+    /// Due orders worked on at once by one sweep.
+    pub sweep_concurrency: usize,
+    /// How long routing trusts its copy of the balance snapshots.
+    pub balance_cache_ttl: Duration,
+}
+
+impl Settings {
+    pub fn production(public_base_url: impl Into<String>) -> Settings {
+        Settings {
+            public_base_url: public_base_url.into(),
+            local_mode: false,
+            time_scale: 1.0,
+            sweep_batch: 500,
+            sweep_concurrency: 32,
+            balance_cache_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A configuration problem found while building the state: fails the cold start with a clear message.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("provider account {account}: {source}")]
+    Provider {
+        account: String,
+        #[source]
+        source: ConfigError,
+    },
+    #[error("provider account {account}: its secret could not be read")]
+    ProviderSecret {
+        account: String,
+        #[source]
+        source: SecretError,
+    },
+    #[error("provider account {0} is configured twice")]
+    DuplicateAccount(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The loaded provider accounts.
+#[derive(Debug, Default)]
+pub struct Providers {
+    by_id: BTreeMap<ProviderAccountId, Provider>,
+}
+
+impl Providers {
+    /// Loads every account with its credentials from the secret source: keys are validated now, not on first use.
+    pub async fn load(
+        accounts: Vec<ProviderAccount>,
+        secrets: &dyn SecretSource,
+    ) -> Result<Providers, BootError> {
+        let mut loaded = Vec::new();
+        for account in accounts {
+            let id = account.id.to_string();
+            let secret = secrets
+                .fetch(&account.secret_name)
+                .await
+                .map_err(|source| BootError::ProviderSecret {
+                    account: id.clone(),
+                    source,
+                })?;
+            let provider =
+                Provider::load(account, secret.current.expose_secret()).map_err(|source| {
+                    BootError::Provider {
+                        account: id,
+                        source,
+                    }
+                })?;
+            loaded.push(provider);
+        }
+        Providers::from_loaded(loaded)
+    }
+
+    pub fn from_loaded(providers: Vec<Provider>) -> Result<Providers, BootError> {
+        let mut by_id = BTreeMap::new();
+        for p in providers {
+            let id = p.account.id.clone();
+            if by_id.insert(id.clone(), p).is_some() {
+                return Err(BootError::DuplicateAccount(id.to_string()));
+            }
+        }
+        Ok(Providers { by_id })
+    }
+
+    pub fn get(&self, id: &ProviderAccountId) -> Option<&Provider> {
+        self.by_id.get(id)
+    }
+
+    pub fn ids(&self) -> HashSet<ProviderAccountId> {
+        self.by_id.keys().cloned().collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Provider> {
+        self.by_id.values()
+    }
+}
+
+impl AccountView for Providers {
+    fn capabilities(&self, account: &ProviderAccountId) -> Option<Capabilities> {
+        self.get(account).map(Provider::capabilities)
+    }
+}
+
+/// Everything the handlers need.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Arc<dyn OrderStore>,
+    pub balances: Arc<dyn BalanceStore>,
+    pub secrets: Arc<dyn SecretSource>,
+    pub clock: Arc<dyn Clock>,
+    pub catalog: Catalog,
+    pub providers: Providers,
+    pub executor: Executor,
+    pub apps: Apps,
+    pub notifier: Arc<dyn Notifier>,
+    pub settings: Settings,
+    balance_cache: Mutex<Option<(Timestamp, BalanceMap)>>,
+}
+
+/// The last known balance of each account, as routing reads it.
+pub type BalanceMap = Arc<HashMap<ProviderAccountId, BalanceSnapshot>>;
+
+/// The parts of an `AppState`, so the struct can keep a private cache.
+#[derive(Debug)]
+pub struct Parts {
+    pub store: Arc<dyn OrderStore>,
+    pub balances: Arc<dyn BalanceStore>,
+    pub secrets: Arc<dyn SecretSource>,
+    pub clock: Arc<dyn Clock>,
+    pub catalog: Catalog,
+    pub providers: Providers,
+    pub executor: Executor,
+    pub apps: Apps,
+    pub notifier: Arc<dyn Notifier>,
+    pub settings: Settings,
+}
+
+impl AppState {
+    pub fn new(p: Parts) -> AppState {
+        AppState {
+            store: p.store,
+            balances: p.balances,
+            secrets: p.secrets,
+            clock: p.clock,
+            catalog: p.catalog,
+            providers: p.providers,
+            executor: p.executor,
+            apps: p.apps,
+            notifier: p.notifier,
+            settings: p.settings,
+            balance_cache: Mutex::new(None),
+        }
+    }
+
+    /// The state machine's timing for an account, scaled for the local stack.
+    pub fn policy(&self, account: &ProviderAccountId) -> Policy {
+        let base = self
+            .providers
+            .get(account)
+            .map(Provider::policy)
+            .unwrap_or_default();
+        let scale = self.settings.time_scale.max(1.0);
+        if scale == 1.0 {
+            return base;
+        }
+        let s = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / scale);
+        Policy {
+            call_timeout: s(base.call_timeout),
+            poll_backoff: base.poll_backoff.iter().copied().map(s).collect(),
+            not_found_grace: s(base.not_found_grace),
+            ..base
+        }
+    }
+
+    /// The last known balances, cached for `balance_cache_ttl`. A store failure leaves routing without
+    /// balance input (logged) rather than refusing orders.
+    pub async fn known_balances(&self) -> BalanceMap {
+        let now = self.clock.now();
+        if let Some((at, cached)) = self
+            .balance_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && now.since(*at) < self.settings.balance_cache_ttl
+        {
+            return cached.clone();
+        }
+        match self.balances.balances().await {
+            Ok(list) => {
+                let map = Arc::new(list.into_iter().map(|b| (b.account.clone(), b)).collect());
+                *self.balance_cache.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((now, Arc::clone(&map)));
+                map
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "balance snapshots unavailable; routing without them");
+                Arc::new(HashMap::new())
+            }
+        }
+    }
+
+    /// Drops the cached balances (after a balance check wrote new ones in this process).
+    pub fn forget_balances(&self) {
+        *self.balance_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    pub fn callback_url(&self, account: &ProviderAccountId) -> String {
+        format!(
+            "{}/v1/callbacks/{account}",
+            self.settings.public_base_url.trim_end_matches('/')
+        )
+    }
+}

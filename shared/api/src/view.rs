@@ -1,0 +1,99 @@
+//! The order as a merchant sees it (DESIGN §8), in responses and notifications.
+
+use recharge_core::{Fen, NextAction, Order, Reason, Timestamp};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderView {
+    pub order_id: String,
+    pub merchant_order_no: String,
+    pub product_code: String,
+    pub account: String,
+    pub face_value_fen: i64,
+    pub status: &'static str,
+    pub next_action: Option<NextAction>,
+    pub delivered_fen: Option<i64>,
+    pub failure: Option<Failure>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Grows with every change of this view; a merchant keeps the highest it has seen.
+    pub sequence: u64,
+}
+
+impl OrderView {
+    pub fn of(order: &Order) -> OrderView {
+        let v = order.public_view();
+        OrderView {
+            order_id: order.id().to_string(),
+            merchant_order_no: order.merchant_order_no().to_string(),
+            product_code: order.product_code().to_string(),
+            account: order.account().to_owned(),
+            face_value_fen: order.face_value().get(),
+            status: v.status.as_str(),
+            next_action: v.next_action,
+            delivered_fen: v.delivered_fen.map(Fen::get),
+            failure: v
+                .failure
+                .map(|Reason { code, message }| Failure { code, message }),
+            created_at: rfc3339(order.created_at()),
+            updated_at: rfc3339(order.updated_at()),
+            sequence: order.sequence(),
+        }
+    }
+}
+
+/// `2026-11-22T04:24:25.123Z`. Days-from-civil inverse (Howard Hinnant's algorithm), no time crate needed.
+pub fn rfc3339(t: Timestamp) -> String {
+    let ms = t.millis();
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_has_known_answers() {
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(0)),
+            "1970-01-01T00:00:00.000Z"
+        );
+        // python3: datetime.fromtimestamp(1700000000.123, timezone.utc)
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(1_700_000_000_123)),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(951_782_400_000)),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(-1)),
+            "1969-12-31T23:59:59.999Z"
+        );
+    }
+}
