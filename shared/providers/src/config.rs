@@ -4,7 +4,7 @@
 
 use crate::adapter::{Capabilities, DEFAULT_MAX_BODY, ProviderAdapter};
 use crate::executor::Limits;
-use crate::{suka_xml, wikeyun}; // ADAPTERS
+use crate::{openapi_rsa, suka_xml, wikeyun}; // ADAPTERS
 use recharge_core::{Policy, ProviderAccountId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -174,6 +174,7 @@ impl ProviderAccount {
 pub enum Credentials {
     SukaXml(suka_xml::Credentials),
     Wikeyun(wikeyun::Credentials),
+    OpenapiRsa(openapi_rsa::Credentials),
 }
 
 impl Credentials {
@@ -194,6 +195,9 @@ impl Credentials {
                     .validated()
                     .map_err(err)?,
             ),
+            Protocol::OpenapiRsa => {
+                Credentials::OpenapiRsa(openapi_rsa::Credentials::from_json(text).map_err(err)?)
+            }
             other => {
                 return Err(ConfigError::Options {
                     protocol: other,
@@ -218,6 +222,7 @@ impl Provider {
         let adapter: Box<dyn ProviderAdapter> = match creds {
             Credentials::SukaXml(c) => Box::new(suka_xml::SukaXml::new(&account, c)?),
             Credentials::Wikeyun(c) => Box::new(wikeyun::Wikeyun::new(&account, c)?),
+            Credentials::OpenapiRsa(c) => Box::new(openapi_rsa::OpenapiRsa::new(&account, c)?),
         };
         if let Some(narrow) = account.capabilities {
             check_narrowing(narrow, adapter.capabilities())?;

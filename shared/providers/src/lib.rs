@@ -14,7 +14,7 @@ pub mod config;
 pub mod executor;
 pub mod http;
 // pub mod ice;
-// pub mod openapi_rsa;
+pub mod openapi_rsa;
 pub mod sign;
 // pub mod sms_billing;
 pub mod suka_xml;
