@@ -4,7 +4,7 @@
 
 use crate::adapter::{Capabilities, DEFAULT_MAX_BODY, ProviderAdapter};
 use crate::executor::Limits;
-use crate::{openapi_rsa, suka_xml, wikeyun}; // ADAPTERS
+use crate::{ice, openapi_rsa, suka_xml, wikeyun}; // ADAPTERS
 use recharge_core::{Policy, ProviderAccountId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -174,6 +174,7 @@ impl ProviderAccount {
 pub enum Credentials {
     SukaXml(suka_xml::Credentials),
     Wikeyun(wikeyun::Credentials),
+    IceMicroservice(ice::Credentials),
     OpenapiRsa(openapi_rsa::Credentials),
 }
 
@@ -198,6 +199,12 @@ impl Credentials {
             Protocol::OpenapiRsa => {
                 Credentials::OpenapiRsa(openapi_rsa::Credentials::from_json(text).map_err(err)?)
             }
+            Protocol::IceMicroservice => Credentials::IceMicroservice(
+                serde_json::from_str::<ice::Credentials>(text)
+                    .map_err(|e| err(e.to_string()))?
+                    .validated()
+                    .map_err(err)?,
+            ),
             other => {
                 return Err(ConfigError::Options {
                     protocol: other,
@@ -222,6 +229,7 @@ impl Provider {
         let adapter: Box<dyn ProviderAdapter> = match creds {
             Credentials::SukaXml(c) => Box::new(suka_xml::SukaXml::new(&account, c)?),
             Credentials::Wikeyun(c) => Box::new(wikeyun::Wikeyun::new(&account, c)?),
+            Credentials::IceMicroservice(c) => Box::new(ice::Ice::new(&account, c)?),
             Credentials::OpenapiRsa(c) => Box::new(openapi_rsa::OpenapiRsa::new(&account, c)?),
         };
         if let Some(narrow) = account.capabilities {

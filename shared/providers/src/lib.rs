@@ -13,7 +13,7 @@ pub mod codec;
 pub mod config;
 pub mod executor;
 pub mod http;
-// pub mod ice;
+pub mod ice;
 pub mod openapi_rsa;
 pub mod sign;
 // pub mod sms_billing;
