@@ -4,7 +4,7 @@
 
 use crate::adapter::{Capabilities, DEFAULT_MAX_BODY, ProviderAdapter};
 use crate::executor::Limits;
-use crate::{ice, openapi_rsa, suka_xml, wikeyun}; // ADAPTERS
+use crate::{ice, openapi_rsa, sms_billing, suka_xml, wikeyun};
 use recharge_core::{Policy, ProviderAccountId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -176,6 +176,7 @@ pub enum Credentials {
     Wikeyun(wikeyun::Credentials),
     IceMicroservice(ice::Credentials),
     OpenapiRsa(openapi_rsa::Credentials),
+    SmsBilling(sms_billing::Credentials),
 }
 
 impl Credentials {
@@ -205,12 +206,12 @@ impl Credentials {
                     .validated()
                     .map_err(err)?,
             ),
-            other => {
-                return Err(ConfigError::Options {
-                    protocol: other,
-                    message: "not implemented yet".to_owned(),
-                });
-            }
+            Protocol::SmsBilling => Credentials::SmsBilling(
+                serde_json::from_str::<sms_billing::Credentials>(text)
+                    .map_err(|e| err(e.to_string()))?
+                    .validated()
+                    .map_err(err)?,
+            ),
         })
     }
 }
@@ -231,6 +232,7 @@ impl Provider {
             Credentials::Wikeyun(c) => Box::new(wikeyun::Wikeyun::new(&account, c)?),
             Credentials::IceMicroservice(c) => Box::new(ice::Ice::new(&account, c)?),
             Credentials::OpenapiRsa(c) => Box::new(openapi_rsa::OpenapiRsa::new(&account, c)?),
+            Credentials::SmsBilling(c) => Box::new(sms_billing::SmsBilling::new(&account, c)?),
         };
         if let Some(narrow) = account.capabilities {
             check_narrowing(narrow, adapter.capabilities())?;

@@ -16,7 +16,7 @@ pub mod http;
 pub mod ice;
 pub mod openapi_rsa;
 pub mod sign;
-// pub mod sms_billing;
+pub mod sms_billing;
 pub mod suka_xml;
 pub mod wikeyun;
 
