@@ -302,3 +302,150 @@ fn check_narrowing(narrow: Capabilities, full: Capabilities) -> Result<(), Confi
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const SUKA_TOML: &str = r#"
+id = "dingyin-1"
+protocol = "suka-xml"
+secret_name = "recharge/provider/dingyin-1"
+not_found_grace_secs = 900
+
+[endpoints]
+submit = "http://dy.example.com:9086/gameonlinepay.do"
+query = "http://dy.example.com:8001/searchpay.do"
+balance = "http://dy.example.com:9086/searchbalance.do"
+
+[timeouts]
+call_ms = 8000
+
+[options]
+callback_reply = "success"
+query_sign = "lower"
+"#;
+
+    #[test]
+    fn an_account_loads_from_toml_with_its_options() {
+        let acct = ProviderAccount::from_toml(SUKA_TOML).unwrap();
+        assert_eq!(acct.protocol, Protocol::SukaXml);
+        let p = Provider::load(acct, r#"{"userid":"10004927","key":"k"}"#).unwrap();
+        let policy = p.policy();
+        assert_eq!(policy.not_found_grace, Duration::from_secs(900));
+        assert!(policy.call_timeout > Duration::from_millis(8000));
+        assert!(policy.not_found_failover, "001 dedupes sporderid");
+        assert_eq!(p.account.limits().call_timeout, Duration::from_millis(8000));
+        assert_eq!(
+            p.adapter
+                .callback_ack(crate::adapter::CallbackAck::Accepted)
+                .body,
+            b"success"
+        );
+    }
+
+    #[test]
+    fn every_protocol_loads_from_json() {
+        let public = include_str!("openapi_rsa/fixtures/004_rsa_test_public_key.pem");
+        let private = include_str!("openapi_rsa/fixtures/004_rsa_test_private_key.pem");
+        let cases = [
+            (
+                "suka-xml",
+                r#"{"submit":"http://h/a","query":"http://h/b"}"#,
+                "null",
+                r#"{"userid":"1","key":"k"}"#.to_owned(),
+            ),
+            (
+                "wikeyun",
+                r#"{"submit":"https://h/a","query":"https://h/b","balance":"https://h/c"}"#,
+                r#"{"store_id":"1234"}"#,
+                r#"{"app_key":"100001","app_secret":"s"}"#.to_owned(),
+            ),
+            (
+                "ice-microservice",
+                r#"{"submit":"http://h/a","query":"http://h/b"}"#,
+                r#"{"company":"彩生活","supplier":"中国移动"}"#,
+                r#"{"app_id":"A","token":"t","access_token":"x"}"#.to_owned(),
+            ),
+            (
+                "openapi-rsa",
+                r#"{"submit":"https://h/a","query":"https://h/b"}"#,
+                "{}",
+                serde_json::json!({"business_id":"b","merchant_id":"m","private_key_pem":private,"platform_public_key_pem":public}).to_string(),
+            ),
+            (
+                "sms-billing",
+                r#"{"submit":"https://h/a"}"#,
+                r#"{"flow":"mp"}"#,
+                r#"{"channelcode":"c","password":"p"}"#.to_owned(),
+            ),
+        ];
+        for (protocol, endpoints, options, secret) in cases {
+            let json = format!(
+                r#"{{"id":"acct-1","protocol":"{protocol}","secret_name":"s","endpoints":{endpoints},"options":{options}}}"#
+            );
+            let acct = ProviderAccount::from_json(&json).unwrap();
+            let p = Provider::load(acct, &secret).unwrap_or_else(|e| panic!("{protocol}: {e}"));
+            assert_eq!(p.account.protocol.as_str(), protocol);
+            let dbg = format!("{p:?}");
+            for secret_value in ["\"k\"", "app_secret\":\"s", "\"t\"", "MIIE", "\"p\""] {
+                assert!(
+                    !dbg.contains(secret_value),
+                    "{protocol} leaks {secret_value} in {dbg}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_fields_protocols_and_bad_secrets_fail_at_load() {
+        assert!(
+            ProviderAccount::from_json(
+                r#"{"id":"a","protocol":"ofpay","secret_name":"s","endpoints":{}}"#
+            )
+            .is_err()
+        );
+        assert!(
+            ProviderAccount::from_json(
+                r#"{"id":"a","protocol":"wikeyun","secret_name":"s","endpoints":{},"colour":1}"#
+            )
+            .is_err()
+        );
+        assert!(
+            ProviderAccount::from_json(
+                r#"{"id":"Bad Id","protocol":"wikeyun","secret_name":"s","endpoints":{}}"#
+            )
+            .is_err()
+        );
+        assert!(matches!(
+            Credentials::from_secret_json(Protocol::SukaXml, "not json"),
+            Err(ConfigError::Secret { .. })
+        ));
+        let e =
+            Credentials::from_secret_json(Protocol::Wikeyun, r#"{"app_key":"1","app_secret":""}"#)
+                .unwrap_err();
+        assert!(e.to_string().contains("app_secret"));
+    }
+
+    #[test]
+    fn capabilities_can_be_narrowed_but_not_widened() {
+        let base = |caps: &str| {
+            ProviderAccount::from_json(&format!(
+                r#"{{"id":"a","protocol":"suka-xml","secret_name":"s","endpoints":{{"submit":"http://h/a","query":"http://h/b"}},"capabilities":{caps}}}"#
+            ))
+            .unwrap()
+        };
+        let secret = r#"{"userid":"1","key":"k"}"#;
+        let narrow = r#"{"query_by_our_id":true,"dedupes_our_id":false,"sends_callbacks":true,"callback_signed":true,"has_balance":false,"two_step":false,"provider_side_failover":false}"#;
+        let p = Provider::load(base(narrow), secret).unwrap();
+        assert!(!p.capabilities().dedupes_our_id);
+        assert!(!p.policy().not_found_failover);
+        // No balance endpoint configured, so claiming a balance API is refused.
+        let wide = narrow.replace("\"has_balance\":false", "\"has_balance\":true");
+        assert!(matches!(
+            Provider::load(base(&wide), secret),
+            Err(ConfigError::Capabilities(_))
+        ));
+    }
+}
