@@ -54,11 +54,22 @@ pub enum Flow {
     Pc,
 }
 
+/// How request bodies are encoded: the seed does not say [ASSUME: form].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyFormat {
+    /// `application/x-www-form-urlencoded` in `form_charset`.
+    Form,
+    /// `application/json; charset=utf-8`, fields in the seed's order.
+    Json,
+}
+
 /// The [ASSUME] knobs of PROVIDERS 000 with their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Options {
     pub flow: Flow,
+    pub body_format: BodyFormat,
     /// Request body charset (`application/x-www-form-urlencoded`; the seed does not say).
     pub form_charset: Charset,
     /// Reply to an accepted sync (default `ok`; some channels want `0` or `success`).
@@ -73,6 +84,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             flow: Flow::Pc,
+            body_format: BodyFormat::Form,
             form_charset: Charset::Utf8,
             callback_reply: "ok".to_owned(),
             require_sync_sign: false,
@@ -126,17 +138,23 @@ impl SmsBilling {
     }
 
     fn form(&self, url: &str, pairs: &[(&str, &str)]) -> Result<HttpRequest, AdapterError> {
-        let body = codec::encode_form(pairs, self.options.form_charset)?;
-        Ok(HttpRequest {
-            method: Method::Post,
-            url: url.to_owned(),
-            headers: vec![(
-                "Content-Type".to_owned(),
+        let (content_type, body) = match self.options.body_format {
+            BodyFormat::Form => (
                 format!(
                     "application/x-www-form-urlencoded; charset={}",
                     self.options.form_charset.label()
                 ),
-            )],
+                codec::encode_form(pairs, self.options.form_charset)?,
+            ),
+            BodyFormat::Json => (
+                "application/json; charset=utf-8".to_owned(),
+                codec::ordered_json(pairs),
+            ),
+        };
+        Ok(HttpRequest {
+            method: Method::Post,
+            url: url.to_owned(),
+            headers: vec![("Content-Type".to_owned(), content_type)],
             body: body.into_bytes(),
         })
     }

@@ -14,20 +14,7 @@ pub fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
-/// A JSON object with string values in exactly the given field order (we sign the bytes we send).
-pub fn ordered_json(fields: &[(&str, &str)]) -> String {
-    let mut out = String::from("{");
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&Value::String((*k).to_owned()).to_string());
-        out.push(':');
-        out.push_str(&Value::String((*v).to_owned()).to_string());
-    }
-    out.push('}');
-    out
-}
+pub use crate::codec::ordered_json;
 
 /// The response envelope.
 #[derive(Debug)]

@@ -203,6 +203,23 @@ fn pc_flow_is_code_request_then_verification() {
 }
 
 #[test]
+fn json_body_format_is_an_option() {
+    let p = provider_with(json!({"body_format": "json"}), SECRET);
+    let http = p
+        .adapter
+        .build_submit(&submit("PRD200", "13800138000", &[]), &ctx_at(0))
+        .unwrap();
+    assert_eq!(
+        http.header("Content-Type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(
+        http.body,
+        br#"{"productcode":"PRD200","channelcode":"CH01","password":"pw&1","phone":"13800138000"}"#
+    );
+}
+
+#[test]
 fn no_query_and_no_balance() {
     let p = pc();
     let q = QueryRequest {
