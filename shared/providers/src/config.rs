@@ -183,17 +183,16 @@ impl Credentials {
     /// Parses and validates (non-empty fields, RSA keys parse) the secret for `protocol`.
     pub fn from_secret_json(protocol: Protocol, text: &str) -> Result<Credentials, ConfigError> {
         let err = |message: String| ConfigError::Secret { protocol, message };
-        // serde_json errors name the field and position, never the value of a string.
         Ok(match protocol {
             Protocol::SukaXml => Credentials::SukaXml(
                 serde_json::from_str::<suka_xml::Credentials>(text)
-                    .map_err(|e| err(e.to_string()))?
+                    .map_err(|e| err(redacted(&e)))?
                     .validated()
                     .map_err(err)?,
             ),
             Protocol::Wikeyun => Credentials::Wikeyun(
                 serde_json::from_str::<wikeyun::Credentials>(text)
-                    .map_err(|e| err(e.to_string()))?
+                    .map_err(|e| err(redacted(&e)))?
                     .validated()
                     .map_err(err)?,
             ),
@@ -202,17 +201,36 @@ impl Credentials {
             }
             Protocol::IceMicroservice => Credentials::IceMicroservice(
                 serde_json::from_str::<ice::Credentials>(text)
-                    .map_err(|e| err(e.to_string()))?
+                    .map_err(|e| err(redacted(&e)))?
                     .validated()
                     .map_err(err)?,
             ),
             Protocol::SmsBilling => Credentials::SmsBilling(
                 serde_json::from_str::<sms_billing::Credentials>(text)
-                    .map_err(|e| err(e.to_string()))?
+                    .map_err(|e| err(redacted(&e)))?
                     .validated()
                     .map_err(err)?,
             ),
         })
+    }
+}
+
+/// A serde_json error about a secret, without any value from it: serde's "invalid type: string \"…\"" and
+/// "invalid value" messages quote the offending value, which may be the secret itself.
+pub(crate) fn redacted(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    if s.starts_with("missing field")
+        || s.starts_with("unknown field")
+        || s.starts_with("duplicate field")
+    {
+        s
+    } else {
+        format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
     }
 }
 

@@ -70,7 +70,7 @@ impl Credentials {
     /// sign_key}`. SHA256-RSA needs the merchant private key and the platform public key (callbacks are
     /// verified with it); MD5 needs `sign_key`.
     pub fn from_json(text: &str) -> Result<Credentials, String> {
-        let s: SecretJson = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let s: SecretJson = serde_json::from_str(text).map_err(|e| crate::config::redacted(&e))?;
         if s.business_id.trim().is_empty() || s.merchant_id.trim().is_empty() {
             return Err("business_id and merchant_id are required".to_owned());
         }
