@@ -163,6 +163,22 @@ pub fn field<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// A JSON object with string values in exactly the given field order (serde_json's map would sort them, and
+/// protocols that sign the body must sign the bytes they send).
+pub fn ordered_json(fields: &[(&str, &str)]) -> String {
+    let mut out = String::from("{");
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::Value::String((*k).to_owned()).to_string());
+        out.push(':');
+        out.push_str(&serde_json::Value::String((*v).to_owned()).to_string());
+    }
+    out.push('}');
+    out
+}
+
 /// `yyyyMMddHHmmss` in Beijing time (UTC+8, no DST), as the 001 family wants `spordertime`.
 pub fn beijing_compact(ts: Timestamp) -> String {
     let secs = ts.seconds() + 8 * 3600;
@@ -477,6 +493,15 @@ mod tests {
         assert!(parse_form(body.as_bytes(), Charset::Utf8).is_err());
         assert!(parse_form(b"a=%G1", Charset::Utf8).is_err());
         assert!(Charset::Gbk.encode("emoji 😀").is_err());
+    }
+
+    #[test]
+    fn ordered_json_keeps_order_and_escapes() {
+        assert_eq!(
+            ordered_json(&[("b", "1"), ("a", "say \"hi\"\n江")]),
+            r#"{"b":"1","a":"say \"hi\"\n江"}"#
+        );
+        assert_eq!(ordered_json(&[]), "{}");
     }
 
     #[test]

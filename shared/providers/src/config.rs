@@ -4,7 +4,7 @@
 
 use crate::adapter::{Capabilities, DEFAULT_MAX_BODY, ProviderAdapter};
 use crate::executor::Limits;
-use crate::{suka_xml, wikeyun}; // ADAPTERS
+use crate::{ice, openapi_rsa, sms_billing, suka_xml, wikeyun};
 use recharge_core::{Policy, ProviderAccountId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -174,33 +174,63 @@ impl ProviderAccount {
 pub enum Credentials {
     SukaXml(suka_xml::Credentials),
     Wikeyun(wikeyun::Credentials),
+    IceMicroservice(ice::Credentials),
+    OpenapiRsa(openapi_rsa::Credentials),
+    SmsBilling(sms_billing::Credentials),
 }
 
 impl Credentials {
     /// Parses and validates (non-empty fields, RSA keys parse) the secret for `protocol`.
     pub fn from_secret_json(protocol: Protocol, text: &str) -> Result<Credentials, ConfigError> {
         let err = |message: String| ConfigError::Secret { protocol, message };
-        // serde_json errors name the field and position, never the value of a string.
         Ok(match protocol {
             Protocol::SukaXml => Credentials::SukaXml(
                 serde_json::from_str::<suka_xml::Credentials>(text)
-                    .map_err(|e| err(e.to_string()))?
+                    .map_err(|e| err(redacted(&e)))?
                     .validated()
                     .map_err(err)?,
             ),
             Protocol::Wikeyun => Credentials::Wikeyun(
                 serde_json::from_str::<wikeyun::Credentials>(text)
-                    .map_err(|e| err(e.to_string()))?
+                    .map_err(|e| err(redacted(&e)))?
                     .validated()
                     .map_err(err)?,
             ),
-            other => {
-                return Err(ConfigError::Options {
-                    protocol: other,
-                    message: "not implemented yet".to_owned(),
-                });
+            Protocol::OpenapiRsa => {
+                Credentials::OpenapiRsa(openapi_rsa::Credentials::from_json(text).map_err(err)?)
             }
+            Protocol::IceMicroservice => Credentials::IceMicroservice(
+                serde_json::from_str::<ice::Credentials>(text)
+                    .map_err(|e| err(redacted(&e)))?
+                    .validated()
+                    .map_err(err)?,
+            ),
+            Protocol::SmsBilling => Credentials::SmsBilling(
+                serde_json::from_str::<sms_billing::Credentials>(text)
+                    .map_err(|e| err(redacted(&e)))?
+                    .validated()
+                    .map_err(err)?,
+            ),
         })
+    }
+}
+
+/// A serde_json error about a secret, without any value from it: serde's "invalid type: string \"…\"" and
+/// "invalid value" messages quote the offending value, which may be the secret itself.
+pub(crate) fn redacted(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    if s.starts_with("missing field")
+        || s.starts_with("unknown field")
+        || s.starts_with("duplicate field")
+    {
+        s
+    } else {
+        format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
     }
 }
 
@@ -218,6 +248,9 @@ impl Provider {
         let adapter: Box<dyn ProviderAdapter> = match creds {
             Credentials::SukaXml(c) => Box::new(suka_xml::SukaXml::new(&account, c)?),
             Credentials::Wikeyun(c) => Box::new(wikeyun::Wikeyun::new(&account, c)?),
+            Credentials::IceMicroservice(c) => Box::new(ice::Ice::new(&account, c)?),
+            Credentials::OpenapiRsa(c) => Box::new(openapi_rsa::OpenapiRsa::new(&account, c)?),
+            Credentials::SmsBilling(c) => Box::new(sms_billing::SmsBilling::new(&account, c)?),
         };
         if let Some(narrow) = account.capabilities {
             check_narrowing(narrow, adapter.capabilities())?;
@@ -286,4 +319,151 @@ fn check_narrowing(narrow: Capabilities, full: Capabilities) -> Result<(), Confi
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const SUKA_TOML: &str = r#"
+id = "dingyin-1"
+protocol = "suka-xml"
+secret_name = "recharge/provider/dingyin-1"
+not_found_grace_secs = 900
+
+[endpoints]
+submit = "http://dy.example.com:9086/gameonlinepay.do"
+query = "http://dy.example.com:8001/searchpay.do"
+balance = "http://dy.example.com:9086/searchbalance.do"
+
+[timeouts]
+call_ms = 8000
+
+[options]
+callback_reply = "success"
+query_sign = "lower"
+"#;
+
+    #[test]
+    fn an_account_loads_from_toml_with_its_options() {
+        let acct = ProviderAccount::from_toml(SUKA_TOML).unwrap();
+        assert_eq!(acct.protocol, Protocol::SukaXml);
+        let p = Provider::load(acct, r#"{"userid":"10004927","key":"k"}"#).unwrap();
+        let policy = p.policy();
+        assert_eq!(policy.not_found_grace, Duration::from_secs(900));
+        assert!(policy.call_timeout > Duration::from_millis(8000));
+        assert!(policy.not_found_failover, "001 dedupes sporderid");
+        assert_eq!(p.account.limits().call_timeout, Duration::from_millis(8000));
+        assert_eq!(
+            p.adapter
+                .callback_ack(crate::adapter::CallbackAck::Accepted)
+                .body,
+            b"success"
+        );
+    }
+
+    #[test]
+    fn every_protocol_loads_from_json() {
+        let public = include_str!("openapi_rsa/fixtures/004_rsa_test_public_key.pem");
+        let private = include_str!("openapi_rsa/fixtures/004_rsa_test_private_key.pem");
+        let cases = [
+            (
+                "suka-xml",
+                r#"{"submit":"http://h/a","query":"http://h/b"}"#,
+                "null",
+                r#"{"userid":"1","key":"k"}"#.to_owned(),
+            ),
+            (
+                "wikeyun",
+                r#"{"submit":"https://h/a","query":"https://h/b","balance":"https://h/c"}"#,
+                r#"{"store_id":"1234"}"#,
+                r#"{"app_key":"100001","app_secret":"s"}"#.to_owned(),
+            ),
+            (
+                "ice-microservice",
+                r#"{"submit":"http://h/a","query":"http://h/b"}"#,
+                r#"{"company":"彩生活","supplier":"中国移动"}"#,
+                r#"{"app_id":"A","token":"t","access_token":"x"}"#.to_owned(),
+            ),
+            (
+                "openapi-rsa",
+                r#"{"submit":"https://h/a","query":"https://h/b"}"#,
+                "{}",
+                serde_json::json!({"business_id":"b","merchant_id":"m","private_key_pem":private,"platform_public_key_pem":public}).to_string(),
+            ),
+            (
+                "sms-billing",
+                r#"{"submit":"https://h/a"}"#,
+                r#"{"flow":"mp"}"#,
+                r#"{"channelcode":"c","password":"p"}"#.to_owned(),
+            ),
+        ];
+        for (protocol, endpoints, options, secret) in cases {
+            let json = format!(
+                r#"{{"id":"acct-1","protocol":"{protocol}","secret_name":"s","endpoints":{endpoints},"options":{options}}}"#
+            );
+            let acct = ProviderAccount::from_json(&json).unwrap();
+            let p = Provider::load(acct, &secret).unwrap_or_else(|e| panic!("{protocol}: {e}"));
+            assert_eq!(p.account.protocol.as_str(), protocol);
+            let dbg = format!("{p:?}");
+            for secret_value in ["\"k\"", "app_secret\":\"s", "\"t\"", "MIIE", "\"p\""] {
+                assert!(
+                    !dbg.contains(secret_value),
+                    "{protocol} leaks {secret_value} in {dbg}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_fields_protocols_and_bad_secrets_fail_at_load() {
+        assert!(
+            ProviderAccount::from_json(
+                r#"{"id":"a","protocol":"ofpay","secret_name":"s","endpoints":{}}"#
+            )
+            .is_err()
+        );
+        assert!(
+            ProviderAccount::from_json(
+                r#"{"id":"a","protocol":"wikeyun","secret_name":"s","endpoints":{},"colour":1}"#
+            )
+            .is_err()
+        );
+        assert!(
+            ProviderAccount::from_json(
+                r#"{"id":"Bad Id","protocol":"wikeyun","secret_name":"s","endpoints":{}}"#
+            )
+            .is_err()
+        );
+        assert!(matches!(
+            Credentials::from_secret_json(Protocol::SukaXml, "not json"),
+            Err(ConfigError::Secret { .. })
+        ));
+        let e =
+            Credentials::from_secret_json(Protocol::Wikeyun, r#"{"app_key":"1","app_secret":""}"#)
+                .unwrap_err();
+        assert!(e.to_string().contains("app_secret"));
+    }
+
+    #[test]
+    fn capabilities_can_be_narrowed_but_not_widened() {
+        let base = |caps: &str| {
+            ProviderAccount::from_json(&format!(
+                r#"{{"id":"a","protocol":"suka-xml","secret_name":"s","endpoints":{{"submit":"http://h/a","query":"http://h/b"}},"capabilities":{caps}}}"#
+            ))
+            .unwrap()
+        };
+        let secret = r#"{"userid":"1","key":"k"}"#;
+        let narrow = r#"{"query_by_our_id":true,"dedupes_our_id":false,"sends_callbacks":true,"callback_signed":true,"has_balance":false,"two_step":false,"provider_side_failover":false}"#;
+        let p = Provider::load(base(narrow), secret).unwrap();
+        assert!(!p.capabilities().dedupes_our_id);
+        assert!(!p.policy().not_found_failover);
+        // No balance endpoint configured, so claiming a balance API is refused.
+        let wide = narrow.replace("\"has_balance\":false", "\"has_balance\":true");
+        assert!(matches!(
+            Provider::load(base(&wide), secret),
+            Err(ConfigError::Capabilities(_))
+        ));
+    }
 }

@@ -13,10 +13,10 @@ pub mod codec;
 pub mod config;
 pub mod executor;
 pub mod http;
-// pub mod ice;
-// pub mod openapi_rsa;
+pub mod ice;
+pub mod openapi_rsa;
 pub mod sign;
-// pub mod sms_billing;
+pub mod sms_billing;
 pub mod suka_xml;
 pub mod wikeyun;
 

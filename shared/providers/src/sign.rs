@@ -200,3 +200,93 @@ impl RsaVerifier {
         self.key.verify_sig(message, &sig).is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn md5_hex_has_both_cases() {
+        // RFC 1321 test suite.
+        assert_eq!(
+            md5_hex(b"abc", HexCase::Lower),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        assert_eq!(
+            md5_hex(b"abc", HexCase::Upper),
+            "900150983CD24FB0D6963F7D28E17F72"
+        );
+    }
+
+    #[test]
+    fn md5_over_gbk_differs_from_utf8_and_refuses_unencodable_text() {
+        assert_eq!(gbk_bytes("江苏").unwrap(), vec![0xBD, 0xAD, 0xCB, 0xD5]);
+        assert_ne!(
+            md5_gbk_hex("江苏", HexCase::Upper).unwrap(),
+            md5_hex("江苏".as_bytes(), HexCase::Upper)
+        );
+        assert_eq!(md5_gbk_hex("😀", HexCase::Upper), Err(SignError::NotGbk));
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231_case_2() {
+        assert_eq!(
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn top_md5_sorts_keys_by_bytes_without_separators() {
+        let mut p = BTreeMap::new();
+        p.insert("b".to_owned(), "2".to_owned());
+        p.insert("a".to_owned(), "1".to_owned());
+        p.insert("B".to_owned(), "3".to_owned());
+        assert_eq!(top_sign_string("S", &p), "SB3a1b2S");
+        assert_eq!(top_md5("S", &p), md5_hex(b"SB3a1b2S", HexCase::Upper));
+    }
+
+    #[test]
+    fn constant_time_comparisons() {
+        assert!(ct_eq("ABC", "ABC"));
+        assert!(!ct_eq("ABC", "ABD"));
+        assert!(!ct_eq("ABC", "ABCD"));
+        assert!(ct_eq_ignore_ascii_case("abc1", "ABC1"));
+        assert!(!ct_eq_ignore_ascii_case("abc1", "ABC2"));
+    }
+
+    #[test]
+    fn malformed_pem_is_refused() {
+        assert!(matches!(
+            RsaSigner::from_pem("nothing"),
+            Err(SignError::Pem(_))
+        ));
+        assert!(
+            RsaSigner::from_pem("-----BEGIN PRIVATE KEY-----\n!!\n-----END PRIVATE KEY-----")
+                .is_err()
+        );
+        assert!(
+            RsaVerifier::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----")
+                .is_err()
+        );
+        assert!(
+            format!(
+                "{:?}",
+                RsaSigner::from_pem(include_str!(
+                    "openapi_rsa/fixtures/004_rsa_test_private_key.pem"
+                ))
+                .unwrap()
+            )
+            .contains("redacted")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn rsa_verify_never_panics_on_arbitrary_signatures(msg in proptest::collection::vec(any::<u8>(), 0..64), sig in "\\PC{0,400}") {
+            let v = RsaVerifier::from_pem(include_str!("openapi_rsa/fixtures/004_rsa_test_public_key.pem")).unwrap();
+            prop_assert!(!v.verify_base64(&msg, &sig));
+        }
+    }
+}

@@ -1,5 +1,4 @@
 //! Test helpers shared by the adapters' unit tests.
-#![allow(dead_code)] // helpers are used by whichever adapters are compiled
 
 use crate::adapter::{RequestContext, SubmitRequest};
 use crate::config::{Protocol, ProviderAccount};

@@ -78,6 +78,10 @@ pub struct Options {
     pub query_by: QueryBy,
     /// The SDK adds `store_id` to queries; the seed and the worked example do not.
     pub query_sends_store_id: bool,
+    /// Substrings of a pushOrder refusal meaning "order_no already used": the order may exist, so that
+    /// refusal is UNKNOWN rather than REJECTED (§0.3 rule 2). Matched case-insensitively; the real text is
+    /// not public.
+    pub duplicate_markers: Vec<String>,
 }
 
 impl Default for Options {
@@ -92,6 +96,10 @@ impl Default for Options {
             callback_reply: "success".to_owned(),
             query_by: QueryBy::OrderNo,
             query_sends_store_id: false,
+            duplicate_markers: ["已存在", "重复", "exist", "duplicate"]
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         }
     }
 }
@@ -257,7 +265,16 @@ impl ProviderAdapter for Wikeyun {
         if env.code.is_empty() {
             return unknown("unparsable", "empty code");
         }
-        // Responses: every non-0000 code at pushOrder is REJECTED [ASSUME]; only 1003 is public.
+        let lower = env.msg.to_lowercase();
+        if self
+            .options
+            .duplicate_markers
+            .iter()
+            .any(|m| !m.is_empty() && lower.contains(&m.to_lowercase()))
+        {
+            return unknown(&env.code, env.msg);
+        }
+        // Responses: every other non-0000 code at pushOrder is REJECTED [ASSUME]; only 1003 is public.
         Outcome::Rejected {
             failover_allowed: true,
             reason: Reason::new(env.code, env.msg),

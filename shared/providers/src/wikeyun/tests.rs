@@ -197,6 +197,14 @@ fn push_order_answers_are_classified() {
         p.adapter.parse_submit(&ok(&include_bytes!("fixtures/error_1003.json")[..])),
         Outcome::Rejected { failover_allowed: true, reason } if reason.code == "1003"
     ));
+    // A refusal that says the order number is taken may hide an order that exists: Unknown.
+    for msg in ["订单号已存在", "order_no重复", "Duplicate order"] {
+        let body = json!({"code": "1005", "msg": msg, "data": null}).to_string();
+        assert!(
+            matches!(p.adapter.parse_submit(&ok(body)), Outcome::Unknown { .. }),
+            "{msg}"
+        );
+    }
     for bad in [
         HttpResponse::new(500, &br#"{"code":"1003"}"#[..]),
         ok(&b"<html>"[..]),
