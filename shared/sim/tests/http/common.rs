@@ -79,7 +79,6 @@ pub async fn wait_order(
 #[derive(Debug, Clone)]
 pub struct Received {
     pub method: Method,
-    #[allow(dead_code)]
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
