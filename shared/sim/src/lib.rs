@@ -211,7 +211,9 @@ impl Drop for RunningSim {
 
 /// Starts a simulator as `config` says. Must be called inside a Tokio runtime.
 pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
+    // Callbacks go straight to their target: a proxy from the environment would swallow loopback targets.
     let http = reqwest::Client::builder()
+        .no_proxy()
         .timeout(config.callback_timeout)
         .build()
         .map_err(SimError::Client)?;

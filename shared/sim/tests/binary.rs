@@ -63,7 +63,12 @@ async fn every_protocol_starts_from_the_binary_and_prints_a_loopback_base_url() 
     ] {
         let (_child, url) = start(protocol, &["--time-scale", "60", "--no-scripts"]);
         assert!(url.starts_with("http://127.0.0.1:"), "{protocol}: {url}");
-        let orders: serde_json::Value = reqwest::get(format!("{url}/_sim/orders"))
+        let orders: serde_json::Value = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("{url}/_sim/orders"))
+            .send()
             .await
             .unwrap()
             .json()

@@ -31,6 +31,7 @@ pub async fn start(c: SimConfig) -> RunningSim {
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()

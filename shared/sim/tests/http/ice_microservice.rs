@@ -150,7 +150,7 @@ async fn a_bad_sign_a_stale_ts_and_a_wrong_access_token_are_answered_code_1() {
 
 #[tokio::test]
 async fn the_status_advances_on_a_timer_from_0_to_2_and_nothing_is_called_back() {
-    let sim = sim_with(|c| c.settle = Duration::from_secs(300)).await;
+    let sim = sim_with(|c| c.settle = Duration::from_secs(4000)).await; // 2 s per step: room for a loaded machine
     order(&sim, "13800138000", "T1").await;
     assert_eq!(query(&sim, "T1").await["data"]["status"], "0");
     wait_order(&sim, "T1", OrderState::Processing).await;

@@ -425,6 +425,7 @@ async fn account_0002_is_accepted_then_fails_refunded_with_a_resultno_9_callback
 async fn account_0003_hangs_past_the_client_timeout_but_the_order_is_recorded_and_succeeds() {
     let sim = sim_with(1_000_000, |_| {}).await;
     let short = reqwest::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();

@@ -233,7 +233,7 @@ async fn a_duplicate_order_no_an_unsupported_amount_and_a_short_balance_are_refu
 
 #[tokio::test]
 async fn query_by_either_id_follows_the_status_progression_to_2() {
-    let sim = sim_with(1_000_000, |c| c.settle = Duration::from_secs(400)).await;
+    let sim = sim_with(1_000_000, |c| c.settle = Duration::from_secs(4000)).await;
     push(&sim, "13800138000", "S1", "50", "").await;
     let first = query_no(&sim, "S1").await;
     assert!(
