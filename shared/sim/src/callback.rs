@@ -48,7 +48,10 @@ pub async fn deliver(
     order: &OrderRecord,
     reported: OrderState,
 ) -> bool {
-    let schedule = notifier.retry_schedule();
+    let schedule = engine
+        .callback_schedule
+        .clone()
+        .unwrap_or_else(|| notifier.retry_schedule());
     for attempt in 0..=schedule.len() {
         let Some(out) = notifier.build(order, reported) else {
             return false;

@@ -133,6 +133,8 @@ pub struct SimConfig {
     pub scripts: bool,
     /// Seeded chaos mode.
     pub chaos: Option<ChaosConfig>,
+    /// Replaces the protocol's callback retry delays (before scaling); the number of retries is its length.
+    pub callback_schedule: Option<Vec<Duration>>,
 }
 
 impl SimConfig {
@@ -150,6 +152,7 @@ impl SimConfig {
             callback_timeout: Duration::from_secs(5),
             scripts: true,
             chaos: None,
+            callback_schedule: None,
         }
     }
 }
@@ -235,7 +238,7 @@ pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
         | Protocol::SmsBilling => Capabilities::default(),
     };
     let build = |balance_fen: i64| {
-        Arc::new(Engine::new(
+        let mut engine = Engine::new(
             ledger::Ledger::new(balance_fen),
             timing.clone(),
             config.scripts,
@@ -243,7 +246,9 @@ pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
             config.callback_url.clone(),
             http.clone(),
             caps,
-        ))
+        );
+        engine.callback_schedule = config.callback_schedule.clone();
+        Arc::new(engine)
     };
     let creds = config.credentials.clone();
     let (engine, router) = match config.protocol {

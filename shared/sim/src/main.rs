@@ -36,6 +36,9 @@ struct Args {
     /// How long a hanging submit holds its response, in ms (not scaled).
     #[arg(long, default_value_t = 35_000)]
     hang_ms: u64,
+    /// Replace the protocol's callback retry delays: comma-separated seconds before scaling (e.g. 1,5,30).
+    #[arg(long, value_delimiter = ',')]
+    callback_schedule_secs: Option<Vec<u64>>,
     /// Turn scripted accounts off: a clean backup provider.
     #[arg(long)]
     no_scripts: bool,
@@ -74,6 +77,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     c.long_processing = Duration::from_secs(a.long_processing_secs);
     c.hang = Duration::from_millis(a.hang_ms);
     c.scripts = !a.no_scripts;
+    c.callback_schedule = a
+        .callback_schedule_secs
+        .map(|v| v.into_iter().map(Duration::from_secs).collect());
     c.chaos = a.chaos_seed.map(|seed| ChaosConfig {
         seed,
         refuse: a.chaos_refuse,

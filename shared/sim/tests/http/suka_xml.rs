@@ -561,3 +561,30 @@ async fn the_ledger_endpoints_list_orders_with_fen_amounts_and_callback_attempts
     assert_eq!(cbs[1]["acknowledged"], true);
     assert_eq!(cbs[1]["target"], rx.url.as_str());
 }
+
+#[tokio::test]
+async fn a_custom_schedule_and_acknowledgement_are_honoured() {
+    let rx = Receiver::start(0, "ok").await;
+    let mut c = config(
+        Protocol::SukaXml,
+        json!({ "userid": USERID, "key": KEY, "callback_acks": ["RECEIVED"], "query_sign_required": true }),
+    );
+    c.callback_schedule = Some(vec![Duration::from_secs(1), Duration::from_secs(1)]);
+    let sim = start(c).await;
+    submit(&sim, "13590101510", "A1", &rx.url).await;
+    rx.wait_for(3).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        rx.received().len(),
+        3,
+        "`ok` is not the configured reply: one try and two retries"
+    );
+    let unsigned = post(
+        &sim,
+        "/searchpay.do",
+        form(&[("userid", USERID), ("sporderid", "A1")], true),
+    )
+    .await;
+    assert_eq!(tag(&unsigned.text, "resultno"), "5005");
+    assert_eq!(tag(&query(&sim, "A1").await, "resultno"), "1");
+}
