@@ -293,7 +293,7 @@ async fn order(State(s): State<Arc<Ice>>, RawQuery(q): RawQuery, body: Bytes) ->
     if plan.hang {
         s.engine.hang().await;
     }
-    if plan.http_500 {
+    if plan.http_500 || plan.unknown_answer {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
     }
     s.ok(&get("Supplier"), data(&order))

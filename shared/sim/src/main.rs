@@ -60,6 +60,9 @@ struct Args {
     /// Chaos rate: final callback delivered twice.
     #[arg(long, default_value_t = 0.0)]
     chaos_duplicate_callback: f64,
+    /// Chaos rate: the protocol's "unknown result" answer after recording (suka-xml 9999, else HTTP 500).
+    #[arg(long, default_value_t = 0.0)]
+    chaos_unknown: f64,
     /// Chaos rate: long processing, then failure.
     #[arg(long, default_value_t = 0.0)]
     chaos_late_failure: f64,
@@ -88,6 +91,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         lost_callback: a.chaos_lost_callback,
         duplicate_callback: a.chaos_duplicate_callback,
         late_failure: a.chaos_late_failure,
+        unknown_answer: a.chaos_unknown,
     });
     let sim = recharge_sim::start(c).await?;
     println!("{}", sim.base_url());

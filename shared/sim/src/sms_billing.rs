@@ -266,7 +266,7 @@ async fn mp_get_sms(State(s): State<Arc<Sms>>, RawQuery(q): RawQuery, body: Byte
     if plan.hang {
         s.engine.hang().await;
     }
-    if plan.http_500 {
+    if plan.http_500 || plan.unknown_answer {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
     }
     Json(json!({ "resultCode": "0", "resultDesc": "成功", "array": array, "orderId": order.provider_order_id }))
@@ -328,7 +328,7 @@ async fn pc_pay(State(s): State<Arc<Sms>>, RawQuery(q): RawQuery, body: Bytes) -
     if plan.hang {
         s.engine.hang().await;
     }
-    if plan.http_500 {
+    if plan.http_500 || plan.unknown_answer {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
     }
     match state {

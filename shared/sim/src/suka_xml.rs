@@ -294,6 +294,10 @@ async fn submit(
     if plan.hang {
         s.engine.hang().await;
     }
+    if plan.unknown_answer {
+        // 9999 未知错误,需进入平台查询核实: the order exists, the caller must query.
+        return order_error(&p, "9999");
+    }
     if plan.http_500 {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
     }

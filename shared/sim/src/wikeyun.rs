@@ -230,7 +230,7 @@ async fn push_order(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes
     if plan.hang {
         w.engine.hang().await;
     }
-    if plan.http_500 {
+    if plan.http_500 || plan.unknown_answer {
         return (
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             "Internal Server Error",

@@ -588,3 +588,32 @@ async fn a_custom_schedule_and_acknowledgement_are_honoured() {
     assert_eq!(tag(&unsigned.text, "resultno"), "5005");
     assert_eq!(tag(&query(&sim, "A1").await, "resultno"), "1");
 }
+
+#[tokio::test]
+async fn chaos_unknown_answers_9999_but_the_order_exists_and_a_query_finds_it() {
+    let sim = sim_with(1_000_000, |c| {
+        c.chaos = Some(recharge_sim::ChaosConfig {
+            seed: 1,
+            unknown_answer: 1.0,
+            ..Default::default()
+        })
+    })
+    .await;
+    assert_eq!(
+        tag(
+            &submit(&sim, "13590101510", "U9", "").await.text,
+            "resultno"
+        ),
+        "9999"
+    );
+    wait_order(&sim, "U9", OrderState::Succeeded).await;
+    assert_eq!(tag(&query(&sim, "U9").await, "resultno"), "1");
+    assert_eq!(
+        tag(
+            &submit(&sim, "13590101510", "U9", "").await.text,
+            "resultno"
+        ),
+        "5006",
+        "resubmitting the same id is a safe probe"
+    );
+}
