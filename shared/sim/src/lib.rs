@@ -265,11 +265,14 @@ pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
     let addr = listener.local_addr().map_err(SimError::Bind)?;
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = rx.await;
             })
             .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "simulator server stopped with an error");
+        }
     });
     Ok(RunningSim {
         base_url: format!("http://{addr}"),
