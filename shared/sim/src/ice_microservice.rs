@@ -278,10 +278,10 @@ async fn order(State(s): State<Arc<Ice>>, RawQuery(q): RawQuery, body: Bytes) ->
         script: plan.label.clone(),
         callback_url: None,
         submitted_at: get("ts"),
-        extra: vec![
+        extra: BTreeMap::from([
             ("orderId".into(), order_id),
             ("Supplier".into(), get("Supplier")),
-        ],
+        ]),
     };
     let order = match s.engine.ledger.record(record) {
         Ok(o) => o,

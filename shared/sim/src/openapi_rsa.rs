@@ -376,7 +376,7 @@ async fn vip_charge(State(a): State<Arc<Api>>, headers: HeaderMap, body: Bytes) 
         script: plan.label.clone(),
         callback_url: cb,
         submitted_at: String::new(),
-        extra: vec![],
+        extra: BTreeMap::new(),
     };
     let order = match a.engine.ledger.record(record) {
         Ok(o) => o,

@@ -197,12 +197,12 @@ impl Sms {
             script: plan.label.clone(),
             callback_url: self.engine.default_callback_url.clone(),
             submitted_at: beijing_timestamp(SystemTime::now()),
-            extra: vec![
+            extra: BTreeMap::from([
                 ("flow".into(), flow.into()),
                 ("cpparam".into(), get("cpparam")),
                 ("port".into(), product.accessno.clone()),
                 ("mobile".into(), get("phone")),
-            ],
+            ]),
         };
         match self.engine.ledger.record(record) {
             Ok(o) => Ok((o, plan)),
@@ -458,7 +458,7 @@ mod tests {
             script: "0005".into(),
             callback_url: Some("http://127.0.0.1:1/sync".into()),
             submitted_at: String::new(),
-            extra: vec![],
+            extra: BTreeMap::new(),
         };
         assert!(n.build(&order, OrderState::Processing).is_none());
         let out = n.build(&order, OrderState::Succeeded).unwrap();

@@ -281,7 +281,7 @@ async fn submit(
         script: plan.label.clone(),
         callback_url: back_url,
         submitted_at: get("spordertime"),
-        extra: vec![],
+        extra: BTreeMap::new(),
     };
     let order = match s.engine.ledger.record(record) {
         Ok(o) => o,
@@ -532,7 +532,7 @@ mod tests {
             script: "normal".into(),
             callback_url: Some("http://127.0.0.1:1/cb".into()),
             submitted_at: "20210224134800".into(),
-            extra: vec![],
+            extra: BTreeMap::new(),
         };
         let out = n.build(&order, OrderState::Succeeded).unwrap();
         let body = String::from_utf8(out.body).unwrap();

@@ -217,7 +217,7 @@ async fn push_order(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes
         script: plan.label.clone(),
         callback_url: notify,
         submitted_at: get("timestamp"),
-        extra: vec![("store_id".into(), get("store_id"))],
+        extra: BTreeMap::from([("store_id".into(), get("store_id"))]),
     };
     let order = match w.engine.ledger.record(record) {
         Ok(o) => o,
