@@ -209,3 +209,20 @@ async fn a_hanging_mp_request_still_records_the_order() {
     .await;
     assert_eq!(o.state, OrderState::AwaitingUser);
 }
+
+#[tokio::test]
+async fn account_0005_gets_three_syncs_and_no_stale_one() {
+    let rx = Receiver::start(0, "ok").await;
+    let url = rx.url.clone();
+    let sim = sim_with(|c| c.callback_url = Some(url)).await;
+    let r = get_sms(&sim, "P200", "460001234560005", "s5", "pw-plain").await;
+    mo(&sim, r["orderId"].as_str().unwrap()).await;
+    let got = rx.wait_for(3).await;
+    assert!(
+        got.iter()
+            .all(|g| field(&verified_sync(g), "status") == "DELIVRD")
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rx.received().len(), 3);
+    assert_eq!(sim.orders()[0].deliveries, 1);
+}

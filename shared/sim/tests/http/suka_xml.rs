@@ -617,3 +617,22 @@ async fn chaos_unknown_answers_9999_but_the_order_exists_and_a_query_finds_it() 
         "resubmitting the same id is a safe probe"
     );
 }
+
+#[tokio::test]
+async fn accounts_0007_and_0008_are_plain_successes_because_001_cannot_express_reversal_or_partial()
+{
+    let rx = Receiver::start(0, "ok").await;
+    let sim = sim_with(1_000_000, |_| {}).await;
+    submit(&sim, "13800000007", "R7", &rx.url).await;
+    submit(&sim, "13800000008", "R8", &rx.url).await;
+    let got = rx.wait_for(2).await;
+    assert!(
+        got.iter()
+            .all(|r| field(&form_pairs(&r.body, true), "resultno") == "1")
+    );
+    wait_order(&sim, "R7", OrderState::Succeeded).await;
+    wait_order(&sim, "R8", OrderState::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rx.received().len(), 2);
+    assert_eq!(sim.balance_fen(), 1_000_000 - 2 * 9_850);
+}
