@@ -48,13 +48,24 @@ pub async fn deliver(
     order: &OrderRecord,
     reported: OrderState,
 ) -> bool {
-    let schedule = notifier.retry_schedule();
+    let schedule = engine
+        .callback_schedule
+        .clone()
+        .unwrap_or_else(|| notifier.retry_schedule());
     for attempt in 0..=schedule.len() {
         let Some(out) = notifier.build(order, reported) else {
             return false;
         };
         let (http_status, reply) = send(engine, &out).await;
         let acknowledged = http_status.is_some_and(|s| notifier.is_ack(s, reply.as_bytes()));
+        tracing::debug!(
+            order = %order.provider_order_id,
+            attempt = attempt + 1,
+            target = %out.url,
+            ?http_status,
+            acknowledged,
+            "callback attempt"
+        );
         engine.ledger.push_callback(CallbackAttempt {
             provider_order_id: order.provider_order_id.clone(),
             caller_order_id: order.caller_order_id.clone(),

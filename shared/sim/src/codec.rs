@@ -257,6 +257,26 @@ mod tests {
         assert_eq!(Charset::from_content_type(None, Charset::Gbk), Charset::Gbk);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_form_value_round_trips_in_gbk_and_utf8(k in "[a-z_]{1,8}", v in "[ -~江苏南京彩生活中国移动充值]{0,24}") {
+            for cs in [Charset::Gbk, Charset::Utf8] {
+                let body = encode_form(&[(&k, &v)], cs);
+                proptest::prop_assert_eq!(parse_form(body.as_bytes(), cs), vec![(k.clone(), v.clone())]);
+            }
+        }
+
+        #[test]
+        fn yuan_strings_read_back_as_the_same_fen(fen in -10_000_000_i64..10_000_000) {
+            let s = yuan(fen);
+            let (neg, digits) = s.strip_prefix('-').map_or((false, s.as_str()), |d| (true, d));
+            let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            proptest::prop_assert!(frac.len() <= 2 && !frac.ends_with('0'));
+            let back = whole.parse::<i64>().unwrap() * 100 + format!("{frac:0<2}").parse::<i64>().unwrap();
+            proptest::prop_assert_eq!(if neg { -back } else { back }, fen);
+        }
+    }
+
     #[test]
     fn sign_comparison_respects_the_case_flag() {
         assert!(sign_eq("ABC", "abc", true));

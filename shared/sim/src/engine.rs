@@ -63,6 +63,8 @@ pub struct Engine {
     pub http: reqwest::Client,
     /// What the protocol can express.
     pub caps: Capabilities,
+    /// Replaces the protocol's callback retry delays (unscaled) when set.
+    pub callback_schedule: Option<Vec<Duration>>,
     seq: AtomicU64,
     tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -86,6 +88,7 @@ impl Engine {
             default_callback_url,
             http,
             caps,
+            callback_schedule: None,
             seq: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
         }

@@ -52,6 +52,21 @@ pub struct Credentials {
     /// [ASSUME] Accepted clock skew of `ts`, in seconds (default 300; 0 turns the check off).
     #[serde(default = "default_tolerance")]
     pub ts_tolerance_secs: i64,
+    /// [ASSUME] `ice` (default): `md5(appID + ts + token [+ "false"])`; `generic`: the fallback convention of
+    /// PROVIDERS.md §003, see [`generic_sign`].
+    #[serde(default)]
+    pub sign_style: SignStyle,
+}
+
+/// Which signature the service expects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignStyle {
+    /// The ICE gateway's sign.
+    #[default]
+    Ice,
+    /// Sorted non-empty parameters.
+    Generic,
 }
 
 /// One catalog entry.
@@ -98,6 +113,17 @@ fn default_products() -> BTreeMap<String, Product> {
 pub fn ice_sign(app_id: &str, ts: &str, token: &str, append_false: bool) -> String {
     let tail = if append_false { "false" } else { "" };
     md5_lower(format!("{app_id}{ts}{token}{tail}").as_bytes())
+}
+
+/// The generic fallback: every non-empty parameter except `sign`, sorted by ASCII key, joined `k=v&…`, then
+/// `&key=SECRET`; MD5, uppercase.
+pub fn generic_sign(params: &BTreeMap<String, String>, secret: &str) -> String {
+    let joined: Vec<String> = params
+        .iter()
+        .filter(|(k, v)| k.as_str() != "sign" && !v.is_empty())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    md5_lower(format!("{}&key={secret}", joined.join("&")).as_bytes()).to_ascii_uppercase()
 }
 
 #[derive(Debug)]
@@ -164,12 +190,15 @@ impl Ice {
         if get("appID") != self.creds.app_id {
             return Err("appID错误");
         }
-        let expected = ice_sign(
-            &get("appID"),
-            &get("ts"),
-            &self.creds.token,
-            self.creds.append_false,
-        );
+        let expected = match self.creds.sign_style {
+            SignStyle::Ice => ice_sign(
+                &get("appID"),
+                &get("ts"),
+                &self.creds.token,
+                self.creds.append_false,
+            ),
+            SignStyle::Generic => generic_sign(&p, &self.creds.token),
+        };
         if get("ts").is_empty() || !sign_eq(&expected, &get("sign"), false) {
             return Err("签名错误");
         }
@@ -249,10 +278,10 @@ async fn order(State(s): State<Arc<Ice>>, RawQuery(q): RawQuery, body: Bytes) ->
         script: plan.label.clone(),
         callback_url: None,
         submitted_at: get("ts"),
-        extra: vec![
+        extra: BTreeMap::from([
             ("orderId".into(), order_id),
             ("Supplier".into(), get("Supplier")),
-        ],
+        ]),
     };
     let order = match s.engine.ledger.record(record) {
         Ok(o) => o,
@@ -264,7 +293,7 @@ async fn order(State(s): State<Arc<Ice>>, RawQuery(q): RawQuery, body: Bytes) ->
     if plan.hang {
         s.engine.hang().await;
     }
-    if plan.http_500 {
+    if plan.http_500 || plan.unknown_answer {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
     }
     s.ok(&get("Supplier"), data(&order))

@@ -2,7 +2,7 @@
 //! delivered), and every callback attempt with the reply it got. Served at `GET /_sim/orders` and
 //! `GET /_sim/callbacks`, and readable in-process through [`crate::RunningSim`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
@@ -67,17 +67,14 @@ pub struct OrderRecord {
     pub callback_url: Option<String>,
     /// The caller's submit time as sent (suka `spordertime`), echoed in callbacks.
     pub submitted_at: String,
-    /// Protocol-specific extra data (sms-billing `cpparam`, verification code).
-    pub extra: Vec<(String, String)>,
+    /// Protocol-specific extra data (sms-billing `cpparam`, ICE `orderId`, ...).
+    pub extra: BTreeMap<String, String>,
 }
 
 impl OrderRecord {
     /// The value of an extra field.
     pub fn extra(&self, name: &str) -> Option<&str> {
-        self.extra
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.extra.get(name).map(String::as_str)
     }
 }
 
@@ -224,8 +221,7 @@ impl Ledger {
             return;
         };
         if let Some(o) = b.orders.get_mut(idx) {
-            o.extra.retain(|(k, _)| k != name);
-            o.extra.push((name.to_owned(), value.to_owned()));
+            o.extra.insert(name.to_owned(), value.to_owned());
         }
     }
 
@@ -263,7 +259,7 @@ mod tests {
             script: "normal".into(),
             callback_url: None,
             submitted_at: String::new(),
-            extra: vec![],
+            extra: BTreeMap::new(),
         }
     }
 

@@ -133,6 +133,8 @@ pub struct SimConfig {
     pub scripts: bool,
     /// Seeded chaos mode.
     pub chaos: Option<ChaosConfig>,
+    /// Replaces the protocol's callback retry delays (before scaling); the number of retries is its length.
+    pub callback_schedule: Option<Vec<Duration>>,
 }
 
 impl SimConfig {
@@ -150,6 +152,7 @@ impl SimConfig {
             callback_timeout: Duration::from_secs(5),
             scripts: true,
             chaos: None,
+            callback_schedule: None,
         }
     }
 }
@@ -211,7 +214,9 @@ impl Drop for RunningSim {
 
 /// Starts a simulator as `config` says. Must be called inside a Tokio runtime.
 pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
+    // Callbacks go straight to their target: a proxy from the environment would swallow loopback targets.
     let http = reqwest::Client::builder()
+        .no_proxy()
         .timeout(config.callback_timeout)
         .build()
         .map_err(SimError::Client)?;
@@ -233,7 +238,7 @@ pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
         | Protocol::SmsBilling => Capabilities::default(),
     };
     let build = |balance_fen: i64| {
-        Arc::new(Engine::new(
+        let mut engine = Engine::new(
             ledger::Ledger::new(balance_fen),
             timing.clone(),
             config.scripts,
@@ -241,7 +246,9 @@ pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
             config.callback_url.clone(),
             http.clone(),
             caps,
-        ))
+        );
+        engine.callback_schedule = config.callback_schedule.clone();
+        Arc::new(engine)
     };
     let creds = config.credentials.clone();
     let (engine, router) = match config.protocol {
@@ -258,11 +265,14 @@ pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
     let addr = listener.local_addr().map_err(SimError::Bind)?;
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = rx.await;
             })
             .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "simulator server stopped with an error");
+        }
     });
     Ok(RunningSim {
         base_url: format!("http://{addr}"),

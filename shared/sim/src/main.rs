@@ -36,6 +36,9 @@ struct Args {
     /// How long a hanging submit holds its response, in ms (not scaled).
     #[arg(long, default_value_t = 35_000)]
     hang_ms: u64,
+    /// Replace the protocol's callback retry delays: comma-separated seconds before scaling (e.g. 1,5,30).
+    #[arg(long, value_delimiter = ',')]
+    callback_schedule_secs: Option<Vec<u64>>,
     /// Turn scripted accounts off: a clean backup provider.
     #[arg(long)]
     no_scripts: bool,
@@ -57,6 +60,9 @@ struct Args {
     /// Chaos rate: final callback delivered twice.
     #[arg(long, default_value_t = 0.0)]
     chaos_duplicate_callback: f64,
+    /// Chaos rate: the protocol's "unknown result" answer after recording (suka-xml 9999, else HTTP 500).
+    #[arg(long, default_value_t = 0.0)]
+    chaos_unknown: f64,
     /// Chaos rate: long processing, then failure.
     #[arg(long, default_value_t = 0.0)]
     chaos_late_failure: f64,
@@ -74,6 +80,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     c.long_processing = Duration::from_secs(a.long_processing_secs);
     c.hang = Duration::from_millis(a.hang_ms);
     c.scripts = !a.no_scripts;
+    c.callback_schedule = a
+        .callback_schedule_secs
+        .map(|v| v.into_iter().map(Duration::from_secs).collect());
     c.chaos = a.chaos_seed.map(|seed| ChaosConfig {
         seed,
         refuse: a.chaos_refuse,
@@ -82,6 +91,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         lost_callback: a.chaos_lost_callback,
         duplicate_callback: a.chaos_duplicate_callback,
         late_failure: a.chaos_late_failure,
+        unknown_answer: a.chaos_unknown,
     });
     let sim = recharge_sim::start(c).await?;
     println!("{}", sim.base_url());

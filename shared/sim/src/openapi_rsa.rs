@@ -376,7 +376,7 @@ async fn vip_charge(State(a): State<Arc<Api>>, headers: HeaderMap, body: Bytes) 
         script: plan.label.clone(),
         callback_url: cb,
         submitted_at: String::new(),
-        extra: vec![],
+        extra: BTreeMap::new(),
     };
     let order = match a.engine.ledger.record(record) {
         Ok(o) => o,
@@ -389,7 +389,7 @@ async fn vip_charge(State(a): State<Arc<Api>>, headers: HeaderMap, body: Bytes) 
     if plan.hang {
         a.engine.hang().await;
     }
-    if plan.http_500 {
+    if plan.http_500 || plan.unknown_answer {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
     }
     let data = obj(&[

@@ -43,6 +43,9 @@ pub struct Plan {
     pub hang: bool,
     /// Record the order, then answer HTTP 500.
     pub http_500: bool,
+    /// Record the order, then answer the protocol's "unknown result" (suka-xml `9999`; protocols without such
+    /// a code answer HTTP 500).
+    pub unknown_answer: bool,
     /// How it ends.
     pub outcome: Outcome,
     /// Stay processing for the long-processing duration before ending.
@@ -59,6 +62,7 @@ impl Plan {
             refuse: false,
             hang: false,
             http_500: false,
+            unknown_answer: false,
             outcome: Outcome::Succeed,
             slow: false,
             callbacks: CallbackPlan::Once,
@@ -112,6 +116,8 @@ pub struct ChaosConfig {
     pub duplicate_callback: f64,
     /// Stays processing for the long-processing duration, then fails.
     pub late_failure: f64,
+    /// Submit answers the protocol's "unknown result" after recording the order (suka-xml `9999`).
+    pub unknown_answer: f64,
 }
 
 impl ChaosConfig {
@@ -121,14 +127,8 @@ impl ChaosConfig {
         let mut p = Plan::normal();
         let mut faults = Vec::new();
         // Draw every rate every time, in a fixed order, so one rate's value never shifts another's draws.
-        let draws = [
-            rng.unit(),
-            rng.unit(),
-            rng.unit(),
-            rng.unit(),
-            rng.unit(),
-            rng.unit(),
-        ];
+        // Later-added rates take later draws, so adding one never changes the faults an existing seed gives.
+        let draws: [f64; 7] = std::array::from_fn(|_| rng.unit());
         if draws[0] < self.refuse {
             p.refuse = true;
             faults.push("refuse");
@@ -152,6 +152,10 @@ impl ChaosConfig {
             p.slow = true;
             p.outcome = Outcome::Fail;
             faults.push("late_failure");
+        }
+        if draws[6] < self.unknown_answer {
+            p.unknown_answer = true;
+            faults.push("unknown_answer");
         }
         p.label = if faults.is_empty() {
             "chaos:none".into()

@@ -38,6 +38,12 @@ pub struct Credentials {
     /// Form charset when the request's content type names none (default GBK, as the Go and 梵尘 clients send).
     #[serde(default)]
     pub form_charset_utf8: bool,
+    /// [ASSUME] Callback replies that acknowledge, compared case-insensitively (default `ok`, `success`).
+    #[serde(default = "default_acks")]
+    pub callback_acks: Vec<String>,
+    /// [ASSUME] Require a (case-insensitive) sign on `searchpay.do` (default false: the family doc sends none).
+    #[serde(default)]
+    pub query_sign_required: bool,
 }
 
 /// One catalog entry.
@@ -50,6 +56,10 @@ pub struct Product {
     /// `productname` in the response.
     #[serde(default)]
     pub name: String,
+}
+
+fn default_acks() -> Vec<String> {
+    vec!["ok".into(), "success".into()]
 }
 
 fn default_balance() -> i64 {
@@ -122,6 +132,7 @@ pub(crate) fn router(
     let notifier = Arc::new(SukaNotifier {
         userid: creds.userid.clone(),
         key: creds.key.clone(),
+        acks: creds.callback_acks.clone(),
     });
     let state = Arc::new(Suka {
         engine: Arc::clone(&engine),
@@ -270,7 +281,7 @@ async fn submit(
         script: plan.label.clone(),
         callback_url: back_url,
         submitted_at: get("spordertime"),
-        extra: vec![],
+        extra: BTreeMap::new(),
     };
     let order = match s.engine.ledger.record(record) {
         Ok(o) => o,
@@ -282,6 +293,10 @@ async fn submit(
         .start_lifecycle(order.clone(), plan.clone(), Some(notifier));
     if plan.hang {
         s.engine.hang().await;
+    }
+    if plan.unknown_answer {
+        // 9999 未知错误,需进入平台查询核实: the order exists, the caller must query.
+        return order_error(&p, "9999");
     }
     if plan.http_500 {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
@@ -316,8 +331,11 @@ async fn query(
     if get("userid") != s.creds.userid {
         return order_error(&p, "5001");
     }
-    // [ASSUME] per PROVIDERS.md: a missing query sign is accepted (the family doc sends none); a present one
-    // is verified case-insensitively (the PHP client sends it lowercase).
+    // [ASSUME] per PROVIDERS.md: a missing query sign is accepted (the family doc sends none) unless configured
+    // otherwise; a present one is verified case-insensitively (the PHP client sends it lowercase).
+    if s.creds.query_sign_required && get("sign").is_empty() {
+        return order_error(&p, "5005");
+    }
     if let Some(given) = p.get("sign").filter(|g| !g.is_empty()) {
         let expected = sign(&sign_string(&p, &["userid", "sporderid"], &s.creds.key));
         if !sign_eq(&expected, given, true) {
@@ -400,6 +418,7 @@ async fn balance(
 struct SukaNotifier {
     userid: String,
     key: String,
+    acks: Vec<String>,
 }
 
 impl Notifier for SukaNotifier {
@@ -450,8 +469,9 @@ impl Notifier for SukaNotifier {
     }
 
     fn is_ack(&self, status: u16, body: &[u8]) -> bool {
-        // [ASSUME] any 2xx whose body is `ok` or `success`, case-insensitively.
-        (200..300).contains(&status) && reply_is(body, &["ok", "success"])
+        // [ASSUME] any 2xx whose body is one of the configured replies (`ok`, `success`), any case.
+        let acks: Vec<&str> = self.acks.iter().map(String::as_str).collect();
+        (200..300).contains(&status) && reply_is(body, &acks)
     }
 
     fn retry_schedule(&self) -> Vec<Duration> {
@@ -497,6 +517,7 @@ mod tests {
         let n = SukaNotifier {
             userid: "10004927".into(),
             key: KEY.into(),
+            acks: default_acks(),
         };
         let order = OrderRecord {
             provider_order_id: "XS090428000003".into(),
@@ -511,7 +532,7 @@ mod tests {
             script: "normal".into(),
             callback_url: Some("http://127.0.0.1:1/cb".into()),
             submitted_at: "20210224134800".into(),
-            extra: vec![],
+            extra: BTreeMap::new(),
         };
         let out = n.build(&order, OrderState::Succeeded).unwrap();
         let body = String::from_utf8(out.body).unwrap();

@@ -217,7 +217,7 @@ async fn push_order(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes
         script: plan.label.clone(),
         callback_url: notify,
         submitted_at: get("timestamp"),
-        extra: vec![("store_id".into(), get("store_id"))],
+        extra: BTreeMap::from([("store_id".into(), get("store_id"))]),
     };
     let order = match w.engine.ledger.record(record) {
         Ok(o) => o,
@@ -230,7 +230,7 @@ async fn push_order(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes
     if plan.hang {
         w.engine.hang().await;
     }
-    if plan.http_500 {
+    if plan.http_500 || plan.unknown_answer {
         return (
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             "Internal Server Error",

@@ -31,6 +31,7 @@ pub async fn start(c: SimConfig) -> RunningSim {
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
@@ -79,7 +80,6 @@ pub async fn wait_order(
 #[derive(Debug, Clone)]
 pub struct Received {
     pub method: Method,
-    #[allow(dead_code)]
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Vec<u8>,

@@ -150,7 +150,7 @@ async fn a_bad_sign_a_stale_ts_and_a_wrong_access_token_are_answered_code_1() {
 
 #[tokio::test]
 async fn the_status_advances_on_a_timer_from_0_to_2_and_nothing_is_called_back() {
-    let sim = sim_with(|c| c.settle = Duration::from_secs(300)).await;
+    let sim = sim_with(|c| c.settle = Duration::from_secs(4000)).await; // 2 s per step: room for a loaded machine
     order(&sim, "13800138000", "T1").await;
     assert_eq!(query(&sim, "T1").await["data"]["status"], "0");
     wait_order(&sim, "T1", OrderState::Processing).await;
@@ -254,4 +254,43 @@ async fn the_privilege_service_issues_the_access_token_for_a_correct_signature()
         .await
         .unwrap();
     assert_eq!(bad["code"], 1);
+}
+
+#[tokio::test]
+async fn the_generic_sign_style_signs_sorted_params_with_the_key() {
+    let mut creds = creds(300);
+    creds["sign_style"] = json!("generic");
+    let sim = start(config(Protocol::IceMicroservice, creds)).await;
+    let ts = now();
+    let mut params = vec![
+        ("Supplier", "中国移动"),
+        ("access_token", ACCESS),
+        ("appID", APP_ID),
+        ("company", "彩生活"),
+        ("cstmOrderName", "gateway"),
+        ("cstmOrderNo", "G1"),
+        ("phoneNo", "13800138000"),
+        ("productId", "HF100"),
+        ("ts", ts.as_str()),
+    ];
+    params.sort();
+    let joined: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let sign = md5_upper(format!("{}&key={TOKEN}", joined.join("&")).as_bytes());
+    let send = |sign: &str| {
+        let mut all = params.clone();
+        all.push(("sign", sign));
+        client()
+            .post(format!("{}/sign/api/order", sim.base_url()))
+            .body(form(&all, false))
+            .send()
+    };
+    let bad: Value = send(&sign.to_lowercase())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bad["message"], "签名错误");
+    let ok: Value = send(&sign).await.unwrap().json().await.unwrap();
+    assert_eq!(ok["code"], "0", "{ok}");
 }

@@ -8,5 +8,6 @@
 mod common;
 mod ice_microservice;
 mod openapi_rsa;
+mod sms_billing;
 mod suka_xml;
 mod wikeyun;

@@ -466,3 +466,17 @@ async fn account_0005_gets_three_callbacks_then_a_stale_one_and_0006_none() {
     assert_eq!(rx.received().len(), 4);
     assert_eq!(info(&sim, "C6").await["data"]["status"], 2);
 }
+
+#[tokio::test]
+async fn account_0009_stays_processing_with_status_1() {
+    let rx = Receiver::start(0, "SUCCESS").await;
+    let sim = sim_with(1_000_000, |c| {
+        c.long_processing = Duration::from_secs(3_600_000)
+    })
+    .await;
+    charge(&sim, "acct0009", "P9", &rx.url).await;
+    wait_order(&sim, "P9", OrderState::Processing).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(info(&sim, "P9").await["data"]["status"], 1);
+    assert!(rx.received().is_empty());
+}

@@ -425,6 +425,7 @@ async fn account_0002_is_accepted_then_fails_refunded_with_a_resultno_9_callback
 async fn account_0003_hangs_past_the_client_timeout_but_the_order_is_recorded_and_succeeds() {
     let sim = sim_with(1_000_000, |_| {}).await;
     let short = reqwest::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
@@ -559,4 +560,79 @@ async fn the_ledger_endpoints_list_orders_with_fen_amounts_and_callback_attempts
     assert_eq!(cbs[0]["http_status"], 500);
     assert_eq!(cbs[1]["acknowledged"], true);
     assert_eq!(cbs[1]["target"], rx.url.as_str());
+}
+
+#[tokio::test]
+async fn a_custom_schedule_and_acknowledgement_are_honoured() {
+    let rx = Receiver::start(0, "ok").await;
+    let mut c = config(
+        Protocol::SukaXml,
+        json!({ "userid": USERID, "key": KEY, "callback_acks": ["RECEIVED"], "query_sign_required": true }),
+    );
+    c.callback_schedule = Some(vec![Duration::from_secs(1), Duration::from_secs(1)]);
+    let sim = start(c).await;
+    submit(&sim, "13590101510", "A1", &rx.url).await;
+    rx.wait_for(3).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        rx.received().len(),
+        3,
+        "`ok` is not the configured reply: one try and two retries"
+    );
+    let unsigned = post(
+        &sim,
+        "/searchpay.do",
+        form(&[("userid", USERID), ("sporderid", "A1")], true),
+    )
+    .await;
+    assert_eq!(tag(&unsigned.text, "resultno"), "5005");
+    assert_eq!(tag(&query(&sim, "A1").await, "resultno"), "1");
+}
+
+#[tokio::test]
+async fn chaos_unknown_answers_9999_but_the_order_exists_and_a_query_finds_it() {
+    let sim = sim_with(1_000_000, |c| {
+        c.chaos = Some(recharge_sim::ChaosConfig {
+            seed: 1,
+            unknown_answer: 1.0,
+            ..Default::default()
+        })
+    })
+    .await;
+    assert_eq!(
+        tag(
+            &submit(&sim, "13590101510", "U9", "").await.text,
+            "resultno"
+        ),
+        "9999"
+    );
+    wait_order(&sim, "U9", OrderState::Succeeded).await;
+    assert_eq!(tag(&query(&sim, "U9").await, "resultno"), "1");
+    assert_eq!(
+        tag(
+            &submit(&sim, "13590101510", "U9", "").await.text,
+            "resultno"
+        ),
+        "5006",
+        "resubmitting the same id is a safe probe"
+    );
+}
+
+#[tokio::test]
+async fn accounts_0007_and_0008_are_plain_successes_because_001_cannot_express_reversal_or_partial()
+{
+    let rx = Receiver::start(0, "ok").await;
+    let sim = sim_with(1_000_000, |_| {}).await;
+    submit(&sim, "13800000007", "R7", &rx.url).await;
+    submit(&sim, "13800000008", "R8", &rx.url).await;
+    let got = rx.wait_for(2).await;
+    assert!(
+        got.iter()
+            .all(|r| field(&form_pairs(&r.body, true), "resultno") == "1")
+    );
+    wait_order(&sim, "R7", OrderState::Succeeded).await;
+    wait_order(&sim, "R8", OrderState::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rx.received().len(), 2);
+    assert_eq!(sim.balance_fen(), 1_000_000 - 2 * 9_850);
 }

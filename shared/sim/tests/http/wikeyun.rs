@@ -233,7 +233,7 @@ async fn a_duplicate_order_no_an_unsupported_amount_and_a_short_balance_are_refu
 
 #[tokio::test]
 async fn query_by_either_id_follows_the_status_progression_to_2() {
-    let sim = sim_with(1_000_000, |c| c.settle = Duration::from_secs(400)).await;
+    let sim = sim_with(1_000_000, |c| c.settle = Duration::from_secs(4000)).await;
     push(&sim, "13800138000", "S1", "50", "").await;
     let first = query_no(&sim, "S1").await;
     assert!(
@@ -414,4 +414,107 @@ async fn account_0009_stays_processing_and_no_scripts_turns_scripts_off() {
         push(&clean, "13800000001", "NS", "100", "").await["code"],
         "0000"
     );
+}
+
+fn chaos(edit: impl FnOnce(&mut recharge_sim::ChaosConfig)) -> impl FnOnce(&mut SimConfig) {
+    move |c: &mut SimConfig| {
+        let mut ch = recharge_sim::ChaosConfig {
+            seed: 99,
+            ..Default::default()
+        };
+        edit(&mut ch);
+        c.scripts = false;
+        c.chaos = Some(ch);
+    }
+}
+
+#[tokio::test]
+async fn chaos_with_the_same_seed_makes_the_same_choices() {
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let sim = sim_with(
+            1_000_000,
+            chaos(|c| {
+                c.refuse = 0.3;
+                c.lost_callback = 0.3;
+                c.duplicate_callback = 0.3;
+            }),
+        )
+        .await;
+        let mut codes = Vec::new();
+        for i in 0..20 {
+            codes.push(push(&sim, "13800138000", &format!("K{i}"), "50", "").await["code"].clone());
+        }
+        let labels: Vec<String> = sim.orders().into_iter().map(|o| o.script).collect();
+        runs.push((codes, labels));
+    }
+    assert_eq!(runs[0], runs[1]);
+    let (codes, labels) = &runs[0];
+    assert!(
+        codes.iter().any(|c| c == "0000") && codes.iter().any(|c| c != "0000"),
+        "{codes:?}"
+    );
+    assert!(labels.iter().any(|l| l != "chaos:none"), "{labels:?}");
+}
+
+#[tokio::test]
+async fn chaos_duplicate_callbacks_deliver_value_once_and_lost_ones_never_arrive() {
+    let rx = Receiver::start(0, "success").await;
+    let sim = sim_with(1_000_000, chaos(|c| c.duplicate_callback = 1.0)).await;
+    push(&sim, "13800138000", "DUP", "100", &rx.url).await;
+    let got = rx.wait_for(2).await;
+    assert_eq!(callback_json(&got[0]), callback_json(&got[1]));
+    assert_eq!(sim.orders()[0].deliveries, 1);
+    let quiet = Receiver::start(0, "success").await;
+    let lost = sim_with(1_000_000, chaos(|c| c.lost_callback = 1.0)).await;
+    push(&lost, "13800138000", "LOST", "100", &quiet.url).await;
+    wait_order(&lost, "LOST", OrderState::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(quiet.received().is_empty());
+}
+
+#[tokio::test]
+async fn chaos_5xx_records_the_order_and_late_failure_fails_it_after_long_processing() {
+    let sim = sim_with(1_000_000, |c| {
+        chaos(|ch| {
+            ch.http_500 = 1.0;
+            ch.late_failure = 1.0;
+        })(c);
+        c.long_processing = Duration::from_secs(100);
+    })
+    .await;
+    let ts = now();
+    let common = [
+        ("app_key", "100001"),
+        ("timestamp", ts.as_str()),
+        ("client", "1"),
+        ("format", "json"),
+        ("v", "1.0"),
+    ];
+    let business = [
+        ("store_id", "1234"),
+        ("mobile", "13800138000"),
+        ("order_no", "C500"),
+        ("money", "100"),
+        ("recharge_type", "1"),
+    ];
+    let all: BTreeMap<&str, &str> = common.iter().chain(business.iter()).copied().collect();
+    let s: String = all.iter().map(|(k, v)| format!("{k}{v}")).collect();
+    let sign = md5_upper(format!("{SECRET}{s}{SECRET}").as_bytes());
+    let pairs: Vec<(&str, &str)> = all
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .chain([("sign", sign.as_str())])
+        .collect();
+    let r = client()
+        .post(format!("{}/rest/Recharge/pushOrder", sim.base_url()))
+        .body(form(&pairs, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    wait_order(&sim, "C500", OrderState::Processing).await;
+    let o = wait_order(&sim, "C500", OrderState::Failed).await;
+    assert_eq!(o.script, "chaos:http_500+late_failure");
+    assert_eq!(sim.balance_fen(), 1_000_000);
 }
