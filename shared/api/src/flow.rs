@@ -195,12 +195,13 @@ pub async fn submit_open_attempt(state: &AppState, order: Order) -> Result<Order
             reason: Reason::new("account_not_loaded", "provider account is not configured"),
         },
         Some(provider) => {
+            let (account, extra) = provider_fields(state, &order, provider.account.protocol);
             let req = SubmitRequest {
                 attempt: attempt_id.clone(),
                 route: route.clone(),
-                account: order.account().to_owned(),
+                account,
                 face_value: order.face_value(),
-                extra: order.extra().clone(),
+                extra,
                 callback_url: Some(state.callback_url(&route.provider_account)),
             };
             match RequestContext::fresh(state.clock.now())
@@ -236,6 +237,35 @@ pub async fn submit_open_attempt(state: &AppState, order: Order) -> Result<Order
         outcome,
     };
     Ok(apply_event(state, order, event, None).await?.order)
+}
+
+/// The account and extras as the provider's protocol wants them. Electricity on the 001 family is the one
+/// case where they differ from what the merchant sent: the seed's `account` is a JSON object built from the
+/// 户号 and the region, and `areaid` carries the contact phone (PROVIDERS 001, electricity example).
+fn provider_fields(
+    state: &AppState,
+    order: &Order,
+    protocol: recharge_providers::Protocol,
+) -> (String, std::collections::BTreeMap<String, String>) {
+    let kind = state.catalog.product(order.product_code()).map(|p| p.kind);
+    let mut extra = order.extra().clone();
+    match (kind, protocol) {
+        (Some(crate::catalog::ProductKind::Electricity), recharge_providers::Protocol::SukaXml) => {
+            let get = |k: &str| order.extra().get(k).map(String::as_str).unwrap_or("");
+            let account = recharge_providers::suka_xml::electricity_account(
+                order.account(),
+                get("username"),
+                order.extra().get("type").map(String::as_str).unwrap_or("1"),
+                get("area"),
+                get("city"),
+            );
+            if let Some(phone) = order.extra().get("phone") {
+                extra.insert("areaid".to_owned(), phone.clone());
+            }
+            (account, extra)
+        }
+        _ => (order.account().to_owned(), extra),
+    }
 }
 
 pub fn outcome_name(o: &Outcome) -> &'static str {

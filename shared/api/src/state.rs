@@ -192,8 +192,15 @@ impl AppState {
             return base;
         }
         let s = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / scale);
+        // However fast the local clock runs, the sweep must not call a submission lost while our own HTTP
+        // call to the provider may still be waiting for its answer.
+        let http_timeout = self
+            .providers
+            .get(account)
+            .map(|p| p.account.limits().call_timeout)
+            .unwrap_or_default();
         Policy {
-            call_timeout: s(base.call_timeout),
+            call_timeout: s(base.call_timeout).max(http_timeout + Duration::from_secs(1)),
             poll_backoff: base.poll_backoff.iter().copied().map(s).collect(),
             not_found_grace: s(base.not_found_grace),
             ..base

@@ -1,0 +1,11 @@
+//! `recharge-local`: the whole gateway in one process on loopback (DESIGN §9), for a first order in a minute,
+//! for merchants' integration work, and for the end-to-end tests. See the README's "Run it locally".
+
+pub mod client;
+pub mod demo;
+pub mod follow;
+pub mod stack;
+
+pub use client::SigningClient;
+pub use demo::LocalConfig;
+pub use stack::{LocalError, LocalOptions, LocalStack, StoreChoice};

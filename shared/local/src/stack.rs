@@ -1,0 +1,387 @@
+//! The local stack: the gateway's API and callback routes on one loopback port, the sweep and the balance
+//! check on a fast tick, the five provider simulators on their own ports, and an in-memory store (or DynamoDB).
+//! Every timing is divided by `time_scale`, so each scripted scenario ends within a minute.
+
+use crate::demo::{DEMO_VERIFICATION_CODE, LocalConfig};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use recharge_api::auth::{AppConfig, Apps, Role};
+use recharge_api::catalog::Catalog;
+use recharge_api::notify::HttpNotifier;
+use recharge_api::{ApiRequest, AppState, Parts, Providers, Settings};
+use recharge_core::memory::InMemoryOrderStore;
+use recharge_core::secrets::InMemorySecretSource;
+use recharge_core::store::{BalanceStore, OrderStore};
+use recharge_core::{AppId, ProviderAccountId, SystemClock};
+use recharge_providers::{Executor, ProviderAccount};
+use recharge_sim::{RunningSim, SimConfig};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Where orders are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    Memory,
+    /// DynamoDB at `endpoint` (DynamoDB Local, or AWS when `None`), table created if missing.
+    DynamoDb {
+        endpoint: Option<String>,
+        table: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub listen: SocketAddr,
+    pub store: StoreChoice,
+    /// Replaces parts of the demo configuration.
+    pub config: Option<LocalConfig>,
+    /// Divides every provider timing, grace window and retry schedule (and the simulators' clocks).
+    pub time_scale: f64,
+    /// How often the sweep runs.
+    pub sweep_every: Duration,
+    /// How often the balance check runs.
+    pub balance_every: Duration,
+    /// How long a hanging simulator holds a submit (must outlast the 2 s provider call timeout).
+    pub sim_hang: Duration,
+    /// Chaos for every simulator (fault campaigns): seed and rates.
+    pub chaos: Option<recharge_sim::ChaosConfig>,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        LocalOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            store: StoreChoice::Memory,
+            config: None,
+            time_scale: 20.0,
+            sweep_every: Duration::from_millis(200),
+            balance_every: Duration::from_secs(15),
+            sim_hang: Duration::from_secs(4),
+            chaos: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot listen on {0}")]
+    Bind(SocketAddr, #[source] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("simulator for {account}")]
+    Sim {
+        account: String,
+        #[source]
+        source: recharge_sim::SimError,
+    },
+    #[error(transparent)]
+    Boot(#[from] recharge_api::BootError),
+    #[error("DynamoDB table")]
+    Table(#[from] recharge_aws::table::TableError),
+}
+
+/// A running local stack. Dropping it stops everything.
+#[derive(Debug)]
+pub struct LocalStack {
+    base_url: String,
+    state: Arc<AppState>,
+    sims: BTreeMap<String, RunningSim>,
+    apps: Vec<crate::demo::LocalApp>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl LocalStack {
+    pub async fn start(options: LocalOptions) -> Result<LocalStack, LocalError> {
+        let config = LocalConfig::demo_with(options.config.clone())
+            .map_err(|e| LocalError::Config(e.to_string()))?;
+        let apps = config.apps.clone().unwrap_or_default();
+        let accounts = config.accounts.clone().unwrap_or_default();
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| LocalError::Bind(options.listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| LocalError::Bind(options.listen, e))?;
+        let base_url = format!("http://{addr}");
+
+        let secrets = Arc::new(InMemorySecretSource::new());
+        let mut sims = BTreeMap::new();
+        let mut provider_accounts = Vec::new();
+        for a in &accounts {
+            let mut account_json = a.account.clone();
+            let id = account_json
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| LocalError::Config("an account has no id".into()))?
+                .to_owned();
+            if let Some(sim) = &a.simulator {
+                let protocol: recharge_sim::Protocol = sim
+                    .protocol
+                    .parse()
+                    .map_err(|e| LocalError::Config(format!("{id}: simulator protocol: {e}")))?;
+                let mut sc = SimConfig::new(protocol, sim.credentials.clone());
+                sc.time_scale = options.time_scale;
+                sc.scripts = sim.scripts;
+                sc.hang = options.sim_hang;
+                sc.chaos = options.chaos.clone();
+                sc.callback_url = Some(format!("{base_url}/v1/callbacks/{id}"));
+                let running = recharge_sim::start(sc)
+                    .await
+                    .map_err(|source| LocalError::Sim {
+                        account: id.clone(),
+                        source,
+                    })?;
+                if let Some(endpoints) = account_json
+                    .get_mut("endpoints")
+                    .and_then(Value::as_object_mut)
+                {
+                    for v in endpoints.values_mut() {
+                        if let Some(s) = v.as_str() {
+                            *v = Value::String(s.replace("{sim}", running.base_url()));
+                        }
+                    }
+                }
+                sims.insert(id.clone(), running);
+            }
+            let account: ProviderAccount = serde_json::from_value(account_json)
+                .map_err(|e| LocalError::Config(format!("account {id}: {e}")))?;
+            secrets.put(&account.secret_name, &a.secret.to_string());
+            provider_accounts.push(account);
+        }
+        let providers = Providers::load(provider_accounts, &*secrets).await?;
+
+        let catalog_text = config.catalog.clone().unwrap_or(Value::Null).to_string();
+        let catalog = Catalog::from_json(&catalog_text, &providers.ids())
+            .map_err(|e| LocalError::Config(e.to_string()))?;
+
+        let prefix = "local/merchant/";
+        let mut app_configs = Vec::new();
+        for app in &apps {
+            let id = AppId::parse(&app.id).map_err(|e| LocalError::Config(e.to_string()))?;
+            let role = match app.role.as_str() {
+                "admin" => Role::Admin,
+                "merchant" => Role::Merchant,
+                other => {
+                    return Err(LocalError::Config(format!(
+                        "app {}: role {other:?}",
+                        app.id
+                    )));
+                }
+            };
+            secrets.put(
+                &format!("{prefix}{id}"),
+                &json!({"app_secret": app.secret}).to_string(),
+            );
+            app_configs.push(AppConfig {
+                id,
+                role,
+                secret_name: None,
+            });
+        }
+
+        let (store, balances): (Arc<dyn OrderStore>, Arc<dyn BalanceStore>) = match &options.store {
+            StoreChoice::Memory => {
+                let s = Arc::new(InMemoryOrderStore::new(8));
+                (s.clone(), s)
+            }
+            StoreChoice::DynamoDb { endpoint, table } => {
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                if let Some(url) = endpoint {
+                    loader = loader.endpoint_url(url);
+                }
+                let sdk = loader.load().await;
+                let client = aws_sdk_dynamodb::Client::new(&sdk);
+                recharge_aws::table::ensure_table(&client, table).await?;
+                let s = Arc::new(recharge_aws::DynamoOrderStore::new(
+                    client,
+                    table.clone(),
+                    8,
+                ));
+                (s.clone(), s)
+            }
+        };
+        let executor = Executor::new().map_err(|e| LocalError::Config(e.to_string()))?;
+        let notifier = HttpNotifier::new(Duration::from_secs(5), true)
+            .map_err(|e| LocalError::Config(e.to_string()))?;
+        let mut settings = Settings::production(base_url.clone());
+        settings.local_mode = true;
+        settings.time_scale = options.time_scale;
+        settings.balance_cache_ttl = Duration::from_secs(1);
+        let state = Arc::new(AppState::new(Parts {
+            store,
+            balances,
+            secrets,
+            clock: Arc::new(SystemClock),
+            catalog,
+            providers,
+            executor,
+            apps: Apps::new(app_configs, prefix),
+            notifier: Arc::new(notifier),
+            settings,
+        }));
+
+        let local_info = Arc::new(local_info(&base_url, &sims, &apps, &config, &options));
+        let router = axum::Router::new()
+            .fallback(serve)
+            .with_state((Arc::clone(&state), local_info));
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "local server stopped");
+            }
+        }));
+        let sweep_state = Arc::clone(&state);
+        let sweep_every = options.sweep_every;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(sweep_every).await;
+                recharge_api::sweep::sweep(Arc::clone(&sweep_state)).await;
+            }
+        }));
+        let balance_state = Arc::clone(&state);
+        let balance_every = options.balance_every;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                recharge_api::balance_check::check_balances(&balance_state).await;
+                tokio::time::sleep(balance_every).await;
+            }
+        }));
+        Ok(LocalStack {
+            base_url,
+            state,
+            sims,
+            apps,
+            tasks,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// The simulator started for a provider account.
+    pub fn sim(&self, account: &str) -> Option<&RunningSim> {
+        self.sims.get(account)
+    }
+
+    pub fn sims(&self) -> impl Iterator<Item = (&String, &RunningSim)> {
+        self.sims.iter()
+    }
+
+    /// A signing client for one of the configured apps.
+    pub fn client(&self, app: &str) -> Option<crate::client::SigningClient> {
+        self.apps
+            .iter()
+            .find(|a| a.id == app)
+            .map(|a| crate::client::SigningClient::new(&self.base_url, &a.id, &a.secret))
+    }
+
+    pub async fn stop(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        for (_, sim) in std::mem::take(&mut self.sims) {
+            sim.stop().await;
+        }
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn local_info(
+    base_url: &str,
+    sims: &BTreeMap<String, RunningSim>,
+    apps: &[crate::demo::LocalApp],
+    config: &LocalConfig,
+    options: &LocalOptions,
+) -> Value {
+    let accounts: Vec<Value> = config
+        .accounts
+        .iter()
+        .flatten()
+        .map(|a| {
+            let id = a
+                .account
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            json!({
+                "id": id,
+                "protocol": a.account.get("protocol"),
+                "simulator": sims.get(id).map(|s| s.base_url().to_owned()),
+                "scripts": a.simulator.as_ref().map(|s| s.scripts),
+                "callback_url": format!("{base_url}/v1/callbacks/{id}"),
+            })
+        })
+        .collect();
+    json!({
+        "base_url": base_url,
+        "apps": apps.iter().map(|a| json!({"id": a.id, "role": a.role, "secret": a.secret})).collect::<Vec<_>>(),
+        "accounts": accounts,
+        "catalog": config.catalog,
+        "time_scale": options.time_scale,
+        "demo": {"verification_code": DEMO_VERIFICATION_CODE},
+    })
+}
+
+type Shared = (Arc<AppState>, Arc<Value>);
+
+/// Requests over 1 MiB are cut off here; the handlers refuse anything over 64 KiB with a 413 anyway.
+const READ_LIMIT: usize = 1 << 20;
+
+async fn serve(State((state, info)): State<Shared>, req: Request<Body>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    if parts.method == axum::http::Method::GET && parts.uri.path() == "/_local" {
+        return respond(recharge_api::ApiResponse::json(200, &*info));
+    }
+    let body = match axum::body::to_bytes(body, READ_LIMIT).await {
+        Ok(b) => b.to_vec(),
+        Err(_) => return respond(recharge_api::ApiError::TooLarge(READ_LIMIT).to_response()),
+    };
+    let api = ApiRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        raw_query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        body,
+    };
+    respond(recharge_api::router::handle(&state, api).await)
+}
+
+fn respond(r: recharge_api::ApiResponse) -> Response<Body> {
+    let mut resp = Response::new(Body::from(r.body));
+    *resp.status_mut() =
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in r.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+/// Parses a provider account id (used by the CLI to find a simulator).
+pub fn account_id(s: &str) -> Option<ProviderAccountId> {
+    ProviderAccountId::parse(s).ok()
+}
