@@ -98,3 +98,73 @@ pub fn response_body(resp: &ApiGatewayV2httpResponse) -> Vec<u8> {
         Some(_) => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 成功 in GBK, and a byte that is not UTF-8 on its own.
+    const GBK: &[u8] = b"remark1=\xb3\xc9\xb9\xa6&x=\xff";
+
+    fn event(json: serde_json::Value) -> ApiGatewayV2httpRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_base64_body_arrives_byte_exact_with_raw_path_and_query() {
+        let e = event(serde_json::json!({
+            "version": "2.0", "routeKey": "POST /v1/callbacks/{provider_account}",
+            "rawPath": "/v1/callbacks/dingyin-1", "rawQueryString": "a=%B3%C9&b=1+2",
+            "headers": {"content-type": "application/x-www-form-urlencoded; charset=GBK", "x-a": "1,2"},
+            "requestContext": {"http": {"method": "POST", "path": "/v1/callbacks/dingyin-1"}},
+            "body": base64::engine::general_purpose::STANDARD.encode(GBK),
+            "isBase64Encoded": true
+        }));
+        let req = to_api_request(&e).unwrap();
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.path, "/v1/callbacks/dingyin-1");
+        assert_eq!(req.raw_query, "a=%B3%C9&b=1+2");
+        assert_eq!(req.body, GBK);
+        assert_eq!(req.header("X-A"), Some("1,2"));
+    }
+
+    #[test]
+    fn a_text_body_is_taken_as_its_utf8_bytes_and_bad_base64_is_refused() {
+        let mut json = serde_json::json!({
+            "version": "2.0", "rawPath": "/v1/orders", "rawQueryString": "",
+            "headers": {}, "requestContext": {"http": {"method": "POST"}},
+            "body": "{\"account\":\"话费\"}", "isBase64Encoded": false
+        });
+        assert_eq!(
+            to_api_request(&event(json.clone())).unwrap().body,
+            "{\"account\":\"话费\"}".as_bytes()
+        );
+        json["isBase64Encoded"] = serde_json::json!(true);
+        json["body"] = serde_json::json!("not base64!");
+        assert_eq!(to_api_request(&event(json)), Err(EventError::BadBase64));
+    }
+
+    #[test]
+    fn a_non_utf8_answer_goes_back_base64_and_text_stays_text() {
+        let r = from_api_response(ApiResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain; charset=GBK".into())],
+            body: GBK.to_vec(),
+        });
+        assert!(r.is_base64_encoded);
+        assert_eq!(response_body(&r), GBK);
+        let wire = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            wire["body"],
+            base64::engine::general_purpose::STANDARD.encode(GBK)
+        );
+        let r = from_api_response(ApiResponse {
+            status: 201,
+            headers: vec![],
+            body: b"ok".to_vec(),
+        });
+        assert!(!r.is_base64_encoded);
+        assert_eq!(r.status_code, 201);
+        assert_eq!(serde_json::to_value(&r).unwrap()["body"], "ok");
+    }
+}

@@ -261,3 +261,27 @@ impl OrderStore for ObservedStore {
         self.inner.due_shards()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emf_line_declares_its_metric_and_carries_every_dimension() {
+        let (m, lines) = Metrics::capturing("check-balance");
+        m.low_balance("dingyin-1");
+        let lines = lines.lock().unwrap();
+        let line = &lines[0];
+        let decl = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(decl["Namespace"], "Recharge/test");
+        assert_eq!(decl["Metrics"][0]["Name"], "LowBalance");
+        assert_eq!(
+            decl["Dimensions"],
+            serde_json::json!([["Service"], ["Service", "ProviderAccount"]])
+        );
+        assert_eq!(line["Service"], SERVICE);
+        assert_eq!(line["ProviderAccount"], "dingyin-1");
+        assert_eq!(line["LowBalance"], 1.0);
+        assert!(line["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
+    }
+}
