@@ -684,3 +684,31 @@ async fn every_event_gives_its_expected_answer() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
+
+#[tokio::test]
+async fn the_sweep_counts_an_unknown_order_older_than_ten_minutes_once_per_read() {
+    let (service, metrics, clock) = support::service_with_clock(Function::Reconcile).await;
+    create_m1(&service, "mobile.100").await;
+    let stale = |lines: &[Value]| {
+        lines
+            .iter()
+            .filter(|l| l.get("StaleUnknownOrders").is_some())
+            .count()
+    };
+    clock.advance(std::time::Duration::from_secs(5 * 60));
+    handlers::reconcile_event(&service, &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(stale(&metrics.lock().unwrap()), 0, "5 minutes is not stale");
+    clock.advance(std::time::Duration::from_secs(6 * 60 * 60));
+    handlers::reconcile_event(&service, &json!({}))
+        .await
+        .unwrap();
+    let lines = metrics.lock().unwrap();
+    assert_eq!(stale(&lines), 1, "one due order read once");
+    let line = lines
+        .iter()
+        .find(|l| l.get("StaleUnknownOrders").is_some())
+        .unwrap();
+    assert_eq!(line["ProviderAccount"], "dingyin-1");
+}

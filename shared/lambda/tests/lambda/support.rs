@@ -104,6 +104,15 @@ fn secrets() -> InMemorySecretSource {
 
 /// A state as a function builds it at cold start, at the time the events were signed.
 pub async fn service(function: Function) -> (Service, Arc<Mutex<Vec<Value>>>) {
+    let (service, lines, _clock) = service_with_clock(function).await;
+    (service, lines)
+}
+
+/// The same, with the clock, for tests that move time.
+pub async fn service_with_clock(
+    function: Function,
+) -> (Service, Arc<Mutex<Vec<Value>>>, ManualClock) {
+    let clock = ManualClock::new(Timestamp::from_millis(SIGNED_AT * 1000));
     let files = Files {
         accounts: serde_json::from_value(accounts()).unwrap(),
         apps: serde_json::from_value(apps()).unwrap(),
@@ -114,7 +123,7 @@ pub async fn service(function: Function) -> (Service, Arc<Mutex<Vec<Value>>>) {
         store: store.clone(),
         balances: store,
         secrets: Arc::new(secrets()),
-        clock: Arc::new(ManualClock::new(Timestamp::from_millis(SIGNED_AT * 1000))),
+        clock: Arc::new(clock.clone()),
     };
     let (metrics, lines) = Metrics::capturing(function.name());
     let setup = Setup {
@@ -132,5 +141,6 @@ pub async fn service(function: Function) -> (Service, Arc<Mutex<Vec<Value>>>) {
             metrics,
         },
         lines,
+        clock,
     )
 }
