@@ -92,6 +92,77 @@ impl Config {
     }
 }
 
+/// The configuration of a deployed function beyond the store (Lambda cold start; see the README's table).
+/// Paths are files packaged with the function (or mounted); a bad value names its variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionConfig {
+    /// `RECHARGE_CATALOG_PATH`: the product catalog JSON.
+    pub catalog_path: String,
+    /// `RECHARGE_PROVIDER_ACCOUNTS_PATH`: a JSON array of provider accounts (no secrets, secret names only).
+    pub provider_accounts_path: String,
+    /// `RECHARGE_APPS_PATH`: a JSON array of merchant apps `{id, role, secret_name?}`.
+    pub apps_path: String,
+    /// `RECHARGE_PUBLIC_BASE_URL`: where providers reach us (`https://…`, no trailing path).
+    pub public_base_url: String,
+    /// `RECHARGE_NOTIFY_TIMEOUT_MS` (default 5000): timeout of one merchant notification.
+    pub notify_timeout: Duration,
+}
+
+impl FunctionConfig {
+    pub fn from_env() -> Result<FunctionConfig, ConfigError> {
+        FunctionConfig::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<FunctionConfig, ConfigError> {
+        let required = |var: &'static str| -> Result<String, ConfigError> {
+            match get(var) {
+                Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+                Some(_) => Err(ConfigError {
+                    var,
+                    problem: "is empty".into(),
+                }),
+                None => Err(ConfigError {
+                    var,
+                    problem: "is not set".into(),
+                }),
+            }
+        };
+        let public_base_url = required("RECHARGE_PUBLIC_BASE_URL")?;
+        let scheme_ok = public_base_url.starts_with("https://")
+            || public_base_url.starts_with("http://127.0.0.1")
+            || public_base_url.starts_with("http://localhost");
+        if !scheme_ok || public_base_url.contains('?') || public_base_url.contains('#') {
+            return Err(ConfigError {
+                var: "RECHARGE_PUBLIC_BASE_URL",
+                problem: format!(
+                    "{public_base_url:?} is not an https:// base URL (http only for loopback)"
+                ),
+            });
+        }
+        let notify_timeout = match get("RECHARGE_NOTIFY_TIMEOUT_MS") {
+            None => Duration::from_millis(5_000),
+            Some(raw) => match raw.trim().parse::<u64>() {
+                Ok(n) if (100..=60_000).contains(&n) => Duration::from_millis(n),
+                _ => {
+                    return Err(ConfigError {
+                        var: "RECHARGE_NOTIFY_TIMEOUT_MS",
+                        problem: format!("{raw:?} is not a whole number from 100 to 60000"),
+                    });
+                }
+            },
+        };
+        Ok(FunctionConfig {
+            catalog_path: required("RECHARGE_CATALOG_PATH")?,
+            provider_accounts_path: required("RECHARGE_PROVIDER_ACCOUNTS_PATH")?,
+            apps_path: required("RECHARGE_APPS_PATH")?,
+            public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+            notify_timeout,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +219,48 @@ mod tests {
         );
         let e = parse(&[("RECHARGE_TABLE", "a b"), MINIMAL[1]]).unwrap_err();
         assert_eq!(e.var, "RECHARGE_TABLE");
+    }
+
+    fn function(vars: &[(&str, &str)]) -> Result<FunctionConfig, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        FunctionConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const FUNCTION: &[(&str, &str)] = &[
+        ("RECHARGE_CATALOG_PATH", "config/catalog.json"),
+        (
+            "RECHARGE_PROVIDER_ACCOUNTS_PATH",
+            "config/provider-accounts.json",
+        ),
+        ("RECHARGE_APPS_PATH", "config/apps.json"),
+        ("RECHARGE_PUBLIC_BASE_URL", "https://gw.example.com/"),
+    ];
+
+    #[test]
+    fn function_config_reads_its_paths_and_trims_the_base_url() {
+        let c = function(FUNCTION).unwrap();
+        assert_eq!(c.catalog_path, "config/catalog.json");
+        assert_eq!(c.public_base_url, "https://gw.example.com");
+        assert_eq!(c.notify_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn function_config_names_the_missing_or_bad_variable() {
+        assert_eq!(
+            function(&FUNCTION[1..]).unwrap_err().to_string(),
+            "environment variable RECHARGE_CATALOG_PATH: is not set"
+        );
+        let mut vars = FUNCTION[..3].to_vec();
+        vars.push(("RECHARGE_PUBLIC_BASE_URL", "http://gw.example.com"));
+        assert_eq!(function(&vars).unwrap_err().var, "RECHARGE_PUBLIC_BASE_URL");
+        let mut vars = FUNCTION.to_vec();
+        vars.push(("RECHARGE_NOTIFY_TIMEOUT_MS", "0"));
+        assert_eq!(
+            function(&vars).unwrap_err().var,
+            "RECHARGE_NOTIFY_TIMEOUT_MS"
+        );
     }
 }

@@ -9,7 +9,7 @@ pub mod secrets;
 pub mod table;
 
 pub use calls::CallCounter;
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, FunctionConfig};
 pub use dynamo::DynamoOrderStore;
 pub use secrets::SecretsManagerSource;
 

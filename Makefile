@@ -1,0 +1,25 @@
+# make test     the test command (same as ./scripts/test, what CI runs)
+# make package  sam build through cargo-lambda (arm64), then each function's zipped bootstrap size (≤ 6 MB)
+.PHONY: test package
+
+VENV := .tools/venv
+export SAM_CLI_TELEMETRY := 0
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+test:
+	./scripts/test
+
+$(VENV)/bin/cargo-lambda $(VENV)/bin/sam:
+	[ -x $(VENV)/bin/pip ] || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda aws-sam-cli cfn-lint
+
+package: $(VENV)/bin/cargo-lambda $(VENV)/bin/sam
+	cd infra && sam build --template template.yaml --build-dir ../.aws-sam/build
+	@echo "zipped bootstrap sizes (limit 6 MB):"
+	@for d in .aws-sam/build/*Function; do \
+	  [ -f "$$d/bootstrap" ] || continue; \
+	  rm -f "$$d.zip"; (cd "$$d" && zip -q -9 "../$$(basename $$d).zip" bootstrap); \
+	  size=$$(stat -c %s "$$d.zip"); \
+	  printf '  %-28s %8d bytes  %s\n' "$$(basename $$d)" "$$size" "$$(file -b $$d/bootstrap | cut -d, -f1-2)"; \
+	  [ "$$size" -le 6291456 ] || { echo "  $$(basename $$d): over 6 MB"; exit 1; }; \
+	done

@@ -1,0 +1,15 @@
+//! `reconcile`: the sweep, on an EventBridge schedule every minute (wiring only).
+
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use recharge_lambda::{Function, bootstrap, handlers, init_tracing};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    let service = bootstrap(Function::Reconcile).await?;
+    let service = &service;
+    run(service_fn(move |event: LambdaEvent<_>| {
+        handlers::reconcile(service, event)
+    }))
+    .await
+}

@@ -1,0 +1,267 @@
+//! Cold start: typed config from the environment, AWS clients, cached secrets, the provider accounts with
+//! their credentials validated, the catalog, the executor and the notifier, built once into an `AppState`.
+//! Any problem fails the cold start with a message naming the variable or file (Lambda reports it as an
+//! init error and never routes a request to a half-built function).
+
+use crate::metrics::{Metrics, ObservedStore};
+use aws_sdk_dynamodb::types::AttributeValue;
+use recharge_api::auth::{AppConfig, Apps};
+use recharge_api::catalog::Catalog;
+use recharge_api::notify::HttpNotifier;
+use recharge_api::{AppState, BootError, Parts, Providers, Settings};
+use recharge_aws::{Config, ConfigError, DynamoOrderStore, FunctionConfig, SecretsManagerSource};
+use recharge_core::secrets::{CachedSecretSource, SecretSource};
+use recharge_core::store::{BalanceStore, OrderStore};
+use recharge_core::{Clock, SystemClock};
+use recharge_providers::{Executor, ProviderAccount};
+use std::sync::Arc;
+
+/// The five functions; what each needs at cold start differs a little.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    SubmitOrder,
+    OrderStatus,
+    ProviderCallback,
+    Reconcile,
+    CheckBalance,
+}
+
+impl Function {
+    /// The name used in metrics, logs, the template and `functions/<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::SubmitOrder => "submit-order",
+            Function::OrderStatus => "order-status",
+            Function::ProviderCallback => "provider-callback",
+            Function::Reconcile => "reconcile",
+            Function::CheckBalance => "check-balance",
+        }
+    }
+
+    /// Functions serving merchant routes read merchant secrets: they warm that cache at cold start.
+    fn serves_merchants(self) -> bool {
+        match self {
+            Function::SubmitOrder | Function::OrderStatus => true,
+            Function::ProviderCallback | Function::Reconcile | Function::CheckBalance => false,
+        }
+    }
+}
+
+/// Why a cold start failed. Every variant names what to fix; none carries a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(transparent)]
+    Env(#[from] ConfigError),
+    #[error("{var} = {path}: cannot read the file")]
+    File {
+        var: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{var} = {path}: {problem}")]
+    Parse {
+        var: &'static str,
+        path: String,
+        problem: String,
+    },
+    #[error(transparent)]
+    State(#[from] BootError),
+    #[error("provider HTTP client: {0}")]
+    Client(String),
+}
+
+/// The non-secret configuration files, read and parsed (no AWS needed: the tests build states from these).
+#[derive(Debug)]
+pub struct Files {
+    pub accounts: Vec<ProviderAccount>,
+    pub apps: Vec<AppConfig>,
+    pub catalog_text: String,
+}
+
+impl Files {
+    pub async fn read(cfg: &FunctionConfig) -> Result<Files, BootstrapError> {
+        let read = |var: &'static str, path: String| async move {
+            tokio::fs::read_to_string(&path)
+                .await
+                .map_err(|source| BootstrapError::File { var, path, source })
+        };
+        let accounts_text = read(
+            "RECHARGE_PROVIDER_ACCOUNTS_PATH",
+            cfg.provider_accounts_path.clone(),
+        )
+        .await?;
+        let apps_text = read("RECHARGE_APPS_PATH", cfg.apps_path.clone()).await?;
+        let catalog_text = read("RECHARGE_CATALOG_PATH", cfg.catalog_path.clone()).await?;
+        let accounts = serde_json::from_str(&accounts_text).map_err(|e| BootstrapError::Parse {
+            var: "RECHARGE_PROVIDER_ACCOUNTS_PATH",
+            path: cfg.provider_accounts_path.clone(),
+            problem: e.to_string(),
+        })?;
+        let apps = serde_json::from_str(&apps_text).map_err(|e| BootstrapError::Parse {
+            var: "RECHARGE_APPS_PATH",
+            path: cfg.apps_path.clone(),
+            problem: e.to_string(),
+        })?;
+        Ok(Files {
+            accounts,
+            apps,
+            catalog_text,
+        })
+    }
+}
+
+/// The ports an `AppState` is built over (the AWS ones in production, in-memory ones in tests).
+#[derive(Debug)]
+pub struct Ports {
+    pub store: Arc<dyn OrderStore>,
+    pub balances: Arc<dyn BalanceStore>,
+    pub secrets: Arc<dyn SecretSource>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Everything besides files and ports that shapes a state.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub function: Function,
+    pub merchant_secret_prefix: String,
+    pub settings: Settings,
+    pub notify_timeout: std::time::Duration,
+    pub metrics: Metrics,
+    /// Only to name the file in a catalog error.
+    pub catalog_path: String,
+}
+
+/// Builds the state from parsed files and ports: loads every provider account with its credentials (keys
+/// validated now), checks the catalog against them, wraps the store in the metrics decorator.
+pub async fn assemble(
+    setup: Setup,
+    files: Files,
+    ports: Ports,
+) -> Result<AppState, BootstrapError> {
+    let Setup {
+        function,
+        merchant_secret_prefix,
+        settings,
+        notify_timeout,
+        metrics,
+        catalog_path: catalog_var_path,
+    } = setup;
+    let providers = Providers::load(files.accounts, &*ports.secrets).await?;
+    let catalog = Catalog::from_json(&files.catalog_text, &providers.ids()).map_err(|e| {
+        BootstrapError::Parse {
+            var: "RECHARGE_CATALOG_PATH",
+            path: catalog_var_path.clone(),
+            problem: e.to_string(),
+        }
+    })?;
+    let apps = Apps::new(files.apps, merchant_secret_prefix);
+    let executor = Executor::new().map_err(|e| BootstrapError::Client(e.to_string()))?;
+    let notifier = HttpNotifier::new(notify_timeout, settings.local_mode)
+        .map_err(|e| BootstrapError::Client(e.to_string()))?;
+    let store = Arc::new(ObservedStore::new(
+        ports.store,
+        metrics,
+        Arc::clone(&ports.clock),
+        function == Function::Reconcile,
+    ));
+    Ok(AppState::new(Parts {
+        store,
+        balances: ports.balances,
+        secrets: ports.secrets,
+        clock: ports.clock,
+        catalog,
+        providers,
+        executor,
+        apps,
+        notifier: Arc::new(notifier),
+        settings,
+    }))
+}
+
+/// What a handler works with: the state and the metrics sink of this function.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub state: Arc<AppState>,
+    pub metrics: Metrics,
+}
+
+/// The whole cold start of a deployed function.
+pub async fn bootstrap(function: Function) -> Result<Service, BootstrapError> {
+    let config = Config::from_env()?;
+    let fcfg = FunctionConfig::from_env()?;
+    let files = Files::read(&fcfg).await?;
+    let sdk = recharge_aws::sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let secrets: Arc<dyn SecretSource> = Arc::new(CachedSecretSource::new(
+        SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&sdk)),
+        config.secret_ttl,
+        Arc::clone(&clock),
+    ));
+    warm_dynamodb(&dynamo, &config.table).await;
+    let store = Arc::new(DynamoOrderStore::new(
+        dynamo,
+        config.table.clone(),
+        config.due_shards,
+    ));
+    let ports = Ports {
+        store: Arc::clone(&store) as Arc<dyn OrderStore>,
+        balances: store,
+        secrets,
+        clock,
+    };
+    let setup = Setup {
+        function,
+        merchant_secret_prefix: config.merchant_secret_prefix.clone(),
+        settings: Settings::production(fcfg.public_base_url.clone()),
+        notify_timeout: fcfg.notify_timeout,
+        metrics: Metrics::from_env(function.name()),
+        catalog_path: fcfg.catalog_path.clone(),
+    };
+    let state = assemble(setup, files, ports).await?;
+    if function.serves_merchants() {
+        warm_merchant_secrets(&state).await;
+    }
+    tracing::info!(
+        function = function.name(),
+        providers = state.providers.iter().count(),
+        "cold start complete"
+    );
+    Ok(Service {
+        state: Arc::new(state),
+        metrics: Metrics::from_env(function.name()),
+    })
+}
+
+/// One GetItem of a key that never exists: opens the TLS connection to DynamoDB during init (free CPU burst)
+/// instead of in the first invocation. GetItem is an action every function is granted anyway. Failure is
+/// logged, not fatal: the first real call will tell.
+async fn warm_dynamodb(client: &aws_sdk_dynamodb::Client, table: &str) {
+    let result = client
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S("WARMUP".to_owned()))
+        .key("sk", AttributeValue::S("WARMUP".to_owned()))
+        .send()
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(table, error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "DynamoDB warm-up call failed");
+    }
+}
+
+/// Reads each app's secret once so the cache is filled (and Secrets Manager's connection open) before the
+/// first merchant request. A missing secret only disables that app; it is logged by name, never by value.
+async fn warm_merchant_secrets(state: &AppState) {
+    let names: Vec<String> = state
+        .apps
+        .ids()
+        .filter_map(|id| state.apps.get(id))
+        .map(|app| state.apps.secret_name(app))
+        .collect();
+    for name in names {
+        if let Err(e) = state.secrets.fetch(&name).await {
+            tracing::warn!(secret = %name, error = %e, "merchant secret not readable at cold start");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The three handler shapes, and how their failures reach Lambda.
+//!
+//! Error mapping, on purpose:
+//! - HTTP functions never fail the invocation for a request problem: `router::handle` already answers every
+//!   request (4xx with a stable code, or the provider's own "retry" acknowledgement), and an event that cannot
+//!   be converted is a 400. A failed invocation would reach the caller as API Gateway's bare 500.
+//! - Schedule functions fail the invocation only when the whole run could not work (the order store was
+//!   unreachable for every shard): `Retryable.StoreUnavailable`, which shows in the Lambda `Errors` metric and
+//!   alarm. Partial failures are retried by the next run (every minute / 5 minutes), so they are reported
+//!   and counted, not raised. An event that is not an EventBridge scheduled event is `Permanent.BadEvent`:
+//!   retrying it cannot help. The template sets `MaximumRetryAttempts: 0` for both, because the schedule is
+//!   the retry and an async retry would only overlap the next run.
+
+use crate::apigw::{from_api_response, to_api_request};
+use crate::bootstrap::Service;
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use recharge_api::error::ApiError;
+use recharge_api::{balance_check, router, sweep};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Why an invocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    /// Retrying the same event cannot succeed.
+    #[error("bad event: {0}")]
+    BadEvent(String),
+    /// The order store was unreachable; the next run (or a retry) may succeed.
+    #[error("order store unavailable: {0}")]
+    StoreUnavailable(String),
+}
+
+impl InvocationError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            InvocationError::BadEvent(_) => false,
+            InvocationError::StoreUnavailable(_) => true,
+        }
+    }
+
+    /// The `errorType` Lambda records: `Retryable.*` or `Permanent.*`, so a log filter or a future
+    /// destination can tell them apart without parsing messages.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            InvocationError::BadEvent(_) => "Permanent.BadEvent",
+            InvocationError::StoreUnavailable(_) => "Retryable.StoreUnavailable",
+        }
+    }
+}
+
+impl From<InvocationError> for Diagnostic {
+    fn from(e: InvocationError) -> Diagnostic {
+        Diagnostic {
+            error_type: e.error_type().to_owned(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// `submit-order`, `order-status`, `provider-callback`: one API Gateway HTTP API request.
+pub async fn http(
+    service: &Service,
+    event: LambdaEvent<ApiGatewayV2httpRequest>,
+) -> Result<ApiGatewayV2httpResponse, InvocationError> {
+    Ok(http_request(service, &event.payload).await)
+}
+
+/// The HTTP handler without the Lambda envelope (tests call this with the events of `events/`).
+pub async fn http_request(
+    service: &Service,
+    event: &ApiGatewayV2httpRequest,
+) -> ApiGatewayV2httpResponse {
+    let resp = match to_api_request(event) {
+        Ok(req) => router::handle(&service.state, req).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "unusable API Gateway event");
+            ApiError::bad_request("bad_request", "the request could not be read").to_response()
+        }
+    };
+    if resp.status >= 500 {
+        service.metrics.function_error();
+    }
+    from_api_response(resp)
+}
+
+/// Accepts EventBridge scheduled events (and a bare `{}` from a manual test invoke); anything else is a
+/// wiring mistake.
+fn check_schedule(payload: &Value) -> Result<(), InvocationError> {
+    match payload.get("detail-type").and_then(Value::as_str) {
+        Some("Scheduled Event") => Ok(()),
+        None if payload.as_object().is_some_and(|o| o.is_empty()) => Ok(()),
+        Some(other) => Err(InvocationError::BadEvent(format!(
+            "detail-type {other:?} is not a scheduled event"
+        ))),
+        None => Err(InvocationError::BadEvent(
+            "not an EventBridge scheduled event".to_owned(),
+        )),
+    }
+}
+
+/// `reconcile`: one sweep over every shard of the due index.
+pub async fn reconcile(
+    service: &Service,
+    event: LambdaEvent<Value>,
+) -> Result<Value, InvocationError> {
+    reconcile_event(service, &event.payload).await
+}
+
+pub async fn reconcile_event(service: &Service, payload: &Value) -> Result<Value, InvocationError> {
+    if let Err(e) = check_schedule(payload) {
+        service.metrics.function_error();
+        return Err(e);
+    }
+    let report = sweep::sweep(Arc::clone(&service.state)).await;
+    if report.errors > 0 {
+        service.metrics.function_error();
+    }
+    // No order read at all, and errors: the due index itself was unreachable.
+    if report.errors > 0 && report.due == 0 {
+        return Err(InvocationError::StoreUnavailable(format!(
+            "{} shard queries failed",
+            report.errors
+        )));
+    }
+    Ok(json!({ "sweep": report }))
+}
+
+/// `check-balance`: every account with a balance API, snapshots stored, low balances alarmed.
+pub async fn check_balance(
+    service: &Service,
+    event: LambdaEvent<Value>,
+) -> Result<Value, InvocationError> {
+    check_balance_event(service, &event.payload).await
+}
+
+pub async fn check_balance_event(
+    service: &Service,
+    payload: &Value,
+) -> Result<Value, InvocationError> {
+    if let Err(e) = check_schedule(payload) {
+        service.metrics.function_error();
+        return Err(e);
+    }
+    let report = balance_check::check_balances(&service.state).await;
+    for account in &report.low {
+        service.metrics.low_balance(account);
+    }
+    match service.state.balances.balances().await {
+        Ok(snapshots) => {
+            for s in snapshots {
+                if report.checked.iter().any(|c| c == s.account.as_str()) {
+                    service.metrics.balance(s.account.as_str(), s.balance.get());
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "balance snapshots unreadable after the check"),
+    }
+    if !report.failed.is_empty() {
+        service.metrics.function_error();
+    }
+    Ok(json!({ "balances": report }))
+}

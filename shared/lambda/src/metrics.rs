@@ -1,0 +1,287 @@
+//! CloudWatch metrics in embedded metric format (EMF): one JSON line on stdout per data point, which
+//! CloudWatch Logs turns into metrics with no API call and no extra permission. The alarms of
+//! `infra/template.yaml` are defined on exactly these names and dimensions.
+//!
+//! | metric | dimensions | emitted when |
+//! |---|---|---|
+//! | `FunctionErrors` | `Service`; `Service, Function` | an invocation fails, an HTTP answer is a 5xx, a sweep has errors |
+//! | `OrderOutcomes` | `Service, ProviderAccount, Outcome` | an attempt's state is written (`submitting`, `succeeded`, `unknown`, …) |
+//! | `UnknownOrders` | `Service`; `Service, ProviderAccount` | a write leaves an attempt `unknown` |
+//! | `StaleUnknownOrders` | `Service` | the sweep reads an order whose `unknown` attempt is older than 10 minutes |
+//! | `Anomalies` | `Service`; `Service, Kind` | a write raises an anomaly (late success, second delivery, reversal, partial) |
+//! | `LowBalance` | `Service`; `Service, ProviderAccount` | the balance check finds an account below its threshold |
+//! | `ProviderBalanceFen` | `Service, ProviderAccount` | the balance check stores a balance |
+
+use async_trait::async_trait;
+use recharge_core::store::{AuditEntry, Created, DueOrder, OrderStore, Replaced, StoreError};
+use recharge_core::{AttemptState, Clock, Order, OrderId, Timestamp};
+use serde_json::{Map, Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The `Service` dimension value on every metric.
+pub const SERVICE: &str = "recharge";
+/// An `unknown` attempt older than this is an alarm (DESIGN §3: the not-found grace window).
+pub const STALE_UNKNOWN_AFTER: Duration = Duration::from_secs(600);
+
+/// Writes EMF lines. Cheap to clone; tests capture the lines instead of printing them.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    namespace: String,
+    function: String,
+    capture: Option<Arc<Mutex<Vec<Value>>>>,
+}
+
+impl Metrics {
+    /// Namespace from `RECHARGE_METRICS_NAMESPACE` (the template sets `Recharge/<stage>`), default `Recharge`.
+    pub fn from_env(function: &str) -> Metrics {
+        let namespace = std::env::var("RECHARGE_METRICS_NAMESPACE")
+            .ok()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| "Recharge".to_owned());
+        Metrics {
+            namespace,
+            function: function.to_owned(),
+            capture: None,
+        }
+    }
+
+    /// A sink that keeps the lines in memory, for tests.
+    pub fn capturing(function: &str) -> (Metrics, Arc<Mutex<Vec<Value>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        (
+            Metrics {
+                namespace: "Recharge/test".to_owned(),
+                function: function.to_owned(),
+                capture: Some(Arc::clone(&lines)),
+            },
+            lines,
+        )
+    }
+
+    pub fn function(&self) -> &str {
+        &self.function
+    }
+
+    /// One data point of `name` (unit `Count` unless given) with the given dimension values; `sets` lists the
+    /// dimension sets CloudWatch aggregates by (each always includes `Service`).
+    pub fn emit(
+        &self,
+        name: &str,
+        value: f64,
+        unit: &str,
+        dims: &[(&str, &str)],
+        sets: &[&[&str]],
+    ) {
+        let mut root = Map::new();
+        let dimension_sets: Vec<Vec<&str>> = sets
+            .iter()
+            .map(|set| {
+                let mut s = vec!["Service"];
+                s.extend(set.iter().copied());
+                s
+            })
+            .collect();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
+            .unwrap_or(0);
+        root.insert(
+            "_aws".to_owned(),
+            json!({
+                "Timestamp": now_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": self.namespace,
+                    "Dimensions": dimension_sets,
+                    "Metrics": [{"Name": name, "Unit": unit}],
+                }],
+            }),
+        );
+        root.insert("Service".to_owned(), json!(SERVICE));
+        root.insert("Function".to_owned(), json!(self.function));
+        for (k, v) in dims {
+            root.insert((*k).to_owned(), json!(v));
+        }
+        root.insert(name.to_owned(), json!(value));
+        let line = Value::Object(root);
+        match &self.capture {
+            Some(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).push(line),
+            None => println!("{line}"),
+        }
+    }
+
+    pub fn count(&self, name: &str, dims: &[(&str, &str)], sets: &[&[&str]]) {
+        self.emit(name, 1.0, "Count", dims, sets);
+    }
+
+    pub fn function_error(&self) {
+        let function = self.function.clone();
+        self.count(
+            "FunctionErrors",
+            &[("Function", function.as_str())],
+            &[&[], &["Function"]],
+        );
+    }
+
+    pub fn low_balance(&self, account: &str) {
+        self.count(
+            "LowBalance",
+            &[("ProviderAccount", account)],
+            &[&[], &["ProviderAccount"]],
+        );
+    }
+
+    pub fn balance(&self, account: &str, fen: i64) {
+        // Fen fit an f64 exactly up to 2^53.
+        #[allow(clippy::cast_precision_loss)]
+        let value = fen as f64;
+        self.emit(
+            "ProviderBalanceFen",
+            value,
+            "None",
+            &[("ProviderAccount", account)],
+            &[&["ProviderAccount"]],
+        );
+    }
+
+    fn order_written(&self, order: &Order) {
+        let Some(last) = order.last_attempt() else {
+            return;
+        };
+        let account = last.route().provider_account.to_string();
+        let outcome = last.state().name();
+        self.count(
+            "OrderOutcomes",
+            &[("ProviderAccount", account.as_str()), ("Outcome", outcome)],
+            &[&["ProviderAccount", "Outcome"]],
+        );
+        if matches!(last.state(), AttemptState::Unknown { .. }) {
+            self.count(
+                "UnknownOrders",
+                &[("ProviderAccount", account.as_str())],
+                &[&[], &["ProviderAccount"]],
+            );
+        }
+        // An anomaly raised by this very write carries the write's time.
+        for anomaly in order.anomalies() {
+            if anomaly.at == order.updated_at() {
+                self.count(
+                    "Anomalies",
+                    &[("Kind", anomaly.kind.as_str())],
+                    &[&[], &["Kind"]],
+                );
+            }
+        }
+    }
+}
+
+/// An `OrderStore` decorator that emits the order metrics on every successful write, and (when `watch_stale`,
+/// i.e. in the sweep, which reads every due order) counts `unknown` attempts older than 10 minutes.
+/// It sits between `recharge-api` and the real store, so the use cases stay free of metrics code.
+#[derive(Debug)]
+pub struct ObservedStore {
+    inner: Arc<dyn OrderStore>,
+    metrics: Metrics,
+    clock: Arc<dyn Clock>,
+    watch_stale: bool,
+}
+
+impl ObservedStore {
+    pub fn new(
+        inner: Arc<dyn OrderStore>,
+        metrics: Metrics,
+        clock: Arc<dyn Clock>,
+        watch_stale: bool,
+    ) -> ObservedStore {
+        ObservedStore {
+            inner,
+            metrics,
+            clock,
+            watch_stale,
+        }
+    }
+
+    fn observe_read(&self, order: &Order, now: Timestamp) {
+        if let Some(open) = order.open_attempt()
+            && matches!(open.state(), AttemptState::Unknown { .. })
+            && now.since(open.opened_at()) > STALE_UNKNOWN_AFTER
+        {
+            let account = open.route().provider_account.to_string();
+            self.metrics.count(
+                "StaleUnknownOrders",
+                &[("ProviderAccount", account.as_str())],
+                &[&[]],
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl OrderStore for ObservedStore {
+    async fn create(&self, order: &Order, audit: &AuditEntry) -> Result<Created, StoreError> {
+        let created = self.inner.create(order, audit).await?;
+        if let Created::New(o) = &created {
+            self.metrics.order_written(o);
+        }
+        Ok(created)
+    }
+
+    async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        let got = self.inner.get(id).await?;
+        if self.watch_stale
+            && let Some(order) = &got
+        {
+            self.observe_read(order, self.clock.now());
+        }
+        Ok(got)
+    }
+
+    async fn replace(&self, next: &Order, audit: &AuditEntry) -> Result<Replaced, StoreError> {
+        let replaced = self.inner.replace(next, audit).await?;
+        if replaced == Replaced::Applied {
+            self.metrics.order_written(next);
+        }
+        Ok(replaced)
+    }
+
+    async fn due(
+        &self,
+        shard: u32,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueOrder>, StoreError> {
+        self.inner.due(shard, now, limit).await
+    }
+
+    async fn audit_trail(&self, id: &OrderId) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit_trail(id).await
+    }
+
+    fn due_shards(&self) -> u32 {
+        self.inner.due_shards()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emf_line_declares_its_metric_and_carries_every_dimension() {
+        let (m, lines) = Metrics::capturing("check-balance");
+        m.low_balance("dingyin-1");
+        let lines = lines.lock().unwrap();
+        let line = &lines[0];
+        let decl = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(decl["Namespace"], "Recharge/test");
+        assert_eq!(decl["Metrics"][0]["Name"], "LowBalance");
+        assert_eq!(
+            decl["Dimensions"],
+            serde_json::json!([["Service"], ["Service", "ProviderAccount"]])
+        );
+        assert_eq!(line["Service"], SERVICE);
+        assert_eq!(line["ProviderAccount"], "dingyin-1");
+        assert_eq!(line["LowBalance"], 1.0);
+        assert!(line["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
+    }
+}

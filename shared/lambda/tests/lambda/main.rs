@@ -1,0 +1,7 @@
+//! Integration tests of the Lambda glue: every file of `events/` through the conversion and the real
+//! handlers over an in-memory state, and the SAM template against the code it deploys.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test binary: failing loudly is its job
+mod events;
+mod support;
+mod template;

@@ -1,0 +1,146 @@
+//! An in-memory `Service` shaped like production: the same config file shapes as `infra/`, secrets in an
+//! `InMemorySecretSource`, provider endpoints on a closed loopback port (every provider call is refused at
+//! once, so a submit ends `unknown`, as a timeout would).
+
+use recharge_api::Settings;
+use recharge_core::memory::InMemoryOrderStore;
+use recharge_core::secrets::InMemorySecretSource;
+use recharge_core::{ManualClock, Timestamp};
+use recharge_lambda::Service;
+use recharge_lambda::bootstrap::{Files, Function, Ports, Setup, assemble};
+use recharge_lambda::metrics::Metrics;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The time every signed merchant event was signed at (2025-11-22T03:33:20Z).
+pub const SIGNED_AT: i64 = 1_763_782_400;
+pub const MERCHANT_PREFIX: &str = "recharge/test/merchant/";
+pub const DEMO_SECRET: &str = "demo-app-secret-0123456789";
+pub const OPS_SECRET: &str = "ops-app-secret-9876543210";
+/// Nothing listens on port 9 (discard) on loopback: connections are refused immediately.
+const DEAD: &str = "http://127.0.0.1:9";
+
+pub const RSA_PRIVATE: &str =
+    include_str!("../../../providers/src/openapi_rsa/fixtures/004_rsa_test_private_key.pem");
+pub const RSA_PUBLIC: &str =
+    include_str!("../../../providers/src/openapi_rsa/fixtures/004_rsa_test_public_key.pem");
+pub const RSA_BUSINESS: &str = "754ea3e3a699404f9b82e8f881107f19";
+pub const RSA_MERCHANT: &str = "eb1bb305ca3940f8adf1d4e964555699";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn accounts() -> Value {
+    json!([
+        {"id": "dingyin-1", "protocol": "suka-xml", "secret_name": "recharge/test/provider/dingyin-1",
+         "endpoints": {"submit": format!("{DEAD}/gameonlinepay.do"), "query": format!("{DEAD}/searchpay.do"),
+                       "balance": format!("{DEAD}/searchbalance.do")}},
+        {"id": "wikeyun-1", "protocol": "wikeyun", "secret_name": "recharge/test/provider/wikeyun-1",
+         "endpoints": {"submit": format!("{DEAD}/rest/Recharge/pushOrder"), "query": format!("{DEAD}/rest/Recharge/query"),
+                       "balance": format!("{DEAD}/rest/User/query")},
+         "options": {"store_id": "1234", "verify_callback_sign": true}},
+        {"id": "openapi-1", "protocol": "openapi-rsa", "secret_name": "recharge/test/provider/openapi-1",
+         "endpoints": {"submit": format!("{DEAD}/v1/openapi/order/VIPCharge"), "query": format!("{DEAD}/v1/openapi/order/info")}},
+        {"id": "sms-1", "protocol": "sms-billing", "secret_name": "recharge/test/provider/sms-1",
+         "endpoints": {"submit": format!("{DEAD}/getsms"), "verify": format!("{DEAD}/pay")},
+         "options": {"flow": "mp"}}
+    ])
+}
+
+pub fn catalog() -> Value {
+    let route = |account: &str, product: &str| json!([{"provider_account": account, "provider_product": product, "cost_fen": 9850}]);
+    json!({
+        "products": {
+            "mobile.100": {"kind": "mobile_fast", "name": "话费100", "face_value_fen": 10000, "price_fen": 9980,
+                           "routes": route("dingyin-1", "3312")},
+            "mobile.wky.100": {"kind": "mobile_fast", "name": "话费100 (wikeyun)", "face_value_fen": 10000,
+                               "price_fen": 9980, "routes": route("wikeyun-1", "100")},
+            "vip.month": {"kind": "vip", "name": "会员月卡", "face_value_fen": 10000, "price_fen": 9980,
+                          "routes": route("openapi-1", "VIP-M")},
+            "billing.sms.2": {"kind": "billing_sms", "name": "短信计费2元", "face_value_fen": 10000, "price_fen": 9980,
+                              "routes": route("sms-1", "PRD200")}
+        },
+        "accounts": {"dingyin-1": {"enabled": true, "low_balance_fen": 100000}}
+    })
+}
+
+pub fn apps() -> Value {
+    json!([{"id": "demo", "role": "merchant"}, {"id": "ops", "role": "admin"}])
+}
+
+fn secrets() -> InMemorySecretSource {
+    let s = InMemorySecretSource::new();
+    s.put(
+        &format!("{MERCHANT_PREFIX}demo"),
+        &json!({"app_secret": DEMO_SECRET}).to_string(),
+    );
+    s.put(
+        &format!("{MERCHANT_PREFIX}ops"),
+        &json!({"app_secret": OPS_SECRET}).to_string(),
+    );
+    s.put(
+        "recharge/test/provider/dingyin-1",
+        r#"{"userid":"10004927","key":"abcdef0123456789ABCDEF0123456789"}"#,
+    );
+    s.put(
+        "recharge/test/provider/wikeyun-1",
+        r#"{"app_key":100001,"app_secret":"TestAppSecret0123"}"#,
+    );
+    s.put(
+        "recharge/test/provider/openapi-1",
+        &json!({"business_id": RSA_BUSINESS, "merchant_id": RSA_MERCHANT, "sign_type": "SHA256-RSA",
+                "private_key_pem": RSA_PRIVATE, "platform_public_key_pem": RSA_PUBLIC})
+        .to_string(),
+    );
+    s.put(
+        "recharge/test/provider/sms-1",
+        r#"{"channelcode":"CH01","password":"pw&1","sync_key":"SyncKey0123"}"#,
+    );
+    s
+}
+
+/// A state as a function builds it at cold start, at the time the events were signed.
+pub async fn service(function: Function) -> (Service, Arc<Mutex<Vec<Value>>>) {
+    let (service, lines, _clock) = service_with_clock(function).await;
+    (service, lines)
+}
+
+/// The same, with the clock, for tests that move time.
+pub async fn service_with_clock(
+    function: Function,
+) -> (Service, Arc<Mutex<Vec<Value>>>, ManualClock) {
+    let clock = ManualClock::new(Timestamp::from_millis(SIGNED_AT * 1000));
+    let files = Files {
+        accounts: serde_json::from_value(accounts()).unwrap(),
+        apps: serde_json::from_value(apps()).unwrap(),
+        catalog_text: catalog().to_string(),
+    };
+    let store = Arc::new(InMemoryOrderStore::new(8));
+    let ports = Ports {
+        store: store.clone(),
+        balances: store,
+        secrets: Arc::new(secrets()),
+        clock: Arc::new(clock.clone()),
+    };
+    let (metrics, lines) = Metrics::capturing(function.name());
+    let setup = Setup {
+        function,
+        merchant_secret_prefix: MERCHANT_PREFIX.to_owned(),
+        settings: Settings::production("https://gw.example.com"),
+        notify_timeout: Duration::from_secs(1),
+        metrics: metrics.clone(),
+        catalog_path: "test catalog".to_owned(),
+    };
+    let state = assemble(setup, files, ports).await.unwrap();
+    (
+        Service {
+            state: Arc::new(state),
+            metrics,
+        },
+        lines,
+        clock,
+    )
+}

@@ -1,0 +1,220 @@
+//! `infra/template.yaml` against the code it deploys: every function is a bin of `functions/` (and every bin
+//! is deployed), the HTTP routes are exactly `recharge_api::router::ROUTES` with the same function, the table
+//! is `infra/table.json`, IAM is explicit statements (no wildcard actions, no SAM policy templates), and the
+//! sample config of `infra/config/` loads as the functions load it.
+
+use crate::support::repo_root;
+use recharge_api::auth::AppConfig;
+use recharge_api::catalog::Catalog;
+use recharge_api::router::ROUTES;
+use recharge_providers::ProviderAccount;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+
+/// YAML to JSON, with CloudFormation's short-form tags as their long form: `!Ref X` → `{"Ref": "X"}`,
+/// `!GetAtt A.B` → `{"Fn::GetAtt": ["A", "B"]}`, `!Sub s` → `{"Fn::Sub": s}`, and so on.
+fn to_json(v: serde_yaml::Value) -> Value {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => json!(b),
+        Y::Number(n) => serde_json::to_value(&n).unwrap(),
+        Y::String(s) => json!(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        Y::Mapping(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let key = match k {
+                    Y::String(s) => s,
+                    other => serde_yaml::to_string(&other).unwrap().trim().to_owned(),
+                };
+                out.insert(key, to_json(v));
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(t) => {
+            let tag = t.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let inner = to_json(t.value);
+            match name {
+                "Ref" | "Condition" => json!({ name: inner }),
+                "GetAtt" => match inner {
+                    Value::String(s) => {
+                        let (res, attr) = s.split_once('.').unwrap();
+                        json!({"Fn::GetAtt": [res, attr]})
+                    }
+                    other => json!({"Fn::GetAtt": other}),
+                },
+                other => json!({ format!("Fn::{other}"): inner }),
+            }
+        }
+    }
+}
+
+fn template() -> Value {
+    let text = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
+    to_json(serde_yaml::from_str(&text).unwrap())
+}
+
+fn resources_of(t: &Value, ty: &str) -> Vec<(String, Value)> {
+    t["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == ty)
+        .map(|(k, r)| (k.clone(), r.clone()))
+        .collect()
+}
+
+/// `functions/<dir>` → its bin names, from its Cargo.toml.
+fn bins() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for dir in std::fs::read_dir(repo_root().join("functions")).unwrap() {
+        let manifest = dir.unwrap().path().join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let parsed: toml::Value = toml::from_str(&text).unwrap();
+        let bins = parsed["bin"].as_array().unwrap();
+        assert_eq!(
+            bins.len(),
+            1,
+            "{}: one bin per function crate",
+            manifest.display()
+        );
+        out.insert(bins[0]["name"].as_str().unwrap().to_owned());
+    }
+    out
+}
+
+fn binary(f: &Value) -> String {
+    f["Metadata"]["BuildProperties"]["Binary"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn every_template_function_is_a_bin_and_every_bin_is_deployed() {
+    let t = template();
+    let functions = resources_of(&t, "AWS::Serverless::Function");
+    let deployed: BTreeSet<String> = functions.iter().map(|(_, f)| binary(f)).collect();
+    assert_eq!(deployed, bins());
+    assert_eq!(deployed.len(), functions.len(), "a bin is deployed twice");
+    for (name, f) in &functions {
+        assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{name}");
+        assert_eq!(
+            f["Properties"]["CodeUri"], "..",
+            "{name}: CodeUri is the workspace root"
+        );
+    }
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(globals["Runtime"], "provided.al2023");
+    assert_eq!(globals["Architectures"], json!(["arm64"]));
+}
+
+#[test]
+fn template_routes_are_exactly_the_router_routes() {
+    let t = template();
+    let mut in_template = BTreeSet::new();
+    for (_, f) in resources_of(&t, "AWS::Serverless::Function") {
+        let bin = binary(&f);
+        let Some(events) = f["Properties"]["Events"].as_object() else {
+            continue;
+        };
+        for e in events.values().filter(|e| e["Type"] == "HttpApi") {
+            let p = &e["Properties"];
+            assert_eq!(p["PayloadFormatVersion"], "2.0");
+            in_template.insert((
+                p["Method"].as_str().unwrap().to_owned(),
+                p["Path"].as_str().unwrap().to_owned(),
+                bin.clone(),
+            ));
+        }
+    }
+    let in_code: BTreeSet<(String, String, String)> = ROUTES
+        .iter()
+        .map(|(m, p, f)| ((*m).to_owned(), (*p).to_owned(), (*f).to_owned()))
+        .collect();
+    assert_eq!(in_template, in_code);
+}
+
+#[test]
+fn template_schedules_are_the_sweep_every_minute_and_the_balance_check_every_five() {
+    let t = template();
+    let mut schedules = BTreeSet::new();
+    for (_, f) in resources_of(&t, "AWS::Serverless::Function") {
+        if let Some(events) = f["Properties"]["Events"].as_object() {
+            for e in events.values().filter(|e| e["Type"] == "Schedule") {
+                schedules.insert((
+                    binary(&f),
+                    e["Properties"]["Schedule"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+        if binary(&f) == "reconcile" {
+            assert_eq!(f["Properties"]["ReservedConcurrentExecutions"], 1);
+        }
+    }
+    let want: BTreeSet<(String, String)> = [
+        ("reconcile", "rate(1 minute)"),
+        ("check-balance", "rate(5 minutes)"),
+    ]
+    .iter()
+    .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+    .collect();
+    assert_eq!(schedules, want);
+}
+
+#[test]
+fn template_table_is_infra_table_json() {
+    let t = template();
+    let tables = resources_of(&t, "AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 1, "one table");
+    let mut props = tables[0].1["Properties"].clone();
+    props.as_object_mut().unwrap().remove("TableName");
+    let mut spec: Value = serde_json::from_str(recharge_aws::table::TABLE_JSON).unwrap();
+    spec.as_object_mut().unwrap().remove("//");
+    assert_eq!(props, spec);
+}
+
+#[test]
+fn iam_is_explicit_actions_on_named_resources() {
+    let t = template();
+    for (name, f) in resources_of(&t, "AWS::Serverless::Function") {
+        let policies = f["Properties"]["Policies"].as_array().unwrap();
+        for p in policies {
+            let statements = p["Statement"].as_array().unwrap_or_else(|| {
+                panic!("{name}: only inline statements, no SAM policy templates: {p}")
+            });
+            for s in statements {
+                assert_eq!(s["Effect"], "Allow", "{name}");
+                let actions: Vec<&str> = match &s["Action"] {
+                    Value::String(a) => vec![a.as_str()],
+                    Value::Array(a) => a.iter().map(|x| x.as_str().unwrap()).collect(),
+                    other => panic!("{name}: {other}"),
+                };
+                for a in actions {
+                    assert!(!a.contains('*'), "{name}: wildcard action {a}");
+                }
+                assert_ne!(s["Resource"], "*", "{name}: wildcard resource");
+            }
+        }
+    }
+}
+
+#[test]
+fn sample_config_loads_as_the_functions_load_it() {
+    let dir = repo_root().join("infra/config");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let accounts: Vec<ProviderAccount> =
+        serde_json::from_str(&read("provider-accounts.json")).unwrap();
+    let ids = accounts.iter().map(|a| a.id.clone()).collect();
+    for a in &accounts {
+        assert!(
+            a.secret_name.starts_with("recharge/dev/provider/"),
+            "{}: the template grants recharge/<stage>/provider/* only",
+            a.id
+        );
+    }
+    let _: Vec<AppConfig> = serde_json::from_str(&read("apps.json")).unwrap();
+    Catalog::from_json(&read("catalog.json"), &ids).unwrap();
+}
