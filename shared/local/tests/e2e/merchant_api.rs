@@ -346,6 +346,17 @@ async fn malformed_and_invalid_orders_are_refused_with_a_clear_error() {
             json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": ""}),
             "invalid_account",
         ),
+        // The MP carrier-billing request needs the handset's IMEI and ICCID besides its IMSI.
+        (
+            json!({"merchant_order_no": no, "product_code": "billing.sms.demo", "account": "13800138000",
+                "extra": {"imsi": "460013800138000", "iccid": "89860000000000000001"}}),
+            "invalid_field",
+        ),
+        (
+            json!({"merchant_order_no": no, "product_code": "billing.sms.demo", "account": "13800138000",
+                "extra": {"imsi": "460013800138000", "imei": "860000000000001"}}),
+            "invalid_field",
+        ),
         (
             json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800138000", "notify_url": "not a url"}),
             "invalid_notify_url",
