@@ -407,3 +407,34 @@ async fn malformed_and_invalid_orders_are_refused_with_a_clear_error() {
         assert!(sim.orders().is_empty(), "{:#?}", sim.orders());
     }
 }
+
+#[tokio::test]
+async fn identical_requests_racing_each_other_create_one_order_submitted_once() {
+    let h = Harness::start().await;
+    let no = order_no("race");
+    let body = mobile_order(&no, "13800138000");
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (client, body) = (h.demo(), body.clone());
+        set.spawn(async move { client.create_order(&body).await.unwrap() });
+    }
+    let mut statuses = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    while let Some(reply) = set.join_next().await {
+        let reply = reply.unwrap();
+        statuses.push(reply.status);
+        ids.insert(reply.body["order_id"].as_str().unwrap().to_owned());
+    }
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 200, 200, 201],
+        "one create, seven replays"
+    );
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    wait_status(&h.demo(), &no, "succeeded", Duration::from_secs(30)).await;
+    let id = ids.first().unwrap();
+    assert_eq!(h.stored(DEMO.0, &no).await.attempts().len(), 1);
+    assert_eq!(h.ledger(id).len(), 1, "submitted once: {:#?}", h.ledger(id));
+    assert_eq!(h.assert_at_most_one_delivery(id), 1);
+}
