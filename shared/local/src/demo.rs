@@ -203,7 +203,7 @@ fn catalog() -> Value {
             "vip.demo.month": {"kind": "vip", "name": "会员月卡", "face_value_fen": 3000, "price_fen": 3000,
                 "routes": [route("openapi-main", "VIP-MONTH", 2800)]},
             "billing.sms.demo": {"kind": "billing_sms", "name": "短信代计费 2 元", "face_value_fen": 200, "price_fen": 200,
-                "required_extra": ["imsi"], "routes": [route("sms-mp", "P200", 1)]},
+                "required_extra": ["imsi", "imei", "iccid"], "routes": [route("sms-mp", "P200", 1)]},
             "billing.code.demo": {"kind": "billing_code", "name": "验证码计费 2 元", "face_value_fen": 200, "price_fen": 200,
                 "routes": [route("sms-pc", "P200", 1)]}
         },

@@ -51,6 +51,9 @@ pub struct LocalOptions {
     pub sim_hang: Duration,
     /// Chaos for every simulator (fault campaigns): seed and rates.
     pub chaos: Option<recharge_sim::ChaosConfig>,
+    /// Local mode (the default): loopback notify URLs are allowed. Off, the gateway guards notify URLs as in
+    /// production (https to public addresses only), so tests can see the SSRF guard over HTTP.
+    pub local_mode: bool,
 }
 
 impl Default for LocalOptions {
@@ -64,6 +67,7 @@ impl Default for LocalOptions {
             balance_every: Duration::from_secs(15),
             sim_hang: Duration::from_secs(4),
             chaos: None,
+            local_mode: true,
         }
     }
 }
@@ -207,10 +211,10 @@ impl LocalStack {
             }
         };
         let executor = Executor::new().map_err(|e| LocalError::Config(e.to_string()))?;
-        let notifier = HttpNotifier::new(Duration::from_secs(5), true)
+        let notifier = HttpNotifier::new(Duration::from_secs(5), options.local_mode)
             .map_err(|e| LocalError::Config(e.to_string()))?;
         let mut settings = Settings::production(base_url.clone());
-        settings.local_mode = true;
+        settings.local_mode = options.local_mode;
         settings.time_scale = options.time_scale;
         settings.balance_cache_ttl = Duration::from_secs(1);
         let state = Arc::new(AppState::new(Parts {
@@ -348,7 +352,11 @@ const READ_LIMIT: usize = 1 << 20;
 
 async fn serve(State((state, info)): State<Shared>, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    if parts.method == axum::http::Method::GET && parts.uri.path() == "/_local" {
+    // `/_local` shows the apps' secrets: local mode only.
+    if parts.method == axum::http::Method::GET
+        && parts.uri.path() == "/_local"
+        && state.settings.local_mode
+    {
         return respond(recharge_api::ApiResponse::json(200, &*info));
     }
     let body = match axum::body::to_bytes(body, READ_LIMIT).await {

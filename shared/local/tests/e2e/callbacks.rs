@@ -1,0 +1,115 @@
+//! Provider callbacks from outside the simulators (the test plays a provider, or someone pretending to be
+//! one), on the 001 family's form callbacks: a forged one changes nothing and is refused; a genuine one that
+//! contradicts a final result changes nothing either and is still acknowledged (so it is not resent); one for
+//! an order that does not exist is refused.
+
+use crate::helpers::*;
+use recharge_sim::codec::md5_upper;
+use serde_json::json;
+use std::time::Duration;
+
+/// The demo suka-main account's credentials (shared/local/src/demo.rs).
+const USERID: &str = "10004927";
+const KEY: &str = "abcdef0123456789ABCDEF0123456789";
+
+fn suka_callback(sporderid: &str, resultno: &str, sign: Option<&str>) -> String {
+    let (orderid, time) = ("XS20260101000001", "20260101000000");
+    let signed = md5_upper(
+        format!(
+            "userid={USERID}&orderid={orderid}&sporderid={sporderid}&merchantsubmittime={time}&resultno={resultno}&key={KEY}"
+        )
+        .as_bytes(),
+    );
+    format!(
+        "userid={USERID}&orderid={orderid}&sporderid={sporderid}&merchantsubmittime={time}&resultno={resultno}&sign={}",
+        sign.unwrap_or(&signed)
+    )
+}
+
+async fn post_callback(base: &str, account: &str, form: String) -> (u16, String) {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http
+        .post(format!("{base}/v1/callbacks/{account}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn forged_contradicting_and_stray_callbacks_change_nothing() {
+    let h = Harness::start().await;
+    let demo = h.demo();
+    let base = h.stack.base_url();
+
+    // An order the provider keeps processing (0009): forged results, either way, are refused.
+    let open = order_no("forged");
+    let body = json!({"merchant_order_no": open, "product_code": "game.demo.60", "account": "gamer0009",
+                      "notify_url": h.inbox.url(&open)});
+    let created = demo.create_order(&body).await.unwrap();
+    assert_eq!(created.status, 201, "{}", created.body);
+    let attempt = format!("{}01", created.body["order_id"].as_str().unwrap());
+    let open_sequence = created.body["sequence"].clone();
+    for resultno in ["1", "9"] {
+        let forged = suka_callback(&attempt, resultno, Some("0123456789ABCDEF0123456789ABCDEF"));
+        assert_eq!(
+            post_callback(base, "suka-main", forged).await,
+            (400, "fail".to_owned())
+        );
+        // Signed with the right key, but sent to another account's callback URL.
+        let elsewhere = suka_callback(&attempt, resultno, None);
+        assert_eq!(
+            post_callback(base, "suka-backup", elsewhere).await,
+            (400, "fail".to_owned())
+        );
+    }
+    // An account that does not exist.
+    assert_eq!(
+        post_callback(base, "nobody", suka_callback(&attempt, "1", None))
+            .await
+            .0,
+        404
+    );
+
+    // A finished order: a genuine callback saying it failed contradicts the final result; it is acknowledged
+    // (the provider stops resending) and ignored.
+    let done = order_no("done");
+    let body = json!({"merchant_order_no": done, "product_code": "game.demo.60", "account": "gamer8000",
+                      "notify_url": h.inbox.url(&done)});
+    let created = demo.create_order(&body).await.unwrap();
+    assert_eq!(created.status, 201, "{}", created.body);
+    let finished = wait_status(&demo, &done, "succeeded", Duration::from_secs(30)).await;
+    let done_attempt = format!("{}01", finished["order_id"].as_str().unwrap());
+    let contradiction = suka_callback(&done_attempt, "9", None);
+    assert_eq!(
+        post_callback(base, "suka-main", contradiction).await,
+        (200, "ok".to_owned())
+    );
+    let after = demo.get_order(&done).await.unwrap().body;
+    assert_eq!(after["status"], "succeeded", "{after}");
+    assert_eq!(after["sequence"], finished["sequence"], "{after}");
+
+    // A genuine callback for an order that does not exist.
+    let stray = suka_callback("AAAAAAAAAAAAAAAAAAAA01", "1", None);
+    assert_eq!(
+        post_callback(base, "suka-main", stray).await,
+        (400, "fail".to_owned())
+    );
+
+    let view = demo.get_order(&open).await.unwrap().body;
+    assert_eq!(view["status"], "processing", "{view}");
+    assert_eq!(view["sequence"], open_sequence, "{view}");
+    assert!(
+        h.inbox.received(&open).is_empty(),
+        "nothing changed for the merchant"
+    );
+    let stored = h.stored(DEMO.0, &open).await;
+    assert_eq!(stored.attempts().len(), 1);
+    assert!(
+        stored.attempts()[0].state().is_open(),
+        "{:?}",
+        stored.attempts()[0]
+    );
+}

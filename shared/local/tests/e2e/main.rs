@@ -1,0 +1,16 @@
+//! End-to-end tests of the gateway through the local stack, over real HTTP on 127.0.0.1, with the DynamoDB Local
+//! store: the scripted simulator accounts of DESIGN §9 on every product, the merchant API's refusals, SSRF-guarded
+//! notify URLs, and a crash between the `Submitting` write and the provider call.
+//!
+//! `./scripts/test` starts DynamoDB Local and exports `AWS_ENDPOINT_URL_DYNAMODB`; without it these tests refuse
+//! to run. Each test starts its own stack (ephemeral ports, its own table), so tests never see each other's
+//! orders, and plays the merchant: it signs its requests itself and runs a loopback receiver for notifications.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test binary: failing loudly is its job
+
+mod callbacks;
+mod crash;
+mod helpers;
+mod merchant_api;
+mod notifications;
+mod scripted;
