@@ -78,6 +78,10 @@ pub struct Options {
     /// `Unverified` hints.
     pub require_sync_sign: bool,
     pub sync_charset: Charset,
+    /// Send our attempt id as `cpparam` on the PC code request too. The seed lists it only for MP, but the sync
+    /// names the order only by `cpparam` (PROVIDERS 000 "Result notification"), so without it no PC sync can
+    /// be matched and a lost payment answer would stay open for good. Off for a channel that refuses it.
+    pub pc_cpparam: bool,
 }
 
 impl Default for Options {
@@ -89,6 +93,7 @@ impl Default for Options {
             callback_reply: "ok".to_owned(),
             require_sync_sign: false,
             sync_charset: Charset::Utf8,
+            pc_cpparam: true,
         }
     }
 }
@@ -209,15 +214,18 @@ impl ProviderAdapter for SmsBilling {
                     ],
                 )
             }
-            Flow::Pc => self.form(
-                &self.submit_url,
-                &[
+            Flow::Pc => {
+                let mut fields = vec![
                     ("productcode", productcode),
                     ("channelcode", channelcode),
                     ("password", password),
-                    ("phone", &req.account),
-                ],
-            ),
+                    ("phone", req.account.as_str()),
+                ];
+                if self.options.pc_cpparam {
+                    fields.push(("cpparam", req.attempt.as_str()));
+                }
+                self.form(&self.submit_url, &fields)
+            }
         }
     }
 

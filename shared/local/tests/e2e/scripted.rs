@@ -80,11 +80,6 @@ enum Callbacks {
     Never,
     /// Verified and applied (or recognised as duplicate or stale) and acknowledged.
     Taken,
-    /// Sent, but the gateway cannot take them; the order ends by queries or the synchronous answer alone.
-    /// Known gaps, reported: the 004 adapter verifies a callback without a `signType` header by the
-    /// account's sign type (SHA256-RSA) while the platform signs callbacks with MD5; a PC carrier-billing
-    /// sync carries no id of ours (the PC request has no `cpparam`).
-    Refused,
 }
 
 /// What the first provider's ledger holds for the order.
@@ -141,17 +136,6 @@ fn expect(p: &Product, script: &str) -> Expect {
         NORMAL => Expect {
             first_callbacks: callbacks(1),
             ..on_first("succeeded", OrderState::Succeeded)
-        },
-        // PC: the code went to the provider and the answer was lost (a hang or a 500). There is no query, and
-        // the provider's sync cannot be matched to the order: open until an operator looks, never failed.
-        "0003" | "0004" if p.flow == Flow::Pc => Expect {
-            stays_open: true,
-            first_ledger: FirstLedger::Is(if script == "0003" {
-                OrderState::Succeeded
-            } else {
-                OrderState::Failed
-            }),
-            ..on_first("processing", OrderState::Processing)
         },
         "0001" => failed_first(FirstLedger::Absent),
         "0002" | "0004" => failed_first(FirstLedger::Is(OrderState::Failed)),
@@ -532,7 +516,7 @@ async fn vip_demo_month_on_openapi_rsa_ends_every_script_as_designed() {
         first: "openapi-main",
         backup: None,
         flow: Flow::OneStep,
-        callbacks: Callbacks::Refused,
+        callbacks: Callbacks::Taken,
         reversal_and_partial: false,
     };
     let scripts = [
@@ -559,13 +543,14 @@ async fn billing_sms_demo_charges_after_the_users_sms_and_only_then() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn billing_code_demo_charges_once_the_user_enters_the_code() {
     // PC: the pay answer carries the result, so 0006 (no sync) still ends; a pay that hangs (0003) or answers
-    // 500 (0004) leaves the order Unknown for an operator; 0009 cannot be expressed.
+    // 500 (0004) is settled by the provider's sync, which names the order by `cpparam`; 0009 cannot be
+    // expressed.
     let product = Product {
         code: "billing.code.demo",
         first: "sms-pc",
         backup: None,
         flow: Flow::Pc,
-        callbacks: Callbacks::Refused,
+        callbacks: Callbacks::Taken,
         reversal_and_partial: false,
     };
     let scripts = [NORMAL, "0001", "0002", "0003", "0004", "0005", "0006"];

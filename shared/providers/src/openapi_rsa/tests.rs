@@ -525,3 +525,49 @@ proptest! {
         prop_assert!(refused);
     }
 }
+
+fn rsa_secret_with_sign_key() -> String {
+    json!({
+        "business_id": BUSINESS, "merchant_id": MERCHANT, "sign_type": "SHA256-RSA",
+        "private_key_pem": PRIVATE, "platform_public_key_pem": PUBLIC, "sign_key": "TestSignKey0123",
+    })
+    .to_string()
+}
+
+#[test]
+fn an_rsa_account_with_a_sign_key_verifies_callbacks_with_the_documented_md5_routine() {
+    // PROVIDERS 004 step 4: callbacks carry no signType and the doc verifies them with the MD5 routine,
+    // whatever the account signs its own requests with.
+    let p = Provider::load(acct(serde_json::Value::Null), &rsa_secret_with_sign_key()).unwrap();
+    let raw = signed_callback(&callback_body(), md5_with("TestSignKey0123"));
+    assert_eq!(
+        p.adapter.verify_and_parse_callback(&raw).unwrap().trust,
+        CallbackTrust::Signed
+    );
+    // An RSA-signed callback does not pass the MD5 check.
+    let raw = signed_callback(&callback_body(), rsa_sign);
+    assert_eq!(
+        p.adapter.verify_and_parse_callback(&raw),
+        Err(CallbackError::BadSignature)
+    );
+}
+
+#[test]
+fn callback_sign_type_option_overrides_the_default() {
+    let p = Provider::load(
+        acct(json!({"callback_sign_type": "SHA256-RSA"})),
+        &rsa_secret_with_sign_key(),
+    )
+    .unwrap();
+    let md5_signed = signed_callback(&callback_body(), md5_with("TestSignKey0123"));
+    assert_eq!(
+        p.adapter.verify_and_parse_callback(&md5_signed),
+        Err(CallbackError::BadSignature)
+    );
+    let rsa_signed = signed_callback(&callback_body(), rsa_sign);
+    assert!(p.adapter.verify_and_parse_callback(&rsa_signed).is_ok());
+    // MD5 callbacks need a sign key: refused at load, not on the first callback.
+    let err =
+        Provider::load(acct(json!({"callback_sign_type": "MD5"})), &rsa_secret()).unwrap_err();
+    assert!(err.to_string().contains("sign_key"), "{err}");
+}

@@ -146,7 +146,10 @@ fn pc_flow_is_code_request_then_verification() {
         .unwrap();
     assert_eq!(
         String::from_utf8(http.body).unwrap(),
-        "productcode=PRD200&channelcode=CH01&password=pw%261&phone=13800138000"
+        format!(
+            "productcode=PRD200&channelcode=CH01&password=pw%261&phone=13800138000&cpparam={}",
+            attempt()
+        )
     );
     assert_eq!(
         p.adapter
@@ -214,8 +217,11 @@ fn json_body_format_is_an_option() {
         Some("application/json; charset=utf-8")
     );
     assert_eq!(
-        http.body,
-        br#"{"productcode":"PRD200","channelcode":"CH01","password":"pw&1","phone":"13800138000"}"#
+        String::from_utf8(http.body).unwrap(),
+        format!(
+            r#"{{"productcode":"PRD200","channelcode":"CH01","password":"pw&1","phone":"13800138000","cpparam":"{}"}}"#,
+            attempt()
+        )
     );
 }
 
@@ -351,4 +357,22 @@ proptest! {
             let _ = p.adapter.verify_and_parse_callback(&post(&[], bytes.clone()));
         }
     }
+}
+
+#[test]
+fn pc_cpparam_can_be_switched_off_for_channels_that_refuse_it() {
+    // The seed lists no cpparam for the PC request; without it a sync cannot name our order, so it is on by
+    // default and an option for a channel that refuses unknown fields.
+    let p = provider_with(
+        serde_json::json!({"flow": "pc", "pc_cpparam": false}),
+        &serde_json::json!({"channelcode": "CH01", "password": "pw&1"}).to_string(),
+    );
+    let http = p
+        .adapter
+        .build_submit(&submit("PRD200", "13800138000", &[]), &ctx_at(0))
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(http.body).unwrap(),
+        "productcode=PRD200&channelcode=CH01&password=pw%261&phone=13800138000"
+    );
 }
