@@ -9,7 +9,7 @@ use crate::store::{
 };
 use crate::time::Timestamp;
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Default)]
@@ -17,6 +17,24 @@ struct Inner {
     orders: HashMap<OrderId, Order>,
     audit: HashMap<OrderId, Vec<AuditEntry>>,
     balances: HashMap<ProviderAccountId, BalanceSnapshot>,
+    /// The sparse due index, one sorted set per shard, kept in step with `orders` on every write (a scan of
+    /// every order per sweep tick held the lock long enough to throttle creates).
+    due: Vec<BTreeSet<(Timestamp, OrderId)>>,
+}
+
+impl Inner {
+    fn reindex(&mut self, shards: u32, before: Option<&Order>, after: &Order) {
+        let shard = after.id().shard(shards) as usize;
+        if self.due.len() < shards as usize {
+            self.due.resize_with(shards as usize, BTreeSet::new);
+        }
+        if let Some(old) = before.and_then(Order::due_at) {
+            self.due[shard].remove(&(old, after.id().clone()));
+        }
+        if let Some(new) = after.due_at() {
+            self.due[shard].insert((new, after.id().clone()));
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -64,6 +82,7 @@ impl OrderStore for InMemoryOrderStore {
         }
         inner.orders.insert(order.id().clone(), order.clone());
         inner.audit.insert(order.id().clone(), vec![audit.clone()]);
+        inner.reindex(self.shards, None, order);
         Ok(Created::New(order.clone()))
     }
 
@@ -81,7 +100,8 @@ impl OrderStore for InMemoryOrderStore {
                 current: Some(Box::new(current.clone())),
             });
         }
-        inner.orders.insert(next.id().clone(), next.clone());
+        let before = inner.orders.insert(next.id().clone(), next.clone());
+        inner.reindex(self.shards, before.as_ref(), next);
         inner
             .audit
             .entry(next.id().clone())
@@ -97,24 +117,18 @@ impl OrderStore for InMemoryOrderStore {
         limit: usize,
     ) -> Result<Vec<DueOrder>, StoreError> {
         let inner = self.lock();
-        let mut due: Vec<DueOrder> = inner
-            .orders
-            .values()
-            .filter(|o| o.id().shard(self.shards) == shard)
-            .filter_map(|o| {
-                o.due_at().filter(|&t| t <= now).map(|due_at| DueOrder {
-                    order_id: o.id().clone(),
-                    due_at,
-                })
+        let Some(index) = inner.due.get(shard as usize) else {
+            return Ok(Vec::new());
+        };
+        Ok(index
+            .iter()
+            .take_while(|(due_at, _)| *due_at <= now)
+            .take(limit)
+            .map(|(due_at, id)| DueOrder {
+                order_id: id.clone(),
+                due_at: *due_at,
             })
-            .collect();
-        due.sort_by(|a, b| {
-            a.due_at
-                .cmp(&b.due_at)
-                .then_with(|| a.order_id.cmp(&b.order_id))
-        });
-        due.truncate(limit);
-        Ok(due)
+            .collect())
     }
 
     async fn audit_trail(&self, id: &OrderId) -> Result<Vec<AuditEntry>, StoreError> {
