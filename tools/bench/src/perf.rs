@@ -161,6 +161,7 @@ async fn throughput(n: usize) -> anyhow::Result<Vec<Row>> {
     let mut tasks = JoinSet::new();
     let started = Instant::now();
     let mut ids = Vec::with_capacity(n);
+    let mut created = 0usize;
     for i in 0..n {
         let product = products[i % products.len()];
         let account = if product == "game.demo.60" {
@@ -176,11 +177,22 @@ async fn throughput(n: usize) -> anyhow::Result<Vec<Row>> {
         tasks.spawn(async move {
             let r = client.create_order(&body).await;
             drop(permit);
-            matches!(r, Ok(ref r) if r.status == 201)
+            match r {
+                Ok(r) if r.status == 201 => true,
+                Ok(r) => {
+                    tracing::warn!(status = r.status, body = %r.body, "create refused");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "create failed");
+                    false
+                }
+            }
         });
-        while tasks.try_join_next().is_some() {}
+        while let Some(r) = tasks.try_join_next() {
+            created += usize::from(matches!(r, Ok(true)));
+        }
     }
-    let mut created = 0usize;
     while let Some(r) = tasks.join_next().await {
         created += usize::from(matches!(r, Ok(true)));
     }
