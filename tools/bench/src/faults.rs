@@ -54,6 +54,8 @@ pub struct FaultOptions {
     pub notify_refuse: f64,
     /// How long to wait for every order to settle after the last create.
     pub settle_timeout: Duration,
+    /// Settling also stops once the number of unsettled orders has not changed for this long.
+    pub settle_stable: Duration,
     /// Print progress to stderr.
     pub progress: bool,
 }
@@ -71,6 +73,7 @@ impl FaultOptions {
             scripted: 0.08,
             notify_refuse: 0.1,
             settle_timeout: Duration::from_secs(120),
+            settle_stable: Duration::from_secs(10),
             progress: false,
         }
     }
@@ -387,8 +390,7 @@ pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
     let settle_start = Instant::now();
     let mut settled = false;
     // Stop when every order is final with its notification acknowledged, or when nothing has moved for
-    // `STABLE` (what is left open then must be explained by the ledgers, or it is a violation).
-    const STABLE: Duration = Duration::from_secs(10);
+    // `settle_stable` (what is left open then must be explained by the ledgers, or it is a violation).
     let mut last_pending = usize::MAX;
     let mut last_change = Instant::now();
     while settle_start.elapsed() < opts.settle_timeout {
@@ -413,7 +415,7 @@ pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
         if pending != last_pending {
             last_pending = pending;
             last_change = Instant::now();
-        } else if last_change.elapsed() >= STABLE {
+        } else if last_change.elapsed() >= opts.settle_stable {
             settled = true;
             break;
         }

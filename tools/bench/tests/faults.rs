@@ -8,6 +8,8 @@ use std::time::Duration;
 async fn two_thousand_orders_under_chaos_keep_every_invariant() {
     let mut opts = FaultOptions::new(2_000, 20_261_122);
     opts.settle_timeout = Duration::from_secs(90);
+    // A loaded CI machine may stall the sweep for a while: wait longer before calling what is left stuck.
+    opts.settle_stable = Duration::from_secs(20);
     let report = run(opts).await.expect("the campaign runs");
     report.print();
     assert!(report.passed(), "{:#?}", report.violations);
