@@ -1,6 +1,6 @@
 # make test     the test command (same as ./scripts/test, what CI runs)
 # make package  sam build through cargo-lambda (arm64), then each function's zipped bootstrap size (≤ 6 MB)
-.PHONY: test package
+.PHONY: test package bench faults
 
 VENV := .tools/venv
 export SAM_CLI_TELEMETRY := 0
@@ -23,3 +23,17 @@ package: $(VENV)/bin/cargo-lambda $(VENV)/bin/sam
 	  printf '  %-28s %8d bytes  %s\n' "$$(basename $$d)" "$$size" "$$(file -b $$d/bootstrap | cut -d, -f1-2)"; \
 	  [ "$$size" -le 6291456 ] || { echo "  $$(basename $$d): over 6 MB"; exit 1; }; \
 	done
+
+# make bench    the figures table (README "Benchmarks and fault campaign")
+# make faults   N orders under chaos and crashes, checked against the simulators' ledgers
+N ?= 100000
+SEED ?= 7
+
+
+## bench: the figures table (throughput, sweep rate, DynamoDB round trips, warm latency)
+bench:
+	./scripts/bench
+
+## faults: N orders (default 100000) under chaos and crashes, checked against the simulators' ledgers
+faults:
+	cargo run --release --locked -p recharge-bench -- faults --orders $(N) --seed $(SEED)

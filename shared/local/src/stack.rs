@@ -11,7 +11,7 @@ use recharge_api::catalog::Catalog;
 use recharge_api::notify::HttpNotifier;
 use recharge_api::{ApiRequest, AppState, Parts, Providers, Settings};
 use recharge_core::memory::InMemoryOrderStore;
-use recharge_core::secrets::InMemorySecretSource;
+use recharge_core::secrets::{CachedSecretSource, InMemorySecretSource, SecretSource};
 use recharge_core::store::{BalanceStore, OrderStore};
 use recharge_core::{AppId, ProviderAccountId, SystemClock};
 use recharge_providers::{Executor, ProviderAccount};
@@ -54,6 +54,11 @@ pub struct LocalOptions {
     /// Local mode (the default): loopback notify URLs are allowed. Off, the gateway guards notify URLs as in
     /// production (https to public addresses only), so tests can see the SSRF guard over HTTP.
     pub local_mode: bool,
+    /// Counts every AWS SDK round trip (the DynamoDB store, Secrets Manager) with this interceptor.
+    pub aws_calls: Option<recharge_aws::CallCounter>,
+    /// Keep the secrets in Secrets Manager (endpoint from the environment, e.g. moto) behind the in-process
+    /// cache, as the Lambda functions do, instead of in memory. Provider credentials are still read at start.
+    pub secrets_manager: bool,
 }
 
 impl Default for LocalOptions {
@@ -68,6 +73,8 @@ impl Default for LocalOptions {
             sim_hang: Duration::from_secs(4),
             chaos: None,
             local_mode: true,
+            aws_calls: None,
+            secrets_manager: false,
         }
     }
 }
@@ -88,6 +95,8 @@ pub enum LocalError {
     Boot(#[from] recharge_api::BootError),
     #[error("DynamoDB table")]
     Table(#[from] recharge_aws::table::TableError),
+    #[error("Secrets Manager: {0}")]
+    SecretsManager(String),
 }
 
 /// A running local stack. Dropping it stops everything.
@@ -115,6 +124,7 @@ impl LocalStack {
         let base_url = format!("http://{addr}");
 
         let secrets = Arc::new(InMemorySecretSource::new());
+        let mut secret_values: Vec<(String, String)> = Vec::new();
         let mut sims = BTreeMap::new();
         let mut provider_accounts = Vec::new();
         for a in &accounts {
@@ -156,6 +166,7 @@ impl LocalStack {
             let account: ProviderAccount = serde_json::from_value(account_json)
                 .map_err(|e| LocalError::Config(format!("account {id}: {e}")))?;
             secrets.put(&account.secret_name, &a.secret.to_string());
+            secret_values.push((account.secret_name.clone(), a.secret.to_string()));
             provider_accounts.push(account);
         }
         let providers = Providers::load(provider_accounts, &*secrets).await?;
@@ -178,10 +189,9 @@ impl LocalStack {
                     )));
                 }
             };
-            secrets.put(
-                &format!("{prefix}{id}"),
-                &json!({"app_secret": app.secret}).to_string(),
-            );
+            let value = json!({"app_secret": app.secret}).to_string();
+            secrets.put(&format!("{prefix}{id}"), &value);
+            secret_values.push((format!("{prefix}{id}"), value));
             app_configs.push(AppConfig {
                 id,
                 role,
@@ -200,7 +210,11 @@ impl LocalStack {
                     loader = loader.endpoint_url(url);
                 }
                 let sdk = loader.load().await;
-                let client = aws_sdk_dynamodb::Client::new(&sdk);
+                let mut conf = aws_sdk_dynamodb::config::Builder::from(&sdk);
+                if let Some(counter) = &options.aws_calls {
+                    conf = conf.interceptor(counter.clone());
+                }
+                let client = aws_sdk_dynamodb::Client::from_conf(conf.build());
                 recharge_aws::table::ensure_table(&client, table).await?;
                 let s = Arc::new(recharge_aws::DynamoOrderStore::new(
                     client,
@@ -209,6 +223,19 @@ impl LocalStack {
                 ));
                 (s.clone(), s)
             }
+        };
+        let clock: Arc<dyn recharge_core::Clock> = Arc::new(SystemClock);
+        let secrets: Arc<dyn SecretSource> = if options.secrets_manager {
+            Arc::new(
+                secrets_manager(
+                    &secret_values,
+                    options.aws_calls.as_ref(),
+                    Arc::clone(&clock),
+                )
+                .await?,
+            )
+        } else {
+            secrets
         };
         let executor = Executor::new().map_err(|e| LocalError::Config(e.to_string()))?;
         let notifier = HttpNotifier::new(Duration::from_secs(5), options.local_mode)
@@ -221,7 +248,7 @@ impl LocalStack {
             store,
             balances,
             secrets,
-            clock: Arc::new(SystemClock),
+            clock,
             catalog,
             providers,
             executor,
@@ -307,6 +334,51 @@ impl Drop for LocalStack {
             t.abort();
         }
     }
+}
+
+/// Copies every secret of the in-memory source into Secrets Manager (creating or updating it) and returns a
+/// cached Secrets Manager source, as the Lambda functions build theirs.
+async fn secrets_manager(
+    local: &[(String, String)],
+    calls: Option<&recharge_aws::CallCounter>,
+    clock: Arc<dyn recharge_core::Clock>,
+) -> Result<CachedSecretSource<recharge_aws::SecretsManagerSource>, LocalError> {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let mut conf = aws_sdk_secretsmanager::config::Builder::from(&sdk);
+    if let Some(counter) = calls {
+        conf = conf.interceptor(counter.clone());
+    }
+    let client = aws_sdk_secretsmanager::Client::from_conf(conf.build());
+    for (name, value) in local {
+        let created = client
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await;
+        if let Err(e) = created {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_exists_exception())
+            {
+                client
+                    .put_secret_value()
+                    .secret_id(name)
+                    .secret_string(value)
+                    .send()
+                    .await
+                    .map_err(|e| LocalError::SecretsManager(format!("{name}: {e}")))?;
+            } else {
+                return Err(LocalError::SecretsManager(format!("{name}: {e}")));
+            }
+        }
+    }
+    Ok(CachedSecretSource::new(
+        recharge_aws::SecretsManagerSource::new(client),
+        Duration::from_secs(300),
+        clock,
+    ))
 }
 
 fn local_info(

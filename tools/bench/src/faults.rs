@@ -1,0 +1,852 @@
+//! The fault campaign (`make faults`): N orders through the local stack with every simulator in chaos mode and
+//! random crashes of in-flight work, then checks against the simulators' ledgers.
+//!
+//! Faults injected:
+//! - simulator chaos (seeded): refusals, submits that hang past our timeout, HTTP 500 after recording, the
+//!   protocol's "unknown" answer after recording, lost and duplicated callbacks, late failures;
+//! - scripted accounts (DESIGN §9) mixed in: stale out-of-order callbacks (0005), reversals (0007), partial
+//!   deliveries (0008), long processing (0009) and the rest;
+//! - crashes: an order written as `Submitting` through the store with no provider call (a crash right after
+//!   that write); a create handler aborted after a random delay; duplicate creates racing each other; sweeps
+//!   aborted mid-pass; merchant notifications refused on their first try.
+//!
+//! Checks, once the sweep has settled: no order delivered twice (deliveries summed per order across every
+//! ledger), no order lost, no order `failed` while a ledger shows it delivered, no order succeeded without a
+//! delivery, every order final or explainably open, and the merchant's last acknowledged notification equal
+//! to the order's final state.
+
+use crate::receiver::Receiver;
+use crate::util::{Rng, signed_request};
+use recharge_core::store::AuditEntry;
+use recharge_core::{
+    AppId, AttemptId, AttemptState, Fen, MerchantOrderNo, NewOrder, Order, OrderId, ProductCode,
+};
+use recharge_local::{LocalOptions, LocalStack, SigningClient};
+use recharge_sim::{ChaosConfig, OrderState};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+const APP: &str = "demo";
+const APP_SECRET: &str = "demo-secret";
+
+/// Campaign settings.
+#[derive(Debug, Clone)]
+pub struct FaultOptions {
+    pub orders: usize,
+    pub seed: u64,
+    /// Creates in flight at once.
+    pub concurrency: usize,
+    /// Divides every provider and gateway timing (not the 2 s HTTP call timeout).
+    pub time_scale: f64,
+    /// Share of orders written as `Submitting` with no provider call (a crash right after the write).
+    pub crash_after_write: f64,
+    /// Share of creates whose handler is aborted after a random delay.
+    pub abort_in_flight: f64,
+    /// Share of creates sent twice at once.
+    pub duplicate_create: f64,
+    /// Share of orders on a scripted account (DESIGN §9 tails 0001–0009).
+    pub scripted: f64,
+    /// Share of first notification tries the merchant refuses.
+    pub notify_refuse: f64,
+    /// How long to wait for every order to settle after the last create.
+    pub settle_timeout: Duration,
+    /// Settling also stops once the number of unsettled orders has not changed for this long.
+    pub settle_stable: Duration,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+impl FaultOptions {
+    pub fn new(orders: usize, seed: u64) -> FaultOptions {
+        FaultOptions {
+            orders,
+            seed,
+            concurrency: 64,
+            time_scale: 600.0,
+            crash_after_write: 0.02,
+            abort_in_flight: 0.02,
+            duplicate_create: 0.02,
+            scripted: 0.08,
+            notify_refuse: 0.1,
+            settle_timeout: Duration::from_secs(120),
+            settle_stable: Duration::from_secs(10),
+            progress: false,
+        }
+    }
+
+    /// The chaos rates every simulator runs with.
+    pub fn chaos(&self) -> ChaosConfig {
+        ChaosConfig {
+            seed: self.seed,
+            refuse: 0.05,
+            hang: 0.02,
+            http_500: 0.03,
+            lost_callback: 0.10,
+            duplicate_callback: 0.10,
+            late_failure: 0.03,
+            unknown_answer: 0.03,
+        }
+    }
+}
+
+/// How the harness sent an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Injected {
+    /// A signed `POST /v1/orders` over HTTP.
+    Http,
+    /// Written through the store as `Submitting`; the provider is never called.
+    CrashAfterWrite,
+    /// The create handler was aborted after a random delay.
+    Aborted,
+    /// Two identical creates at once.
+    Duplicate,
+}
+
+impl Injected {
+    fn name(self) -> &'static str {
+        match self {
+            Injected::Http => "none (HTTP create)",
+            Injected::CrashAfterWrite => "crash after Submitting write",
+            Injected::Aborted => "create handler aborted",
+            Injected::Duplicate => "duplicate create (racing)",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Planned {
+    merchant_order_no: String,
+    body: serde_json::Value,
+    injected: Injected,
+    notify: bool,
+    abort_after: Duration,
+}
+
+fn plan_order(opts: &FaultOptions, i: usize, notify_url: &str) -> Planned {
+    let mut rng = Rng::new(opts.seed ^ (i as u64).wrapping_mul(0xd1b5_4a32_d192_ed03));
+    let tail = |rng: &mut Rng| -> String {
+        if rng.unit() < opts.scripted {
+            format!("000{}", 1 + rng.below(9))
+        } else {
+            // Never a script tail: 1000..9999.
+            format!("{}", 1000 + rng.below(9000))
+        }
+    };
+    let phone = |rng: &mut Rng| format!("1380013{}", tail(rng));
+    let p = rng.unit();
+    let (product, account, extra) = if p < 0.40 {
+        ("mobile.100", phone(&mut rng), json!({}))
+    } else if p < 0.60 {
+        ("mobile.slow.100", phone(&mut rng), json!({}))
+    } else if p < 0.75 {
+        (
+            "game.demo.60",
+            format!("player{}", tail(&mut rng)),
+            json!({}),
+        )
+    } else if p < 0.90 {
+        ("vip.demo.month", phone(&mut rng), json!({}))
+    } else {
+        (
+            "electricity.sgcc.100",
+            format!("51000{}", tail(&mut rng)),
+            json!({"area": "广东", "city": "深圳", "phone": "13800138000"}),
+        )
+    };
+    let notify = rng.unit() < 0.9;
+    let merchant_order_no = format!("F{}-{i}", opts.seed);
+    let mut body = json!({
+        "merchant_order_no": merchant_order_no,
+        "product_code": product,
+        "account": account,
+        "extra": extra,
+    });
+    if notify {
+        body["notify_url"] = json!(notify_url);
+    }
+    let r = rng.unit();
+    let injected = if r < opts.crash_after_write {
+        Injected::CrashAfterWrite
+    } else if r < opts.crash_after_write + opts.abort_in_flight {
+        Injected::Aborted
+    } else if r < opts.crash_after_write + opts.abort_in_flight + opts.duplicate_create {
+        Injected::Duplicate
+    } else {
+        Injected::Http
+    };
+    Planned {
+        merchant_order_no,
+        body,
+        injected,
+        notify,
+        abort_after: Duration::from_micros(rng.below(30_000)),
+    }
+}
+
+/// What became of the create request, as the harness saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sent {
+    /// 201 or 200 (an order exists).
+    Created,
+    /// Another HTTP status (422 no_route, ...).
+    Refused(u16),
+    /// The transport failed.
+    TransportError,
+    /// Aborted: it may or may not have been written.
+    Aborted,
+}
+
+/// Everything the campaign found.
+#[derive(Debug, Default)]
+pub struct FaultReport {
+    pub orders: usize,
+    pub seed: u64,
+    pub create_seconds: f64,
+    pub settle_seconds: f64,
+    pub settled: bool,
+    /// Public status → orders.
+    pub by_status: BTreeMap<String, usize>,
+    /// Fault → (orders, status → orders).
+    pub by_fault: BTreeMap<String, (usize, BTreeMap<String, usize>)>,
+    /// Create replies other than 200/201, and aborted creates that never wrote.
+    pub create_results: BTreeMap<String, usize>,
+    /// Why open orders are still open.
+    pub open_explained: BTreeMap<String, usize>,
+    /// Ledger totals.
+    pub ledger_orders: usize,
+    pub ledger_deliveries: u64,
+    pub callbacks_sent: usize,
+    /// Merchant notifications: acknowledged, refused on purpose, bad signature, unparsable.
+    pub notifications: (u64, u64, u64, u64),
+    pub sweeps_aborted: u64,
+    /// Every broken invariant, one line each (empty when the campaign passed).
+    pub violations: Vec<String>,
+}
+
+impl FaultReport {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    pub fn print(&self) {
+        println!(
+            "fault campaign: {} orders, seed {}, created in {:.1} s ({:.0} orders/s), settled in {:.1} s{}",
+            self.orders,
+            self.seed,
+            self.create_seconds,
+            self.orders as f64 / self.create_seconds.max(1e-9),
+            self.settle_seconds,
+            if self.settled {
+                ""
+            } else {
+                " (settle timeout reached)"
+            }
+        );
+        println!();
+        println!("{:<44} {:>8}", "final public status", "orders");
+        for (s, n) in &self.by_status {
+            println!("{s:<44} {n:>8}");
+        }
+        if !self.create_results.is_empty() {
+            println!();
+            println!("{:<44} {:>8}", "create result (besides 200/201)", "orders");
+            for (s, n) in &self.create_results {
+                println!("{s:<44} {n:>8}");
+            }
+        }
+        println!();
+        println!(
+            "{:<44} {:>8}  outcomes",
+            "fault (ledger plan or harness injection)", "orders"
+        );
+        for (f, (n, outcomes)) in &self.by_fault {
+            let o: Vec<String> = outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("{f:<44} {n:>8}  {}", o.join(", "));
+        }
+        if !self.open_explained.is_empty() {
+            println!();
+            println!("{:<44} {:>8}", "still open, because", "orders");
+            for (s, n) in &self.open_explained {
+                println!("{s:<44} {n:>8}");
+            }
+        }
+        println!();
+        println!(
+            "ledgers: {} provider orders, {} deliveries, {} callback attempts; sweeps aborted mid-pass: {}",
+            self.ledger_orders, self.ledger_deliveries, self.callbacks_sent, self.sweeps_aborted
+        );
+        let (acked, refused, bad, unparsable) = self.notifications;
+        println!(
+            "merchant notifications: {acked} acknowledged, {refused} refused on purpose (retried), {bad} bad signatures, {unparsable} unparsable"
+        );
+        println!();
+        if self.violations.is_empty() {
+            println!(
+                "checks: PASSED (no double delivery, no lost order, no failed-but-delivered, no success without delivery, every order final or explainably open, notifications match)"
+            );
+        } else {
+            println!("checks: FAILED, {} violations:", self.violations.len());
+            for v in self.violations.iter().take(50) {
+                println!("  {v}");
+            }
+        }
+    }
+}
+
+/// Runs the campaign. Must be called inside a multi-threaded Tokio runtime.
+pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
+    let chaos = opts.chaos();
+    // The demo simulators hold 1,000,000 yuan each, about 10,000 orders: give them enough for any campaign, so
+    // balance routing (a low balance refuses orders with 422 no_route) does not shape the results.
+    let mut config = recharge_local::LocalConfig::demo_with(None)?;
+    for a in config.accounts.iter_mut().flatten() {
+        if let Some(sim) = a.simulator.as_mut()
+            && sim.credentials.get("balance_fen").is_some()
+        {
+            sim.credentials["balance_fen"] = json!(1_000_000_000_000_i64);
+        }
+    }
+    let stack = LocalStack::start(LocalOptions {
+        config: Some(config),
+        listen: "127.0.0.1:0".parse()?,
+        time_scale: opts.time_scale,
+        sweep_every: Duration::from_millis(100),
+        sim_hang: Duration::from_millis(2_500),
+        chaos: Some(chaos),
+        ..LocalOptions::default()
+    })
+    .await?;
+    let receiver = Receiver::start(APP_SECRET, opts.notify_refuse, opts.seed).await?;
+    let state = Arc::clone(stack.state());
+    let client = stack
+        .client(APP)
+        .ok_or_else(|| anyhow::anyhow!("the demo app is missing"))?;
+
+    // Sweeps aborted at a random point, beside the stack's own sweep.
+    let sweeps_aborted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let chaos_sweeps = {
+        let state = Arc::clone(&state);
+        let aborted = Arc::clone(&sweeps_aborted);
+        let seed = opts.seed;
+        tokio::spawn(async move {
+            let mut rng = Rng::new(seed ^ 0x5eed);
+            loop {
+                tokio::time::sleep(Duration::from_millis(150 + rng.below(100))).await;
+                let t = tokio::spawn(recharge_api::sweep::sweep(Arc::clone(&state)));
+                tokio::time::sleep(Duration::from_micros(rng.below(20_000))).await;
+                if !t.is_finished() {
+                    t.abort();
+                    aborted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })
+    };
+
+    let planned: Vec<Planned> = (0..opts.orders)
+        .map(|i| plan_order(&opts, i, receiver.url()))
+        .collect();
+    let started = Instant::now();
+    let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let mut tasks: JoinSet<(usize, Sent)> = JoinSet::new();
+    let mut sent: Vec<Option<Sent>> = vec![None; planned.len()];
+    for (i, p) in planned.iter().enumerate() {
+        let permit = Arc::clone(&permits).acquire_owned().await?;
+        let p = p.clone();
+        let client = client.clone();
+        let state = Arc::clone(&state);
+        tasks.spawn(async move {
+            let r = send(&state, &client, &p).await;
+            drop(permit);
+            (i, r)
+        });
+        while let Some(done) = tasks.try_join_next() {
+            if let Ok((i, r)) = done {
+                sent[i] = Some(r);
+            }
+        }
+        if opts.progress && i > 0 && i % 10_000 == 0 {
+            eprintln!(
+                "  {i} orders sent, {:.0}/s",
+                i as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((i, r)) = done {
+            sent[i] = Some(r);
+        }
+    }
+    let create_seconds = started.elapsed().as_secs_f64();
+
+    // Let the sweep settle: every order final with no notification pending, or the timeout.
+    let ids: Vec<OrderId> = planned
+        .iter()
+        .map(|p| order_id(&p.merchant_order_no))
+        .collect::<anyhow::Result<_>>()?;
+    let settle_start = Instant::now();
+    let mut settled = false;
+    // Stop when every order is final with its notification acknowledged, or when nothing has moved for
+    // `settle_stable` (what is left open then must be explained by the ledgers, or it is a violation).
+    let mut last_pending = usize::MAX;
+    let mut last_change = Instant::now();
+    while settle_start.elapsed() < opts.settle_timeout {
+        let mut pending = 0usize;
+        for id in &ids {
+            if let Some(o) = state.store.get(id).await?
+                && (!is_final(&o) || o.notify_due_at().is_some())
+            {
+                pending += 1;
+            }
+        }
+        if opts.progress {
+            eprintln!(
+                "  settling: {pending} orders open or with a notification pending after {:.0} s",
+                settle_start.elapsed().as_secs_f64()
+            );
+        }
+        if pending == 0 {
+            settled = true;
+            break;
+        }
+        if pending != last_pending {
+            last_pending = pending;
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= opts.settle_stable {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let settle_seconds = settle_start.elapsed().as_secs_f64();
+    chaos_sweeps.abort();
+
+    let mut report = FaultReport {
+        orders: opts.orders,
+        seed: opts.seed,
+        create_seconds,
+        settle_seconds,
+        settled,
+        sweeps_aborted: sweeps_aborted.load(std::sync::atomic::Ordering::Relaxed),
+        notifications: receiver.totals(),
+        ..FaultReport::default()
+    };
+    check(
+        &stack,
+        &receiver,
+        &opts.chaos(),
+        &planned,
+        &sent,
+        &ids,
+        &mut report,
+    )
+    .await?;
+    stack.stop().await;
+    Ok(report)
+}
+
+fn order_id(merchant_order_no: &str) -> anyhow::Result<OrderId> {
+    Ok(OrderId::derive(
+        &AppId::parse(APP)?,
+        &MerchantOrderNo::parse(merchant_order_no)?,
+    ))
+}
+
+async fn send(state: &Arc<recharge_api::AppState>, client: &SigningClient, p: &Planned) -> Sent {
+    let reply = |r: Result<recharge_local::client::Reply, _>| match r {
+        Ok(recharge_local::client::Reply {
+            status: 200 | 201, ..
+        }) => Sent::Created,
+        Ok(recharge_local::client::Reply { status, .. }) => Sent::Refused(status),
+        Err(_) => Sent::TransportError,
+    };
+    match p.injected {
+        Injected::Http => reply(client.create_order(&p.body).await),
+        Injected::Duplicate => {
+            let (a, b) = tokio::join!(client.create_order(&p.body), client.create_order(&p.body));
+            match (reply(a), reply(b)) {
+                (Sent::Created, Sent::Created) => Sent::Created,
+                (Sent::Created, other) | (other, Sent::Created) => other,
+                (other, _) => other,
+            }
+        }
+        Injected::CrashAfterWrite => match crash_after_write(state, p).await {
+            Ok(()) => Sent::Created,
+            // No route (or a bad field): nothing was written, as a create would have answered 422.
+            Err(_) => Sent::Refused(422),
+        },
+        Injected::Aborted => {
+            let req = signed_request(
+                APP,
+                APP_SECRET,
+                "POST",
+                "/v1/orders",
+                p.body.to_string().into_bytes(),
+            );
+            let st = Arc::clone(state);
+            let task = tokio::spawn(async move { recharge_api::router::handle(&st, req).await });
+            tokio::time::sleep(p.abort_after).await;
+            task.abort();
+            match task.await {
+                Ok(r) if r.status == 200 || r.status == 201 => Sent::Created,
+                Ok(r) => Sent::Refused(r.status),
+                Err(_) => Sent::Aborted,
+            }
+        }
+    }
+}
+
+/// What `POST /v1/orders` writes before calling the provider, and nothing else: the process "crashed" right
+/// after the `Submitting` write.
+async fn crash_after_write(state: &recharge_api::AppState, p: &Planned) -> anyhow::Result<()> {
+    let s = |k: &str| p.body.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    let code = ProductCode::parse(s("product_code"))?;
+    let product = state
+        .catalog
+        .product(&code)
+        .ok_or_else(|| anyhow::anyhow!("no product {code}"))?;
+    let target = recharge_api::catalog::validate_account(product, s("account"))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let balances = state.known_balances().await;
+    let decision = recharge_api::routing::choose(
+        &state.catalog,
+        product,
+        target.carrier,
+        &[],
+        &state.providers,
+        &balances,
+    );
+    let route = decision
+        .route
+        .ok_or_else(|| anyhow::anyhow!("no route for {code}"))?;
+    let extra: BTreeMap<String, String> = p
+        .body
+        .get("extra")
+        .and_then(|e| serde_json::from_value(e.clone()).ok())
+        .unwrap_or_default();
+    let new = NewOrder {
+        app_id: AppId::parse(APP)?,
+        merchant_order_no: MerchantOrderNo::parse(&p.merchant_order_no)?,
+        product_code: code,
+        account: target.account,
+        extra,
+        face_value: Fen::new(product.face_value_fen),
+        notify_url: p
+            .body
+            .get("notify_url")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        request_digest: "crash-after-write".into(),
+    };
+    let now = state.clock.now();
+    let policy = state.policy(&route.provider_account);
+    let order = Order::new(new, route, now, policy.call_timeout);
+    state
+        .store
+        .create(&order, &AuditEntry::for_create(&order, None))
+        .await?;
+    Ok(())
+}
+
+fn is_final(o: &Order) -> bool {
+    !matches!(
+        o.public_view().status.as_str(),
+        "processing" | "action_required"
+    )
+}
+
+fn status_of(o: &Order) -> String {
+    o.public_view().status.as_str().to_owned()
+}
+
+#[derive(Debug, Clone)]
+struct LedgerRow {
+    sim: String,
+    attempt: String,
+    state: OrderState,
+    deliveries: u32,
+    script: String,
+}
+
+async fn check(
+    stack: &LocalStack,
+    receiver: &Receiver,
+    chaos: &ChaosConfig,
+    planned: &[Planned],
+    sent: &[Option<Sent>],
+    ids: &[OrderId],
+    report: &mut FaultReport,
+) -> anyhow::Result<()> {
+    let state = stack.state();
+    let mut ledger: HashMap<String, Vec<LedgerRow>> = HashMap::new();
+    for (sim, running) in stack.sims() {
+        report.callbacks_sent += running.callbacks().len();
+        for r in running.orders() {
+            report.ledger_orders += 1;
+            report.ledger_deliveries += u64::from(r.deliveries);
+            let Ok(attempt) = AttemptId::parse(&r.caller_order_id) else {
+                report.violations.push(format!(
+                    "ledger of {sim}: caller order id {:?} is no attempt id of ours",
+                    r.caller_order_id
+                ));
+                continue;
+            };
+            ledger
+                .entry(attempt.order_id().to_string())
+                .or_default()
+                .push(LedgerRow {
+                    sim: sim.clone(),
+                    attempt: r.caller_order_id.clone(),
+                    state: r.state,
+                    deliveries: r.deliveries,
+                    script: r.script.clone(),
+                });
+        }
+    }
+    let empty = Vec::new();
+    for ((p, sent), id) in planned.iter().zip(sent).zip(ids) {
+        let rows = ledger.get(id.as_str()).unwrap_or(&empty);
+        let deliveries: u32 = rows.iter().map(|r| r.deliveries).sum();
+        let rows_text = || {
+            rows.iter()
+                .map(|r| {
+                    format!(
+                        "{}@{} {:?} deliveries={} plan={}",
+                        r.attempt, r.sim, r.state, r.deliveries, r.script
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        if deliveries > 1 {
+            report.violations.push(format!(
+                "DOUBLE DELIVERY: order {id} ({}) delivered {deliveries} times: {}",
+                p.merchant_order_no,
+                rows_text()
+            ));
+        }
+        let order = state.store.get(id).await?;
+        let status = order.as_ref().map(status_of);
+        // Faults this order met: the ledger plans of its attempts and the harness injection.
+        let mut faults: Vec<String> = Vec::new();
+        if p.injected != Injected::Http {
+            faults.push(p.injected.name().to_owned());
+        }
+        for r in rows {
+            let plan = r.script.strip_prefix("chaos:").unwrap_or(&r.script);
+            for f in plan.split('+') {
+                let f = match f {
+                    "none" | "normal" => continue,
+                    t if t.len() == 4 && t.bytes().all(|b| b.is_ascii_digit()) => {
+                        format!("script {t}")
+                    }
+                    other => other.to_owned(),
+                };
+                if !faults.contains(&f) {
+                    faults.push(f);
+                }
+            }
+        }
+        // Attempts no ledger recorded (refused at submit, or never sent): the plan the simulator chose or
+        // would have chosen, recomputed from the same seed.
+        if let Some(o) = &order {
+            for a in o.attempts() {
+                let attempt_id = o.attempt_id(a.no());
+                if rows.iter().any(|r| r.attempt == attempt_id.as_str()) {
+                    continue;
+                }
+                let account = a.route().provider_account.as_str();
+                let plan = recharge_sim::script::choose(
+                    o.account(),
+                    attempt_id.as_str(),
+                    account != "suka-backup",
+                    Some(chaos),
+                );
+                if plan.refuse {
+                    let f = if plan.label.starts_with("chaos:") {
+                        "refuse".to_owned()
+                    } else {
+                        format!("script {}", plan.label)
+                    };
+                    if !faults.contains(&f) {
+                        faults.push(f);
+                    }
+                }
+            }
+        }
+        if faults.is_empty() {
+            faults.push("none".into());
+        }
+        let label = status.clone().unwrap_or_else(|| "(no order)".into());
+        for f in faults {
+            let e = report.by_fault.entry(f).or_default();
+            e.0 += 1;
+            *e.1.entry(label.clone()).or_default() += 1;
+        }
+        let Some(order) = order else {
+            match sent {
+                Some(Sent::Created) => report.violations.push(format!(
+                    "LOST: order {id} ({}) was created (2xx) but is not in the store; ledger: {}",
+                    p.merchant_order_no,
+                    rows_text()
+                )),
+                Some(Sent::Aborted) if rows.is_empty() => {
+                    *report
+                        .create_results
+                        .entry("aborted before its write (no order, no provider call)".into())
+                        .or_default() += 1;
+                }
+                Some(Sent::Refused(code)) if rows.is_empty() => {
+                    *report
+                        .create_results
+                        .entry(format!("HTTP {code}"))
+                        .or_default() += 1;
+                }
+                Some(Sent::TransportError) if rows.is_empty() => {
+                    *report
+                        .create_results
+                        .entry("transport error, nothing written".into())
+                        .or_default() += 1;
+                }
+                other => report.violations.push(format!(
+                    "LOST: order {id} ({}) is not in the store ({other:?}) yet a provider saw it: {}",
+                    p.merchant_order_no,
+                    rows_text()
+                )),
+            }
+            continue;
+        };
+        let status = status_of(&order);
+        *report.by_status.entry(status.clone()).or_default() += 1;
+        let delivered_in_ledger = rows.iter().any(|r| r.deliveries > 0);
+        if status == "failed" && delivered_in_ledger {
+            report.violations.push(format!(
+                "FAILED BUT DELIVERED: order {id} ({}) is failed; ledger: {}",
+                p.merchant_order_no,
+                rows_text()
+            ));
+        }
+        if matches!(
+            status.as_str(),
+            "succeeded" | "partially_succeeded" | "reversed"
+        ) && !delivered_in_ledger
+        {
+            report.violations.push(format!(
+                "SUCCESS WITHOUT DELIVERY: order {id} ({}) is {status}; ledger: {}",
+                p.merchant_order_no,
+                rows_text()
+            ));
+        }
+        if status == "processing" || status == "action_required" {
+            match explain_open(state, &order, rows) {
+                Ok(why) => *report.open_explained.entry(why).or_default() += 1,
+                Err(why) => report.violations.push(format!(
+                    "STUCK: order {id} ({}) is {status}: {why}; attempts: {}; ledger: {}",
+                    p.merchant_order_no,
+                    attempts_text(&order),
+                    rows_text()
+                )),
+            }
+            continue;
+        }
+        // Final: the merchant's last acknowledged notification must be this final state.
+        if p.notify {
+            if order.notify_due_at().is_some() {
+                *report
+                    .open_explained
+                    .entry("final, notification retry pending".into())
+                    .or_default() += 1;
+                continue;
+            }
+            match receiver.last(id.as_str()) {
+                Some(n) if n.sequence == order.sequence() && n.status == status => {}
+                other => report.violations.push(format!(
+                    "NOTIFICATION MISMATCH: order {id} ({}) is {status} at sequence {} (notified sequence {}); merchant's last acknowledged: {other:?} of {}",
+                    p.merchant_order_no,
+                    order.sequence(),
+                    order.notified_sequence(),
+                    receiver.count(id.as_str())
+                )),
+            }
+        } else if receiver.count(id.as_str()) > 0 {
+            report.violations.push(format!(
+                "NOTIFIED WITHOUT notify_url: order {id} ({})",
+                p.merchant_order_no
+            ));
+        }
+    }
+    let (_, _, bad, unparsable) = report.notifications;
+    if bad > 0 || unparsable > 0 {
+        report.violations.push(format!(
+            "merchant notifications: {bad} with a bad signature, {unparsable} unparsable"
+        ));
+    }
+    Ok(())
+}
+
+fn attempts_text(order: &Order) -> String {
+    order
+        .attempts()
+        .iter()
+        .map(|a| {
+            format!(
+                "#{} {} {}",
+                a.no().get(),
+                a.route().provider_account,
+                a.state().name()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An open order is explained when its provider is still working on it, or it waits for the user.
+fn explain_open(
+    state: &recharge_api::AppState,
+    order: &Order,
+    rows: &[LedgerRow],
+) -> Result<String, String> {
+    let Some(open) = order.open_attempt() else {
+        return Err("open with no open attempt".into());
+    };
+    if matches!(open.state(), AttemptState::ActionRequired { .. }) {
+        return Ok("waiting for the user (action required)".into());
+    }
+    let attempt_id = order.attempt_id(open.no());
+    match rows.iter().find(|r| r.attempt == attempt_id.as_str()) {
+        Some(r) if !r.state.is_terminal() => Ok(format!(
+            "provider still processing ({})",
+            if r.script.contains("late_failure") || r.script == "0009" {
+                "long processing"
+            } else {
+                "other"
+            }
+        )),
+        Some(r) => Err(format!(
+            "the provider finished it ({:?}) but the gateway did not learn it",
+            r.state
+        )),
+        // Never reached the provider (a crash after the Submitting write, an aborted handler), and the
+        // provider's protocol has no "not found" answer: the attempt stays Unknown until an operator with
+        // evidence closes it (DESIGN §3 invariant 3). Only suka-xml can say "not found".
+        None if matches!(open.state(), AttemptState::Unknown { .. })
+            && state
+                .providers
+                .get(&open.route().provider_account)
+                .is_some_and(|p| p.account.protocol.as_str() != "suka-xml") =>
+        {
+            Ok(format!(
+                "unknown, never reached {} (no not-found answer): operator",
+                open.route().provider_account
+            ))
+        }
+        None => Err(format!(
+            "attempt {} is {} and no provider recorded it",
+            attempt_id,
+            open.state().name()
+        )),
+    }
+}

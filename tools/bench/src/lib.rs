@@ -1,0 +1,7 @@
+//! `recharge-bench`: the benchmark table (`make bench`) and the fault campaign (`make faults`) of issue 7.
+//! See the README's "Benchmarks and fault campaign".
+
+pub mod faults;
+pub mod perf;
+pub mod receiver;
+pub mod util;

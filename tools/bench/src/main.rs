@@ -1,0 +1,99 @@
+//! `recharge-bench faults [--orders N] [--seed S]` and `recharge-bench bench`.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "recharge-bench",
+    about = "Benchmarks and the fault campaign of the recharge gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// N orders through the local stack with every simulator in chaos mode and random crashes, then checks.
+    Faults {
+        #[arg(long, default_value_t = 100_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Seconds to wait for every order to settle after the last create.
+        #[arg(long, default_value_t = 300)]
+        settle_secs: u64,
+    },
+    /// The figures table (local throughput and sweep; with DynamoDB and Secrets Manager endpoints in the
+    /// environment, round trips per lifecycle and warm latency).
+    Bench {
+        /// Orders for the throughput run.
+        #[arg(long, default_value_t = 20_000)]
+        orders: usize,
+        /// Due orders for the sweep run.
+        #[arg(long, default_value_t = 10_000)]
+        due: usize,
+        /// Samples per latency figure.
+        #[arg(long, default_value_t = 300)]
+        samples: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Faults {
+                orders,
+                seed,
+                settle_secs,
+            } => {
+                let mut opts = recharge_bench::faults::FaultOptions::new(orders, seed);
+                opts.settle_timeout = std::time::Duration::from_secs(settle_secs);
+                opts.progress = true;
+                let report = recharge_bench::faults::run(opts).await?;
+                report.print();
+                Ok::<bool, anyhow::Error>(report.passed())
+            }
+            Command::Bench {
+                orders,
+                due,
+                samples,
+            } => {
+                recharge_bench::perf::run(recharge_bench::perf::BenchOptions {
+                    orders,
+                    due,
+                    samples,
+                })
+                .await?;
+                Ok(true)
+            }
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,739 @@
+//! The benchmark table (`make bench`): every figure is measured in this run, side by side.
+//!
+//! - local stack (in-memory store, simulators, chaos off): orders/s from creation to a final state, and the
+//!   sweep's rate of reconciled due orders;
+//! - with DynamoDB and Secrets Manager endpoints in the environment (`AWS_ENDPOINT_URL_DYNAMODB`,
+//!   `AWS_ENDPOINT_URL_SECRETS_MANAGER`; `scripts/bench` starts DynamoDB Local and moto): SDK round trips per
+//!   step of an order's life against DESIGN §6, and warm handler latency beside the bare store calls.
+
+use crate::receiver::Receiver;
+use crate::util::{Rng, percentile, signed_request};
+use recharge_api::{ApiRequest, AppState};
+use recharge_aws::CallCounter;
+use recharge_core::store::{AuditEntry, record};
+use recharge_core::{
+    AppId, AttemptNo, Event, Fen, MerchantOrderNo, NewOrder, Order, OrderId, Outcome, ProductCode,
+    ProviderAccountId, Route, Source,
+};
+use recharge_local::{LocalOptions, LocalStack, StoreChoice};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+const APP: &str = "demo";
+const APP_SECRET: &str = "demo-secret";
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub orders: usize,
+    pub due: usize,
+    pub samples: usize,
+}
+
+/// One line of the table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub section: &'static str,
+    pub figure: String,
+    pub measured: String,
+    pub goal: String,
+    pub verdict: String,
+}
+
+fn row(section: &'static str, figure: &str, measured: String, goal: &str, verdict: &str) -> Row {
+    Row {
+        section,
+        figure: figure.to_owned(),
+        measured,
+        goal: goal.to_owned(),
+        verdict: verdict.to_owned(),
+    }
+}
+
+pub fn print_table(rows: &[Row]) {
+    let w1 = rows
+        .iter()
+        .map(|r| r.figure.chars().count())
+        .max()
+        .unwrap_or(10)
+        .max(6);
+    let w2 = rows
+        .iter()
+        .map(|r| r.measured.chars().count())
+        .max()
+        .unwrap_or(10)
+        .max(8);
+    let w3 = rows
+        .iter()
+        .map(|r| r.goal.chars().count())
+        .max()
+        .unwrap_or(10)
+        .max(4);
+    let mut section = "";
+    println!(
+        "{:<w1$} | {:<w2$} | {:<w3$} | verdict",
+        "figure", "measured", "goal"
+    );
+    println!("{}", "-".repeat(w1 + w2 + w3 + 18));
+    for r in rows {
+        if r.section != section {
+            section = r.section;
+            println!("[{section}]");
+        }
+        println!(
+            "{:<w1$} | {:<w2$} | {:<w3$} | {}",
+            r.figure, r.measured, r.goal, r.verdict
+        );
+    }
+}
+
+pub async fn run(opts: BenchOptions) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    eprintln!(
+        "throughput: {} orders through the local stack ...",
+        opts.orders
+    );
+    rows.extend(throughput(opts.orders).await?);
+    eprintln!("sweep: {} due orders ...", opts.due);
+    rows.extend(sweep_rate(opts.due).await?);
+    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some()
+        && std::env::var_os("AWS_ENDPOINT_URL_SECRETS_MANAGER").is_some()
+    {
+        eprintln!("round trips and latency on DynamoDB Local + Secrets Manager ...");
+        rows.extend(dynamo(opts.samples).await?);
+    } else {
+        eprintln!(
+            "AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_SECRETS_MANAGER not set: round trips and latency skipped (run scripts/bench)"
+        );
+    }
+    print_table(&rows);
+    Ok(rows)
+}
+
+fn mobile(i: usize, tail: Option<&str>) -> String {
+    match tail {
+        Some(t) => format!("1380013{t}"),
+        None => format!("1380013{}", 1000 + i % 9000),
+    }
+}
+
+async fn local_stack(time_scale: f64, sweep_every: Duration) -> anyhow::Result<LocalStack> {
+    Ok(LocalStack::start(LocalOptions {
+        listen: "127.0.0.1:0".parse()?,
+        time_scale,
+        sweep_every,
+        balance_every: Duration::from_secs(3600),
+        ..LocalOptions::default()
+    })
+    .await?)
+}
+
+fn is_final(o: &Order) -> bool {
+    !matches!(
+        o.public_view().status.as_str(),
+        "processing" | "action_required"
+    )
+}
+
+fn order_id(no: &str) -> anyhow::Result<OrderId> {
+    Ok(OrderId::derive(
+        &AppId::parse(APP)?,
+        &MerchantOrderNo::parse(no)?,
+    ))
+}
+
+/// Orders/s from the first create to the last final state, over HTTP with 64 creates in flight.
+async fn throughput(n: usize) -> anyhow::Result<Vec<Row>> {
+    let stack = local_stack(1000.0, Duration::from_millis(100)).await?;
+    let client = stack
+        .client(APP)
+        .ok_or_else(|| anyhow::anyhow!("no demo app"))?;
+    let products = [
+        "mobile.100",
+        "game.demo.60",
+        "vip.demo.month",
+        "mobile.slow.100",
+    ];
+    let permits = Arc::new(Semaphore::new(64));
+    let mut tasks = JoinSet::new();
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(n);
+    let mut created = 0usize;
+    for i in 0..n {
+        let product = products[i % products.len()];
+        let account = if product == "game.demo.60" {
+            format!("player{i}")
+        } else {
+            mobile(i, None)
+        };
+        let no = format!("T{i}");
+        ids.push(order_id(&no)?);
+        let body = json!({"merchant_order_no": no, "product_code": product, "account": account});
+        let permit = Arc::clone(&permits).acquire_owned().await?;
+        let client = client.clone();
+        tasks.spawn(async move {
+            let r = client.create_order(&body).await;
+            drop(permit);
+            match r {
+                Ok(r) if r.status == 201 => true,
+                Ok(r) => {
+                    tracing::warn!(status = r.status, body = %r.body, "create refused");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "create failed");
+                    false
+                }
+            }
+        });
+        while let Some(r) = tasks.try_join_next() {
+            created += usize::from(matches!(r, Ok(true)));
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        created += usize::from(matches!(r, Ok(true)));
+    }
+    let create_secs = started.elapsed().as_secs_f64();
+    let state = stack.state();
+    let mut open: Vec<OrderId> = ids;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !open.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for id in open {
+            match state.store.get(&id).await? {
+                Some(o) if is_final(&o) => {}
+                _ => still.push(id),
+            }
+        }
+        open = still;
+        if !open.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let total_secs = started.elapsed().as_secs_f64();
+    let finals = n - open.len();
+    stack.stop().await;
+    let rate = finals as f64 / total_secs;
+    Ok(vec![
+        row(
+            "local stack, in-memory store, chaos off",
+            &format!("orders created (HTTP, 64 in flight; {created} of {n} got 201)"),
+            format!("{:.0} orders/s", created as f64 / create_secs),
+            "",
+            "",
+        ),
+        row(
+            "local stack, in-memory store, chaos off",
+            &format!("creation to final state ({finals} of {n} final)"),
+            format!("{rate:.0} orders/s"),
+            ">= 2000 orders/s",
+            if rate >= 2000.0 && finals == n {
+                "meets"
+            } else {
+                "MISSES"
+            },
+        ),
+    ])
+}
+
+/// The sweep's rate on `n` due orders: accepted orders whose provider never calls back (script 0006), so each
+/// due order is queried and recorded as succeeded.
+async fn sweep_rate(n: usize) -> anyhow::Result<Vec<Row>> {
+    let stack = local_stack(1000.0, Duration::from_secs(3600)).await?;
+    let state = Arc::clone(stack.state());
+    let permits = Arc::new(Semaphore::new(64));
+    let mut tasks = JoinSet::new();
+    for i in 0..n {
+        let body = json!({"merchant_order_no": format!("S{i}"), "product_code": "mobile.100", "account": mobile(i, Some("0006"))});
+        let req = signed_request(
+            APP,
+            APP_SECRET,
+            "POST",
+            "/v1/orders",
+            body.to_string().into_bytes(),
+        );
+        let permit = Arc::clone(&permits).acquire_owned().await?;
+        let st = Arc::clone(&state);
+        tasks.spawn(async move {
+            let r = recharge_api::router::handle(&st, req).await;
+            drop(permit);
+            r.status
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    // Let the simulator finish every order and the first poll come due.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let now = state.clock.now();
+    let mut due = 0usize;
+    for shard in 0..state.store.due_shards() {
+        due += state.store.due(shard, now, usize::MAX).await?.len();
+    }
+    let started = Instant::now();
+    let mut passes = 0;
+    let mut queried = 0usize;
+    loop {
+        let r = recharge_api::sweep::sweep(Arc::clone(&state)).await;
+        passes += 1;
+        queried += r.queried;
+        if r.due == 0 || passes > 1000 {
+            break;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut succeeded = 0usize;
+    for i in 0..n {
+        if let Some(o) = state.store.get(&order_id(&format!("S{i}"))?).await?
+            && o.public_view().status.as_str() == "succeeded"
+        {
+            succeeded += 1;
+        }
+    }
+    stack.stop().await;
+    Ok(vec![row(
+        "local stack, in-memory store, chaos off",
+        &format!(
+            "sweep: {due} due orders, {queried} queried, {succeeded} reconciled to succeeded in {passes} passes"
+        ),
+        format!("{:.0} orders/s", succeeded as f64 / secs),
+        "",
+        "",
+    )])
+}
+
+type Counts = BTreeMap<String, u64>;
+
+fn diff(after: &Counts, before: &Counts) -> Counts {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0);
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect()
+}
+
+fn is_write(op: &str) -> bool {
+    matches!(
+        op,
+        "TransactWriteItems" | "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem"
+    )
+}
+
+fn is_read(op: &str) -> bool {
+    matches!(
+        op,
+        "GetItem" | "Query" | "Scan" | "BatchGetItem" | "TransactGetItems"
+    )
+}
+
+fn describe(c: &Counts) -> String {
+    if c.is_empty() {
+        return "0 calls".into();
+    }
+    c.iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+struct Lifecycle {
+    create: Counts,
+    callback: Counts,
+    get: Counts,
+    duplicate: Counts,
+}
+
+/// One order's life through the handlers, counting SDK calls per step. The provider's own callback (after
+/// the simulator's settle time) is the final transition.
+async fn lifecycle(
+    stack: &LocalStack,
+    calls: &CallCounter,
+    no: &str,
+    notify_url: Option<&str>,
+) -> anyhow::Result<Lifecycle> {
+    let state = stack.state();
+    let mut body =
+        json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800138000"});
+    if let Some(url) = notify_url {
+        body["notify_url"] = json!(url);
+    }
+    let body = body.to_string().into_bytes();
+    let before = calls.snapshot();
+    let r = recharge_api::router::handle(
+        state,
+        signed_request(APP, APP_SECRET, "POST", "/v1/orders", body.clone()),
+    )
+    .await;
+    anyhow::ensure!(r.status == 201, "create: HTTP {}", r.status);
+    let after_create = calls.snapshot();
+    let id = order_id(no)?;
+    let attempt = format!("{id}01");
+    let sim = stack
+        .sim("wikeyun-main")
+        .ok_or_else(|| anyhow::anyhow!("no wikeyun simulator"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let acked = sim
+            .callbacks()
+            .iter()
+            .any(|c| c.caller_order_id.starts_with(id.as_str()) && c.acknowledged);
+        if acked {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no callback for {attempt}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The acknowledgement is sent after the write: give the handler's follow-up (notification) a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after_callback = calls.snapshot();
+    let r = recharge_api::router::handle(
+        state,
+        signed_request(
+            APP,
+            APP_SECRET,
+            "GET",
+            &format!("/v1/orders/{no}"),
+            Vec::new(),
+        ),
+    )
+    .await;
+    anyhow::ensure!(r.status == 200, "get: HTTP {}", r.status);
+    let after_get = calls.snapshot();
+    let r = recharge_api::router::handle(
+        state,
+        signed_request(APP, APP_SECRET, "POST", "/v1/orders", body),
+    )
+    .await;
+    anyhow::ensure!(r.status == 200, "duplicate create: HTTP {}", r.status);
+    let after_dup = calls.snapshot();
+    Ok(Lifecycle {
+        create: diff(&after_create, &before),
+        callback: diff(&after_callback, &after_create),
+        get: diff(&after_get, &after_callback),
+        duplicate: diff(&after_dup, &after_get),
+    })
+}
+
+/// Round trips and latency on DynamoDB Local with secrets in Secrets Manager (moto).
+async fn dynamo(samples: usize) -> anyhow::Result<Vec<Row>> {
+    let calls = CallCounter::new();
+    let table = format!(
+        "bench-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let stack = LocalStack::start(LocalOptions {
+        listen: "127.0.0.1:0".parse()?,
+        store: StoreChoice::DynamoDb {
+            endpoint: None,
+            table,
+        },
+        time_scale: 20.0,
+        sweep_every: Duration::from_secs(3600),
+        balance_every: Duration::from_secs(3600),
+        aws_calls: Some(calls.clone()),
+        secrets_manager: true,
+        ..LocalOptions::default()
+    })
+    .await?;
+    // Let the start-up balance check finish before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let receiver = Receiver::start(APP_SECRET, 0.0, 0).await?;
+    let cold = lifecycle(&stack, &calls, "B-cold", None).await?;
+    let warm = lifecycle(&stack, &calls, "B-warm", None).await?;
+    let notified = lifecycle(&stack, &calls, "B-notify", Some(receiver.url())).await?;
+
+    let mut rows = Vec::new();
+    let sec = "DynamoDB Local + Secrets Manager (moto): SDK round trips, warm";
+    let budget = |c: &Counts, writes: u64, reads: u64| {
+        let w: u64 = c.iter().filter(|(k, _)| is_write(k)).map(|(_, v)| v).sum();
+        let r: u64 = c.iter().filter(|(k, _)| is_read(k)).map(|(_, v)| v).sum();
+        let s = c.get("GetSecretValue").copied().unwrap_or(0);
+        if w <= writes && r <= reads && s == 0 {
+            "at budget".to_owned()
+        } else {
+            let mut over = Vec::new();
+            if w > writes {
+                over.push(format!("+{} write", w - writes));
+            }
+            if r > reads {
+                over.push(format!("+{} read", r - reads));
+            }
+            if s > 0 {
+                over.push(format!("+{s} secret read"));
+            }
+            format!("OVER: {}", over.join(", "))
+        }
+    };
+    rows.push(row(
+        sec,
+        "POST /v1/orders: create + accepted",
+        describe(&warm.create),
+        "2 conditional writes, 0 reads, 0 secret reads",
+        &budget(&warm.create, 2, 0),
+    ));
+    rows.push(row(
+        sec,
+        "provider callback: final (succeeded)",
+        describe(&warm.callback),
+        "1 conditional write (read only when it fails)",
+        &budget(&warm.callback, 1, 0),
+    ));
+    rows.push(row(
+        sec,
+        "  same, order with notify_url (notification sent)",
+        describe(&notified.callback),
+        "1 write per transition",
+        "",
+    ));
+    rows.push(row(
+        sec,
+        "GET /v1/orders/{no}",
+        describe(&warm.get),
+        "1 read",
+        &budget(&warm.get, 0, 1),
+    ));
+    // The refused conditional transaction is a round trip that writes nothing.
+    let dup_writes_attempted: u64 = warm
+        .duplicate
+        .iter()
+        .filter(|(k, _)| is_write(k))
+        .map(|(_, v)| v)
+        .sum();
+    rows.push(row(
+        sec,
+        "duplicate POST /v1/orders (replay)",
+        describe(&warm.duplicate),
+        "0 writes (refused conditional write)",
+        &if dup_writes_attempted <= 1 {
+            format!(
+                "at budget (the {dup_writes_attempted} TransactWriteItems is refused, writes nothing)"
+            )
+        } else {
+            budget(&warm.duplicate, 0, 1)
+        },
+    ));
+    let cold_secrets: u64 = [&cold.create, &cold.callback, &cold.get, &cold.duplicate]
+        .iter()
+        .map(|c| c.get("GetSecretValue").copied().unwrap_or(0))
+        .sum();
+    let warm_secrets: u64 = [&warm.create, &warm.callback, &warm.get, &warm.duplicate]
+        .iter()
+        .map(|c| c.get("GetSecretValue").copied().unwrap_or(0))
+        .sum();
+    rows.push(row(
+        sec,
+        "Secrets Manager calls per lifecycle (first order / warm)",
+        format!("{cold_secrets} / {warm_secrets}"),
+        "warm: 0",
+        if warm_secrets == 0 { "meets" } else { "MISSES" },
+    ));
+
+    rows.extend(latency(&stack, samples).await?);
+    stack.stop().await;
+    Ok(rows)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (percentile(&v, 50.0), percentile(&v, 99.0))
+}
+
+/// Warm handler latency (no HTTP server in front: `router::handle` as the Lambda runtime loop calls it) beside
+/// the store calls each one needs, on the same DynamoDB Local.
+async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<Vec<Row>> {
+    let state: &Arc<AppState> = stack.state();
+    let sim = stack
+        .sim("wikeyun-main")
+        .ok_or_else(|| anyhow::anyhow!("no wikeyun simulator"))?;
+    let mut post = Vec::new();
+    let mut get = Vec::new();
+    let mut cb = Vec::new();
+    let handle = |req: ApiRequest| recharge_api::router::handle(state, req);
+    // Orders on script 0006: accepted, never called back; the harness sends the success callback itself.
+    for i in 0..samples {
+        let no = format!("L{i}");
+        let body = json!({"merchant_order_no": no, "product_code": "mobile.100", "account": mobile(i, Some("0006"))});
+        let req = signed_request(
+            APP,
+            APP_SECRET,
+            "POST",
+            "/v1/orders",
+            body.to_string().into_bytes(),
+        );
+        let t = Instant::now();
+        let r = handle(req).await;
+        post.push(ms(t.elapsed()));
+        anyhow::ensure!(r.status == 201, "create: HTTP {}", r.status);
+    }
+    let ledger: BTreeMap<String, recharge_sim::OrderRecord> = sim
+        .orders()
+        .into_iter()
+        .map(|o| (o.caller_order_id.clone(), o))
+        .collect();
+    let secret = "TestAppSecret0123";
+    for i in 0..samples {
+        let id = order_id(&format!("L{i}"))?;
+        let attempt = format!("{id}01");
+        let rec = ledger
+            .get(&attempt)
+            .ok_or_else(|| anyhow::anyhow!("the simulator has no {attempt}"))?;
+        let mut p: BTreeMap<String, String> = BTreeMap::new();
+        p.insert("order_no".into(), rec.caller_order_id.clone());
+        p.insert("order_number".into(), rec.provider_order_id.clone());
+        p.insert("status".into(), "2".into());
+        p.insert("mobile".into(), rec.account.clone());
+        p.insert("amount".into(), recharge_sim::codec::yuan(rec.amount_fen));
+        p.insert(
+            "cost_price".into(),
+            recharge_sim::codec::yuan(rec.price_fen),
+        );
+        p.insert("fanli".into(), "0".into());
+        let sig = recharge_sim::wikeyun::sign(&p, secret);
+        p.insert("sign".into(), sig);
+        let req = ApiRequest {
+            method: "POST".into(),
+            path: "/v1/callbacks/wikeyun-main".into(),
+            raw_query: String::new(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(&p)?,
+        };
+        let t = Instant::now();
+        let r = handle(req).await;
+        cb.push(ms(t.elapsed()));
+        anyhow::ensure!(
+            r.status == 200 && r.body == b"success",
+            "callback: HTTP {} {:?}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+        let o = state.store.get(&id).await?;
+        anyhow::ensure!(
+            o.as_ref().map(|o| o.public_view().status.as_str()) == Some("succeeded"),
+            "callback did not finish {id}"
+        );
+    }
+    for i in 0..samples {
+        let req = signed_request(
+            APP,
+            APP_SECRET,
+            "GET",
+            &format!("/v1/orders/L{i}"),
+            Vec::new(),
+        );
+        let t = Instant::now();
+        let r = handle(req).await;
+        get.push(ms(t.elapsed()));
+        anyhow::ensure!(r.status == 200, "get: HTTP {}", r.status);
+    }
+
+    // The floor: the same store calls alone (create + record accepted; read + record succeeded; read).
+    let mut f_post = Vec::new();
+    let mut f_cb = Vec::new();
+    let mut f_get = Vec::new();
+    let route = Route {
+        provider_account: ProviderAccountId::parse("wikeyun-main")?,
+        provider_product: "100".into(),
+        cost: Fen::new(10_000),
+    };
+    let policy = state.policy(&route.provider_account);
+    let mut rng = Rng::new(1);
+    for i in 0..samples {
+        let new = NewOrder {
+            app_id: AppId::parse(APP)?,
+            merchant_order_no: MerchantOrderNo::parse(&format!("FL{i}-{}", rng.below(1 << 40)))?,
+            product_code: ProductCode::parse("mobile.100")?,
+            account: "13800138000".into(),
+            extra: BTreeMap::new(),
+            face_value: Fen::new(10_000),
+            notify_url: None,
+            request_digest: "floor".into(),
+        };
+        let order = Order::new(new, route.clone(), state.clock.now(), policy.call_timeout);
+        let id = order.id().clone();
+        let t = Instant::now();
+        state
+            .store
+            .create(&order, &AuditEntry::for_create(&order, None))
+            .await?;
+        record(
+            &*state.store,
+            order,
+            &Event::Outcome {
+                attempt: AttemptNo::FIRST,
+                source: Source::Submit,
+                outcome: Outcome::Accepted {
+                    provider_ref: Some("P1".into()),
+                },
+            },
+            state.clock.now(),
+            &policy,
+            None,
+        )
+        .await?;
+        f_post.push(ms(t.elapsed()));
+        let t = Instant::now();
+        let current = state
+            .store
+            .get(&id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("floor order vanished"))?;
+        record(
+            &*state.store,
+            current,
+            &Event::Outcome {
+                attempt: AttemptNo::FIRST,
+                source: Source::Callback,
+                outcome: Outcome::Succeeded { provider_ref: None },
+            },
+            state.clock.now(),
+            &policy,
+            None,
+        )
+        .await?;
+        f_cb.push(ms(t.elapsed()));
+        let t = Instant::now();
+        let _ = state.store.get(&id).await?;
+        f_get.push(ms(t.elapsed()));
+    }
+    let sec = "DynamoDB Local + Secrets Manager (moto): warm latency through the handlers";
+    let mut rows = Vec::new();
+    for (name, h, f, floor_name) in [
+        (
+            "POST /v1/orders (incl. the provider call to the simulator)",
+            post,
+            f_post,
+            "create + record",
+        ),
+        (
+            "provider callback (wikeyun, final)",
+            cb,
+            f_cb,
+            "get + record",
+        ),
+        ("GET /v1/orders/{no}", get, f_get, "get"),
+    ] {
+        let (h50, h99) = stats(h);
+        let (f50, f99) = stats(f);
+        rows.push(row(
+            sec,
+            &format!("{name}, n={samples}"),
+            format!(
+                "p50 {h50:.2} ms, p99 {h99:.2} ms | store calls alone ({floor_name}): p50 {f50:.2} ms, p99 {f99:.2} ms | ratio p50 {:.2}x",
+                h50 / f50
+            ),
+            "",
+            "",
+        ));
+    }
+    Ok(rows)
+}

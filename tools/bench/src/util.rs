@@ -1,0 +1,77 @@
+//! Small helpers: a seedable generator, signed merchant requests for calling the handlers directly, and
+//! percentiles.
+
+use recharge_api::ApiRequest;
+use recharge_api::auth::{
+    HEADER_APP, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, hmac_hex, string_to_sign,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// SplitMix64: tiny and seedable; the campaign's choices depend only on the seed and the order index.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [0, n).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+}
+
+/// A merchant request signed as DESIGN §8 says, ready for `recharge_api::router::handle`.
+pub fn signed_request(
+    app: &str,
+    secret: &str,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> ApiRequest {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        .to_string();
+    let nonce = format!("bench{:016x}", N.fetch_add(1, Ordering::Relaxed));
+    let sts = string_to_sign(method, path, "", &ts, &nonce, &body);
+    let signature = hmac_hex(secret.as_bytes(), sts.as_bytes());
+    ApiRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        raw_query: String::new(),
+        headers: vec![
+            (HEADER_APP.to_owned(), app.to_owned()),
+            (HEADER_TIMESTAMP.to_owned(), ts),
+            (HEADER_NONCE.to_owned(), nonce),
+            (HEADER_SIGNATURE.to_owned(), signature),
+            ("content-type".to_owned(), "application/json".to_owned()),
+        ],
+        body,
+    }
+}
+
+/// The `p`-th percentile (0–100) of `sorted` by nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
