@@ -14,9 +14,9 @@ $(VENV)/bin/cargo-lambda $(VENV)/bin/sam:
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda aws-sam-cli cfn-lint
 
 package: $(VENV)/bin/cargo-lambda $(VENV)/bin/sam
-	cd infra && sam build --template template.yaml --build-dir ../.aws-sam/build
+	cd infra && sam build --template template.yaml
 	@echo "zipped bootstrap sizes (limit 6 MB):"
-	@for d in .aws-sam/build/*Function; do \
+	@for d in infra/.aws-sam/build/*Function; do \
 	  [ -f "$$d/bootstrap" ] || continue; \
 	  rm -f "$$d.zip"; (cd "$$d" && zip -q -9 "../$$(basename $$d).zip" bootstrap); \
 	  size=$$(stat -c %s "$$d.zip"); \
