@@ -54,24 +54,17 @@ fn row(section: &'static str, figure: &str, measured: String, goal: &str, verdic
 }
 
 pub fn print_table(rows: &[Row]) {
-    let w1 = rows
-        .iter()
-        .map(|r| r.figure.chars().count())
-        .max()
-        .unwrap_or(10)
-        .max(6);
-    let w2 = rows
-        .iter()
-        .map(|r| r.measured.chars().count())
-        .max()
-        .unwrap_or(10)
-        .max(8);
-    let w3 = rows
-        .iter()
-        .map(|r| r.goal.chars().count())
-        .max()
-        .unwrap_or(10)
-        .max(4);
+    // Each column is as wide as its widest cell, and at least as wide as its heading.
+    let width = |cell: fn(&Row) -> &str, heading: usize| {
+        rows.iter()
+            .map(|r| cell(r).chars().count())
+            .max()
+            .unwrap_or(10)
+            .max(heading)
+    };
+    let w1 = width(|r| r.figure.as_str(), 6);
+    let w2 = width(|r| r.measured.as_str(), 8);
+    let w3 = width(|r| r.goal.as_str(), 4);
     let mut section = "";
     println!(
         "{:<w1$} | {:<w2$} | {:<w3$} | verdict",
