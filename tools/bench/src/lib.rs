@@ -2,6 +2,8 @@
 //! See the README's "Benchmarks and fault campaign".
 
 pub mod faults;
+pub mod lambda;
 pub mod perf;
 pub mod receiver;
+pub mod runtime_api;
 pub mod util;

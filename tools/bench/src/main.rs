@@ -37,6 +37,21 @@ enum Command {
         /// Samples per latency figure.
         #[arg(long, default_value_t = 300)]
         samples: usize,
+        /// Cold starts measured per function binary (median reported; one more start is discarded).
+        #[arg(long, default_value_t = 20)]
+        starts: usize,
+        /// Skip the Lambda section (cold starts, runtime API latency, peak memory).
+        #[arg(long)]
+        no_lambda: bool,
+        /// The Python with boto3 for the cold-start peer (scripts/bench passes .tools/venv/bin/python).
+        #[arg(long)]
+        python: Option<std::path::PathBuf>,
+        /// Config files and function logs of the Lambda section.
+        #[arg(long, default_value_os_t = std::env::temp_dir().join("recharge-bench-lambda"))]
+        work_dir: std::path::PathBuf,
+        /// `cargo lambda build --release --arm64` output (target/lambda) for the package sizes.
+        #[arg(long)]
+        packages: Option<std::path::PathBuf>,
     },
 }
 
@@ -77,11 +92,26 @@ fn main() -> ExitCode {
                 orders,
                 due,
                 samples,
+                starts,
+                no_lambda,
+                python,
+                work_dir,
+                packages,
             } => {
+                let lambda = if no_lambda {
+                    None
+                } else {
+                    let mut l = recharge_bench::lambda::LambdaOptions::beside_this_binary(work_dir)?;
+                    l.python = python;
+                    l.starts = starts;
+                    Some(l)
+                };
                 recharge_bench::perf::run(recharge_bench::perf::BenchOptions {
                     orders,
                     due,
                     samples,
+                    lambda,
+                    packages,
                 })
                 .await?;
                 Ok(true)

@@ -31,6 +31,10 @@ pub struct BenchOptions {
     pub orders: usize,
     pub due: usize,
     pub samples: usize,
+    /// The Lambda section (needs the AWS endpoints too); `None` skips it.
+    pub lambda: Option<crate::lambda::LambdaOptions>,
+    /// Where `cargo lambda build --arm64` put the functions (`target/lambda`); `None` skips the sizes.
+    pub packages: Option<std::path::PathBuf>,
 }
 
 /// One line of the table.
@@ -43,7 +47,7 @@ pub struct Row {
     pub verdict: String,
 }
 
-fn row(section: &'static str, figure: &str, measured: String, goal: &str, verdict: &str) -> Row {
+pub(crate) fn row(section: &'static str, figure: &str, measured: String, goal: &str, verdict: &str) -> Row {
     Row {
         section,
         figure: figure.to_owned(),
@@ -96,11 +100,15 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Vec<Row>> {
         && std::env::var_os("AWS_ENDPOINT_URL_SECRETS_MANAGER").is_some()
     {
         eprintln!("round trips and latency on DynamoDB Local + Secrets Manager ...");
-        rows.extend(dynamo(opts.samples).await?);
+        rows.extend(dynamo(opts.samples, opts.lambda.as_ref()).await?);
     } else {
         eprintln!(
             "AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_SECRETS_MANAGER not set: round trips and latency skipped (run scripts/bench)"
         );
+    }
+    match &opts.packages {
+        Some(dir) => rows.extend(crate::lambda::package_sizes(dir)?),
+        None => eprintln!("no --packages directory: arm64 package sizes skipped (run scripts/bench)"),
     }
     print_table(&rows);
     Ok(rows)
@@ -412,7 +420,7 @@ async fn lifecycle(
 }
 
 /// Round trips and latency on DynamoDB Local with secrets in Secrets Manager (moto).
-async fn dynamo(samples: usize) -> anyhow::Result<Vec<Row>> {
+async fn dynamo(samples: usize, lambda: Option<&crate::lambda::LambdaOptions>) -> anyhow::Result<Vec<Row>> {
     let calls = CallCounter::new();
     let table = format!(
         "bench-{}",
@@ -424,7 +432,7 @@ async fn dynamo(samples: usize) -> anyhow::Result<Vec<Row>> {
         listen: "127.0.0.1:0".parse()?,
         store: StoreChoice::DynamoDb {
             endpoint: None,
-            table,
+            table: table.clone(),
         },
         time_scale: 20.0,
         sweep_every: Duration::from_secs(3600),
@@ -527,7 +535,11 @@ async fn dynamo(samples: usize) -> anyhow::Result<Vec<Row>> {
         if warm_secrets == 0 { "meets" } else { "MISSES" },
     ));
 
-    rows.extend(latency(&stack, samples).await?);
+    let (latency_rows, floor) = latency(&stack, samples).await?;
+    rows.extend(latency_rows);
+    if let Some(lambda) = lambda {
+        rows.extend(crate::lambda::run(&stack, &table, &floor, (APP, APP_SECRET), samples, lambda).await?);
+    }
     stack.stop().await;
     Ok(rows)
 }
@@ -541,9 +553,43 @@ fn stats(mut v: Vec<f64>) -> (f64, f64) {
     (percentile(&v, 50.0), percentile(&v, 99.0))
 }
 
+/// The wikeyun account's signed success callback for an order the simulator holds (what the provider would
+/// send), as a request to `/v1/callbacks/wikeyun-main`.
+pub(crate) fn wikeyun_success_callback(rec: &recharge_sim::OrderRecord) -> ApiRequest {
+    let mut p: BTreeMap<String, String> = BTreeMap::new();
+    p.insert("order_no".into(), rec.caller_order_id.clone());
+    p.insert("order_number".into(), rec.provider_order_id.clone());
+    p.insert("status".into(), "2".into());
+    p.insert("mobile".into(), rec.account.clone());
+    p.insert("amount".into(), recharge_sim::codec::yuan(rec.amount_fen));
+    p.insert(
+        "cost_price".into(),
+        recharge_sim::codec::yuan(rec.price_fen),
+    );
+    p.insert("fanli".into(), "0".into());
+    // The demo wikeyun account's app secret (recharge-local's demo configuration).
+    let sig = recharge_sim::wikeyun::sign(&p, "TestAppSecret0123");
+    p.insert("sign".into(), sig);
+    ApiRequest {
+        method: "POST".into(),
+        path: "/v1/callbacks/wikeyun-main".into(),
+        raw_query: String::new(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: serde_json::to_string(&p).unwrap_or_default().into_bytes(),
+    }
+}
+
+/// p50 and p99 (ms) of the bare store calls each route needs, on the same DynamoDB Local.
+#[derive(Debug, Clone, Copy)]
+pub struct Floor {
+    pub post: (f64, f64),
+    pub callback: (f64, f64),
+    pub get: (f64, f64),
+}
+
 /// Warm handler latency (no HTTP server in front: `router::handle` as the Lambda runtime loop calls it) beside
 /// the store calls each one needs, on the same DynamoDB Local.
-async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<Vec<Row>> {
+async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<(Vec<Row>, Floor)> {
     let state: &Arc<AppState> = stack.state();
     let sim = stack
         .sim("wikeyun-main")
@@ -573,33 +619,13 @@ async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<Vec<Row>>
         .into_iter()
         .map(|o| (o.caller_order_id.clone(), o))
         .collect();
-    let secret = "TestAppSecret0123";
     for i in 0..samples {
         let id = order_id(&format!("L{i}"))?;
         let attempt = format!("{id}01");
         let rec = ledger
             .get(&attempt)
             .ok_or_else(|| anyhow::anyhow!("the simulator has no {attempt}"))?;
-        let mut p: BTreeMap<String, String> = BTreeMap::new();
-        p.insert("order_no".into(), rec.caller_order_id.clone());
-        p.insert("order_number".into(), rec.provider_order_id.clone());
-        p.insert("status".into(), "2".into());
-        p.insert("mobile".into(), rec.account.clone());
-        p.insert("amount".into(), recharge_sim::codec::yuan(rec.amount_fen));
-        p.insert(
-            "cost_price".into(),
-            recharge_sim::codec::yuan(rec.price_fen),
-        );
-        p.insert("fanli".into(), "0".into());
-        let sig = recharge_sim::wikeyun::sign(&p, secret);
-        p.insert("sign".into(), sig);
-        let req = ApiRequest {
-            method: "POST".into(),
-            path: "/v1/callbacks/wikeyun-main".into(),
-            raw_query: String::new(),
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: serde_json::to_vec(&p)?,
-        };
+        let req = wikeyun_success_callback(rec);
         let t = Instant::now();
         let r = handle(req).await;
         cb.push(ms(t.elapsed()));
@@ -698,25 +724,29 @@ async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<Vec<Row>>
         let _ = state.store.get(&id).await?;
         f_get.push(ms(t.elapsed()));
     }
+    let floor = Floor {
+        post: stats(f_post),
+        callback: stats(f_cb),
+        get: stats(f_get),
+    };
     let sec = "DynamoDB Local + Secrets Manager (moto): warm latency through the handlers";
     let mut rows = Vec::new();
-    for (name, h, f, floor_name) in [
+    for (name, h, (f50, f99), floor_name) in [
         (
             "POST /v1/orders (incl. the provider call to the simulator)",
             post,
-            f_post,
+            floor.post,
             "create + record",
         ),
         (
             "provider callback (wikeyun, final)",
             cb,
-            f_cb,
+            floor.callback,
             "get + record",
         ),
-        ("GET /v1/orders/{no}", get, f_get, "get"),
+        ("GET /v1/orders/{no}", get, floor.get, "get"),
     ] {
         let (h50, h99) = stats(h);
-        let (f50, f99) = stats(f);
         rows.push(row(
             sec,
             &format!("{name}, n={samples}"),
@@ -728,5 +758,5 @@ async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<Vec<Row>>
             "",
         ));
     }
-    Ok(rows)
+    Ok((rows, floor))
 }
