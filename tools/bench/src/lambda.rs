@@ -9,7 +9,7 @@
 //!   loop (event handed out to answer received), beside the bare store calls they need;
 //! - peak resident memory (`VmHWM`) of each function after its load.
 
-use crate::perf::{Floor, row, Row};
+use crate::perf::{Floor, Row, row};
 use crate::runtime_api::{Answer, RuntimeApi};
 use crate::util::{percentile, signed_request};
 use recharge_api::ApiRequest;
@@ -101,7 +101,10 @@ impl Deployment {
             .map(|a| json!({"id": a.id, "role": a.role}))
             .collect();
         let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
-        std::fs::write(path("provider-accounts.json"), serde_json::to_vec(&accounts)?)?;
+        std::fs::write(
+            path("provider-accounts.json"),
+            serde_json::to_vec(&accounts)?,
+        )?;
         std::fs::write(path("apps.json"), serde_json::to_vec(&apps)?)?;
         std::fs::write(path("catalog.json"), serde_json::to_vec(&config.catalog)?)?;
 
@@ -109,6 +112,9 @@ impl Deployment {
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
             ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
             ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
+            // The template's LoggingConfig (LogFormat JSON, ApplicationLogLevel INFO).
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+            ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
             ("AWS_REGION", "us-east-1"),
             ("AWS_DEFAULT_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "test"),
@@ -301,7 +307,10 @@ fn http_event(req: &ApiRequest) -> anyhow::Result<Value> {
 }
 
 fn status_of(answer: &Value) -> u64 {
-    answer.get("statusCode").and_then(Value::as_u64).unwrap_or(0)
+    answer
+        .get("statusCode")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
 }
 
 fn body_of(answer: &Value) -> &str {
@@ -552,7 +561,11 @@ async fn warm(
             &format!("{name} after {invocations} invocations"),
             format!("{mib:.1} MiB"),
             &format!("< {MEMORY_MB} MB (template MemorySize)"),
-            if mib < MEMORY_MB as f64 { "meets" } else { "MISSES" },
+            if mib < MEMORY_MB as f64 {
+                "meets"
+            } else {
+                "MISSES"
+            },
         ));
     }
     Ok(rows)

@@ -49,6 +49,9 @@ enum Command {
         /// Config files and function logs of the Lambda section.
         #[arg(long, default_value_os_t = std::env::temp_dir().join("recharge-bench-lambda"))]
         work_dir: std::path::PathBuf,
+        /// The functions' binaries (default: beside this one, the same target/release).
+        #[arg(long)]
+        bin_dir: Option<std::path::PathBuf>,
         /// `cargo lambda build --release --arm64` output (target/lambda) for the package sizes.
         #[arg(long)]
         packages: Option<std::path::PathBuf>,
@@ -97,13 +100,18 @@ fn main() -> ExitCode {
                 python,
                 work_dir,
                 packages,
+                bin_dir,
             } => {
                 let lambda = if no_lambda {
                     None
                 } else {
-                    let mut l = recharge_bench::lambda::LambdaOptions::beside_this_binary(work_dir)?;
+                    let mut l =
+                        recharge_bench::lambda::LambdaOptions::beside_this_binary(work_dir)?;
                     l.python = python;
                     l.starts = starts;
+                    if let Some(dir) = bin_dir {
+                        l.bin_dir = dir;
+                    }
                     Some(l)
                 };
                 recharge_bench::perf::run(recharge_bench::perf::BenchOptions {

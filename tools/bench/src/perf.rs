@@ -47,7 +47,13 @@ pub struct Row {
     pub verdict: String,
 }
 
-pub(crate) fn row(section: &'static str, figure: &str, measured: String, goal: &str, verdict: &str) -> Row {
+pub(crate) fn row(
+    section: &'static str,
+    figure: &str,
+    measured: String,
+    goal: &str,
+    verdict: &str,
+) -> Row {
     Row {
         section,
         figure: figure.to_owned(),
@@ -108,7 +114,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Vec<Row>> {
     }
     match &opts.packages {
         Some(dir) => rows.extend(crate::lambda::package_sizes(dir)?),
-        None => eprintln!("no --packages directory: arm64 package sizes skipped (run scripts/bench)"),
+        None => {
+            eprintln!("no --packages directory: arm64 package sizes skipped (run scripts/bench)")
+        }
     }
     print_table(&rows);
     Ok(rows)
@@ -420,7 +428,10 @@ async fn lifecycle(
 }
 
 /// Round trips and latency on DynamoDB Local with secrets in Secrets Manager (moto).
-async fn dynamo(samples: usize, lambda: Option<&crate::lambda::LambdaOptions>) -> anyhow::Result<Vec<Row>> {
+async fn dynamo(
+    samples: usize,
+    lambda: Option<&crate::lambda::LambdaOptions>,
+) -> anyhow::Result<Vec<Row>> {
     let calls = CallCounter::new();
     let table = format!(
         "bench-{}",
@@ -538,7 +549,9 @@ async fn dynamo(samples: usize, lambda: Option<&crate::lambda::LambdaOptions>) -
     let (latency_rows, floor) = latency(&stack, samples).await?;
     rows.extend(latency_rows);
     if let Some(lambda) = lambda {
-        rows.extend(crate::lambda::run(&stack, &table, &floor, (APP, APP_SECRET), samples, lambda).await?);
+        rows.extend(
+            crate::lambda::run(&stack, &table, &floor, (APP, APP_SECRET), samples, lambda).await?,
+        );
     }
     stack.stop().await;
     Ok(rows)

@@ -237,7 +237,10 @@ mod tests {
             .unwrap()
             .to_owned();
         assert!(next.headers().contains_key("lambda-runtime-deadline-ms"));
-        assert!(next.headers().contains_key("lambda-runtime-invoked-function-arn"));
+        assert!(
+            next.headers()
+                .contains_key("lambda-runtime-invoked-function-arn")
+        );
         let event: serde_json::Value = next.json().await.unwrap();
         let (kind, body) = if event["n"] == "fail" {
             ("error", r#"{"errorType":"Permanent.BadEvent"}"#.to_owned())
