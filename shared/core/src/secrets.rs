@@ -50,6 +50,17 @@ pub trait SecretSource: Send + Sync + std::fmt::Debug {
     /// The secret's current value and its previous one if a rotation left one. `NotFound` if the secret does
     /// not exist; `Unavailable` if the backing service failed (retryable).
     async fn fetch(&self, name: &str) -> Result<SecretVersions, SecretError>;
+
+    /// The current values of several secrets, one result per name in the order asked: what a cold start
+    /// needs for the provider accounts' credentials (they sign with the current value only). This default
+    /// reads them one by one; Secrets Manager overrides it with one batch call per 20 names.
+    async fn fetch_current_many(&self, names: &[String]) -> Vec<Result<SecretString, SecretError>> {
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            out.push(self.fetch(name).await.map(|v| v.current));
+        }
+        out
+    }
 }
 
 /// A parsed secret with its rotation partner.
@@ -176,6 +187,37 @@ impl<S: SecretSource> SecretSource for CachedSecretSource<S> {
             Err(e) => Err(e),
         }
     }
+
+    /// Fresh cached values are served; the rest are read in one batch and not cached (a batch read has no
+    /// previous version, which `fetch` must return).
+    async fn fetch_current_many(&self, names: &[String]) -> Vec<Result<SecretString, SecretError>> {
+        let now = self.clock.now();
+        let fresh: Vec<Option<SecretString>> = names
+            .iter()
+            .map(|n| {
+                self.cached(n)
+                    .filter(|(at, _)| now.since(*at) < self.ttl)
+                    .map(|(_, v)| v.current)
+            })
+            .collect();
+        let missing: Vec<String> = names
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, f)| f.is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut read = self.inner.fetch_current_many(&missing).await.into_iter();
+        fresh
+            .into_iter()
+            .zip(names)
+            .map(|(f, name)| match f {
+                Some(v) => Ok(v),
+                None => read
+                    .next()
+                    .unwrap_or_else(|| Err(SecretError::NotFound(name.clone()))),
+            })
+            .collect()
+    }
 }
 
 /// Secrets held in memory: for the local stack and tests. `put` rotates like Secrets Manager does: the old
@@ -253,6 +295,46 @@ mod tests {
             CachedSecretSource::new(source, Duration::from_secs(300), Arc::new(clock.clone())),
             clock,
         )
+    }
+
+    #[tokio::test]
+    async fn a_batch_read_serves_fresh_cached_values_reads_the_rest_in_order_and_names_the_missing()
+    {
+        let (cache, clock) = cached();
+        cache.inner.inner.put("provider/a", "A");
+        cache.inner.inner.put("provider/b", "B");
+        cache.fetch("provider/b").await.unwrap();
+        let calls = cache.inner.calls.load(Ordering::SeqCst);
+        let names: Vec<String> = ["provider/a", "provider/b", "nope", "provider/a"]
+            .map(String::from)
+            .to_vec();
+        let got = cache.fetch_current_many(&names).await;
+        let shown: Vec<Result<&str, String>> = got
+            .iter()
+            .map(|r| {
+                r.as_ref()
+                    .map(|v| v.expose_secret())
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                Ok("A"),
+                Ok("B"),
+                Err("secret nope does not exist".to_owned()),
+                Ok("A")
+            ]
+        );
+        assert_eq!(
+            cache.inner.calls.load(Ordering::SeqCst) - calls,
+            3,
+            "the cached one made no call"
+        );
+        // After the TTL the cached one is read again.
+        clock.advance(Duration::from_secs(301));
+        let _ = cache.fetch_current_many(&names[1..2]).await;
+        assert_eq!(cache.inner.calls.load(Ordering::SeqCst) - calls, 4);
     }
 
     #[tokio::test]

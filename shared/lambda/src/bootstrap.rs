@@ -199,16 +199,24 @@ pub async fn bootstrap(function: Function) -> Result<Service, BootstrapError> {
         config.secret_ttl,
         Arc::clone(&clock),
     ));
-    warm_dynamodb(&dynamo, &config.table).await;
     let store = Arc::new(DynamoOrderStore::new(
-        dynamo,
+        dynamo.clone(),
         config.table.clone(),
         config.due_shards,
     ));
+    let merchant_secrets = if function.serves_merchants() {
+        let apps = Apps::new(files.apps.clone(), config.merchant_secret_prefix.clone());
+        apps.ids()
+            .filter_map(|id| apps.get(id))
+            .map(|app| apps.secret_name(app))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let ports = Ports {
         store: Arc::clone(&store) as Arc<dyn OrderStore>,
         balances: store,
-        secrets,
+        secrets: Arc::clone(&secrets),
         clock,
     };
     let setup = Setup {
@@ -219,10 +227,14 @@ pub async fn bootstrap(function: Function) -> Result<Service, BootstrapError> {
         metrics: Metrics::from_env(function.name()),
         catalog_path: fcfg.catalog_path.clone(),
     };
-    let state = assemble(setup, files, ports).await?;
-    if function.serves_merchants() {
-        warm_merchant_secrets(&state).await;
-    }
+    // The three waits of a cold start overlap: the provider credentials (one batch read) while the DynamoDB
+    // connection opens and the merchant secrets fill the cache.
+    let (state, (), ()) = tokio::join!(
+        assemble(setup, files, ports),
+        warm_dynamodb(&dynamo, &config.table),
+        warm_merchant_secrets(secrets, merchant_secrets),
+    );
+    let state = state?;
     tracing::info!(
         function = function.name(),
         providers = state.providers.iter().count(),
@@ -250,17 +262,20 @@ async fn warm_dynamodb(client: &aws_sdk_dynamodb::Client, table: &str) {
     }
 }
 
-/// Reads each app's secret once so the cache is filled (and Secrets Manager's connection open) before the
-/// first merchant request. A missing secret only disables that app; it is logged by name, never by value.
-async fn warm_merchant_secrets(state: &AppState) {
-    let names: Vec<String> = state
-        .apps
-        .ids()
-        .filter_map(|id| state.apps.get(id))
-        .map(|app| state.apps.secret_name(app))
-        .collect();
+/// Reads each app's secret once, all at once, so the cache is filled (and Secrets Manager's connection open)
+/// before the first merchant request. A missing secret only disables that app; it is logged by name, never
+/// by value.
+async fn warm_merchant_secrets(secrets: Arc<dyn SecretSource>, names: Vec<String>) {
+    let mut reads = tokio::task::JoinSet::new();
     for name in names {
-        if let Err(e) = state.secrets.fetch(&name).await {
+        let secrets = Arc::clone(&secrets);
+        reads.spawn(async move {
+            let read = secrets.fetch(&name).await;
+            (name, read)
+        });
+    }
+    while let Some(done) = reads.join_next().await {
+        if let Ok((name, Err(e))) = done {
             tracing::warn!(secret = %name, error = %e, "merchant secret not readable at cold start");
         }
     }

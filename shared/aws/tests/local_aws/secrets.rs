@@ -132,3 +132,48 @@ async fn an_unreachable_endpoint_is_unavailable_and_retryable() {
     assert!(matches!(err, SecretError::Unavailable { .. }), "{err:?}");
     assert!(err.is_retryable());
 }
+
+#[tokio::test]
+async fn a_cold_start_reads_many_current_values_in_one_batch_call_and_names_the_missing_one() {
+    let calls = CallCounter::new();
+    let client = client(&calls).await;
+    let a = unique("provider-a");
+    let b = unique("provider-b");
+    create(&client, &a, r#"{"key":"a-old"}"#).await;
+    client
+        .put_secret_value()
+        .secret_id(&a)
+        .secret_string(r#"{"key":"a-new"}"#)
+        .send()
+        .await
+        .unwrap();
+    create(&client, &b, r#"{"key":"b"}"#).await;
+    let missing = unique("provider-missing");
+    let source = SecretsManagerSource::new(client);
+    calls.reset();
+    let names = vec![a.clone(), missing.clone(), b.clone(), a.clone()];
+    let got = source.fetch_current_many(&names).await;
+    let shown: Vec<Result<String, String>> = got
+        .into_iter()
+        .map(|r| {
+            r.map(|v| v.expose_secret().to_owned())
+                .map_err(|e| e.to_string())
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            Ok(r#"{"key":"a-new"}"#.to_owned()),
+            Err(format!("secret {missing} does not exist")),
+            Ok(r#"{"key":"b"}"#.to_owned()),
+            Ok(r#"{"key":"a-new"}"#.to_owned()),
+        ]
+    );
+    assert_eq!(
+        calls.get("BatchGetSecretValue"),
+        1,
+        "{:?}",
+        calls.snapshot()
+    );
+    assert_eq!(calls.get("GetSecretValue"), 0, "{:?}", calls.snapshot());
+}
