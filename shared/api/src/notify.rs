@@ -152,9 +152,22 @@ pub struct HttpNotifier {
     allow_loopback: bool,
 }
 
+/// Why the notifier's HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifierSetupError {
+    #[error(transparent)]
+    Tls(#[from] recharge_providers::tls::TlsSetupError),
+    #[error("notification HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
 impl HttpNotifier {
-    pub fn new(timeout: Duration, allow_loopback: bool) -> Result<HttpNotifier, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
+    pub fn new(
+        timeout: Duration,
+        allow_loopback: bool,
+    ) -> Result<HttpNotifier, NotifierSetupError> {
+        // The process's shared TLS configuration: the root certificates are read once, not per client.
+        let mut builder = recharge_providers::tls::client_builder()?
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .user_agent("recharge-gateway-notify/1");

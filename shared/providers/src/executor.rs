@@ -52,7 +52,8 @@ impl Executor {
     /// Redirects are not followed (a provider answer is never a redirect; following one could leak the
     /// signed query string elsewhere).
     pub fn new() -> Result<Executor, TransportError> {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder()
+            .map_err(|e| TransportError::Build(e.to_string()))?
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_keepalive(Duration::from_secs(30))

@@ -18,6 +18,7 @@ pub mod openapi_rsa;
 pub mod sign;
 pub mod sms_billing;
 pub mod suka_xml;
+pub mod tls;
 pub mod wikeyun;
 
 #[cfg(test)]
