@@ -4,11 +4,11 @@
 //! `{status, message, data}` envelope, and sends header-signed JSON callbacks retried on the documented
 //! schedule (15 s … 6 h) until the reply is `SUCCESS` (any case).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -142,8 +142,9 @@ pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
 struct Api {
     engine: Arc<Engine>,
     creds: Credentials,
-    public_key_der: Option<Vec<u8>>,
-    nonces: Mutex<HashMap<String, i64>>,
+    /// The merchant's public key, parsed once at start (not per request).
+    public_key: Option<ParsedPublicKey>,
+    nonces: Mutex<Nonces>,
     nonce_seq: std::sync::atomic::AtomicU64,
     notifier: Arc<ApiNotifier>,
 }
@@ -161,10 +162,15 @@ pub(crate) fn router(
         }
         (None, None) => None,
     };
-    let public_key_der = match pem {
-        Some(p) => Some(
-            pem_to_der(&p).ok_or_else(|| SimError::Key("public key PEM is not base64".into()))?,
-        ),
+    let public_key = match pem {
+        Some(p) => {
+            let der = pem_to_der(&p)
+                .ok_or_else(|| SimError::Key("public key PEM is not base64".into()))?;
+            Some(
+                ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
+                    .map_err(|e| SimError::Key(format!("public key refused: {e}")))?,
+            )
+        }
         None => None,
     };
     let engine = build(creds.balance_fen);
@@ -176,8 +182,8 @@ pub(crate) fn router(
     let state = Arc::new(Api {
         engine: Arc::clone(&engine),
         creds,
-        public_key_der,
-        nonces: Mutex::new(HashMap::new()),
+        public_key,
+        nonces: Mutex::new(Nonces::default()),
         nonce_seq: std::sync::atomic::AtomicU64::new(1),
         notifier,
     });
@@ -302,22 +308,52 @@ impl Api {
             let mut seen = self.nonces.lock().unwrap_or_else(PoisonError::into_inner);
             // A nonce only needs remembering while its timestamp would still be accepted.
             let horizon = 2 * self.creds.timestamp_tolerance_ms.max(1);
-            seen.retain(|_, t| now - *t <= horizon);
-            if seen.contains_key(&nonce) {
+            seen.forget_older_than(now - horizon);
+            if !seen.insert(nonce, now) {
                 return Err((NONCE_REPLAYED, "nonce重复"));
             }
-            seen.insert(nonce, now);
         }
         serde_json::from_str(&text).map_err(|_| (BAD_PARAMS, "请求体不是JSON"))
     }
 
     fn verify_rsa(&self, content: &str, sign_b64: &str) -> bool {
-        let (Some(der), Ok(sig)) = (&self.public_key_der, STANDARD.decode(sign_b64.trim())) else {
+        let (Some(key), Ok(sig)) = (&self.public_key, STANDARD.decode(sign_b64.trim())) else {
             return false;
         };
-        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
-            .verify(content.as_bytes(), &sig)
-            .is_ok()
+        key.verify_sig(content.as_bytes(), &sig).is_ok()
+    }
+}
+
+/// The nonces seen recently, with a queue in arrival order so that forgetting the old ones costs only what is
+/// forgotten (a scan of the whole set on every request was quadratic over a long run).
+#[derive(Debug, Default)]
+struct Nonces {
+    seen: HashMap<String, i64>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl Nonces {
+    /// Forgets the nonces that arrived before `cutoff` (unix ms). Arrival times are the wall clock's, so they
+    /// are in order unless the clock stepped back; then some are kept a little longer, never dropped early.
+    fn forget_older_than(&mut self, cutoff: i64) {
+        while let Some((at, _)) = self.order.front() {
+            if *at >= cutoff {
+                break;
+            }
+            if let Some((_, nonce)) = self.order.pop_front() {
+                self.seen.remove(&nonce);
+            }
+        }
+    }
+
+    /// Remembers `nonce`; false if it was already there (a replay).
+    fn insert(&mut self, nonce: String, now: i64) -> bool {
+        if self.seen.contains_key(&nonce) {
+            return false;
+        }
+        self.seen.insert(nonce.clone(), now);
+        self.order.push_back((now, nonce));
+        true
     }
 }
 
@@ -509,6 +545,27 @@ impl Notifier for ApiNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nonces_refuse_a_replay_until_forgotten() {
+        let mut n = Nonces::default();
+        assert!(n.insert("a".into(), 1_000));
+        assert!(n.insert("b".into(), 2_000));
+        assert!(!n.insert("a".into(), 2_500));
+        n.forget_older_than(1_000);
+        assert!(
+            !n.insert("a".into(), 3_000),
+            "arrived at the cutoff: still remembered"
+        );
+        n.forget_older_than(1_001);
+        assert!(
+            n.insert("a".into(), 3_000),
+            "forgotten once older than the cutoff"
+        );
+        assert!(!n.insert("b".into(), 3_000));
+        n.forget_older_than(10_000);
+        assert!(n.seen.is_empty() && n.order.is_empty());
+    }
 
     const DOC_BODY: &str = r#"{"businessId":"754ea3e3a699404f9b82e8f881107f19","merchantId":"eb1bb305ca3940f8adf1d4e964555699"}"#;
 
