@@ -327,11 +327,6 @@ fn scheduled_event() -> Value {
     })
 }
 
-fn stats(mut v: Vec<f64>) -> (f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (percentile(&v, 50.0), percentile(&v, 99.0))
-}
-
 /// The whole Lambda section. `stack` runs on the DynamoDB Local table `table` with its secrets in Secrets
 /// Manager; `floor` is the latency of the bare store calls measured on the same servers.
 pub async fn run(
@@ -524,35 +519,12 @@ async fn warm(
         f.stop().await;
     }
 
-    let sec = "Lambda warm latency: event handed out by the runtime API to answer received";
-    let mut rows = Vec::new();
-    for (name, took, (f50, f99), floor_name) in [
-        (
-            "POST /v1/orders (incl. the provider call to the simulator)",
-            post,
-            floor.post,
-            "create + record",
-        ),
-        (
-            "provider callback (wikeyun, final)",
-            cb,
-            floor.callback,
-            "get + record",
-        ),
-        ("GET /v1/orders/{no}", get, floor.get, "get"),
-    ] {
-        let (h50, h99) = stats(took);
-        rows.push(row(
-            sec,
-            &format!("{name}, n={samples}"),
-            format!(
-                "p50 {h50:.2} ms, p99 {h99:.2} ms | store calls alone ({floor_name}): p50 {f50:.2} ms, p99 {f99:.2} ms | ratio p50 {:.2}x",
-                h50 / f50
-            ),
-            "",
-            "",
-        ));
-    }
+    let mut rows = crate::perf::latency_rows(
+        "Lambda warm latency: event handed out by the runtime API to answer received",
+        samples,
+        floor,
+        [post, cb, get],
+    );
     let mem = "Lambda peak memory: VmHWM of the release binary after its load";
     for (name, invocations, kib) in peaks {
         let mib = kib as f64 / 1024.0;

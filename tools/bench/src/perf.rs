@@ -708,6 +708,46 @@ pub(crate) fn wikeyun_success_callback(rec: &recharge_sim::OrderRecord) -> ApiRe
     }
 }
 
+/// One row per route (POST /v1/orders, the wikeyun callback, GET /v1/orders/{no}, in that order): the measured
+/// latencies (ms) beside the bare store calls the route needs, and the ratio of the medians.
+pub(crate) fn latency_rows(
+    section: &'static str,
+    samples: usize,
+    floor: &Floor,
+    [post, callback, get]: [Vec<f64>; 3],
+) -> Vec<Row> {
+    [
+        (
+            "POST /v1/orders (incl. the provider call to the simulator)",
+            post,
+            floor.post,
+            "create + record",
+        ),
+        (
+            "provider callback (wikeyun, final)",
+            callback,
+            floor.callback,
+            "get + record",
+        ),
+        ("GET /v1/orders/{no}", get, floor.get, "get"),
+    ]
+    .into_iter()
+    .map(|(name, took, (f50, f99), floor_name)| {
+        let (h50, h99) = stats(took);
+        row(
+            section,
+            &format!("{name}, n={samples}"),
+            format!(
+                "p50 {h50:.2} ms, p99 {h99:.2} ms | store calls alone ({floor_name}): p50 {f50:.2} ms, p99 {f99:.2} ms | ratio p50 {:.2}x",
+                h50 / f50
+            ),
+            "",
+            "",
+        )
+    })
+    .collect()
+}
+
 /// p50 and p99 (ms) of the bare store calls each route needs, on the same DynamoDB Local.
 #[derive(Debug, Clone, Copy)]
 pub struct Floor {
@@ -858,35 +898,12 @@ async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<(Vec<Row>
         callback: stats(f_cb),
         get: stats(f_get),
     };
-    let sec = "DynamoDB Local + Secrets Manager (moto): warm latency through the handlers";
-    let mut rows = Vec::new();
-    for (name, h, (f50, f99), floor_name) in [
-        (
-            "POST /v1/orders (incl. the provider call to the simulator)",
-            post,
-            floor.post,
-            "create + record",
-        ),
-        (
-            "provider callback (wikeyun, final)",
-            cb,
-            floor.callback,
-            "get + record",
-        ),
-        ("GET /v1/orders/{no}", get, floor.get, "get"),
-    ] {
-        let (h50, h99) = stats(h);
-        rows.push(row(
-            sec,
-            &format!("{name}, n={samples}"),
-            format!(
-                "p50 {h50:.2} ms, p99 {h99:.2} ms | store calls alone ({floor_name}): p50 {f50:.2} ms, p99 {f99:.2} ms | ratio p50 {:.2}x",
-                h50 / f50
-            ),
-            "",
-            "",
-        ));
-    }
+    let rows = latency_rows(
+        "DynamoDB Local + Secrets Manager (moto): warm latency through the handlers",
+        samples,
+        &floor,
+        [post, cb, get],
+    );
     Ok((rows, floor))
 }
 
