@@ -30,7 +30,8 @@ N ?= 100000
 SEED ?= 7
 
 
-## bench: the figures table (throughput, sweep rate, DynamoDB round trips, warm latency)
+## bench: the figures table (throughput, sweep rate, DynamoDB round trips, warm latency, Lambda cold start vs a
+## Python peer, latency through the runtime API, peak memory, arm64 package sizes); BENCH_PACKAGES=0 skips arm64
 bench:
 	./scripts/bench
 
