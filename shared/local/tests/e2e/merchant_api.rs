@@ -227,8 +227,10 @@ async fn every_authentication_failure_is_a_401_with_its_own_code() {
         ];
         assert_error(&post(headers, body.clone()).await, 401, "invalid_nonce");
     }
-    for skew in [-301, 301, -3600] {
-        // Correctly signed, but too far from the server's clock.
+    for skew in [-310, 310, -3600] {
+        // Correctly signed, but too far from the server's clock. Not ±301: the server compares whole seconds,
+        // so a request that crosses a second boundary on its way looks 1 s nearer (a fresh-clone CI run saw
+        // +301 accepted as 300). The exact edge is pinned by the unit tests of `auth`.
         let ts = (now_secs() + skew).to_string();
         let nonce = "stale-nonce-1";
         let sig = request_signature(DEMO.1, "POST", "/v1/orders", "", &ts, nonce, &body);
