@@ -10,6 +10,7 @@ pub mod money;
 pub mod msisdn;
 pub mod order;
 pub mod outcome;
+pub mod product;
 pub mod secrets;
 pub mod store;
 pub mod time;
@@ -22,7 +23,10 @@ pub use money::Fen;
 pub use msisdn::{Carrier, Msisdn};
 pub use order::{
     Anomaly, AnomalyKind, Attempt, AttemptState, NewOrder, Order, PublicStatus, PublicView,
-    Resolution, Route,
+    Resolution, Route, UnverifiedResult,
 };
-pub use outcome::{NextAction, Outcome, Reason, SmsInstruction, Source};
+pub use outcome::{
+    Finding, NextAction, Outcome, Reason, Report, Reported, SmsInstruction, Source,
+};
+pub use product::ProductKind;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

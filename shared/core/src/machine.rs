@@ -6,8 +6,11 @@
 //! `Conflicting` ones are acknowledged and alerted.
 
 use crate::ids::AttemptNo;
-use crate::order::{Anomaly, AnomalyKind, Attempt, AttemptState, NotFoundTrack, Order, Route};
-use crate::outcome::{Outcome, Reason, Source};
+use crate::order::{
+    Anomaly, AnomalyKind, Attempt, AttemptState, MAX_UNVERIFIED, NotFoundTrack, Order, Route,
+    UnverifiedResult,
+};
+use crate::outcome::{Finding, Outcome, Reason, Report, Source};
 use crate::time::Timestamp;
 use std::time::Duration;
 
@@ -25,6 +28,10 @@ pub struct Policy {
     pub not_found_min_answers: u32,
     /// Whether a not-found failure may fail over (a provider that dedupes our id makes it safe).
     pub not_found_failover: bool,
+    /// The provider refuses a reused order id, so "not found" never fails an attempt: once the grace window
+    /// and the answers are there, the caller probes by resubmitting the same attempt id instead
+    /// ([`Order::probe_due`]; PROVIDERS §0.4 rule 4).
+    pub not_found_probe: bool,
 }
 
 impl Default for Policy {
@@ -39,6 +46,7 @@ impl Default for Policy {
             not_found_grace: Duration::from_secs(600),
             not_found_min_answers: 2,
             not_found_failover: true,
+            not_found_probe: false,
         }
     }
 }
@@ -57,12 +65,17 @@ impl Policy {
 /// Something that happened to an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A provider answer (submit response, query result, verified callback, operator decision).
+    /// A provider answer (submit response, query result, verified callback, operator decision), with the
+    /// amounts it reported and what in it did not fit the attempt.
     Outcome {
         attempt: AttemptNo,
         source: Source,
         outcome: Outcome,
+        report: Report,
     },
+    /// A result that could not be verified on a protocol that cannot be queried: kept on the attempt and
+    /// raised for an operator; it changes no state.
+    UnverifiedResult { attempt: AttemptNo, content: String },
     /// The sweep found an attempt still `Submitting` past its call deadline (a crash or a lost answer).
     SubmitDeadlinePassed { attempt: AttemptNo },
     /// Routing chose the next route after a definite failure.
@@ -119,15 +132,40 @@ pub fn apply(
             attempt,
             source,
             outcome,
+            report,
         } => apply_outcome(
             &mut next,
             *attempt,
             *source,
             outcome,
+            report,
             now,
             policy,
             &mut anomalies,
         )?,
+        Event::UnverifiedResult { attempt, content } => {
+            let a = attempt_mut(&mut next, *attempt)?;
+            if a.unverified.iter().any(|u| &u.content == content) {
+                return Err(Refusal::Duplicate);
+            }
+            if a.unverified.len() >= MAX_UNVERIFIED {
+                a.unverified.remove(0);
+            }
+            a.unverified.push(UnverifiedResult {
+                at: now,
+                content: content.clone(),
+            });
+            a.updated_at = now;
+            anomalies.push(Anomaly {
+                at: now,
+                attempt: *attempt,
+                kind: AnomalyKind::UnverifiedResult,
+            });
+            format!(
+                "attempt {}: unverified result kept for an operator",
+                attempt.get()
+            )
+        }
         Event::SubmitDeadlinePassed { attempt } => {
             let a = attempt_mut(&mut next, *attempt)?;
             if a.state != AttemptState::Submitting {
@@ -363,11 +401,36 @@ fn provider_ref_of(outcome: &Outcome) -> Option<&str> {
     }
 }
 
+/// Whether an outcome shows the provider knows the attempt.
+fn acknowledges(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Accepted { .. }
+        | Outcome::ActionRequired { .. }
+        | Outcome::Succeeded { .. }
+        | Outcome::PartiallySucceeded { .. }
+        | Outcome::Failed { .. }
+        | Outcome::Reversed { .. } => true,
+        Outcome::Rejected { .. } | Outcome::Unknown { .. } | Outcome::NotFound => false,
+    }
+}
+
+fn finding_kind(f: &Finding) -> AnomalyKind {
+    match f {
+        Finding::ForeignOrder { .. } => AnomalyKind::ForeignAnswer,
+        Finding::CostMismatch { .. }
+        | Finding::FaceMismatch { .. }
+        | Finding::QuantityMismatch { .. }
+        | Finding::DeliveredAboveFace { .. } => AnomalyKind::AmountMismatch,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn apply_outcome(
     order: &mut Order,
     no: AttemptNo,
     source: Source,
     outcome: &Outcome,
+    report: &Report,
     now: Timestamp,
     policy: &Policy,
     anomalies: &mut Vec<Anomaly>,
@@ -389,9 +452,30 @@ fn apply_outcome(
     if source == Source::Query && was_open {
         a.polls = a.polls.saturating_add(1);
     }
+    let learned_amounts = a.reported.merge(&report.reported);
+    // An operator's word is evidence about the attempt, not the provider acknowledging it.
+    if source != Source::Operator && (acknowledges(outcome) || learned_ref) {
+        a.acknowledged = true;
+    }
 
     let new_state = match step(&old, outcome, source) {
         Step::To(s) => Some(s),
+        // "Not found" never fails an attempt the provider once acknowledged (PROVIDERS §0.4 rule 4), nor one
+        // on a provider whose reused-id refusal gives a safe probe instead.
+        Step::NotFound if a.acknowledged || policy.not_found_probe => {
+            let track = a.not_found.get_or_insert(NotFoundTrack {
+                first_at: now,
+                answers: 0,
+            });
+            track.answers = track.answers.saturating_add(1);
+            if old == AttemptState::Submitting {
+                Some(AttemptState::Unknown {
+                    reason: Reason::new("not_found", "provider has no such order yet"),
+                })
+            } else {
+                None
+            }
+        }
         Step::NotFound => {
             let track = a.not_found.get_or_insert(NotFoundTrack {
                 first_at: now,
@@ -419,7 +503,7 @@ fn apply_outcome(
         }
         // A query that tells nothing new still moves the polling schedule on, so it is still written.
         Step::Same if source == Source::Query && was_open => None,
-        Step::Same | Step::Stale if learned_ref => None,
+        Step::Same | Step::Stale if learned_ref || learned_amounts => None,
         Step::Same => return Err(Refusal::Duplicate),
         Step::Stale => return Err(Refusal::Stale),
         Step::Conflicting => return Err(Refusal::Conflicting),
@@ -441,14 +525,17 @@ fn apply_outcome(
             a.polls
         ),
     };
+    let mut raise = |kind| {
+        anomalies.push(Anomaly {
+            at: now,
+            attempt: no,
+            kind,
+        })
+    };
+    for f in &report.findings {
+        raise(finding_kind(f));
+    }
     if let Some(s) = new_state {
-        let mut raise = |kind| {
-            anomalies.push(Anomaly {
-                at: now,
-                attempt: no,
-                kind,
-            })
-        };
         if old.definite_failure().is_some() && (s.delivered()) {
             raise(AnomalyKind::LateSuccessAfterFailure);
         }

@@ -7,7 +7,7 @@ use crate::ids::{
 };
 use crate::mask::mask;
 use crate::money::Fen;
-use crate::outcome::{NextAction, Reason};
+use crate::outcome::{NextAction, Reason, Reported};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -145,6 +145,28 @@ pub struct Attempt {
     /// after which a crash or a lost answer is assumed (it then becomes `Unknown`); after that, the next poll.
     pub(crate) next_poll_at: Option<Timestamp>,
     pub(crate) not_found: Option<NotFoundTrack>,
+    /// The provider showed it knows this attempt (accepted it, named its own number, or reported a result).
+    /// "Not found" never fails an attempt once this is set (PROVIDERS §0.4 rule 4).
+    #[serde(default)]
+    pub(crate) acknowledged: bool,
+    /// The amounts the provider reported, newest per field (PROVIDERS §0.4 rule 5), for reconciliation.
+    #[serde(default, skip_serializing_if = "Reported::is_empty")]
+    pub(crate) reported: Reported,
+    /// Results we received but could not verify, on a protocol that cannot be queried: kept (masked, newest
+    /// last, at most [`MAX_UNVERIFIED`]) for the operator who settles the attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) unverified: Vec<UnverifiedResult>,
+}
+
+/// How many unverified results an attempt keeps.
+pub const MAX_UNVERIFIED: usize = 5;
+
+/// A result that reached us without a signature we could check, on a protocol with no query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnverifiedResult {
+    pub at: Timestamp,
+    /// The raw content as received, with phone and ID numbers masked.
+    pub content: String,
 }
 
 impl Attempt {
@@ -171,6 +193,15 @@ impl Attempt {
     }
     pub fn not_found(&self) -> Option<NotFoundTrack> {
         self.not_found
+    }
+    pub fn acknowledged(&self) -> bool {
+        self.acknowledged
+    }
+    pub fn reported(&self) -> &Reported {
+        &self.reported
+    }
+    pub fn unverified(&self) -> &[UnverifiedResult] {
+        &self.unverified
     }
 }
 
@@ -244,6 +275,12 @@ pub enum AnomalyKind {
     Reversal,
     /// Only part of the value arrived.
     PartialDelivery,
+    /// A provider answer named another order than the attempt it answered (PROVIDERS §0.4 rule 5).
+    ForeignAnswer,
+    /// A reported amount (cost, face value, quantity, delivery) does not fit the route or the order.
+    AmountMismatch,
+    /// A result arrived that could not be verified and cannot be confirmed by a query: an operator decides.
+    UnverifiedResult,
 }
 
 impl AnomalyKind {
@@ -253,6 +290,9 @@ impl AnomalyKind {
             AnomalyKind::SecondDelivery => "second_delivery",
             AnomalyKind::Reversal => "reversal",
             AnomalyKind::PartialDelivery => "partial_delivery",
+            AnomalyKind::ForeignAnswer => "foreign_answer",
+            AnomalyKind::AmountMismatch => "amount_mismatch",
+            AnomalyKind::UnverifiedResult => "unverified_result",
         }
     }
 }
@@ -530,6 +570,21 @@ impl Order {
         }
     }
 
+    /// True when attempt `no` should be probed by resubmitting it under the same id (PROVIDERS §0.4 rule 4):
+    /// the provider refuses reused ids (`policy.not_found_probe`), the attempt is open and was never
+    /// acknowledged, and "not found" has been answered often enough for long enough.
+    pub fn probe_due(&self, no: AttemptNo, now: Timestamp, policy: &crate::machine::Policy) -> bool {
+        let Some(a) = self.attempt(no) else {
+            return false;
+        };
+        policy.not_found_probe
+            && a.state.is_open()
+            && a.state != AttemptState::Submitting
+            && !a.acknowledged
+            && a.not_found.is_some_and(|t| t.answers >= policy.not_found_min_answers)
+            && now.since(a.opened_at) >= policy.not_found_grace
+    }
+
     /// True when the order's provider work (not its notification) is due at `now`.
     pub fn work_due(&self, now: Timestamp) -> bool {
         match self.open_attempt() {
@@ -556,6 +611,9 @@ impl Attempt {
             polls: 0,
             next_poll_at: Some(now.plus(call_timeout)),
             not_found: None,
+            acknowledged: false,
+            reported: Reported::default(),
+            unverified: Vec::new(),
         }
     }
 }

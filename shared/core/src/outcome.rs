@@ -107,3 +107,100 @@ impl Source {
         }
     }
 }
+
+/// Amounts a provider reported about one attempt (PROVIDERS §0.4 rule 5): kept on the attempt for the daily
+/// reconciliation. Nothing is decided on them alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reported {
+    /// What the provider says it charges us (001 `ordercash`, 002 `cost_price`, 004 `settlementPrice`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Fen>,
+    /// The face value it says it delivers (002 `amount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face: Option<Fen>,
+    /// What it says arrived (002 `arrived_amount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<Fen>,
+    /// How many units it says it sold (001 `num`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u32>,
+}
+
+impl Reported {
+    pub fn is_empty(&self) -> bool {
+        self == &Reported::default()
+    }
+
+    /// `self` with every amount `newer` states replacing the one held. True when anything changed.
+    pub fn merge(&mut self, newer: &Reported) -> bool {
+        let before = self.clone();
+        if newer.cost.is_some() {
+            self.cost = newer.cost;
+        }
+        if newer.face.is_some() {
+            self.face = newer.face;
+        }
+        if newer.delivered.is_some() {
+            self.delivered = newer.delivered;
+        }
+        if newer.quantity.is_some() {
+            self.quantity = newer.quantity;
+        }
+        *self != before
+    }
+}
+
+/// Something in a provider's answer that does not fit the attempt it is about (PROVIDERS §0.4 rule 5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "finding", rename_all = "snake_case")]
+pub enum Finding {
+    /// The answer names another order than the attempt it answers: it is treated as Unknown.
+    ForeignOrder { echoed: String },
+    /// The reported cost is not the route's cost.
+    CostMismatch { reported: Fen, route: Fen },
+    /// The reported face value is not the order's.
+    FaceMismatch { reported: Fen, expected: Fen },
+    /// The reported quantity is not the route's.
+    QuantityMismatch { reported: u32, expected: u32 },
+    /// More arrived (or is said to have arrived) than the order's face value: treated as Unknown.
+    DeliveredAboveFace { delivered: Fen, face: Fen },
+}
+
+impl Finding {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Finding::ForeignOrder { .. } => "foreign_order",
+            Finding::CostMismatch { .. } => "cost_mismatch",
+            Finding::FaceMismatch { .. } => "face_mismatch",
+            Finding::QuantityMismatch { .. } => "quantity_mismatch",
+            Finding::DeliveredAboveFace { .. } => "delivered_above_face",
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::ForeignOrder { echoed } => write!(f, "answer names order {echoed}"),
+            Finding::CostMismatch { reported, route } => {
+                write!(f, "reported cost {reported} yuan, route cost {route} yuan")
+            }
+            Finding::FaceMismatch { reported, expected } => {
+                write!(f, "reported face value {reported} yuan, order {expected} yuan")
+            }
+            Finding::QuantityMismatch { reported, expected } => {
+                write!(f, "reported quantity {reported}, route {expected}")
+            }
+            Finding::DeliveredAboveFace { delivered, face } => {
+                write!(f, "reported delivery {delivered} yuan above face value {face} yuan")
+            }
+        }
+    }
+}
+
+/// What came with an outcome besides the outcome itself: the reported amounts and what did not fit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub reported: Reported,
+    pub findings: Vec<Finding>,
+}

@@ -2,9 +2,10 @@
 //! HTTP trouble into `Outcome::Unknown`.
 
 use crate::codec::CodecError;
+use crate::codes::{Classified, Meaning, Unlisted};
 use crate::http::{HttpRequest, HttpResponse, RawCallback};
 use recharge_core::mask::mask;
-use recharge_core::{AttemptId, Fen, Outcome, Reason, Route, Timestamp};
+use recharge_core::{AttemptId, Fen, Outcome, ProductKind, Reason, Reported, Route, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,10 +33,14 @@ pub struct SubmitRequest {
     /// Our provider-facing order id (unique per attempt).
     pub attempt: AttemptId,
     pub route: Route,
-    /// The account to top up (phone number, game account, electricity account JSON, …).
+    /// What the product delivers: a protocol may encode the account by kind (001 electricity).
+    pub kind: ProductKind,
+    /// The account to top up (phone number, game account, electricity 户号, …), as the merchant sent it.
     pub account: String,
     pub face_value: Fen,
-    /// Protocol-specific extras (`areaid`, `serverid`, `userip`, `imsi`, …), named as on the wire.
+    /// The extras the catalog lets the merchant send for this product (`areaid`, `imsi`, the electricity
+    /// region, …). Nothing that decides what is delivered (quantity, fast/slow, supplier, product) is read
+    /// from here: that comes from the route (PROVIDERS §0.4 rule 6).
     pub extra: BTreeMap<String, String>,
     /// Where the provider should send its callback, if the protocol takes one per order.
     pub callback_url: Option<String>,
@@ -52,6 +57,7 @@ impl fmt::Debug for SubmitRequest {
         f.debug_struct("SubmitRequest")
             .field("attempt", &self.attempt)
             .field("route", &self.route)
+            .field("kind", &self.kind)
             .field("account", &mask(&self.account))
             .field("face_value", &self.face_value)
             .field("extra", &extra)
@@ -159,6 +165,60 @@ pub struct CallbackEvent {
     pub outcome: Outcome,
     pub provider_ref: Option<String>,
     pub trust: CallbackTrust,
+    /// Amounts the callback reported.
+    pub reported: Reported,
+    /// The callback's code, when no table lists it.
+    pub unlisted: Option<Unlisted>,
+}
+
+/// A classified provider answer, with what the registry checks about it before anyone acts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub outcome: Outcome,
+    /// What the code meant in the account's table, when it was listed there.
+    pub meaning: Option<Meaning>,
+    /// The order id the answer names as ours (001 `sporderid`, 002 `order_no`, 003 `cstmOrderNo`, 004
+    /// `bizCode`), when it names one: an answer about another order is Unknown (PROVIDERS §0.4 rule 5).
+    pub echoed: Option<String>,
+    /// Amounts the answer reported.
+    pub reported: Reported,
+    /// The answer's code, when no table lists it.
+    pub unlisted: Option<Unlisted>,
+}
+
+impl From<Outcome> for Parsed {
+    fn from(outcome: Outcome) -> Parsed {
+        Parsed {
+            outcome,
+            meaning: None,
+            echoed: None,
+            reported: Reported::default(),
+            unlisted: None,
+        }
+    }
+}
+
+impl Parsed {
+    /// From a code-table lookup; `meaning` is what the table said.
+    pub fn classified(c: Classified, meaning: Option<Meaning>) -> Parsed {
+        Parsed {
+            outcome: c.outcome,
+            meaning,
+            echoed: None,
+            reported: Reported::default(),
+            unlisted: c.unlisted,
+        }
+    }
+
+    pub fn echoing(mut self, echoed: Option<String>) -> Parsed {
+        self.echoed = echoed.filter(|s| !s.is_empty());
+        self
+    }
+
+    pub fn reporting(mut self, reported: Reported) -> Parsed {
+        self.reported = reported;
+        self
+    }
 }
 
 /// Why a callback was refused. Refused callbacks get a non-acknowledging reply, so the provider retries.
@@ -197,7 +257,7 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
     ) -> Result<HttpRequest, AdapterError>;
 
     /// Classifies a submit answer. Total: every input yields an outcome; unrecognised means `Unknown`.
-    fn parse_submit(&self, resp: &HttpResponse) -> Outcome;
+    fn parse_submit(&self, resp: &HttpResponse) -> Parsed;
 
     /// The query for one attempt. `Unsupported` where the protocol has no query.
     fn build_query(
@@ -207,7 +267,7 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
     ) -> Result<HttpRequest, AdapterError>;
 
     /// Classifies a query answer. "Not found" is `NotFound`; the grace window is applied by the state machine.
-    fn parse_query(&self, resp: &HttpResponse) -> Outcome;
+    fn parse_query(&self, resp: &HttpResponse) -> Parsed;
 
     /// The balance request, or `Unsupported`.
     fn build_balance(&self, ctx: &RequestContext) -> Result<HttpRequest, AdapterError>;
@@ -223,8 +283,14 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
         Err(AdapterError::Unsupported("verification"))
     }
 
-    fn parse_verification(&self, _resp: &HttpResponse) -> Outcome {
-        unknown("unsupported", "this protocol has no verification step")
+    fn parse_verification(&self, _resp: &HttpResponse) -> Parsed {
+        unknown("unsupported", "this protocol has no verification step").into()
+    }
+
+    /// Whether `text` can be sent on this account's wire (a GBK form cannot carry every character): checked
+    /// when the order is created, so the merchant gets a 400 rather than a failed order.
+    fn text_fits(&self, _text: &str) -> bool {
+        true
     }
 
     /// Verifies the callback's signature over the raw bytes first, then parses it. Nothing from the request

@@ -228,8 +228,9 @@ impl Element {
 const MAX_XML_DEPTH: usize = 8;
 
 /// Decodes an XML response. The charset comes from the declaration (`GB2312`, `GBK`, `GB18030` → GBK;
-/// `UTF-8`), else `default`. Refuses DOCTYPE, processing instructions after the declaration, CDATA, unknown
-/// entities and deep nesting: a provider answer is a flat record and anything richer is suspect.
+/// `UTF-8`), else `default`. Refuses DOCTYPE, processing instructions after the declaration, unknown entities
+/// and deep nesting: a provider answer is a flat record and anything richer is suspect. CDATA sections are
+/// read as literal text (some platforms wrap `remark1` or product names in them).
 pub fn parse_xml(bytes: &[u8], default: Charset) -> Result<Element, CodecError> {
     let charset = declared_charset(bytes)?.unwrap_or(default);
     let text = charset.decode(bytes)?;
@@ -415,6 +416,13 @@ impl XmlParser<'_> {
                 return Ok(el);
             } else if self.starts_with(b"<!--") {
                 self.skip_past(b"-->")?;
+            } else if self.starts_with(b"<![CDATA[") {
+                self.i += b"<![CDATA[".len();
+                let start = self.i;
+                self.skip_past(b"]]>")?;
+                let raw = &self.s[start..self.i - b"]]>".len()];
+                el.text
+                    .push_str(std::str::from_utf8(raw).map_err(|_| CodecError::Malformed("UTF-8"))?);
             } else if self.starts_with(b"<!") || self.starts_with(b"<?") {
                 return Err(CodecError::Xml("markup declarations are not allowed"));
             } else {
@@ -534,7 +542,14 @@ mod tests {
             Err(CodecError::Xml("DOCTYPE or declarations are not allowed"))
         );
         assert!(parse_xml(b"<order><r>&lol;</r></order>", Charset::Utf8).is_err());
-        assert!(parse_xml(b"<order><r><![CDATA[x]]></r></order>", Charset::Utf8).is_err());
+        // CDATA is literal text: markup and entity-like text inside it stay as they are.
+        assert_eq!(
+            parse_xml(b"<order><r><![CDATA[x<y>&lol;]]></r></order>", Charset::Utf8)
+                .unwrap()
+                .child_text("r"),
+            Some("x<y>&lol;")
+        );
+        assert!(parse_xml(b"<order><r><![CDATA[never closed</r></order>", Charset::Utf8).is_err());
         assert_eq!(
             parse_xml(b"<order><r>a&amp;b&#x41;</r></order>", Charset::Utf8)
                 .unwrap()

@@ -1,6 +1,9 @@
 //! The one HTTP executor: a single reqwest client (rustls, keep-alive connection reuse) shared by every
 //! account, per-account timeouts and a response body cap. Transport trouble becomes `Outcome::Unknown`, never
-//! `Failed`: a request that timed out may well have been executed (PROVIDERS §0.3 rule 2).
+//! `Failed`: a request that timed out may well have been executed (PROVIDERS §0.3 rule 2). The one exception
+//! is a connection that was never made (DNS failure, refused, TLS handshake failure, connect timeout):
+//! no request byte left, so [`TransportError::NotConnected`] lets the submit flow call it a refusal
+//! (PROVIDERS §0.4 rule 3).
 
 use crate::adapter::unknown;
 use crate::http::{HttpRequest, HttpResponse, Method};
@@ -15,9 +18,14 @@ pub struct Limits {
     pub max_body_bytes: usize,
 }
 
-/// Why no response could be had. Every variant means "we do not know what the provider did".
+/// Why no response could be had. Every variant but `NotConnected` means "we do not know what the provider
+/// did".
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// The connection was never established (DNS, refused, TLS handshake, connect timeout): nothing was
+    /// sent.
+    #[error("no connection: {0}")]
+    NotConnected(#[source] reqwest::Error),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("transport: {0}")]
@@ -29,9 +37,11 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    /// The outcome of an attempt whose call ended this way: always `Unknown`.
+    /// The outcome of a call that ended this way when nothing more is known: `Unknown`. (The submit flow
+    /// turns `NotConnected` into a refusal itself; to a query it is just an answer not had.)
     pub fn to_outcome(&self) -> Outcome {
         let code = match self {
+            TransportError::NotConnected(_) => "not_connected",
             TransportError::Timeout(_) => "timeout",
             TransportError::Transport(_) => "transport",
             TransportError::TooLarge(_) => "body_too_large",
@@ -40,6 +50,10 @@ impl TransportError {
         unknown(code, self.to_string())
     }
 }
+
+/// How long a connection may take to establish. Past it nothing was sent, so a submit is refused and may
+/// fail over; it is shorter than any call timeout worth having.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Sends adapter-built requests. Build one per process (Lambda cold start) and share it.
 #[derive(Debug, Clone)]
@@ -55,6 +69,7 @@ impl Executor {
         let client = crate::tls::client_builder()
             .map_err(|e| TransportError::Build(e.to_string()))?
             .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_keepalive(Duration::from_secs(30))
             .build()
@@ -147,23 +162,14 @@ impl Executor {
         })
     }
 
-    /// Sends and classifies: transport errors become `Unknown`; the parser sees only real responses (and
-    /// itself treats 5xx and unparsable bodies as `Unknown`).
-    pub async fn call(
-        &self,
-        req: &HttpRequest,
-        limits: &Limits,
-        parse: impl FnOnce(&HttpResponse) -> Outcome,
-    ) -> Outcome {
-        match self.execute(req, limits).await {
-            Ok(resp) => parse(&resp),
-            Err(e) => e.to_outcome(),
-        }
-    }
 }
 
 fn classify(e: reqwest::Error, limits: &Limits) -> TransportError {
-    if e.is_timeout() {
+    // A connect error (which a connect timeout also is) happened before any request byte was written;
+    // hyper retries a pooled connection found dead before writing on its own.
+    if e.is_connect() {
+        TransportError::NotConnected(e)
+    } else if e.is_timeout() {
         TransportError::Timeout(limits.call_timeout)
     } else {
         TransportError::Transport(e)

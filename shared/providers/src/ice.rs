@@ -5,14 +5,16 @@
 pub mod wire;
 
 use crate::adapter::{
-    AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, Capabilities,
+    AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, Capabilities, Parsed,
     ProviderAdapter, QueryRequest, RequestContext, SubmitRequest, precheck, unknown,
 };
+use crate::account::{ConfigError, Protocol, ProviderAccount};
 use crate::codec::{self, Charset};
-use crate::config::{ConfigError, Protocol, ProviderAccount};
+use crate::codes::{CodeTable, Meaning, Phase};
+use crate::json::text;
 use crate::http::{HttpRequest, HttpResponse, Method, RawCallback};
 use crate::sign::{self, HexCase};
-use recharge_core::{Fen, Outcome, Reason};
+use recharge_core::{Fen, Outcome};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -63,7 +65,7 @@ pub enum TsUnit {
 pub struct Options {
     /// `company` (e.g. 彩生活). Required.
     pub company: String,
-    /// `Supplier` (e.g. 中国移动) when the submit's extra does not name one.
+    /// `Supplier` (e.g. 中国移动), sent with every order and query. Required; never the merchant's to set.
     pub supplier: String,
     /// `cstmOrderName` (the caller's name).
     pub cstm_order_name: String,
@@ -71,7 +73,6 @@ pub struct Options {
     /// Case of the ICE md5 (lower, as PHP `md5()`); the sorted-params style is always uppercase.
     pub sign_case: HexCase,
     pub ts_unit: TsUnit,
-    pub order_status: wire::StatusMap,
 }
 
 impl Default for Options {
@@ -83,7 +84,6 @@ impl Default for Options {
             sign_style: SignStyle::Ice1,
             sign_case: HexCase::Lower,
             ts_unit: TsUnit::Seconds,
-            order_status: wire::StatusMap::default(),
         }
     }
 }
@@ -127,6 +127,7 @@ pub struct Ice {
     submit_url: String,
     query_url: String,
     max_body: usize,
+    codes: CodeTable,
 }
 
 impl Ice {
@@ -138,12 +139,17 @@ impl Ice {
                 message: "company and supplier are required".to_owned(),
             });
         }
+        let codes = account.code_table(wire::DEFAULT_CODES);
+        codes
+            .require(Phase::Query, Meaning::Success)
+            .map_err(ConfigError::Codes)?;
         Ok(Ice {
             submit_url: account.endpoint("submit")?,
             query_url: account.endpoint("query")?,
             creds,
             options,
             max_body: account.max_body_bytes,
+            codes,
         })
     }
 
@@ -203,11 +209,9 @@ impl ProviderAdapter for Ice {
         req: &SubmitRequest,
         ctx: &RequestContext,
     ) -> Result<HttpRequest, AdapterError> {
-        let supplier = req
-            .extra
-            .get("Supplier")
-            .cloned()
-            .unwrap_or_else(|| self.options.supplier.clone());
+        // The supplier comes from the account, never from the merchant (PROVIDERS §0.4 rule 6), and the
+        // query sends the same one.
+        let supplier = self.options.supplier.clone();
         let business: Vec<(&str, String)> = vec![
             (
                 "access_token",
@@ -234,27 +238,17 @@ impl ProviderAdapter for Ice {
         })
     }
 
-    fn parse_submit(&self, resp: &HttpResponse) -> Outcome {
+    fn parse_submit(&self, resp: &HttpResponse) -> Parsed {
         let a = match self.answer(resp) {
             Ok(a) => a,
-            Err(o) => return o,
+            Err(o) => return o.into(),
         };
-        match a.code.as_str() {
-            // `code 0` success; the order endpoint only returns data.status "0" (订单已受理).
-            "0" => {
-                if a.data.is_object() && a.data.get("status").is_some() {
-                    self.options.order_status.classify(&a.data)
-                } else {
-                    Outcome::Accepted { provider_ref: None }
-                }
-            }
-            // `code 1` failure: a refusal of the order.
-            "1" => Outcome::Rejected {
-                failover_allowed: true,
-                reason: Reason::new(a.code, a.message),
-            },
-            _ => unknown(&a.code, a.message),
-        }
+        let provider_ref = text(a.data.get("orderNo")).filter(|s| !s.is_empty());
+        let c = self
+            .codes
+            .classify(Phase::Submit, &a.code, &a.message, provider_ref, None);
+        Parsed::classified(c, self.codes.lookup(Phase::Submit, &a.code))
+            .echoing(text(a.data.get("cstmOrderNo")))
     }
 
     fn build_query(
@@ -287,19 +281,28 @@ impl ProviderAdapter for Ice {
         })
     }
 
-    fn parse_query(&self, resp: &HttpResponse) -> Outcome {
+    fn parse_query(&self, resp: &HttpResponse) -> Parsed {
         let a = match self.answer(resp) {
             Ok(a) => a,
-            Err(o) => return o,
+            Err(o) => return o.into(),
         };
         if a.code != "0" {
             // A failed query (code 1 or other) says nothing about the order; no not-found code is known.
-            return unknown(&a.code, a.message);
+            return unknown(&a.code, a.message).into();
         }
         if !a.data.is_object() {
-            return unknown("no_data", "query answer without an order");
+            return unknown("no_data", "query answer without an order").into();
         }
-        self.options.order_status.classify(&a.data)
+        let Some(status) = text(a.data.get("status")) else {
+            return unknown("no_status", "order without status").into();
+        };
+        let message = text(a.data.get("msg")).unwrap_or_default();
+        let provider_ref = text(a.data.get("orderNo")).filter(|s| !s.is_empty());
+        let c = self
+            .codes
+            .classify(Phase::Query, &status, &message, provider_ref, None);
+        Parsed::classified(c, self.codes.lookup(Phase::Query, &status))
+            .echoing(text(a.data.get("cstmOrderNo")))
     }
 
     fn build_balance(&self, _ctx: &RequestContext) -> Result<HttpRequest, AdapterError> {

@@ -5,16 +5,22 @@
 //! * One sans-I/O adapter per protocol family: [`suka_xml`] (001), [`wikeyun`] (002), [`ice`] (003),
 //!   [`openapi_rsa`] (004), [`sms_billing`] (000). Builders return exact request bytes; parsers classify every
 //!   answer into [`recharge_core::Outcome`], defaulting to `Unknown`.
-//! * [`config`]: provider accounts and typed credentials, validated when loaded.
-//! * [`executor`]: the one HTTP client; transport trouble becomes `Unknown`, never `Failed`.
+//! * [`account`]: the vocabulary (provider accounts, protocols, config errors) the adapters share.
+//! * [`codes`]: code tables as data, per account and phase; every unlisted code is `Unknown`.
+//! * [`registry`]: the only module that knows every adapter: loads accounts into [`Provider`]s and runs
+//!   each flow of a provider call (submit, probe, query, verify, balance, callback review) once for all.
+//! * [`executor`]: the one HTTP client; a connection never made is a refusal, anything later `Unknown`.
 
+pub mod account;
 pub mod adapter;
 pub mod codec;
-pub mod config;
+pub mod codes;
 pub mod executor;
 pub mod http;
 pub mod ice;
+pub mod json;
 pub mod openapi_rsa;
+pub mod registry;
 pub mod sign;
 pub mod sms_billing;
 pub mod suka_xml;
@@ -24,11 +30,13 @@ pub mod wikeyun;
 #[cfg(test)]
 mod testkit;
 
+pub use account::{ConfigError, Protocol, ProviderAccount};
 pub use adapter::{
     AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, CallbackTrust,
-    Capabilities, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest,
+    Capabilities, Parsed, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest,
     VerificationRequest,
 };
-pub use config::{ConfigError, Credentials, Protocol, Provider, ProviderAccount};
+pub use codes::{CodeTable, Meaning, Phase};
+pub use registry::{Answer, Credentials, Expect, Provider};
 pub use executor::{Executor, Limits, TransportError};
 pub use http::{HttpRequest, HttpResponse, Method, RawCallback};

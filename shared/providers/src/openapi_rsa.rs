@@ -7,14 +7,15 @@ pub mod wire;
 
 use crate::adapter::{
     AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, CallbackTrust,
-    Capabilities, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest, attempt_from,
+    Capabilities, Parsed, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest, attempt_from,
     precheck, unknown,
 };
+use crate::account::{ConfigError, Protocol, ProviderAccount};
 use crate::codec;
-use crate::config::{ConfigError, Protocol, ProviderAccount};
+use crate::codes::{CodeTable, Meaning, Phase};
 use crate::http::{HttpRequest, HttpResponse, Method, RawCallback, find_header};
 use crate::sign::{self, HexCase, RsaSigner, RsaVerifier};
-use recharge_core::{Fen, Outcome, Reason};
+use recharge_core::{Fen, Outcome, Reason, Reported};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -70,7 +71,7 @@ impl Credentials {
     /// sign_key}`. SHA256-RSA needs the merchant private key and the platform public key (callbacks are
     /// verified with it); MD5 needs `sign_key`.
     pub fn from_json(text: &str) -> Result<Credentials, String> {
-        let s: SecretJson = serde_json::from_str(text).map_err(|e| crate::config::redacted(&e))?;
+        let s: SecretJson = serde_json::from_str(text).map_err(|e| crate::account::redacted(&e))?;
         if s.business_id.trim().is_empty() || s.merchant_id.trim().is_empty() {
             return Err("business_id and merchant_id are required".to_owned());
         }
@@ -109,27 +110,19 @@ impl Credentials {
     }
 }
 
-fn default_markers() -> Vec<String> {
-    ["已存在", "重复", "exist", "duplicate"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The [ASSUME] knobs of PROVIDERS 004 with their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Options {
-    /// Envelope `status` meaning success (default 0; the seed's 961 is a smart-doc placeholder).
-    pub success_status: i64,
+    /// Envelope `status` meaning success. No default (PROVIDERS §0.4 rule 2: the seed's 961 is a smart-doc
+    /// placeholder): an account without it refuses to load.
+    pub success_status: Option<i64>,
     /// Send the `signType` header (and so sign it). Default true.
     pub send_sign_type: bool,
-    /// Order status field and values.
-    pub order_status: wire::StatusMap,
+    /// The order object's status field (query `data` and callback body); its values are the account's
+    /// `codes.query` (and `codes.callback`, which defaults to the query's).
+    pub status_field: String,
     pub callback_reply: String,
-    /// Substrings of a refusal message that mean "bizCode already exists": that refusal is UNKNOWN, not
-    /// REJECTED (the order may exist). The real text is unknown; matched case-insensitively.
-    pub duplicate_markers: Vec<String>,
     /// Verify the signature headers on responses too ("signed the same way"); a bad one makes the answer
     /// Unknown. Off by default: whether responses carry them is not documented.
     pub verify_response_sign: bool,
@@ -142,11 +135,10 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            success_status: 0,
+            success_status: None,
             send_sign_type: true,
-            order_status: wire::StatusMap::default(),
+            status_field: "status".to_owned(),
             callback_reply: "SUCCESS".to_owned(),
-            duplicate_markers: default_markers(),
             verify_response_sign: false,
             callback_sign_type: None,
         }
@@ -162,6 +154,8 @@ pub struct OpenapiRsa {
     query_url: String,
     balance_url: Option<String>,
     max_body: usize,
+    success_status: i64,
+    codes: CodeTable,
 }
 
 /// The content to sign: sorted non-empty auth headers (except `sign`) as `k=v&…`, then the body string.
@@ -195,12 +189,30 @@ const AUTH_HEADERS: [&str; 4] = ["businessId", "nonce", "signType", "timestamp"]
 impl OpenapiRsa {
     pub fn new(account: &ProviderAccount, creds: Credentials) -> Result<OpenapiRsa, ConfigError> {
         let options: Options = account.options_as()?;
-        if options.order_status.field.is_empty() {
+        if options.status_field.is_empty() {
             return Err(ConfigError::Options {
                 protocol: Protocol::OpenapiRsa,
-                message: "order_status.field must not be empty".to_owned(),
+                message: "status_field must not be empty".to_owned(),
             });
         }
+        let success_status = options.success_status.ok_or_else(|| ConfigError::Options {
+            protocol: Protocol::OpenapiRsa,
+            message: "success_status is required: the provider's documents do not give it, so the \
+                      account must state it (PROVIDERS §0.4 rule 2)"
+                .to_owned(),
+        })?;
+        // Callbacks carry the same order object as queries: unless the account states a callback table, the
+        // query's statuses apply to callbacks too.
+        let mut overrides = account.codes.clone();
+        if !overrides.contains_key(&Phase::Callback)
+            && let Some(q) = overrides.get(&Phase::Query).cloned()
+        {
+            overrides.insert(Phase::Callback, q);
+        }
+        let codes = CodeTable::new(wire::DEFAULT_CODES, &overrides);
+        codes
+            .require(Phase::Query, Meaning::Success)
+            .map_err(ConfigError::Codes)?;
         match options.callback_sign_type {
             Some(SignType::Md5) if creds.sign_key.is_none() => {
                 return Err(ConfigError::Options {
@@ -230,7 +242,28 @@ impl OpenapiRsa {
             creds,
             options,
             max_body: account.max_body_bytes,
+            success_status,
+            codes,
         })
+    }
+
+    /// An order object (query `data`, callback body) through the account's table at `phase`.
+    fn classify_order(&self, phase: Phase, order: &Value) -> Parsed {
+        let provider_ref = wire::text(order.get("orderCode")).filter(|s| !s.is_empty());
+        let Some(status) = wire::text(order.get(&self.options.status_field)) else {
+            return unknown(
+                "no_status",
+                format!("no {} in order", self.options.status_field),
+            )
+            .into();
+        };
+        let message = wire::text(order.get("message")).unwrap_or_default();
+        let c = self
+            .codes
+            .classify(phase, &status, &message, provider_ref, None);
+        Parsed::classified(c, self.codes.lookup(phase, &status))
+            .echoing(wire::text(order.get("bizCode")))
+            .reporting(settlement(order))
     }
 
     fn sign(&self, content: &[u8]) -> Result<String, AdapterError> {
@@ -379,32 +412,25 @@ impl ProviderAdapter for OpenapiRsa {
         self.request(&self.submit_url, wire::ordered_json(&fields), ctx)
     }
 
-    fn parse_submit(&self, resp: &HttpResponse) -> Outcome {
+    fn parse_submit(&self, resp: &HttpResponse) -> Parsed {
         let env = match self.envelope(resp) {
             Ok(e) => e,
-            Err(o) => return o,
+            Err(o) => return o.into(),
         };
-        if env.status == self.options.success_status {
-            return Outcome::Accepted {
+        if env.status == self.success_status {
+            return Parsed::from(Outcome::Accepted {
                 provider_ref: wire::text(env.data.get("orderCode")).filter(|s| !s.is_empty()),
-            };
+            })
+            .echoing(wire::text(env.data.get("bizCode")))
+            .reporting(settlement(&env.data));
         }
-        let reason = Reason::new(env.status.to_string(), env.message.clone());
-        // "bizCode already exists" style refusal is UNKNOWN: the order may exist (PROVIDERS 004 envelope).
-        let lower = env.message.to_lowercase();
-        if self
-            .options
-            .duplicate_markers
-            .iter()
-            .any(|m| !m.is_empty() && lower.contains(&m.to_lowercase()))
-        {
-            return Outcome::Unknown { reason };
-        }
-        // Envelope: status 2 验签失败 and any other non-success status at submit is REJECTED [ASSUME].
-        Outcome::Rejected {
-            failover_allowed: true,
-            reason,
-        }
+        // Envelope: only the listed statuses (default: 2 验签失败) refuse; every other one is UNKNOWN, a
+        // "bizCode already exists" answer included (PROVIDERS §0.4 rule 1).
+        let code = env.status.to_string();
+        let c = self
+            .codes
+            .classify(Phase::Submit, &code, &env.message, None, None);
+        Parsed::classified(c, self.codes.lookup(Phase::Submit, &code))
     }
 
     fn build_query(
@@ -420,19 +446,19 @@ impl ProviderAdapter for OpenapiRsa {
         self.request(&self.query_url, wire::ordered_json(&fields), ctx)
     }
 
-    fn parse_query(&self, resp: &HttpResponse) -> Outcome {
+    fn parse_query(&self, resp: &HttpResponse) -> Parsed {
         let env = match self.envelope(resp) {
             Ok(e) => e,
-            Err(o) => return o,
+            Err(o) => return o.into(),
         };
-        if env.status != self.options.success_status {
+        if env.status != self.success_status {
             // No not-found code is documented: a refused query says nothing about the order.
-            return unknown(&env.status.to_string(), env.message);
+            return unknown(&env.status.to_string(), env.message).into();
         }
         if !env.data.is_object() {
-            return unknown("no_data", "query answer without an order object");
+            return unknown("no_data", "query answer without an order object").into();
         }
-        self.options.order_status.classify(&env.data)
+        self.classify_order(Phase::Query, &env.data)
     }
 
     fn build_balance(&self, ctx: &RequestContext) -> Result<HttpRequest, AdapterError> {
@@ -455,7 +481,7 @@ impl ProviderAdapter for OpenapiRsa {
             Outcome::Unknown { reason } => BalanceError::Unknown(reason),
             other => BalanceError::Unknown(Reason::new("unparsable", format!("{other:?}"))),
         })?;
-        if env.status != self.options.success_status {
+        if env.status != self.success_status {
             return Err(BalanceError::Unknown(Reason::new(
                 env.status.to_string(),
                 env.message,
@@ -483,11 +509,14 @@ impl ProviderAdapter for OpenapiRsa {
         }
         let attempt = attempt_from(wire::text(v.get("bizCode")).as_deref())?;
         let provider_ref = wire::text(v.get("orderCode")).filter(|s| !s.is_empty());
+        let parsed = self.classify_order(Phase::Callback, &v);
         Ok(CallbackEvent {
             attempt,
-            outcome: self.options.order_status.classify(&v),
+            outcome: parsed.outcome,
             provider_ref,
             trust: CallbackTrust::Signed,
+            reported: parsed.reported,
+            unlisted: parsed.unlisted,
         })
     }
 
@@ -497,6 +526,14 @@ impl ProviderAdapter for OpenapiRsa {
             // Anything but SUCCESS counts as failure and is retried on the documented schedule.
             CallbackAck::Rejected => HttpResponse::text(400, "FAIL"),
         }
+    }
+}
+
+/// `settlementPrice` (yuan), what the platform charges us.
+fn settlement(order: &Value) -> Reported {
+    Reported {
+        cost: wire::text(order.get("settlementPrice")).and_then(|t| Fen::parse_yuan(&t).ok()),
+        ..Reported::default()
     }
 }
 

@@ -7,14 +7,15 @@ pub mod wire;
 
 use crate::adapter::{
     AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, CallbackTrust,
-    Capabilities, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest,
+    Capabilities, Parsed, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest,
     VerificationRequest, attempt_from, precheck, unknown,
 };
+use crate::account::{ConfigError, Protocol, ProviderAccount};
 use crate::codec::{self, Charset};
-use crate::config::{ConfigError, Protocol, ProviderAccount};
+use crate::codes::{CodeTable, Phase};
 use crate::http::{HttpRequest, HttpResponse, Method, RawCallback};
 use crate::sign::{self, HexCase};
-use recharge_core::{Fen, NextAction, Outcome, Reason};
+use recharge_core::{Fen, NextAction, Outcome, Reason, Reported};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -118,6 +119,7 @@ pub struct SmsBilling {
     submit_url: String,
     verify_url: Option<String>,
     max_body: usize,
+    codes: CodeTable,
 }
 
 impl SmsBilling {
@@ -139,6 +141,7 @@ impl SmsBilling {
             creds,
             options,
             max_body: account.max_body_bytes,
+            codes: account.code_table(wire::DEFAULT_CODES),
         })
     }
 
@@ -229,19 +232,21 @@ impl ProviderAdapter for SmsBilling {
         }
     }
 
-    fn parse_submit(&self, resp: &HttpResponse) -> Outcome {
+    fn parse_submit(&self, resp: &HttpResponse) -> Parsed {
         let a = match self.answer(resp) {
             Ok(a) => a,
-            Err(o) => return o,
+            Err(o) => return o.into(),
         };
         if a.result_code != wire::RESULT_OK {
-            // "其他为失败": a refusal before anything was charged (no code table exists).
+            // [SEED] "0 为成功，其他为失败". This first step only issues SMS instructions or sends the user a
+            // code: nothing is charged until the user acts, so a refusal here is safe to fail over.
             return Outcome::Rejected {
                 failover_allowed: true,
                 reason: Reason::new(a.result_code, a.result_desc),
-            };
+            }
+            .into();
         }
-        match self.options.flow {
+        let outcome = match self.options.flow {
             Flow::Mp => match a.messages {
                 Some(messages) if !messages.is_empty() => Outcome::ActionRequired {
                     next: NextAction::SendSms { messages },
@@ -254,7 +259,8 @@ impl ProviderAdapter for SmsBilling {
                 next: NextAction::EnterVerificationCode,
                 provider_ref: a.order_id,
             },
-        }
+        };
+        outcome.into()
     }
 
     fn build_query(
@@ -266,8 +272,8 @@ impl ProviderAdapter for SmsBilling {
         Err(AdapterError::Unsupported("query"))
     }
 
-    fn parse_query(&self, _resp: &HttpResponse) -> Outcome {
-        unknown("unsupported", "sms-billing has no query")
+    fn parse_query(&self, _resp: &HttpResponse) -> Parsed {
+        unknown("unsupported", "sms-billing has no query").into()
     }
 
     fn build_balance(&self, _ctx: &RequestContext) -> Result<HttpRequest, AdapterError> {
@@ -307,23 +313,21 @@ impl ProviderAdapter for SmsBilling {
         )
     }
 
-    fn parse_verification(&self, resp: &HttpResponse) -> Outcome {
+    fn parse_verification(&self, resp: &HttpResponse) -> Parsed {
         let a = match self.answer(resp) {
             Ok(a) => a,
-            Err(o) => return o,
+            Err(o) => return o.into(),
         };
-        if a.result_code == wire::RESULT_OK {
-            // 验证码支付 resultCode 0: 交易成功.
-            return Outcome::Succeeded {
-                provider_ref: a.order_id,
-            };
-        }
-        // Refused confirmation: nothing charged. Not failed over: the order must not be re-confirmed with a
-        // fresh code, and another channel would need the user again.
-        Outcome::Failed {
-            failover_allowed: false,
-            reason: Reason::new(a.result_code, a.result_desc),
-        }
+        // 验证码支付 is the step that charges: `0` 交易成功, and only the codes the account lists mean
+        // anything else; an unlisted one may have charged the user, so it is UNKNOWN (PROVIDERS §0.4 rule 1).
+        let c = self.codes.classify(
+            Phase::Submit,
+            &a.result_code,
+            &a.result_desc,
+            a.order_id.clone(),
+            None,
+        );
+        Parsed::classified(c, self.codes.lookup(Phase::Submit, &a.result_code))
     }
 
     fn verify_and_parse_callback(&self, raw: &RawCallback) -> Result<CallbackEvent, CallbackError> {
@@ -360,22 +364,22 @@ impl ProviderAdapter for SmsBilling {
         let status = fields
             .get("status")
             .ok_or_else(|| CallbackError::Malformed("status missing".to_owned()))?;
-        let outcome = if status == wire::DELIVERED {
-            Outcome::Succeeded {
-                provider_ref: provider_ref.clone(),
-            }
-        } else {
-            // Sync: "DELIVRD = billed; anything else = failed" (operator status report).
-            Outcome::Failed {
-                failover_allowed: false,
-                reason: Reason::new(status.clone(), "operator status report"),
-            }
-        };
+        // Only `DELIVRD` is known; a channel's failure statuses must be listed by the account, and any other
+        // value is UNKNOWN (PROVIDERS §0.4 rules 1 and 2).
+        let c = self.codes.classify(
+            Phase::Callback,
+            status,
+            "operator status report",
+            provider_ref.clone(),
+            None,
+        );
         Ok(CallbackEvent {
             attempt,
-            outcome,
+            outcome: c.outcome,
             provider_ref,
             trust,
+            reported: Reported::default(),
+            unlisted: c.unlisted,
         })
     }
 

@@ -4,16 +4,17 @@
 
 pub mod wire;
 
+use crate::account::{ConfigError, ProviderAccount};
 use crate::adapter::{
     AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, CallbackTrust,
-    Capabilities, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest, attempt_from,
-    precheck, unknown,
+    Capabilities, Parsed, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest,
+    attempt_from, precheck, unknown,
 };
 use crate::codec::{self, Charset, Element};
-use crate::config::{ConfigError, ProviderAccount};
+use crate::codes::{CodeTable, Phase};
 use crate::http::{HttpRequest, HttpResponse, Method, RawCallback};
 use crate::sign::{self, HexCase};
-use recharge_core::{Fen, Outcome, Reason};
+use recharge_core::{Fen, Outcome, ProductKind, Reason, Reported};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +87,7 @@ pub struct SukaXml {
     query_url: String,
     balance_url: Option<String>,
     max_body: usize,
+    codes: CodeTable,
 }
 
 /// The submit sign string, in the fixed order of PROVIDERS 001; empty values stay as empty strings.
@@ -162,7 +164,32 @@ impl SukaXml {
             creds,
             options,
             max_body: account.max_body_bytes,
+            codes: account.code_table(wire::DEFAULT_CODES),
         })
+    }
+
+    /// Reads `resultno` of an `<order>` answer through the account's code table at `phase`, with the
+    /// echoed `sporderid`, the platform's `orderid`, and the reported `ordercash` (yuan) and `num`.
+    fn classify_order(&self, phase: Phase, resp: &HttpResponse) -> Parsed {
+        let root = match self.parse_xml(resp) {
+            Ok(r) => r,
+            Err(o) => return o.into(),
+        };
+        let Some(code) = root.child_text("resultno").filter(|_| root.name == "order") else {
+            return unknown("unparsable", "no <order><resultno>").into();
+        };
+        let message = nonempty(&root, "remark1").unwrap_or_else(|| wire::meaning(code).to_owned());
+        let c = self
+            .codes
+            .classify(phase, code, &message, nonempty(&root, "orderid"), None);
+        let reported = Reported {
+            cost: nonempty(&root, "ordercash").and_then(|t| Fen::parse_yuan(&t).ok()),
+            quantity: nonempty(&root, "num").and_then(|t| t.parse().ok()),
+            ..Reported::default()
+        };
+        Parsed::classified(c, self.codes.lookup(phase, code))
+            .echoing(nonempty(&root, "sporderid"))
+            .reporting(reported)
     }
 
     fn key(&self) -> &str {
@@ -222,7 +249,28 @@ impl ProviderAdapter for SukaXml {
         ctx: &RequestContext,
     ) -> Result<HttpRequest, AdapterError> {
         let get = |k: &str| req.extra.get(k).map(String::as_str).unwrap_or("");
-        let num = req.extra.get("num").map(String::as_str).unwrap_or("1");
+        // The seed's electricity `account` is a JSON object built from the 户号 and the region, and `areaid`
+        // carries the contact phone (PROVIDERS 001, electricity example).
+        let (account, areaid) = match req.kind {
+            ProductKind::Electricity => (
+                electricity_account(
+                    &req.account,
+                    get("username"),
+                    req.extra.get("type").map(String::as_str).unwrap_or("1"),
+                    get("area"),
+                    get("city"),
+                ),
+                get("phone"),
+            ),
+            ProductKind::MobileFast
+            | ProductKind::MobileSlow
+            | ProductKind::Game
+            | ProductKind::Vip
+            | ProductKind::BillingSms
+            | ProductKind::BillingCode => (req.account.clone(), get("areaid")),
+        };
+        // One unit per route: the quantity is never the merchant's to choose (PROVIDERS §0.4 rule 6).
+        let num = "1";
         let spordertime = codec::beijing_compact(ctx.now);
         let userid = self.creds.userid.as_str();
         let productid = req.route.provider_product.as_str();
@@ -231,9 +279,9 @@ impl ProviderAdapter for SukaXml {
             userid,
             productid,
             num,
-            get("areaid"),
+            areaid,
             get("serverid"),
-            &req.account,
+            &account,
             &spordertime,
             sporderid,
             self.key(),
@@ -242,9 +290,9 @@ impl ProviderAdapter for SukaXml {
             ("userid", userid),
             ("productid", productid),
             ("num", num),
-            ("areaid", get("areaid")),
+            ("areaid", areaid),
             ("serverid", get("serverid")),
-            ("account", &req.account),
+            ("account", &account),
         ];
         // Unsigned: buyer IP (南网 electricity: the ID-card number).
         if let Some(ip) = req.extra.get("userip") {
@@ -263,17 +311,8 @@ impl ProviderAdapter for SukaXml {
         self.form_request(&self.submit_url, &pairs)
     }
 
-    fn parse_submit(&self, resp: &HttpResponse) -> Outcome {
-        let root = match self.parse_xml(resp) {
-            Ok(r) => r,
-            Err(o) => return o,
-        };
-        match root.child_text("resultno") {
-            Some(code) if root.name == "order" => {
-                wire::classify_submit(code, nonempty(&root, "orderid"))
-            }
-            _ => unknown("unparsable", "no <order><resultno>"),
-        }
+    fn parse_submit(&self, resp: &HttpResponse) -> Parsed {
+        self.classify_order(Phase::Submit, resp)
     }
 
     fn build_query(
@@ -296,17 +335,8 @@ impl ProviderAdapter for SukaXml {
         self.form_request(&self.query_url, &pairs)
     }
 
-    fn parse_query(&self, resp: &HttpResponse) -> Outcome {
-        let root = match self.parse_xml(resp) {
-            Ok(r) => r,
-            Err(o) => return o,
-        };
-        match root.child_text("resultno") {
-            Some(code) if root.name == "order" => {
-                wire::classify_query(code, nonempty(&root, "orderid"))
-            }
-            _ => unknown("unparsable", "no <order><resultno>"),
-        }
+    fn parse_query(&self, resp: &HttpResponse) -> Parsed {
+        self.classify_order(Phase::Query, resp)
     }
 
     fn build_balance(&self, _ctx: &RequestContext) -> Result<HttpRequest, AdapterError> {
@@ -373,12 +403,30 @@ impl ProviderAdapter for SukaXml {
         }
         let attempt = attempt_from(codec::field(&pairs, "sporderid"))?;
         let provider_ref = Some(f("orderid").to_owned()).filter(|s| !s.is_empty());
+        let code = f("resultno");
+        let c = self.codes.classify(
+            Phase::Callback,
+            code,
+            wire::meaning(code),
+            provider_ref.clone(),
+            None,
+        );
+        // `parvalue` and `fundbalance` are not signed (PROVIDERS 001 callback): nothing is read from them.
         Ok(CallbackEvent {
             attempt,
-            outcome: wire::classify_callback(f("resultno"), provider_ref.clone()),
+            outcome: c.outcome,
             provider_ref,
             trust: CallbackTrust::Signed,
+            reported: Reported::default(),
+            unlisted: c.unlisted,
         })
+    }
+
+    fn text_fits(&self, text: &str) -> bool {
+        match self.options.form_charset {
+            Charset::Gbk => !encoding_rs::GBK.encode(text).2,
+            Charset::Utf8 => true,
+        }
     }
 
     fn callback_ack(&self, ack: CallbackAck) -> HttpResponse {

@@ -1,7 +1,7 @@
 //! Test helpers shared by the adapters' unit tests.
 
 use crate::adapter::{RequestContext, SubmitRequest};
-use crate::config::{Protocol, ProviderAccount};
+use crate::account::{Protocol, ProviderAccount};
 use crate::http::{HttpResponse, Method, RawCallback};
 use recharge_core::{AttemptId, AttemptNo, Fen, OrderId, ProviderAccountId, Route, Timestamp};
 use std::collections::BTreeMap;
@@ -24,6 +24,7 @@ pub fn submit(product: &str, account: &str, extra: &[(&str, &str)]) -> SubmitReq
     SubmitRequest {
         attempt: attempt(),
         route: route(product),
+        kind: recharge_core::ProductKind::MobileFast,
         account: account.to_owned(),
         face_value: Fen::new(10_000),
         extra: extra
@@ -51,8 +52,15 @@ pub fn account(
         timeouts: Default::default(),
         max_body_bytes: 64 * 1024,
         not_found_grace_secs: 600,
+        codes: Default::default(),
         options,
     }
+}
+
+/// `account` with `codes` (JSON: `{"query": {"2": "success"}}`) as its code-table overrides.
+pub fn with_codes(mut account: ProviderAccount, codes: serde_json::Value) -> ProviderAccount {
+    account.codes = serde_json::from_value(codes).unwrap();
+    account
 }
 
 pub fn ctx_at(millis: i64) -> RequestContext {

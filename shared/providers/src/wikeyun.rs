@@ -6,14 +6,15 @@ pub mod wire;
 
 use crate::adapter::{
     AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, CallbackTrust,
-    Capabilities, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest, attempt_from,
-    precheck, unknown,
+    Capabilities, Parsed, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest,
+    attempt_from, precheck, unknown,
 };
 use crate::codec::{self, Charset};
-use crate::config::{ConfigError, Protocol, ProviderAccount};
+use crate::codes::{CodeTable, Phase};
+use crate::account::{ConfigError, Protocol, ProviderAccount};
 use crate::http::{HttpRequest, HttpResponse, Method, RawCallback};
 use crate::sign;
-use recharge_core::{Fen, Outcome, Reason};
+use recharge_core::{Fen, Outcome, Reason, Reported};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -51,9 +52,10 @@ impl Credentials {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QueryBy {
-    /// Our id (`order_no`): works even when the submit answer was lost.
+    /// Always our id (`order_no`).
     OrderNo,
-    /// The platform's `order_number` when we have it (the seed's form), else our id.
+    /// The platform's `order_number` once we know it (the seed's form), else our id (which works even when
+    /// the submit answer was lost).
     OrderNumber,
 }
 
@@ -76,12 +78,8 @@ pub struct Options {
     pub verify_callback_sign: bool,
     pub callback_reply: String,
     pub query_by: QueryBy,
-    /// The SDK adds `store_id` to queries; the seed and the worked example do not.
+    /// The SDK sends `store_id` with queries (the seed's example does not): on by default.
     pub query_sends_store_id: bool,
-    /// Substrings of a pushOrder refusal meaning "order_no already used": the order may exist, so that
-    /// refusal is UNKNOWN rather than REJECTED (§0.3 rule 2). Matched case-insensitively; the real text is
-    /// not public.
-    pub duplicate_markers: Vec<String>,
 }
 
 impl Default for Options {
@@ -94,12 +92,8 @@ impl Default for Options {
             source: None,
             verify_callback_sign: false,
             callback_reply: "success".to_owned(),
-            query_by: QueryBy::OrderNo,
-            query_sends_store_id: false,
-            duplicate_markers: ["已存在", "重复", "exist", "duplicate"]
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            query_by: QueryBy::OrderNumber,
+            query_sends_store_id: true,
         }
     }
 }
@@ -113,6 +107,7 @@ pub struct Wikeyun {
     query_url: String,
     balance_url: String,
     max_body: usize,
+    codes: CodeTable,
 }
 
 impl Wikeyun {
@@ -138,7 +133,39 @@ impl Wikeyun {
             creds,
             options,
             max_body: account.max_body_bytes,
+            codes: account.code_table(wire::DEFAULT_CODES),
         })
+    }
+
+    /// An order `status` (query or callback) through the account's table, with its reported amounts.
+    fn classify_status(&self, phase: Phase, fields: &dyn Fn(&str) -> Option<String>) -> Parsed {
+        let Some(status) = fields("status") else {
+            return unknown("unparsable", "order data without status").into();
+        };
+        let mut message = wire::meaning(&status).to_owned();
+        if let Some(r) = fields("failReason")
+            .or_else(|| fields("reason"))
+            .filter(|r| !r.is_empty())
+        {
+            message = format!("{message}: {r}");
+        }
+        let yuan = |k: &str| fields(k).and_then(|t| Fen::parse_yuan(&t).ok());
+        let reported = Reported {
+            cost: yuan("cost_price"),
+            face: yuan("amount"),
+            delivered: yuan("arrived_amount"),
+            quantity: None,
+        };
+        let c = self.codes.classify(
+            phase,
+            &status,
+            &message,
+            fields("order_number").filter(|s| !s.is_empty()),
+            reported.delivered,
+        );
+        Parsed::classified(c, self.codes.lookup(phase, &status))
+            .echoing(fields("order_no"))
+            .reporting(reported)
     }
 
     /// Builds the signed request: common params + sign in the query string, business + common params (no
@@ -226,12 +253,8 @@ impl ProviderAdapter for Wikeyun {
         ctx: &RequestContext,
     ) -> Result<HttpRequest, AdapterError> {
         let (money, kind) = product(&req.route.provider_product)?;
-        let recharge_type = req
-            .extra
-            .get("recharge_type")
-            .map(String::as_str)
-            .or(kind)
-            .unwrap_or(&self.options.recharge_type);
+        // Fast or slow comes from the route, never from the merchant (PROVIDERS §0.4 rule 6).
+        let recharge_type = kind.unwrap_or(&self.options.recharge_type);
         let mut business: Vec<(&str, String)> = vec![
             ("store_id", self.options.store_id.clone()),
             ("mobile", req.account.clone()),
@@ -252,33 +275,20 @@ impl ProviderAdapter for Wikeyun {
         self.request(&self.submit_url, &business, ctx)
     }
 
-    fn parse_submit(&self, resp: &HttpResponse) -> Outcome {
+    fn parse_submit(&self, resp: &HttpResponse) -> Parsed {
         let env = match self.envelope(resp) {
             Ok(e) => e,
-            Err(o) => return o,
+            Err(o) => return o.into(),
         };
-        if env.code == wire::CODE_SUCCESS {
-            return Outcome::Accepted {
-                provider_ref: wire::text(env.data.get("order_number")).filter(|s| !s.is_empty()),
-            };
-        }
         if env.code.is_empty() {
-            return unknown("unparsable", "empty code");
+            return unknown("unparsable", "empty code").into();
         }
-        let lower = env.msg.to_lowercase();
-        if self
-            .options
-            .duplicate_markers
-            .iter()
-            .any(|m| !m.is_empty() && lower.contains(&m.to_lowercase()))
-        {
-            return unknown(&env.code, env.msg);
-        }
-        // Responses: every other non-0000 code at pushOrder is REJECTED [ASSUME]; only 1003 is public.
-        Outcome::Rejected {
-            failover_allowed: true,
-            reason: Reason::new(env.code, env.msg),
-        }
+        let provider_ref = wire::text(env.data.get("order_number")).filter(|s| !s.is_empty());
+        let c = self
+            .codes
+            .classify(Phase::Submit, &env.code, &env.msg, provider_ref, None);
+        Parsed::classified(c, self.codes.lookup(Phase::Submit, &env.code))
+            .echoing(wire::text(env.data.get("order_no")))
     }
 
     fn build_query(
@@ -298,25 +308,17 @@ impl ProviderAdapter for Wikeyun {
         self.request(&self.query_url, &business, ctx)
     }
 
-    fn parse_query(&self, resp: &HttpResponse) -> Outcome {
+    fn parse_query(&self, resp: &HttpResponse) -> Parsed {
         let env = match self.envelope(resp) {
             Ok(e) => e,
-            Err(o) => return o,
+            Err(o) => return o.into(),
         };
         if env.code != wire::CODE_SUCCESS {
             // No not-found code is public: a failed query says nothing about the order.
-            return unknown(&env.code, env.msg);
+            return unknown(&env.code, env.msg).into();
         }
         let d = &env.data;
-        let Some(status) = wire::text(d.get("status")) else {
-            return unknown("unparsable", "query data without status");
-        };
-        wire::classify_status(
-            &status,
-            wire::text(d.get("order_number")).filter(|s| !s.is_empty()),
-            wire::text(d.get("arrived_amount")).as_deref(),
-            wire::text(d.get("reason")).as_deref(),
-        )
+        self.classify_status(Phase::Query, &|k| wire::text(d.get(k)))
     }
 
     fn build_balance(&self, ctx: &RequestContext) -> Result<HttpRequest, AdapterError> {
@@ -357,27 +359,21 @@ impl ProviderAdapter for Wikeyun {
             CallbackTrust::Unverified
         };
         let attempt = attempt_from(fields.get("order_no").map(String::as_str))?;
-        let status = fields
-            .get("status")
-            .ok_or_else(|| CallbackError::Malformed("status missing".to_owned()))?;
+        if !fields.contains_key("status") {
+            return Err(CallbackError::Malformed("status missing".to_owned()));
+        }
         let provider_ref = fields
             .get("order_number")
             .filter(|s| !s.is_empty())
             .cloned();
-        let outcome = wire::classify_status(
-            status,
-            provider_ref.clone(),
-            fields.get("arrived_amount").map(String::as_str),
-            fields
-                .get("failReason")
-                .or(fields.get("reason"))
-                .map(String::as_str),
-        );
+        let parsed = self.classify_status(Phase::Callback, &|k| fields.get(k).cloned());
         Ok(CallbackEvent {
             attempt,
-            outcome,
+            outcome: parsed.outcome,
             provider_ref,
             trust,
+            reported: parsed.reported,
+            unlisted: parsed.unlisted,
         })
     }
 

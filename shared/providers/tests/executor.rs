@@ -1,12 +1,17 @@
-//! The HTTP executor against a loopback HTTP/1.1 server started in the test: timeouts, 5xx, garbage, GBK
-//! bodies, the body cap and connection reuse. Transport trouble must come out as `Outcome::Unknown`.
+//! The HTTP executor and the registry's runners against a loopback HTTP/1.1 server started in the test:
+//! timeouts, 5xx, garbage, GBK bodies, the body cap, connection reuse, a port nothing listens on and a server
+//! that resets after reading the request. Transport trouble must come out as `Outcome::Unknown`, except a
+//! connection that was never made, which a submit calls a refusal (PROVIDERS §0.4 rule 3).
 
 // Test helpers outside `#[test]` fns are not covered by clippy's allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used)]
 
-use recharge_core::Outcome;
+use recharge_core::{
+    AttemptId, AttemptNo, Fen, OrderId, Outcome, ProductKind, ProviderAccountId, Route, Timestamp,
+};
 use recharge_providers::{
-    Executor, HttpRequest, Limits, Method, Provider, ProviderAccount, TransportError,
+    Executor, Expect, HttpRequest, Limits, Method, Provider, ProviderAccount, QueryRequest,
+    SubmitRequest, TransportError,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +33,11 @@ fn gbk_order(code: &str) -> Vec<u8> {
 }
 
 async fn respond(stream: &mut TcpStream, path: &str) -> std::io::Result<()> {
+    if path == "/reset" {
+        // The request was read in full: close with a reset (SO_LINGER 0), answering nothing.
+        stream.set_linger(Some(Duration::ZERO))?;
+        return Err(std::io::Error::other("reset on purpose"));
+    }
     let (status, body, extra): (&str, Vec<u8>, &str) = match path {
         "/ok" => ("200 OK", gbk_order("0"), ""),
         "/slow" => {
@@ -141,28 +151,72 @@ fn get(url: String) -> HttpRequest {
     }
 }
 
-fn suka(base: &str) -> Provider {
+fn suka(base: &str, path: &str, call_ms: u64) -> Provider {
     let acct = ProviderAccount::from_json(&format!(
         r#"{{"id":"dingyin-1","protocol":"suka-xml","secret_name":"s",
-            "endpoints":{{"submit":"{base}/ok","query":"{base}/ok"}},
-            "timeouts":{{"call_ms":500}},"max_body_bytes":4096}}"#
+            "endpoints":{{"submit":"{base}{path}","query":"{base}{path}"}},
+            "timeouts":{{"call_ms":{call_ms}}},"max_body_bytes":4096}}"#
     ))
     .unwrap();
     Provider::load(acct, r#"{"userid":"10004927","key":"k"}"#).unwrap()
 }
 
+fn attempt() -> AttemptId {
+    AttemptId::new(&OrderId::parse("7JUWX4CXN3GSIQOKCCTK").unwrap(), AttemptNo::FIRST)
+}
+
+fn submit_request() -> SubmitRequest {
+    SubmitRequest {
+        attempt: attempt(),
+        route: Route {
+            provider_account: ProviderAccountId::parse("dingyin-1").unwrap(),
+            provider_product: "3312".to_owned(),
+            cost: Fen::new(9850),
+        },
+        kind: ProductKind::Game,
+        account: "player-1".to_owned(),
+        face_value: Fen::new(10_000),
+        extra: Default::default(),
+        callback_url: None,
+    }
+}
+
+async fn submit(p: &Provider) -> Outcome {
+    let exec = Executor::new().unwrap();
+    p.submit(&exec, &submit_request(), Timestamp::from_millis(1_700_000_000_000))
+        .await
+        .outcome
+}
+
+async fn query(p: &Provider) -> Outcome {
+    let exec = Executor::new().unwrap();
+    let id = attempt();
+    let expect = Expect {
+        attempt: &id,
+        cost: Fen::new(9850),
+        face: Fen::new(10_000),
+        provider_ref: None,
+    };
+    let req = QueryRequest {
+        attempt: id.clone(),
+        provider_ref: None,
+    };
+    p.query(&exec, &req, &expect, Timestamp::from_millis(1_700_000_000_000))
+        .await
+        .outcome
+}
+
+fn closed_port() -> u16 {
+    // Bind and drop to get a port nothing listens on.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 #[tokio::test]
 async fn gbk_body_is_read_and_classified() {
     let s = server().await;
-    let exec = Executor::new().unwrap();
-    let p = suka(&s.base);
-    let out = exec
-        .call(&get(format!("{}/ok", s.base)), &p.account.limits(), |r| {
-            p.adapter.parse_submit(r)
-        })
-        .await;
     assert_eq!(
-        out,
+        submit(&suka(&s.base, "/ok", 2000)).await,
         Outcome::Accepted {
             provider_ref: Some("XS1".to_owned())
         }
@@ -172,14 +226,8 @@ async fn gbk_body_is_read_and_classified() {
 #[tokio::test]
 async fn timeout_is_unknown() {
     let s = server().await;
-    let exec = Executor::new().unwrap();
-    let p = suka(&s.base);
     let started = std::time::Instant::now();
-    let out = exec
-        .call(&get(format!("{}/slow", s.base)), &limits(300, 4096), |r| {
-            p.adapter.parse_submit(r)
-        })
-        .await;
+    let out = submit(&suka(&s.base, "/slow", 300)).await;
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(matches!(out, Outcome::Unknown { reason } if reason.code == "timeout"));
 }
@@ -187,28 +235,14 @@ async fn timeout_is_unknown() {
 #[tokio::test]
 async fn server_error_is_unknown_even_with_a_failure_code_in_the_body() {
     let s = server().await;
-    let exec = Executor::new().unwrap();
-    let p = suka(&s.base);
-    let out = exec
-        .call(&get(format!("{}/500", s.base)), &limits(2000, 4096), |r| {
-            p.adapter.parse_submit(r)
-        })
-        .await;
+    let out = submit(&suka(&s.base, "/500", 2000)).await;
     assert!(matches!(out, Outcome::Unknown { reason } if reason.code == "http_5xx"));
 }
 
 #[tokio::test]
 async fn garbage_is_unknown() {
     let s = server().await;
-    let exec = Executor::new().unwrap();
-    let p = suka(&s.base);
-    let out = exec
-        .call(
-            &get(format!("{}/garbage", s.base)),
-            &limits(2000, 4096),
-            |r| p.adapter.parse_submit(r),
-        )
-        .await;
+    let out = submit(&suka(&s.base, "/garbage", 2000)).await;
     assert!(matches!(out, Outcome::Unknown { reason } if reason.code == "unparsable"));
 }
 
@@ -229,21 +263,37 @@ async fn bodies_over_the_cap_are_refused_before_decoding() {
 }
 
 #[tokio::test]
-async fn connection_refused_is_unknown() {
-    // Bind and drop to get a port nothing listens on.
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let exec = Executor::new().unwrap();
-    let out = exec
-        .call(
-            &get(format!("http://127.0.0.1:{port}/ok")),
-            &limits(2000, 4096),
-            |_| Outcome::NotFound,
-        )
-        .await;
-    assert!(matches!(out, Outcome::Unknown { reason } if reason.code == "transport"));
+async fn a_submit_whose_connection_was_never_made_is_a_refusal_that_may_fail_over() {
+    let base = format!("http://127.0.0.1:{}", closed_port());
+    let out = submit(&suka(&base, "/ok", 2000)).await;
+    assert!(
+        matches!(&out, Outcome::Rejected { failover_allowed: true, reason } if reason.code == "not_connected"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_submit_to_an_unresolvable_host_is_a_refusal_that_may_fail_over() {
+    // `.invalid` never resolves (RFC 6761).
+    let out = submit(&suka("http://provider.invalid", "/ok", 2000)).await;
+    assert!(
+        matches!(&out, Outcome::Rejected { failover_allowed: true, reason } if reason.code == "not_connected"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_query_whose_connection_was_never_made_learns_nothing() {
+    let base = format!("http://127.0.0.1:{}", closed_port());
+    let out = query(&suka(&base, "/ok", 2000)).await;
+    assert!(matches!(&out, Outcome::Unknown { reason } if reason.code == "not_connected"), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_resets_after_reading_the_request_leaves_the_submit_unknown() {
+    let s = server().await;
+    let out = submit(&suka(&s.base, "/reset", 2000)).await;
+    assert!(matches!(&out, Outcome::Unknown { reason } if reason.code == "transport"), "{out:?}");
 }
 
 #[tokio::test]

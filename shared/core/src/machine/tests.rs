@@ -47,6 +47,7 @@ fn out(k: u8, source: Source, outcome: Outcome) -> Event {
         attempt: n(k),
         source,
         outcome,
+        report: Default::default(),
     }
 }
 
@@ -673,7 +674,7 @@ fn arb_source() -> impl Strategy<Value = Source> {
 fn arb_event() -> impl Strategy<Value = Event> {
     prop_oneof![
         6 => (1u8..=4, arb_source(), arb_outcome())
-            .prop_map(|(k, source, outcome)| Event::Outcome { attempt: n(k), source, outcome }),
+            .prop_map(|(k, source, outcome)| Event::Outcome { attempt: n(k), source, outcome, report: Default::default() }),
         1 => (1u8..=4).prop_map(|k| Event::SubmitDeadlinePassed { attempt: n(k) }),
         2 => prop_oneof![Just("acct-a"), Just("acct-b")].prop_map(|a| Event::OpenAttempt { route: route(a) }),
         1 => Just(Event::RoutesExhausted { reason: Reason::new("no_route", "none left") }),

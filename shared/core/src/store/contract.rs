@@ -65,6 +65,7 @@ fn accepted(attempt: AttemptNo, source: Source) -> Event {
         outcome: Outcome::Accepted {
             provider_ref: Some("P1".into()),
         },
+        report: Default::default(),
     }
 }
 
@@ -73,6 +74,7 @@ fn succeeded(attempt: AttemptNo) -> Event {
         attempt,
         source: Source::Callback,
         outcome: Outcome::Succeeded { provider_ref: None },
+        report: Default::default(),
     }
 }
 
@@ -342,6 +344,7 @@ pub async fn concurrent_transitions_from_one_version_apply_once(store: Arc<dyn O
                 outcome: Outcome::Accepted {
                     provider_ref: Some(format!("P{i}")),
                 },
+                report: Default::default(),
             };
             let next = apply(&order, &event, T0, &policy).unwrap();
             tokio::spawn(async move {
@@ -421,6 +424,7 @@ pub async fn failover_history_round_trips_through_the_store(store: Arc<dyn Order
                 failover_allowed: true,
                 reason: Reason::new("5002", "余额不足"),
             },
+            report: Default::default(),
         },
         Event::OpenAttempt {
             route: order.attempts()[0].route().clone(),

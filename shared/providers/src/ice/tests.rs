@@ -1,5 +1,6 @@
 use super::*;
-use crate::config::{Protocol, Provider};
+use crate::account::Protocol;
+use crate::registry::Provider;
 use crate::testkit::*;
 use proptest::prelude::*;
 use serde_json::json;
@@ -8,7 +9,20 @@ const SECRET: &str =
     r#"{"app_id":"ICETESTAPPID01","token":"TestIceToken0123","access_token":"AT-123"}"#;
 const TS_MS: i64 = 1_700_000_000_000;
 
+/// What a test account states about order statuses (the seed gives none: PROVIDERS §0.4 rule 2).
+fn test_codes() -> serde_json::Value {
+    json!({"query": {
+        "0": "accepted", "1": "accepted",
+        "2": "success", "7": "success", "0007": "success",
+        "3": "failure", "8": "failure", "0008": "failure"
+    }})
+}
+
 fn provider_with(extra: serde_json::Value) -> Provider {
+    provider_coded(extra, test_codes())
+}
+
+fn provider_coded(extra: serde_json::Value, codes: serde_json::Value) -> Provider {
     let mut opts = json!({"company": "彩生活", "supplier": "中国移动"});
     if let (Some(o), Some(e)) = (opts.as_object_mut(), extra.as_object()) {
         for (k, v) in e {
@@ -23,7 +37,7 @@ fn provider_with(extra: serde_json::Value) -> Provider {
         ],
         opts,
     );
-    Provider::load(acct, SECRET).unwrap()
+    Provider::load(with_codes(acct, codes), SECRET).unwrap()
 }
 
 fn provider() -> Provider {
@@ -127,22 +141,33 @@ fn order_answers_are_classified() {
     let p = provider();
     assert_eq!(
         p.adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/order_ok.json")[..])),
+            .parse_submit(&ok(&include_bytes!("fixtures/order_ok.json")[..])).outcome,
         Outcome::Accepted {
             provider_ref: Some("VBP14656954660051458".to_owned())
         }
     );
-    assert!(matches!(
-        p.adapter.parse_submit(&ok(&include_bytes!("fixtures/order_failed.json")[..])),
-        Outcome::Rejected { failover_allowed: true, reason } if reason.code == "1"
-    ));
+    // The answer echoes our order number: the registry compares it with the attempt.
+    assert_eq!(
+        p.adapter
+            .parse_submit(&ok(&include_bytes!("fixtures/order_ok.json")[..]))
+            .echoed
+            .as_deref(),
+        Some("7JUWX4CXN3GSIQOKCCTK01")
+    );
+    // `code 1` is a bare 失败 with no table behind it: the order may have been recorded, so it is Unknown
+    // and reported as unlisted (PROVIDERS §0.4 rule 1), never a refusal that fails over.
+    let failed = p
+        .adapter
+        .parse_submit(&ok(&include_bytes!("fixtures/order_failed.json")[..]));
+    assert!(matches!(failed.outcome, Outcome::Unknown { .. }), "{failed:?}");
+    assert_eq!(failed.unlisted.map(|u| u.code).as_deref(), Some("1"));
     for bad in [
         ok(&br#"{"code":"500","message":"x"}"#[..]),
         HttpResponse::new(500, &include_bytes!("fixtures/order_ok.json")[..]),
         ok(&b"<html/>"[..]),
     ] {
         assert!(matches!(
-            p.adapter.parse_submit(&bad),
+            p.adapter.parse_submit(&bad).outcome,
             Outcome::Unknown { .. }
         ));
     }
@@ -160,7 +185,7 @@ fn every_mapped_status_is_classified_and_others_are_unknown() {
     let r = Some("VBP1".to_owned());
     for s in ["0", "1"] {
         assert_eq!(
-            p.adapter.parse_query(&ok(status(s))),
+            p.adapter.parse_query(&ok(status(s))).outcome,
             Outcome::Accepted {
                 provider_ref: r.clone()
             }
@@ -168,7 +193,7 @@ fn every_mapped_status_is_classified_and_others_are_unknown() {
     }
     for s in ["2", "7", "0007"] {
         assert_eq!(
-            p.adapter.parse_query(&ok(status(s))),
+            p.adapter.parse_query(&ok(status(s))).outcome,
             Outcome::Succeeded {
                 provider_ref: r.clone()
             },
@@ -178,7 +203,7 @@ fn every_mapped_status_is_classified_and_others_are_unknown() {
     for s in ["3", "8", "0008"] {
         assert!(
             matches!(
-                p.adapter.parse_query(&ok(status(s))),
+                p.adapter.parse_query(&ok(status(s))).outcome,
                 Outcome::Failed { .. }
             ),
             "{s}"
@@ -187,7 +212,7 @@ fn every_mapped_status_is_classified_and_others_are_unknown() {
     for s in ["4", "07", "", "成功"] {
         assert!(
             matches!(
-                p.adapter.parse_query(&ok(status(s))),
+                p.adapter.parse_query(&ok(status(s))).outcome,
                 Outcome::Unknown { .. }
             ),
             "{s}"
@@ -197,7 +222,7 @@ fn every_mapped_status_is_classified_and_others_are_unknown() {
     assert_eq!(
         p.adapter.parse_query(&ok(
             &include_bytes!("fixtures/query_content_success.json")[..]
-        )),
+        )).outcome,
         Outcome::Succeeded {
             provider_ref: Some("VBP14656954660051458".to_owned())
         }
@@ -205,29 +230,51 @@ fn every_mapped_status_is_classified_and_others_are_unknown() {
     // A failed query is not a failed order.
     assert!(matches!(
         p.adapter
-            .parse_query(&ok(&include_bytes!("fixtures/order_failed.json")[..])),
+            .parse_query(&ok(&include_bytes!("fixtures/order_failed.json")[..])).outcome,
         Outcome::Unknown { .. }
     ));
     // ICE envelope form: result/reason.
     assert!(matches!(
-        p.adapter.parse_query(&ok(&br#"{"result":1,"reason":"token expired"}"#[..])),
+        p.adapter.parse_query(&ok(&br#"{"result":1,"reason":"token expired"}"#[..])).outcome,
         Outcome::Unknown { reason } if reason.message == "token expired"
     ));
 }
 
 #[test]
-fn status_map_is_configurable() {
-    let p = provider_with(
-        json!({"order_status": {"processing": ["0"], "succeeded": ["9"], "failed": []}}),
-    );
+fn order_statuses_are_the_accounts_code_table() {
+    let p = provider_coded(json!({}), json!({"query": {"0": "accepted", "9": "success"}}));
     assert!(matches!(
-        p.adapter.parse_query(&ok(status("9"))),
+        p.adapter.parse_query(&ok(status("9"))).outcome,
         Outcome::Succeeded { .. }
     ));
-    assert!(matches!(
-        p.adapter.parse_query(&ok(status("2"))),
-        Outcome::Unknown { .. }
-    ));
+    let two = p.adapter.parse_query(&ok(status("2")));
+    assert!(matches!(two.outcome, Outcome::Unknown { .. }));
+    assert_eq!(two.unlisted.map(|u| u.phase), Some(Phase::Query));
+}
+
+#[test]
+fn an_account_that_states_no_success_status_refuses_to_load_naming_the_field() {
+    let acct = account(
+        Protocol::IceMicroservice,
+        &[("submit", "http://h/a"), ("query", "http://h/b")],
+        json!({"company": "彩生活", "supplier": "中国移动"}),
+    );
+    let e = Provider::load(acct, SECRET).unwrap_err().to_string();
+    assert!(e.contains("codes.query"), "{e}");
+}
+
+#[test]
+fn a_merchant_extra_cannot_choose_the_supplier() {
+    let p = provider();
+    let http = p
+        .adapter
+        .build_submit(
+            &submit("HF100", "13800138000", &[("Supplier", "中国联通")]),
+            &ctx_at(TS_MS),
+        )
+        .unwrap();
+    let body = String::from_utf8(http.body).unwrap();
+    assert!(body.contains("Supplier=%E4%B8%AD%E5%9B%BD%E7%A7%BB%E5%8A%A8"), "{body}");
 }
 
 #[test]
@@ -257,12 +304,13 @@ fn company_and_supplier_are_required_at_load() {
         &[("submit", "http://h/a"), ("query", "http://h/b")],
         json!({"company": "彩生活"}),
     );
-    assert!(Provider::load(acct, SECRET).is_err());
+    assert!(Provider::load(with_codes(acct, test_codes()), SECRET).is_err());
     let acct = account(
         Protocol::IceMicroservice,
         &[("submit", "http://h/a"), ("query", "ftp://h/b")],
         json!({"company": "a", "supplier": "b"}),
     );
+    let acct = with_codes(acct, test_codes());
     assert!(matches!(
         Provider::load(acct, SECRET),
         Err(ConfigError::Endpoint { .. })
@@ -273,7 +321,7 @@ proptest! {
     #[test]
     fn parsers_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let p = provider();
-        let _ = p.adapter.parse_submit(&ok(bytes.clone()));
-        let _ = p.adapter.parse_query(&ok(bytes));
+        let _ = p.adapter.parse_submit(&ok(bytes.clone())).outcome;
+        let _ = p.adapter.parse_query(&ok(bytes)).outcome;
     }
 }

@@ -1,17 +1,10 @@
 //! 003 wire vocabulary: the `{code, message, data|content}` answer (ICE also uses `result`/`reason`), and the
-//! configurable order-status mapping (PROVIDERS 003 "Responses": only `0` is documented).
+//! default code table (PROVIDERS 003 "Responses": only `0` is documented).
 
-use recharge_core::{Outcome, Reason};
-use serde::{Deserialize, Serialize};
+use crate::codes::{Meaning, Phase};
 use serde_json::Value;
 
-pub fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(_) | Value::Null | Value::Array(_) | Value::Object(_) => None,
-    }
-}
+pub use crate::json::text;
 
 /// The answer's parts. `code` comes from `code`, else ICE's `result`; the payload from `data`, else `content`.
 #[derive(Debug)]
@@ -39,49 +32,8 @@ pub fn answer(body: &[u8]) -> Option<Answer> {
     })
 }
 
-/// Status values and what they mean. Unlisted values are `Unknown`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StatusMap {
-    pub processing: Vec<String>,
-    pub succeeded: Vec<String>,
-    pub failed: Vec<String>,
-}
-
-impl Default for StatusMap {
-    /// [ASSUME] proposed default: 0 accepted, 1 processing, 2/7/0007 success, 3/8/0008 failed.
-    fn default() -> StatusMap {
-        let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_owned()).collect();
-        StatusMap {
-            processing: v(&["0", "1"]),
-            succeeded: v(&["2", "7", "0007"]),
-            failed: v(&["3", "8", "0008"]),
-        }
-    }
-}
-
-impl StatusMap {
-    pub fn classify(&self, data: &Value) -> Outcome {
-        let provider_ref = text(data.get("orderNo")).filter(|s| !s.is_empty());
-        let Some(s) = text(data.get("status")) else {
-            return Outcome::Unknown {
-                reason: Reason::new("no_status", "order without status"),
-            };
-        };
-        let has = |list: &[String]| list.iter().any(|x| x == &s);
-        if has(&self.succeeded) {
-            Outcome::Succeeded { provider_ref }
-        } else if has(&self.failed) {
-            Outcome::Failed {
-                failover_allowed: true,
-                reason: Reason::new(s, text(data.get("msg")).unwrap_or_default()),
-            }
-        } else if has(&self.processing) {
-            Outcome::Accepted { provider_ref }
-        } else {
-            Outcome::Unknown {
-                reason: Reason::new(s, "undocumented order status"),
-            }
-        }
-    }
-}
+/// The documented codes: at submit the envelope `code` `0` is the order taken (the order endpoint only ever
+/// returns `data.status "0"`, 订单已受理). `code 1` is a bare 失败 with no table behind it, so it is UNKNOWN
+/// (PROVIDERS §0.4 rule 1). Order-status values are not documented at all: the account states them in
+/// `codes.query` (§0.4 rule 2; the adapter refuses to load without a success status there).
+pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] = &[(Phase::Submit, &[("0", Meaning::Accepted)])];

@@ -1,5 +1,6 @@
 use super::*;
-use crate::config::{Protocol, Provider};
+use crate::account::Protocol;
+use crate::registry::Provider;
 use crate::testkit::*;
 use proptest::prelude::*;
 use serde_json::json;
@@ -29,7 +30,20 @@ fn md5_secret() -> String {
         .to_string()
 }
 
+/// A test account states what the seed does not give (PROVIDERS §0.4 rule 2): the success status (0 unless
+/// `options` says otherwise) and the order statuses 1 processing, 2 success, 3 failed.
 fn acct(options: serde_json::Value) -> ProviderAccount {
+    let mut options = if options.is_null() { json!({}) } else { options };
+    if let Some(o) = options.as_object_mut() {
+        o.entry("success_status").or_insert(json!(0));
+    }
+    with_codes(
+        bare_acct(options),
+        json!({"query": {"1": "accepted", "2": "success", "3": "failure"}}),
+    )
+}
+
+fn bare_acct(options: serde_json::Value) -> ProviderAccount {
     account(
         Protocol::OpenapiRsa,
         &[
@@ -210,33 +224,40 @@ fn submit_answers_are_classified() {
     let p = rsa();
     assert_eq!(
         p.adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/vipcharge_ok.json")[..])),
+            .parse_submit(&ok(&include_bytes!("fixtures/vipcharge_ok.json")[..])).outcome,
         Outcome::Accepted {
             provider_ref: Some("P202108120001".to_owned())
         }
     );
     assert!(matches!(
-        p.adapter.parse_submit(&ok(&include_bytes!("fixtures/sign_failed.json")[..])),
+        p.adapter.parse_submit(&ok(&include_bytes!("fixtures/sign_failed.json")[..])).outcome,
         Outcome::Rejected { failover_allowed: true, reason } if reason.code == "2"
     ));
-    // The seed's 961 is a placeholder, not success: refused under the default success value 0 …
+    // The seed's 961 is a placeholder, not success. Under an account whose success status is 0 it is an
+    // unlisted status: Unknown, never a refusal that fails over (PROVIDERS §0.4 rule 1) …
+    let placeholder = p
+        .adapter
+        .parse_submit(&ok(&include_bytes!("fixtures/seed_placeholder.json")[..]));
+    assert!(matches!(placeholder.outcome, Outcome::Unknown { .. }));
+    assert_eq!(placeholder.unlisted.map(|u| u.code).as_deref(), Some("961"));
+    // … as is an in-band "busy" answer that may have followed a recorded order …
+    let busy = json!({"status": 500, "message": "系统繁忙", "data": null}).to_string();
     assert!(matches!(
-        p.adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/seed_placeholder.json")[..])),
-        Outcome::Rejected { .. }
+        p.adapter.parse_submit(&ok(busy)).outcome,
+        Outcome::Unknown { .. }
     ));
     // … and success when an account is configured that way.
     let custom = Provider::load(acct(json!({"success_status": 961})), &rsa_secret()).unwrap();
     assert!(matches!(
         custom
             .adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/seed_placeholder.json")[..])),
+            .parse_submit(&ok(&include_bytes!("fixtures/seed_placeholder.json")[..])).outcome,
         Outcome::Accepted { .. }
     ));
     for msg in ["bizCode已存在", "订单号重复", "Order already EXISTS"] {
         let body = json!({"status": 1001, "message": msg, "data": null}).to_string();
         assert!(
-            matches!(p.adapter.parse_submit(&ok(body)), Outcome::Unknown { .. }),
+            matches!(p.adapter.parse_submit(&ok(body)).outcome, Outcome::Unknown { .. }),
             "{msg}"
         );
     }
@@ -247,7 +268,7 @@ fn submit_answers_are_classified() {
         ok(&br#"{"status":"x"}"#[..]),
     ] {
         assert!(matches!(
-            p.adapter.parse_submit(&bad),
+            p.adapter.parse_submit(&bad).outcome,
             Outcome::Unknown { .. }
         ));
     }
@@ -264,19 +285,19 @@ fn order_statuses_follow_the_configurable_map() {
     let p = rsa();
     let r = Some("P1".to_owned());
     assert_eq!(
-        p.adapter.parse_query(&ok(order(json!(1)))),
+        p.adapter.parse_query(&ok(order(json!(1)))).outcome,
         Outcome::Accepted {
             provider_ref: r.clone()
         }
     );
     assert_eq!(
-        p.adapter.parse_query(&ok(order(json!("2")))),
+        p.adapter.parse_query(&ok(order(json!("2")))).outcome,
         Outcome::Succeeded {
             provider_ref: r.clone()
         }
     );
     assert!(matches!(
-        p.adapter.parse_query(&ok(order(json!(3)))),
+        p.adapter.parse_query(&ok(order(json!(3)))).outcome,
         Outcome::Failed {
             failover_allowed: true,
             ..
@@ -285,7 +306,7 @@ fn order_statuses_follow_the_configurable_map() {
     for s in [json!(0), json!(4), json!(null), json!("SUCCESS")] {
         assert!(
             matches!(
-                p.adapter.parse_query(&ok(order(s.clone()))),
+                p.adapter.parse_query(&ok(order(s.clone()))).outcome,
                 Outcome::Unknown { .. }
             ),
             "{s}"
@@ -293,19 +314,45 @@ fn order_statuses_follow_the_configurable_map() {
     }
     assert!(matches!(
         p.adapter
-            .parse_query(&ok(&include_bytes!("fixtures/sign_failed.json")[..])),
+            .parse_query(&ok(&include_bytes!("fixtures/sign_failed.json")[..])).outcome,
         Outcome::Unknown { .. }
     ));
     let custom = Provider::load(
-        acct(json!({"order_status": {"field": "orderStatus", "processing": ["PROCESSING"], "succeeded": ["SUCCESS"], "failed": ["FAIL"]}})),
+        with_codes(
+            bare_acct(json!({"success_status": 0, "status_field": "orderStatus"})),
+            json!({"query": {"PROCESSING": "accepted", "SUCCESS": "success", "FAIL": "failure"}}),
+        ),
         &rsa_secret(),
     )
     .unwrap();
     let body = json!({"status":0,"data":{"orderCode":"P1","orderStatus":"SUCCESS"}}).to_string();
     assert!(matches!(
-        custom.adapter.parse_query(&ok(body)),
+        custom.adapter.parse_query(&ok(body)).outcome,
         Outcome::Succeeded { .. }
     ));
+}
+
+#[test]
+fn an_account_without_a_stated_success_status_refuses_to_load_naming_it() {
+    let no_success = with_codes(
+        bare_acct(json!({})),
+        json!({"query": {"2": "success"}}),
+    );
+    let e = Provider::load(no_success, &rsa_secret()).unwrap_err().to_string();
+    assert!(e.contains("success_status"), "{e}");
+    let no_statuses = bare_acct(json!({"success_status": 0}));
+    let e = Provider::load(no_statuses, &rsa_secret()).unwrap_err().to_string();
+    assert!(e.contains("codes.query"), "{e}");
+}
+
+#[test]
+fn answers_echo_the_biz_code_and_report_the_settlement_price() {
+    let p = rsa();
+    let parsed = p.adapter.parse_query(&ok(json!({"status":0,"data":{
+        "orderCode":"P1","bizCode":"OTHERORDER0000000000001","status":2,"settlementPrice":"28.00"}})
+    .to_string()));
+    assert_eq!(parsed.echoed.as_deref(), Some("OTHERORDER0000000000001"));
+    assert_eq!(parsed.reported.cost, Some(Fen::new(2800)));
 }
 
 #[test]
@@ -336,12 +383,12 @@ fn response_signatures_are_checked_when_enabled() {
         ("sign".to_owned(), md5_sign(&c, "TestSignKey0123")),
     ];
     assert!(matches!(
-        p.adapter.parse_submit(&resp),
+        p.adapter.parse_submit(&resp).outcome,
         Outcome::Accepted { .. }
     ));
     resp.headers[3].1 = md5_sign(&c, "other");
     assert!(matches!(
-        p.adapter.parse_submit(&resp),
+        p.adapter.parse_submit(&resp).outcome,
         Outcome::Unknown { .. }
     ));
 }
@@ -517,8 +564,8 @@ proptest! {
     #[test]
     fn parsers_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400), sign in "\\PC{0,40}") {
         let p = rsa();
-        let _ = p.adapter.parse_submit(&ok(bytes.clone()));
-        let _ = p.adapter.parse_query(&ok(bytes.clone()));
+        let _ = p.adapter.parse_submit(&ok(bytes.clone())).outcome;
+        let _ = p.adapter.parse_query(&ok(bytes.clone())).outcome;
         let _ = p.adapter.parse_balance(&ok(bytes.clone()));
         let raw = post(&[("businessId", BUSINESS), ("nonce", "n"), ("timestamp", "1"), ("sign", &sign)], bytes);
         let refused = p.adapter.verify_and_parse_callback(&raw).is_err();

@@ -1,18 +1,10 @@
-//! 004 wire vocabulary: the `{status, message, data}` envelope, ordered JSON bodies, and the configurable
-//! order-status mapping (PROVIDERS 004 "Order status values": unknown, simulator default 1/2/3).
+//! 004 wire vocabulary: the `{status, message, data}` envelope, ordered JSON bodies, and the default code
+//! table (PROVIDERS 004: only `status 2` is documented; order-status values are unknown).
 
-use recharge_core::{Outcome, Reason};
-use serde::{Deserialize, Serialize};
+use crate::codes::{Meaning, Phase};
 use serde_json::Value;
 
-/// A JSON scalar as text: strings as they are, numbers in decimal.
-pub fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(_) | Value::Null | Value::Array(_) | Value::Object(_) => None,
-    }
-}
+pub use crate::json::text;
 
 pub use crate::codec::ordered_json;
 
@@ -42,52 +34,8 @@ pub fn envelope(body: &[u8]) -> Option<Envelope> {
 /// Envelope status 2: 验签失败 (the only documented code).
 pub const STATUS_SIGN_FAILED: i64 = 2;
 
-/// Which `data.<field>` values mean what. Unlisted values are `Unknown`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StatusMap {
-    pub field: String,
-    pub processing: Vec<String>,
-    pub succeeded: Vec<String>,
-    pub failed: Vec<String>,
-}
-
-impl Default for StatusMap {
-    /// [ASSUME] simulator default: `status` 1 processing, 2 success, 3 failed.
-    fn default() -> StatusMap {
-        StatusMap {
-            field: "status".to_owned(),
-            processing: vec!["1".to_owned()],
-            succeeded: vec!["2".to_owned()],
-            failed: vec!["3".to_owned()],
-        }
-    }
-}
-
-impl StatusMap {
-    /// Maps an order object (query `data` or callback body).
-    pub fn classify(&self, order: &Value) -> Outcome {
-        let provider_ref = text(order.get("orderCode")).filter(|s| !s.is_empty());
-        let Some(v) = text(order.get(&self.field)) else {
-            return Outcome::Unknown {
-                reason: Reason::new("no_status", format!("no {} in order", self.field)),
-            };
-        };
-        let has = |list: &[String]| list.iter().any(|x| x == &v);
-        if has(&self.succeeded) {
-            Outcome::Succeeded { provider_ref }
-        } else if has(&self.failed) {
-            Outcome::Failed {
-                // A terminal failure reported by the platform: safe to fail over (§0.3 rule 1).
-                failover_allowed: true,
-                reason: Reason::new(v, text(order.get("message")).unwrap_or_default()),
-            }
-        } else if has(&self.processing) {
-            Outcome::Accepted { provider_ref }
-        } else {
-            Outcome::Unknown {
-                reason: Reason::new(v, "undocumented order status"),
-            }
-        }
-    }
-}
+/// The documented codes: at submit only `2` 验签失败 is a refusal; every other status but the account's
+/// success status is UNKNOWN (PROVIDERS §0.4 rule 1). The success status and the order-status values are not
+/// documented (the seed's 961 is a smart-doc placeholder): the account states them (§0.4 rule 2).
+pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] =
+    &[(Phase::Submit, &[("2", Meaning::Refusal)])];

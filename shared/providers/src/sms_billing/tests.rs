@@ -1,5 +1,6 @@
 use super::*;
-use crate::config::{Protocol, Provider};
+use crate::account::Protocol;
+use crate::registry::Provider;
 use crate::testkit::*;
 use proptest::prelude::*;
 use recharge_core::SmsInstruction;
@@ -18,6 +19,18 @@ fn provider_with(options: serde_json::Value, secret: &str) -> Provider {
         options,
     );
     Provider::load(acct, secret).unwrap()
+}
+
+fn coded(options: serde_json::Value, codes: serde_json::Value) -> Provider {
+    let acct = account(
+        Protocol::SmsBilling,
+        &[
+            ("submit", "https://billing.example.com/getsms"),
+            ("verify", "https://billing.example.com/pay"),
+        ],
+        options,
+    );
+    Provider::load(with_codes(acct, codes), SECRET).unwrap()
 }
 
 fn mp() -> Provider {
@@ -93,7 +106,7 @@ fn mp_answer_is_sms_instructions() {
     let p = mp();
     assert_eq!(
         p.adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/mp_ok.json")[..])),
+            .parse_submit(&ok(&include_bytes!("fixtures/mp_ok.json")[..])).outcome,
         Outcome::ActionRequired {
             next: NextAction::SendSms {
                 messages: vec![
@@ -115,12 +128,12 @@ fn mp_answer_is_sms_instructions() {
         r#"{"resultCode":"0","resultDesc":"","array":[{"sms":"A"}],"orderId":"X"}"#,
     ] {
         assert!(matches!(
-            p.adapter.parse_submit(&ok(body)),
+            p.adapter.parse_submit(&ok(body)).outcome,
             Outcome::Unknown { .. }
         ));
     }
     assert!(matches!(
-        p.adapter.parse_submit(&ok(&include_bytes!("fixtures/refused.json")[..])),
+        p.adapter.parse_submit(&ok(&include_bytes!("fixtures/refused.json")[..])).outcome,
         Outcome::Rejected { failover_allowed: true, reason } if reason.code == "1012"
     ));
     assert!(p.capabilities().two_step);
@@ -153,7 +166,7 @@ fn pc_flow_is_code_request_then_verification() {
     );
     assert_eq!(
         p.adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/pc_code_sent.json")[..])),
+            .parse_submit(&ok(&include_bytes!("fixtures/pc_code_sent.json")[..])).outcome,
         Outcome::ActionRequired {
             next: NextAction::EnterVerificationCode,
             provider_ref: Some("PC20240101000001".to_owned())
@@ -173,14 +186,28 @@ fn pc_flow_is_code_request_then_verification() {
     );
     assert_eq!(
         p.adapter
-            .parse_verification(&ok(&include_bytes!("fixtures/pay_ok.json")[..])),
+            .parse_verification(&ok(&include_bytes!("fixtures/pay_ok.json")[..])).outcome,
         Outcome::Succeeded {
             provider_ref: Some("PC20240101000001".to_owned())
         }
     );
+    // 验证码支付 charges: a code the account does not list may have charged the user, so it is Unknown
+    // (PROVIDERS §0.4 rule 1) …
+    let refused = p
+        .adapter
+        .parse_verification(&ok(&include_bytes!("fixtures/refused.json")[..]));
+    assert!(matches!(refused.outcome, Outcome::Unknown { .. }), "{refused:?}");
+    assert!(refused.unlisted.is_some());
+    // … until the account lists it as a failure.
+    let listed = coded(
+        serde_json::Value::Null,
+        json!({"submit": {"1012": "failure_final"}}),
+    );
     assert!(matches!(
-        p.adapter
-            .parse_verification(&ok(&include_bytes!("fixtures/refused.json")[..])),
+        listed
+            .adapter
+            .parse_verification(&ok(&include_bytes!("fixtures/refused.json")[..]))
+            .outcome,
         Outcome::Failed {
             failover_allowed: false,
             ..
@@ -189,7 +216,7 @@ fn pc_flow_is_code_request_then_verification() {
     // A lost or broken answer to 验证码支付 is Unknown: it may have charged.
     for bad in [HttpResponse::new(504, &b""[..]), ok(&b"<html>"[..])] {
         assert!(matches!(
-            p.adapter.parse_verification(&bad),
+            p.adapter.parse_verification(&bad).outcome,
             Outcome::Unknown { .. }
         ));
     }
@@ -258,8 +285,13 @@ fn signed_sync_is_verified_and_parsed() {
             provider_ref: Some("MP20240101000001".to_owned())
         }
     );
+    // Only DELIVRD is known: any other sync status is Unknown unless the account lists it.
     let failed = signed(&sync().replace("DELIVRD", "UNDELIV"), "SyncKey0123");
     let ev = p.adapter.verify_and_parse_callback(&get(&failed)).unwrap();
+    assert!(matches!(ev.outcome, Outcome::Unknown { .. }), "{:?}", ev.outcome);
+    assert_eq!(ev.unlisted.map(|u| u.code).as_deref(), Some("UNDELIV"));
+    let listed = coded(json!({"flow": "mp"}), json!({"callback": {"UNDELIV": "failure_final"}}));
+    let ev = listed.adapter.verify_and_parse_callback(&get(&failed)).unwrap();
     assert!(matches!(
         ev.outcome,
         Outcome::Failed {
@@ -352,8 +384,8 @@ proptest! {
     #[test]
     fn parsers_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         for p in [mp(), pc()] {
-            let _ = p.adapter.parse_submit(&ok(bytes.clone()));
-            let _ = p.adapter.parse_verification(&ok(bytes.clone()));
+            let _ = p.adapter.parse_submit(&ok(bytes.clone())).outcome;
+            let _ = p.adapter.parse_verification(&ok(bytes.clone())).outcome;
             let _ = p.adapter.verify_and_parse_callback(&post(&[], bytes.clone()));
         }
     }

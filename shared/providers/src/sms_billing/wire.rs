@@ -1,16 +1,11 @@
 //! 000 wire vocabulary: `{resultCode, resultDesc, array?, orderId}` answers ("0 为成功，其他为失败"; no code
 //! table) and the sync's `status` (DELIVRD = billed).
 
+use crate::codes::{Meaning, Phase};
 use recharge_core::SmsInstruction;
 use serde_json::Value;
 
-pub fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(_) | Value::Null | Value::Array(_) | Value::Object(_) => None,
-    }
-}
+pub use crate::json::text;
 
 #[derive(Debug)]
 pub struct Answer {
@@ -49,3 +44,12 @@ pub const RESULT_OK: &str = "0";
 
 /// Sync `status` meaning "billed" (operator status report DELIVRD).
 pub const DELIVERED: &str = "DELIVRD";
+
+/// The documented codes. `codes.submit` classifies the 验证码支付 answer (the one step that charges):
+/// `resultCode 0` 交易成功; the seed's "其他为失败" gives no table, so every other code is UNKNOWN unless the
+/// account lists it (PROVIDERS §0.4 rule 1). `codes.callback` classifies the sync `status`: only `DELIVRD`
+/// is known; failure statuses vary by channel and must be stated by the account (§0.4 rule 2).
+pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] = &[
+    (Phase::Submit, &[(RESULT_OK, Meaning::Success)]),
+    (Phase::Callback, &[(DELIVERED, Meaning::Success)]),
+];

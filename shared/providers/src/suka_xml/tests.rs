@@ -1,5 +1,6 @@
 use super::*;
-use crate::config::{Protocol, Provider};
+use crate::account::Protocol;
+use crate::registry::Provider;
 use crate::testkit::*;
 use proptest::prelude::*;
 use serde_json::json;
@@ -101,8 +102,14 @@ fn query_balance_and_callback_signs_match_the_worked_examples() {
 #[test]
 fn electricity_submit_request_is_byte_exact_gbk_form() {
     let p = provider();
-    let acct = electricity_account("123123123", "", "1", "江苏", "南京");
-    let mut req = submit("8801", &acct, &[("areaid", "13800138000")]);
+    // The merchant sends the 户号 and the region; the adapter builds the seed's account JSON and puts the
+    // contact phone in `areaid` (PROVIDERS 001, electricity example).
+    let mut req = submit(
+        "8801",
+        "123123123",
+        &[("area", "江苏"), ("city", "南京"), ("phone", "13800138000")],
+    );
+    req.kind = recharge_core::ProductKind::Electricity;
     req.callback_url = Some("https://gw.example.com/v1/callbacks/dingyin-1".to_owned());
     // 2021-02-24 13:45:52 Beijing.
     let http = p
@@ -119,6 +126,62 @@ fn electricity_submit_request_is_byte_exact_gbk_form() {
     assert_eq!(
         String::from_utf8(http.body).unwrap(),
         "userid=10004927&productid=8801&num=1&areaid=13800138000&serverid=&account=%7B%22product_type%22%3A%223%22%2C%22userid%22%3A%22123123123%22%2C%22username%22%3A%22%22%2C%22type%22%3A%221%22%2C%22area%22%3A%22%BD%AD%CB%D5%22%2C%22city%22%3A%22%C4%CF%BE%A9%22%7D&spordertime=20210224134552&sporderid=7JUWX4CXN3GSIQOKCCTK01&sign=9B43A0C8062F5659F5B98551C0289593&back_url=https%3A%2F%2Fgw.example.com%2Fv1%2Fcallbacks%2Fdingyin-1"
+    );
+}
+
+#[test]
+fn the_quantity_is_the_routes_never_the_merchants() {
+    let p = provider();
+    let http = p
+        .adapter
+        .build_submit(
+            &submit("3312", "13590101510", &[("num", "100")]),
+            &ctx_at(1_614_145_552_000),
+        )
+        .unwrap();
+    let body = String::from_utf8(http.body).unwrap();
+    assert!(body.contains("&num=1&"), "{body}");
+}
+
+#[test]
+fn answers_echo_our_id_and_report_cost_and_quantity() {
+    let p = provider();
+    let body = "<order><orderid>XS1</orderid><num>2</num><ordercash>98.5</ordercash>\
+                <sporderid>7JUWX4CXN3GSIQOKCCTK01</sporderid><resultno>0</resultno></order>";
+    let parsed = p.adapter.parse_submit(&ok(body.as_bytes().to_vec()));
+    assert_eq!(parsed.echoed.as_deref(), Some("7JUWX4CXN3GSIQOKCCTK01"));
+    assert_eq!(parsed.reported.cost, Some(Fen::new(9850)));
+    assert_eq!(parsed.reported.quantity, Some(2));
+}
+
+#[test]
+fn duplicate_order_id_is_unknown_and_tells_the_probe_the_provider_has_it() {
+    let p = provider();
+    let parsed = p.adapter.parse_submit(&ok(order_xml("5006")));
+    assert!(matches!(parsed.outcome, Outcome::Unknown { .. }));
+    assert_eq!(parsed.meaning, Some(crate::codes::Meaning::Duplicate));
+    assert!(parsed.unlisted.is_none());
+}
+
+#[test]
+fn text_gbk_cannot_carry_does_not_fit_a_gbk_account() {
+    let p = provider();
+    assert!(p.adapter.text_fits("江苏南京 123"));
+    assert!(!p.adapter.text_fits("emoji 😀"));
+    assert!(!p.adapter.text_fits("\u{1F600}"));
+    let utf8 = provider_with(json!({"form_charset": "utf8"}));
+    assert!(utf8.adapter.text_fits("emoji 😀"));
+}
+
+#[test]
+fn cdata_in_an_answer_is_read() {
+    let p = provider();
+    let body = "<order><orderid><![CDATA[XS9]]></orderid><resultno><![CDATA[1]]></resultno></order>";
+    assert_eq!(
+        p.adapter.parse_query(&ok(body.as_bytes().to_vec())).outcome,
+        Outcome::Succeeded {
+            provider_ref: Some("XS9".to_owned())
+        }
     );
 }
 
@@ -237,18 +300,18 @@ fn submit_fixtures_parse() {
     let p = provider();
     assert_eq!(
         p.adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/submit_ok.xml")[..])),
+            .parse_submit(&ok(&include_bytes!("fixtures/submit_ok.xml")[..])).outcome,
         Outcome::Accepted {
             provider_ref: Some("XS090428000003".to_owned())
         }
     );
     assert!(matches!(
-        p.adapter.parse_submit(&ok(&include_bytes!("fixtures/submit_error.xml")[..])),
+        p.adapter.parse_submit(&ok(&include_bytes!("fixtures/submit_error.xml")[..])).outcome,
         Outcome::Rejected { failover_allowed: true, reason } if reason.code == "5005"
     ));
     assert_eq!(
         p.adapter
-            .parse_query(&ok(&include_bytes!("fixtures/query_success.xml")[..])),
+            .parse_query(&ok(&include_bytes!("fixtures/query_success.xml")[..])).outcome,
         Outcome::Succeeded {
             provider_ref: Some("XS090428000003".to_owned())
         }
@@ -259,7 +322,7 @@ fn submit_fixtures_parse() {
 fn every_documented_code_is_classified_at_submit() {
     let p = provider();
     let r = Some("XS1".to_owned());
-    let parse = |c: &str| p.adapter.parse_submit(&ok(order_xml(c)));
+    let parse = |c: &str| p.adapter.parse_submit(&ok(order_xml(c))).outcome;
     assert_eq!(
         parse("0"),
         Outcome::Accepted {
@@ -302,7 +365,7 @@ fn every_documented_code_is_classified_at_submit() {
 fn every_documented_code_is_classified_at_query() {
     let p = provider();
     let r = Some("XS1".to_owned());
-    let parse = |c: &str| p.adapter.parse_query(&ok(order_xml(c)));
+    let parse = |c: &str| p.adapter.parse_query(&ok(order_xml(c))).outcome;
     assert_eq!(
         parse("0"),
         Outcome::Accepted {
@@ -355,11 +418,11 @@ fn transport_level_trouble_is_unknown_never_failed() {
         ok(vec![b' '; 70 * 1024]),
     ] {
         assert!(matches!(
-            p.adapter.parse_submit(&resp),
+            p.adapter.parse_submit(&resp).outcome,
             Outcome::Unknown { .. }
         ));
         assert!(matches!(
-            p.adapter.parse_query(&resp),
+            p.adapter.parse_query(&resp).outcome,
             Outcome::Unknown { .. }
         ));
     }
@@ -370,7 +433,7 @@ fn xml_with_doctype_is_refused_as_unknown() {
     let p = provider();
     let evil = b"<?xml version=\"1.0\"?><!DOCTYPE order [<!ENTITY x \"9\">]><order><resultno>&x;</resultno></order>";
     assert!(matches!(
-        p.adapter.parse_query(&ok(&evil[..])),
+        p.adapter.parse_query(&ok(&evil[..])).outcome,
         Outcome::Unknown { reason } if reason.code == "unparsable"
     ));
 }
@@ -569,8 +632,8 @@ proptest! {
     #[test]
     fn parsers_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let p = provider();
-        let _ = p.adapter.parse_submit(&ok(bytes.clone()));
-        let _ = p.adapter.parse_query(&ok(bytes.clone()));
+        let _ = p.adapter.parse_submit(&ok(bytes.clone())).outcome;
+        let _ = p.adapter.parse_query(&ok(bytes.clone())).outcome;
         let _ = p.adapter.parse_balance(&ok(bytes.clone()));
         let _ = p.adapter.verify_and_parse_callback(&post(&[], bytes.clone()));
     }
@@ -579,7 +642,7 @@ proptest! {
     fn unknown_codes_are_never_failed(code in "[0-9]{1,5}") {
         prop_assume!(!["9", "9001", "9002"].contains(&code.as_str()));
         let p = provider();
-        let q = p.adapter.parse_query(&ok(order_xml(&code)));
+        let q = p.adapter.parse_query(&ok(order_xml(&code))).outcome;
         let failed = matches!(q, Outcome::Failed { .. });
         prop_assert!(!failed);
     }

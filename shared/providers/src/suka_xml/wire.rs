@@ -1,9 +1,10 @@
-//! 001 wire vocabulary: the `resultno` code table (PROVIDERS 001 "Result code table") mapped exhaustively,
-//! per phase. Any code not listed is `Unknown`.
+//! 001 wire vocabulary: the `resultno` code table (PROVIDERS 001 "Result code table"), per phase, as the
+//! default [`CodeTable`](crate::codes::CodeTable) of every 001 account. An account's `codes` may add or
+//! override entries; a code in no table is Unknown (PROVIDERS §0.4 rule 1).
 
-use recharge_core::{Outcome, Reason};
+use crate::codes::{Meaning, Phase};
 
-/// Meaning of a documented `resultno`, for reasons shown to operators and merchants.
+/// Meaning of a documented `resultno`, for reasons shown to operators.
 pub fn meaning(code: &str) -> &'static str {
     match code {
         "0" => "等待充值",
@@ -30,79 +31,63 @@ pub fn meaning(code: &str) -> &'static str {
     }
 }
 
-fn reason(code: &str) -> Reason {
-    Reason::new(code, meaning(code))
-}
+use Meaning::{Accepted, Duplicate, Failure, NotFound, Refusal, Success, Unknown};
 
-fn rejected(code: &str) -> Outcome {
-    // PROVIDERS §0.3 rule 1: every refusal before acceptance (auth/sign, balance, product, mismatch, params,
-    // IP) is definitive and safe to fail over; the code tells operators which alert it is.
-    Outcome::Rejected {
-        failover_allowed: true,
-        reason: reason(code),
-    }
-}
-
-/// `resultno` in a `gameonlinepay.do` answer.
-pub fn classify_submit(code: &str, provider_ref: Option<String>) -> Outcome {
-    match code {
-        "0" => Outcome::Accepted { provider_ref },
-        // Table row 1: "SUCCESS (some clients accept 1 at submit)".
-        "1" => Outcome::Succeeded { provider_ref },
-        // Row 2: 充值中 at submit is acceptance (梵尘 accepts 0/2).
-        "2" => Outcome::Accepted { provider_ref },
-        // Row 9: failed and refunded, failover allowed.
-        "9" => Outcome::Failed {
-            failover_allowed: true,
-            reason: reason(code),
-        },
-        "5001" | "5002" | "5003" | "5004" | "5005" | "5008" | "5009" | "5010" | "5011" | "5012"
-        | "5013" => rejected(code),
-        // Row 5006: duplicate order id means the order may exist: UNKNOWN, query it (§0.3 rule 2).
-        "5006" => Outcome::Unknown {
-            reason: reason(code),
-        },
-        // Row 9999: 未知错误 → UNKNOWN.
-        "9999" => Outcome::Unknown {
-            reason: reason(code),
-        },
-        // 5007 (not found) and 9001/9002 are query/callback codes; at submit they say nothing definite.
-        _ => Outcome::Unknown {
-            reason: reason(code),
-        },
-    }
-}
-
-/// `resultno` in a `searchpay.do` answer.
-pub fn classify_query(code: &str, provider_ref: Option<String>) -> Outcome {
-    match code {
-        // Rows 0 and 2: PROCESSING at query.
-        "0" | "2" => Outcome::Accepted { provider_ref },
-        "1" => Outcome::Succeeded { provider_ref },
-        "9" | "9001" | "9002" => Outcome::Failed {
-            failover_allowed: true,
-            reason: reason(code),
-        },
-        // Row 5007: NOT_FOUND; the state machine applies the grace window (§0.3 rule 3).
-        "5007" => Outcome::NotFound,
-        // Row 9999 at query: UNKNOWN → manual review. 5xxx codes at query refuse the query itself
-        // (sign, IP, params) and say nothing about the order.
-        _ => Outcome::Unknown {
-            reason: reason(code),
-        },
-    }
-}
-
-/// `resultno` in a callback: only 1 and 9 are acted on (callback section: "Anything else is UNKNOWN").
-pub fn classify_callback(code: &str, provider_ref: Option<String>) -> Outcome {
-    match code {
-        "1" => Outcome::Succeeded { provider_ref },
-        "9" => Outcome::Failed {
-            failover_allowed: true,
-            reason: reason(code),
-        },
-        _ => Outcome::Unknown {
-            reason: reason(code),
-        },
-    }
-}
+/// The documented codes per phase.
+pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] = &[
+    (
+        Phase::Submit,
+        &[
+            ("0", Accepted),
+            // Row 1: "SUCCESS (some clients accept 1 at submit)".
+            ("1", Success),
+            // Row 2: 充值中 at submit is acceptance (梵尘 accepts 0/2).
+            ("2", Accepted),
+            // Row 9: failed and refunded, failover allowed.
+            ("9", Failure),
+            // Rows 5001–5005, 5008–5013: refusals before acceptance (auth/sign, balance, product, mismatch,
+            // params, IP): nothing was charged (§0.3 rule 1). The code tells operators which alert it is.
+            ("5001", Refusal),
+            ("5002", Refusal),
+            ("5003", Refusal),
+            ("5004", Refusal),
+            ("5005", Refusal),
+            ("5008", Refusal),
+            ("5009", Refusal),
+            ("5010", Refusal),
+            ("5011", Refusal),
+            ("5012", Refusal),
+            ("5013", Refusal),
+            // Row 5006: the order id is taken, so the order may exist: UNKNOWN (query it); to the resubmit
+            // probe it means the provider has the attempt (§0.4 rule 4).
+            ("5006", Duplicate),
+            // Row 9999: 未知错误 → UNKNOWN.
+            ("9999", Unknown),
+        ],
+    ),
+    (
+        Phase::Query,
+        &[
+            // Rows 0 and 2: PROCESSING at query.
+            ("0", Accepted),
+            ("2", Accepted),
+            ("1", Success),
+            ("9", Failure),
+            ("9001", Failure),
+            ("9002", Failure),
+            // Row 5007: NOT_FOUND; the state machine applies the grace window and never fails an
+            // acknowledged attempt on it (§0.4 rule 4).
+            ("5007", NotFound),
+            // Row 9999 at query: UNKNOWN → manual review.
+            ("9999", Unknown),
+        ],
+    ),
+    (
+        Phase::Callback,
+        &[
+            // Callback section: only 1 and 9 are acted on; anything else is UNKNOWN.
+            ("1", Success),
+            ("9", Failure),
+        ],
+    ),
+];

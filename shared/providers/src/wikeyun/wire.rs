@@ -1,20 +1,13 @@
 //! 002 wire vocabulary: the `{code,msg,data}` envelope read leniently (the seed has strings where the SDK has
 //! integers) and the order `status` table (PROVIDERS 002 "Order status") mapped exhaustively.
 
-use recharge_core::{Fen, Outcome, Reason};
+use crate::codes::{Meaning, Phase};
 use serde_json::Value;
+
+pub use crate::json::text;
 
 /// `code` of the envelope: `"0000"` is success (`client.const.go` `CodeSuccess`).
 pub const CODE_SUCCESS: &str = "0000";
-
-/// A JSON scalar as text: strings as they are, numbers in decimal. Anything else is absent.
-pub fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(_) | Value::Null | Value::Array(_) | Value::Object(_) => None,
-    }
-}
 
 /// The envelope's parts.
 #[derive(Debug)]
@@ -54,48 +47,40 @@ pub fn meaning(status: &str) -> &'static str {
     }
 }
 
-/// Maps an order status (query or callback). `arrived_amount` is read only for 11 (partial).
-pub fn classify_status(
-    status: &str,
-    provider_ref: Option<String>,
-    arrived_amount: Option<&str>,
-    fail_reason: Option<&str>,
-) -> Outcome {
-    let reason = |s: &str| {
-        let mut m = meaning(s).to_owned();
-        if let Some(r) = fail_reason.filter(|r| !r.is_empty()) {
-            m = format!("{m}: {r}");
-        }
-        Reason::new(s, m)
-    };
-    match status {
-        // Row 0 待支付: PROCESSING (an API order should not stay here). Rows 1, 6, 7, 8, 12: PROCESSING.
-        "0" | "1" | "6" | "7" | "8" | "12" => Outcome::Accepted { provider_ref },
-        "2" => Outcome::Succeeded { provider_ref },
-        // Rows 3 (refund pending) and 4 (refunded): FAILED; §0.3 rule 1 lists wikeyun 3/4/9 as failover-safe.
-        "3" | "4" | "9" => Outcome::Failed {
-            failover_allowed: true,
-            reason: reason(status),
-        },
-        // Row 5 已超时: FAILED [ASSUME].
-        "5" => Outcome::Failed {
-            failover_allowed: true,
-            reason: reason(status),
-        },
-        // Row 10 返销: REVERSED, alerted by the state machine.
-        "10" => Outcome::Reversed {
-            reason: reason(status),
-        },
-        // Row 11 部分到账: PARTIAL with `arrived_amount` (yuan). Without a readable amount we cannot say how
-        // much arrived: stay Unknown and let a person look.
-        "11" => match arrived_amount.map(Fen::parse_yuan) {
-            Some(Ok(delivered)) => Outcome::PartiallySucceeded { delivered },
-            _ => Outcome::Unknown {
-                reason: Reason::new("11", "部分到账 without a readable arrived_amount"),
-            },
-        },
-        _ => Outcome::Unknown {
-            reason: reason(status),
-        },
-    }
-}
+use Meaning::{Accepted, Failure, Partial, Refusal, Reversed, Success};
+
+/// The documented codes per phase: the pushOrder envelope `code`, and the order `status` of queries and
+/// callbacks (PROVIDERS 002 "Order status").
+pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] = &[
+    (
+        Phase::Submit,
+        &[
+            (CODE_SUCCESS, Accepted),
+            // The one public error (`app_key不能为空`): the request was refused before any order existed.
+            // Every other pushOrder code is UNKNOWN (§0.4 rule 1): the order may have been recorded first.
+            ("1003", Refusal),
+        ],
+    ),
+    (Phase::Query, STATUSES),
+    (Phase::Callback, STATUSES),
+];
+
+const STATUSES: &[(&str, Meaning)] = &[
+    // Row 0 待支付 (an API order should not stay here) and rows 1, 6, 7, 8, 12: PROCESSING.
+    ("0", Accepted),
+    ("1", Accepted),
+    ("6", Accepted),
+    ("7", Accepted),
+    ("8", Accepted),
+    ("12", Accepted),
+    ("2", Success),
+    // Rows 3 (refund pending), 4 (refunded), 9 (cancelled): FAILED; §0.3 rule 1 lists 3/4/9 as failover-safe.
+    ("3", Failure),
+    ("4", Failure),
+    ("9", Failure),
+    // Row 10 返销: REVERSED, alerted by the state machine.
+    ("10", Reversed),
+    // Row 11 部分到账: PARTIAL with `arrived_amount` (yuan).
+    ("11", Partial),
+    // Row 5 已超时 is an [ASSUME] "FAILED" only: left out, so it is Unknown until an account states it.
+];

@@ -1,0 +1,49 @@
+//! What a product delivers: decides how its account is validated, which protocols can serve it, and how a
+//! protocol encodes its account (electricity on the 001 family).
+
+use serde::{Deserialize, Serialize};
+
+/// What a product delivers, and so how its account is validated and which protocols can serve it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductKind {
+    /// 话费快充
+    MobileFast,
+    /// 话费慢充
+    MobileSlow,
+    /// 游戏直充
+    Game,
+    /// 电费 (国网 / 南网)
+    Electricity,
+    /// 会员直充
+    Vip,
+    /// Carrier billing, MP flow: the user sends SMS.
+    BillingSms,
+    /// Carrier billing, PC flow: the user enters a verification code.
+    BillingCode,
+}
+
+impl ProductKind {
+    pub fn is_mobile_number(self) -> bool {
+        match self {
+            ProductKind::MobileFast
+            | ProductKind::MobileSlow
+            | ProductKind::BillingSms
+            | ProductKind::BillingCode => true,
+            ProductKind::Game | ProductKind::Electricity | ProductKind::Vip => false,
+        }
+    }
+
+    /// Carrier billing needs a two-step protocol; everything else needs a one-step one.
+    pub fn needs_two_step(self) -> bool {
+        match self {
+            ProductKind::BillingSms | ProductKind::BillingCode => true,
+            ProductKind::MobileFast
+            | ProductKind::MobileSlow
+            | ProductKind::Game
+            | ProductKind::Electricity
+            | ProductKind::Vip => false,
+        }
+    }
+}
+
