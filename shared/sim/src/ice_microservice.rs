@@ -164,6 +164,10 @@ pub(crate) fn router(
     Ok((engine, router.with_state(state)))
 }
 
+/// The message of the in-band error of [`crate::script::Plan::inband_error`] (envelope `code` `"1"`, the
+/// same code the protocol uses for every failure, refusals included).
+pub const INBAND_ERROR_MESSAGE: &str = "失败";
+
 fn fail(message: &str) -> Response {
     Json(json!({ "code": "1", "message": message, "data": "" })).into_response()
 }
@@ -296,6 +300,10 @@ async fn order(State(s): State<Arc<Ice>>, RawQuery(q): RawQuery, body: Bytes) ->
     if plan.http_500 || plan.unknown_answer {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
     }
+    if plan.inband_error {
+        // Recorded, yet answered with the envelope's bare failure code: only a query can tell.
+        return fail(INBAND_ERROR_MESSAGE);
+    }
     s.ok(&get("Supplier"), data(&order))
 }
 
@@ -310,7 +318,13 @@ async fn query(State(s): State<Arc<Ice>>, RawQuery(q): RawQuery, body: Bytes) ->
     }
     match s.engine.ledger.by_caller_id(&get("cstmOrderNo")) {
         Some(o) if get("orderNo").is_empty() || get("orderNo") == o.provider_order_id => {
-            s.ok(&get("Supplier"), data(&o))
+            // The seed lists `Supplier` on the query too: when sent it must be the one the order was placed
+            // with (a query for another operator's order finds nothing).
+            let placed = o.extra("Supplier").unwrap_or_default().to_owned();
+            if !get("Supplier").is_empty() && get("Supplier") != placed {
+                return fail("Supplier与订单不符");
+            }
+            s.ok(&placed, data(&o))
         }
         _ => fail("订单不存在"),
     }

@@ -63,6 +63,10 @@ struct Args {
     /// Chaos rate: the protocol's "unknown result" answer after recording (suka-xml 9999, else HTTP 500).
     #[arg(long, default_value_t = 0.0)]
     chaos_unknown: f64,
+    /// Chaos rate: after recording, an in-band error code no document calls a refusal (wikeyun 2001 系统繁忙,
+    /// ice code 1 失败, openapi-rsa status 500, suka-xml 9999); the order still ends as planned.
+    #[arg(long, default_value_t = 0.0)]
+    chaos_inband_error: f64,
     /// Chaos rate: long processing, then failure.
     #[arg(long, default_value_t = 0.0)]
     chaos_late_failure: f64,
@@ -92,6 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         duplicate_callback: a.chaos_duplicate_callback,
         late_failure: a.chaos_late_failure,
         unknown_answer: a.chaos_unknown,
+        inband_error: a.chaos_inband_error,
     });
     let sim = recharge_sim::start(c).await?;
     println!("{}", sim.base_url());

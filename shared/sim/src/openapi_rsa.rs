@@ -100,6 +100,11 @@ const ACCOUNT_REFUSED: i64 = 7;
 const DUPLICATE_BIZ_CODE: i64 = 8;
 const INSUFFICIENT_BALANCE: i64 = 9;
 const ORDER_NOT_FOUND: i64 = 10;
+/// The `status` of the in-band error of [`crate::script::Plan::inband_error`], answered after the order was
+/// recorded (501 when an account configures 500 as its success status).
+pub const INBAND_ERROR_STATUS: i64 = 500;
+/// Its message.
+pub const INBAND_ERROR_MESSAGE: &str = "系统繁忙";
 
 /// Order `status` in query data and callbacks [ASSUME]: 1 processing, 2 success, 3 failed.
 fn order_status(state: OrderState) -> &'static str {
@@ -427,6 +432,15 @@ async fn vip_charge(State(a): State<Arc<Api>>, headers: HeaderMap, body: Bytes) 
     }
     if plan.http_500 || plan.unknown_answer {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
+    }
+    if plan.inband_error {
+        // Recorded, yet answered (signed, HTTP 200) with a status no document lists: only a query can tell.
+        let status = if a.creds.success_status == INBAND_ERROR_STATUS {
+            INBAND_ERROR_STATUS + 1
+        } else {
+            INBAND_ERROR_STATUS
+        };
+        return a.refuse(status, INBAND_ERROR_MESSAGE);
     }
     let data = obj(&[
         ("orderCode", J::S(order.provider_order_id.clone())),

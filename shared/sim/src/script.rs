@@ -46,6 +46,10 @@ pub struct Plan {
     /// Record the order, then answer the protocol's "unknown result" (suka-xml `9999`; protocols without such
     /// a code answer HTTP 500).
     pub unknown_answer: bool,
+    /// Record the order, then answer a well-formed envelope carrying an error code the protocol does not
+    /// document as a refusal (wikeyun `2001 系统繁忙`, ice `1 失败`, openapi-rsa `status 500 系统繁忙`; suka-xml
+    /// answers its `9999`; sms-billing ignores it). The order still ends as `outcome` says.
+    pub inband_error: bool,
     /// How it ends.
     pub outcome: Outcome,
     /// Stay processing for the long-processing duration before ending.
@@ -63,6 +67,7 @@ impl Plan {
             hang: false,
             http_500: false,
             unknown_answer: false,
+            inband_error: false,
             outcome: Outcome::Succeed,
             slow: false,
             callbacks: CallbackPlan::Once,
@@ -92,6 +97,7 @@ impl Plan {
             "0007" => p.outcome = Outcome::SucceedThenReverse,
             "0008" => p.outcome = Outcome::Partial,
             "0009" => p.slow = true,
+            "0010" => p.inband_error = true,
             _ => return None,
         }
         Some(p)
@@ -118,6 +124,9 @@ pub struct ChaosConfig {
     pub late_failure: f64,
     /// Submit answers the protocol's "unknown result" after recording the order (suka-xml `9999`).
     pub unknown_answer: f64,
+    /// Submit answers an undocumented in-band error code after recording the order (see
+    /// [`Plan::inband_error`]); the order still ends as planned.
+    pub inband_error: f64,
 }
 
 impl ChaosConfig {
@@ -128,7 +137,7 @@ impl ChaosConfig {
         let mut faults = Vec::new();
         // Draw every rate every time, in a fixed order, so one rate's value never shifts another's draws.
         // Later-added rates take later draws, so adding one never changes the faults an existing seed gives.
-        let draws: [f64; 7] = std::array::from_fn(|_| rng.unit());
+        let draws: [f64; 8] = std::array::from_fn(|_| rng.unit());
         if draws[0] < self.refuse {
             p.refuse = true;
             faults.push("refuse");
@@ -156,6 +165,10 @@ impl ChaosConfig {
         if draws[6] < self.unknown_answer {
             p.unknown_answer = true;
             faults.push("unknown_answer");
+        }
+        if draws[7] < self.inband_error {
+            p.inband_error = true;
+            faults.push("inband_error");
         }
         p.label = if faults.is_empty() {
             "chaos:none".into()
@@ -277,5 +290,89 @@ mod tests {
         };
         let p = all.plan("x");
         assert!(p.refuse && p.slow && p.outcome == Outcome::Fail);
+    }
+
+    #[test]
+    fn account_0010_records_then_answers_an_inband_error_and_still_succeeds() {
+        let p = Plan::scripted("13800000010").unwrap();
+        assert!(p.inband_error);
+        assert_eq!(p.label, "0010");
+        assert_eq!(p.outcome, Outcome::Succeed);
+        assert_eq!(p.callbacks, CallbackPlan::Once);
+        assert!(!p.refuse && !p.hang && !p.http_500 && !p.unknown_answer && !p.slow);
+        assert!(!Plan::normal().inband_error);
+        assert!(!choose("13800000010", "o1", false, None).inband_error);
+    }
+
+    #[test]
+    fn the_inband_error_rate_is_deterministic_per_seed_and_order_id() {
+        let c = ChaosConfig {
+            seed: 11,
+            inband_error: 0.3,
+            ..ChaosConfig::default()
+        };
+        let ids: Vec<String> = (0..200).map(|i| format!("A{i}")).collect();
+        let hit = |c: &ChaosConfig, ids: &[String]| -> Vec<bool> {
+            ids.iter().map(|id| c.plan(id).inband_error).collect()
+        };
+        let forward = hit(&c, &ids);
+        // Each order's draw depends on its own id only: the reverse arrival order gives the same choices.
+        let mut backward = hit(&c, &ids.iter().rev().cloned().collect::<Vec<_>>());
+        backward.reverse();
+        assert_eq!(forward, backward);
+        assert_eq!(hit(&c, &ids), forward, "a replay with the same seed");
+        let n = forward.iter().filter(|h| **h).count();
+        assert!((30..=90).contains(&n), "{n} of 200 at rate 0.3");
+        let other = ChaosConfig {
+            seed: 12,
+            ..c.clone()
+        };
+        assert_ne!(hit(&other, &ids), forward, "another seed, other choices");
+        for (id, h) in ids.iter().zip(&forward) {
+            let p = c.plan(id);
+            assert_eq!(p.label == "chaos:inband_error", *h, "{id}: {}", p.label);
+            assert_eq!(p.outcome, Outcome::Succeed, "the outcome still applies");
+        }
+        let all = ChaosConfig {
+            inband_error: 1.0,
+            ..c.clone()
+        };
+        assert!(hit(&all, &ids).iter().all(|h| *h));
+        let none = ChaosConfig {
+            inband_error: 0.0,
+            ..c.clone()
+        };
+        assert!(hit(&none, &ids).iter().all(|h| !*h));
+    }
+
+    #[test]
+    fn adding_the_inband_error_rate_leaves_the_other_faults_of_a_seed_unchanged() {
+        let before = ChaosConfig {
+            seed: 20_261_122,
+            refuse: 0.05,
+            hang: 0.02,
+            http_500: 0.03,
+            lost_callback: 0.10,
+            duplicate_callback: 0.10,
+            late_failure: 0.03,
+            unknown_answer: 0.03,
+            inband_error: 0.0,
+        };
+        let after = ChaosConfig {
+            inband_error: 0.5,
+            ..before.clone()
+        };
+        let mut changed = 0;
+        for i in 0..500 {
+            let id = format!("F{i}");
+            let (a, mut b) = (before.plan(&id), after.plan(&id));
+            if b.inband_error {
+                changed += 1;
+                b.inband_error = false;
+                b.label = a.label.clone();
+            }
+            assert_eq!(a, b, "{id}");
+        }
+        assert!(changed > 0);
     }
 }

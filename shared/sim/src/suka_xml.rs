@@ -294,8 +294,9 @@ async fn submit(
     if plan.hang {
         s.engine.hang().await;
     }
-    if plan.unknown_answer {
-        // 9999 未知错误,需进入平台查询核实: the order exists, the caller must query.
+    if plan.unknown_answer || plan.inband_error {
+        // 9999 未知错误,需进入平台查询核实: the order exists, the caller must query. It is also this
+        // protocol's in-band error after recording: its own code table documents no other such answer.
         return order_error(&p, "9999");
     }
     if plan.http_500 {

@@ -120,6 +120,11 @@ fn error(code: &str, msg: &str) -> Response {
 /// A refusal: `code` and `msg`.
 type Refusal = (&'static str, &'static str);
 
+/// The in-band error of [`crate::script::Plan::inband_error`], answered after the order was recorded. The
+/// simulator's own table uses `2001` for an unknown store, which is only an assumption too: no public document
+/// says what `2001` means, so a gateway must read it as Unknown.
+pub const INBAND_ERROR: Refusal = ("2001", "系统繁忙");
+
 /// Checks the common parameters and the signature. `Err` is the refusal to answer.
 fn authenticate(
     w: &Wk,
@@ -237,6 +242,10 @@ async fn push_order(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes
         )
             .into_response();
     }
+    if plan.inband_error {
+        // Recorded, yet answered with a code that no document calls a refusal: only a query can tell.
+        return error(INBAND_ERROR.0, INBAND_ERROR.1);
+    }
     reply(
         "0000",
         "推送成功",
@@ -268,11 +277,24 @@ async fn query(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes) -> 
         Ok(p) => p,
         Err((code, msg)) => return error(code, msg),
     };
+    // `store_id` is optional here (the seed's query sends none, the SDK sends it); when sent it is signed like
+    // every other param and must be the merchant's.
+    if p.get("store_id")
+        .is_some_and(|s| !s.is_empty() && *s != w.creds.store_id)
+    {
+        return error("2001", "店铺不存在");
+    }
     let found = match (
         p.get("order_number").filter(|v| !v.is_empty()),
         p.get("order_no").filter(|v| !v.is_empty()),
     ) {
-        (Some(n), _) => w.engine.ledger.by_provider_id(n),
+        // Both sent: they must name the same order.
+        (Some(n), Some(no)) => w
+            .engine
+            .ledger
+            .by_provider_id(n)
+            .filter(|o| o.caller_order_id == *no),
+        (Some(n), None) => w.engine.ledger.by_provider_id(n),
         (None, Some(n)) => w.engine.ledger.by_caller_id(n),
         (None, None) => return error("1002", "order_number或order_no不能为空"),
     };

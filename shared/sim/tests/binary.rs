@@ -89,6 +89,8 @@ async fn chaos_flags_are_accepted_and_an_unknown_protocol_is_an_error() {
             "0.5",
             "--chaos-lost-callback",
             "0.1",
+            "--chaos-inband-error",
+            "0.2",
         ],
     );
     assert!(url.starts_with("http://127.0.0.1:"));

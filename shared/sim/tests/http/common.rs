@@ -208,3 +208,24 @@ pub fn form(pairs: &[(&str, &str)], gbk: bool) -> String {
         .collect::<Vec<_>>()
         .join("&")
 }
+
+/// The ledger as served over HTTP: `GET /_sim/orders`.
+pub async fn ledger_over_http(sim: &RunningSim) -> Vec<serde_json::Value> {
+    client()
+        .get(format!("{}/_sim/orders", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The ledger row (over HTTP) of the order with this caller id; fails the test when there is none.
+pub async fn ledger_row(sim: &RunningSim, caller: &str) -> serde_json::Value {
+    ledger_over_http(sim)
+        .await
+        .into_iter()
+        .find(|o| o["caller_order_id"] == caller)
+        .unwrap_or_else(|| panic!("order {caller} is not in GET /_sim/orders"))
+}

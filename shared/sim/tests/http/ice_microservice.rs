@@ -80,15 +80,20 @@ async fn order(sim: &RunningSim, phone: &str, cstm: &str) -> Value {
 }
 
 async fn query(sim: &RunningSim, cstm: &str) -> Value {
-    let params = form(
-        &[
-            ("access_token", ACCESS),
-            ("company", "彩生活"),
-            ("Supplier", "中国移动"),
-            ("cstmOrderNo", cstm),
-        ],
-        false,
-    );
+    query_with_supplier(sim, cstm, Some("中国移动")).await
+}
+
+/// The status query, with `Supplier` or without it.
+async fn query_with_supplier(sim: &RunningSim, cstm: &str, supplier: Option<&str>) -> Value {
+    let mut pairs = vec![
+        ("access_token", ACCESS),
+        ("company", "彩生活"),
+        ("cstmOrderNo", cstm),
+    ];
+    if let Some(s) = supplier {
+        pairs.push(("Supplier", s));
+    }
+    let params = form(&pairs, false);
     client()
         .get(format!(
             "{}{QUERY_PATH}?{}&{params}",
@@ -293,4 +298,64 @@ async fn the_generic_sign_style_signs_sorted_params_with_the_key() {
     assert_eq!(bad["message"], "签名错误");
     let ok: Value = send(&sign).await.unwrap().json().await.unwrap();
     assert_eq!(ok["code"], "0", "{ok}");
+}
+
+#[tokio::test]
+async fn account_0010_is_recorded_then_answered_code_1_and_the_query_shows_success() {
+    let sim = sim_with(|_| {}).await;
+    let r = order(&sim, "13800000010", "IB10").await;
+    assert_eq!(r["code"], "1", "{r}");
+    assert_eq!(r["message"], "失败");
+    let row = ledger_row(&sim, "IB10").await;
+    assert_eq!(row["script"], "0010");
+    assert_eq!(row["account"], "13800000010");
+    assert_eq!(sim.balance_fen(), 20_000 - 9_900, "charged like any order");
+    let o = wait_order(&sim, "IB10", OrderState::Succeeded).await;
+    assert_eq!(o.deliveries, 1);
+    let q = query(&sim, "IB10").await;
+    assert_eq!(q["code"], "0", "{q}");
+    assert_eq!(q["data"]["status"], "2");
+    assert_eq!(q["data"]["orderNo"], o.provider_order_id.as_str());
+    assert_eq!(ledger_row(&sim, "IB10").await["state"], "succeeded");
+    assert!(sim.callbacks().is_empty(), "a query-driven protocol");
+}
+
+#[tokio::test]
+async fn chaos_inband_error_answers_code_1_after_recording_the_order() {
+    let sim = sim_with(|c| {
+        c.scripts = false;
+        c.chaos = Some(recharge_sim::ChaosConfig {
+            seed: 5,
+            inband_error: 1.0,
+            ..Default::default()
+        });
+    })
+    .await;
+    let r = order(&sim, "13800000001", "CIB").await;
+    assert_eq!(r["code"], "1", "{r}");
+    assert_eq!(r["message"], "失败");
+    assert_eq!(
+        ledger_row(&sim, "CIB").await["script"],
+        "chaos:inband_error"
+    );
+    wait_order(&sim, "CIB", OrderState::Succeeded).await;
+    assert_eq!(query(&sim, "CIB").await["data"]["status"], "2");
+}
+
+#[tokio::test]
+async fn the_query_accepts_the_supplier_of_the_order_and_refuses_another() {
+    let sim = sim_with(|_| {}).await;
+    assert_eq!(order(&sim, "13800138000", "SUP1").await["code"], "0");
+    let same = query_with_supplier(&sim, "SUP1", Some("中国移动")).await;
+    assert_eq!(same["code"], "0", "{same}");
+    assert_eq!(same["Supplier"], "中国移动");
+    assert_eq!(same["data"]["cstmOrderNo"], "SUP1");
+    let without = query_with_supplier(&sim, "SUP1", None).await;
+    assert_eq!(without["code"], "0", "{without}");
+    assert_eq!(
+        without["Supplier"], "中国移动",
+        "the order's own Supplier is echoed"
+    );
+    let other = query_with_supplier(&sim, "SUP1", Some("中国联通")).await;
+    assert_eq!(other["code"], "1", "{other}");
 }

@@ -480,3 +480,58 @@ async fn account_0009_stays_processing_with_status_1() {
     assert_eq!(info(&sim, "P9").await["data"]["status"], 1);
     assert!(rx.received().is_empty());
 }
+
+#[tokio::test]
+async fn account_0010_is_recorded_then_answered_a_signed_status_500_and_still_succeeds_with_its_callback()
+ {
+    let rx = Receiver::start(0, "SUCCESS").await;
+    let sim = sim_with(1_000_000, |_| {}).await;
+    // `call` checks the response's header signature.
+    let r = charge(&sim, "acct0010", "IB10", &rx.url).await;
+    assert_eq!(r["status"], 500, "{r}");
+    assert_eq!(r["message"], "系统繁忙");
+    assert!(r["data"].is_null(), "{r}");
+    let row = ledger_row(&sim, "IB10").await;
+    assert_eq!(row["script"], "0010");
+    assert_eq!(row["account"], "acct0010");
+    assert_eq!(
+        sim.balance_fen(),
+        1_000_000 - 9_850,
+        "charged like any order"
+    );
+    let got = rx.wait_for(1).await;
+    let cb = verified_callback(&got[0]);
+    assert_eq!(cb["status"], 2);
+    assert_eq!(cb["bizCode"], "IB10");
+    let o = wait_order(&sim, "IB10", OrderState::Succeeded).await;
+    assert_eq!(o.deliveries, 1);
+    let q = info(&sim, "IB10").await;
+    assert_eq!(q["status"], 0, "{q}");
+    assert_eq!(q["data"]["status"], 2);
+    assert_eq!(ledger_row(&sim, "IB10").await["state"], "succeeded");
+}
+
+#[tokio::test]
+async fn chaos_inband_error_answers_status_500_after_recording_and_a_lost_callback_stays_lost() {
+    let rx = Receiver::start(0, "SUCCESS").await;
+    let sim = sim_with(1_000_000, |c| {
+        c.scripts = false;
+        c.chaos = Some(recharge_sim::ChaosConfig {
+            seed: 3,
+            inband_error: 1.0,
+            lost_callback: 1.0,
+            ..Default::default()
+        });
+    })
+    .await;
+    let r = charge(&sim, "acct0001", "CIB", &rx.url).await;
+    assert_eq!(r["status"], 500, "{r}");
+    assert_eq!(
+        ledger_row(&sim, "CIB").await["script"],
+        "chaos:lost_callback+inband_error"
+    );
+    wait_order(&sim, "CIB", OrderState::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(rx.received().is_empty());
+    assert_eq!(info(&sim, "CIB").await["data"]["status"], 2);
+}

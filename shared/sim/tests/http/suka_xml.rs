@@ -636,3 +636,23 @@ async fn accounts_0007_and_0008_are_plain_successes_because_001_cannot_express_r
     assert_eq!(rx.received().len(), 2);
     assert_eq!(sim.balance_fen(), 1_000_000 - 2 * 9_850);
 }
+
+#[tokio::test]
+async fn account_0010_is_answered_9999_after_recording_and_still_succeeds_with_its_callback() {
+    let rx = Receiver::start(0, "success").await;
+    let sim = sim_with(1_000_000, |_| {}).await;
+    assert_eq!(
+        tag(
+            &submit(&sim, "13800000010", "IB10", &rx.url).await.text,
+            "resultno"
+        ),
+        "9999",
+        "001 documents no other in-band error after recording"
+    );
+    assert_eq!(ledger_row(&sim, "IB10").await["script"], "0010");
+    let got = rx.wait_for(1).await;
+    assert_eq!(field(&form_pairs(&got[0].body, true), "resultno"), "1");
+    let o = wait_order(&sim, "IB10", OrderState::Succeeded).await;
+    assert_eq!(o.deliveries, 1);
+    assert_eq!(tag(&query(&sim, "IB10").await, "resultno"), "1");
+}

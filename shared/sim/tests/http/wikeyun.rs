@@ -518,3 +518,102 @@ async fn chaos_5xx_records_the_order_and_late_failure_fails_it_after_long_proces
     assert_eq!(o.script, "chaos:http_500+late_failure");
     assert_eq!(sim.balance_fen(), 1_000_000);
 }
+
+#[tokio::test]
+async fn account_0010_is_recorded_then_answered_2001_and_still_succeeds_with_its_callback() {
+    let rx = Receiver::start(0, "success").await;
+    let sim = sim_with(1_000_000, |_| {}).await;
+    let r = push(&sim, "13800000010", "IB10", "100", &rx.url).await;
+    assert_eq!(r["code"], "2001", "{r}");
+    assert_eq!(r["msg"], "系统繁忙");
+    assert!(r["data"].is_null(), "{r}");
+    let row = ledger_row(&sim, "IB10").await;
+    assert_eq!(row["script"], "0010");
+    assert_eq!(row["account"], "13800000010");
+    assert_eq!(
+        sim.balance_fen(),
+        1_000_000 - 10_000,
+        "charged like any order"
+    );
+    let got = rx.wait_for(1).await;
+    let cb = callback_json(&got[0]);
+    assert_eq!(cb["status"], "2");
+    assert_eq!(cb["order_no"], "IB10");
+    assert_signed(&cb);
+    let o = wait_order(&sim, "IB10", OrderState::Succeeded).await;
+    assert_eq!(o.deliveries, 1);
+    let q = query_no(&sim, "IB10").await;
+    assert_eq!(q["code"], "0000", "{q}");
+    assert_eq!(q["data"]["status"], "2");
+    assert_eq!(ledger_row(&sim, "IB10").await["state"], "succeeded");
+}
+
+#[tokio::test]
+async fn chaos_inband_error_answers_2001_after_recording_and_the_planned_failure_still_applies() {
+    let rx = Receiver::start(0, "success").await;
+    let sim = sim_with(1_000_000, |c| {
+        chaos(|ch| {
+            ch.inband_error = 1.0;
+            ch.late_failure = 1.0;
+        })(c);
+        c.long_processing = Duration::from_secs(100);
+    })
+    .await;
+    let r = push(&sim, "13800138000", "CIB", "100", &rx.url).await;
+    assert_eq!(r["code"], "2001", "{r}");
+    assert_eq!(r["msg"], "系统繁忙");
+    let row = ledger_row(&sim, "CIB").await;
+    assert_eq!(row["script"], "chaos:late_failure+inband_error");
+    let got = rx.wait_for(1).await;
+    assert_eq!(callback_json(&got[0])["status"], "4");
+    wait_order(&sim, "CIB", OrderState::Failed).await;
+    assert_eq!(query_no(&sim, "CIB").await["data"]["status"], "4");
+    assert_eq!(sim.balance_fen(), 1_000_000, "refunded");
+}
+
+#[tokio::test]
+async fn the_query_takes_a_signed_store_id_and_finds_the_order_by_order_number_or_order_no() {
+    let sim = sim_with(1_000_000, |_| {}).await;
+    let r = push(&sim, "13800138000", "Q9", "50", "").await;
+    let number = r["data"]["order_number"].as_str().unwrap().to_owned();
+    let ask = |business: Vec<(&'static str, String)>| {
+        let sim = &sim;
+        async move {
+            let pairs: Vec<(&str, &str)> = business.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            call(sim, "Recharge/query", &pairs, &now(), SECRET).await
+        }
+    };
+    for business in [
+        vec![
+            ("order_number", number.clone()),
+            ("store_id", "1234".into()),
+        ],
+        vec![("order_no", "Q9".into()), ("store_id", "1234".into())],
+        vec![("order_number", number.clone())],
+        vec![
+            ("order_number", number.clone()),
+            ("order_no", "Q9".into()),
+            ("store_id", "1234".into()),
+        ],
+    ] {
+        let q = ask(business.clone()).await;
+        assert_eq!(q["code"], "0000", "{business:?}: {q}");
+        assert_eq!(q["data"]["order_no"], "Q9");
+        assert_eq!(q["data"]["order_number"], number.as_str());
+        assert_eq!(q["data"]["store_id"], "1234");
+    }
+    let other_store = ask(vec![("order_no", "Q9".into()), ("store_id", "9999".into())]).await;
+    assert_eq!(other_store["code"], "2001", "{other_store}");
+    let mismatched = ask(vec![
+        ("order_number", number.clone()),
+        ("order_no", "OTHER".into()),
+    ])
+    .await;
+    assert_eq!(mismatched["code"], "2006", "{mismatched}");
+    let unknown_number = ask(vec![
+        ("order_number", "W0".into()),
+        ("store_id", "1234".into()),
+    ])
+    .await;
+    assert_eq!(unknown_number["code"], "2006", "{unknown_number}");
+}
