@@ -3,7 +3,7 @@
 
 use crate::state::AppState;
 use recharge_core::store::BalanceSnapshot;
-use recharge_providers::{BalanceError, RequestContext};
+use recharge_providers::BalanceError;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -22,22 +22,13 @@ pub async fn check_balances(state: &AppState) -> BalanceReport {
             report.unsupported.push(id.to_string());
             continue;
         }
-        let result = match RequestContext::fresh(state.clock.now())
-            .and_then(|ctx| provider.adapter.build_balance(&ctx))
-        {
-            Err(e) => Err(e.to_string()),
-            Ok(req) => match state
-                .executor
-                .execute(&req, &provider.account.limits())
-                .await
-            {
-                Err(e) => Err(e.to_string()),
-                Ok(resp) => provider.adapter.parse_balance(&resp).map_err(|e| match e {
-                    BalanceError::Unsupported => "unsupported".to_owned(),
-                    BalanceError::Unknown(r) => r.to_string(),
-                }),
-            },
-        };
+        let result = provider
+            .balance(&state.executor, state.clock.now())
+            .await
+            .map_err(|e| match e {
+                BalanceError::Unsupported => "unsupported".to_owned(),
+                BalanceError::Unknown(r) => r.to_string(),
+            });
         match result {
             Ok(balance) => {
                 let snapshot = BalanceSnapshot {

@@ -5,13 +5,19 @@
 //! resend it). An unverifiable callback changes nothing: it is refused (so the provider resends), and any of
 //! our attempt ids found in it are queried instead, because a query is authenticated and a forged callback
 //! must not be able to hide a real result either. An unsigned-by-protocol callback is only a hint: the
-//! attempt is queried and the query's answer is applied.
+//! attempt is queried and the query's answer is applied. Where the protocol has no query (carrier-billing
+//! syncs), an unsigned result cannot be confirmed at all: it is kept on the attempt (masked) for an operator,
+//! raised as an anomaly, and not acknowledged, so the channel resends it (PROVIDERS §0.4).
 
-use crate::flow::{self, apply_event};
+use crate::flow::{self, ExpectOwned, apply_event};
 use crate::http::ApiResponse;
 use crate::state::AppState;
+use recharge_core::mask::mask;
 use recharge_core::{AttemptId, Event, ProviderAccountId, Source};
 use recharge_providers::{CallbackAck, CallbackTrust, RawCallback};
+
+/// The most of a raw unverified result kept on an attempt.
+const MAX_KEPT_CONTENT: usize = 2048;
 
 /// Handles one callback. Always answers something the provider understands; never a 5xx with internals.
 pub async fn handle(state: &AppState, account: &str, raw: RawCallback) -> ApiResponse {
@@ -62,22 +68,49 @@ pub async fn handle(state: &AppState, account: &str, raw: RawCallback) -> ApiRes
         trust = ?event.trust,
         "callback"
     );
+    let queryable = provider.adapter.has_query()
+        && (provider.capabilities().query_by_our_id
+            || order.attempt(no).and_then(|a| a.provider_ref()).is_some());
     let result = match event.trust {
         CallbackTrust::Signed => {
-            let e = Event::Outcome {
-                attempt: no,
-                source: Source::Callback,
-                outcome: event.outcome,
+            let Some(expect) = ExpectOwned::of(&order, no) else {
+                return ack(CallbackAck::Rejected);
             };
-            match apply_event(state, order, e, None).await {
+            let answer = provider.review_callback(event, &expect.borrow());
+            match flow::record_answer(state, order, no, Source::Callback, answer).await {
                 Ok(step) => flow::advance(state, step.order).await.map(|_| ()),
                 Err(e) => Err(e),
             }
         }
-        CallbackTrust::Unverified => match flow::query_attempt(state, order, no).await {
-            Ok(order) => flow::advance(state, order).await.map(|_| ()),
-            Err(e) => Err(e),
-        },
+        CallbackTrust::Unverified if queryable => {
+            match flow::query_attempt(state, order, no).await {
+                Ok(order) => flow::advance(state, order).await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+        // Nothing can confirm it: keep what it said for the operator, and let the channel resend.
+        CallbackTrust::Unverified => {
+            let content = kept_content(&raw);
+            tracing::error!(
+                alert = "unverified_result",
+                order_id = %order.id(),
+                attempt_id = %event.attempt,
+                provider_account = %account,
+                outcome = flow::outcome_name(&event.outcome),
+                "an unsigned result on a protocol with no query: kept for an operator, not acknowledged"
+            );
+            let e = Event::UnverifiedResult {
+                attempt: no,
+                content,
+            };
+            return match apply_event(state, order, e, None).await {
+                Ok(_) => ack(CallbackAck::Rejected),
+                Err(e) => {
+                    tracing::error!(provider_account = %account, error = %e, "unverified result not stored");
+                    ack(CallbackAck::Rejected)
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ack(CallbackAck::Accepted),
@@ -87,6 +120,32 @@ pub async fn handle(state: &AppState, account: &str, raw: RawCallback) -> ApiRes
             ack(CallbackAck::Rejected)
         }
     }
+}
+
+/// The raw callback as text, capped, with every value that could be a phone or ID number (seven or more
+/// digits, an ID card's trailing X allowed) masked; statuses and our ids stay readable for the operator.
+fn kept_content(raw: &RawCallback) -> String {
+    let text = if raw.body.is_empty() {
+        raw.query.clone()
+    } else {
+        String::from_utf8_lossy(&raw.body).into_owned()
+    };
+    let masked: String = text
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if looks_personal(v) => format!("{k}={}", mask(v)),
+            Some(_) | None => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    masked.chars().take(MAX_KEPT_CONTENT).collect()
+}
+
+fn looks_personal(v: &str) -> bool {
+    let digits = v.bytes().filter(u8::is_ascii_digit).count();
+    digits >= 7
+        && v.bytes()
+            .all(|b| b.is_ascii_digit() || b == b'X' || b == b'x' || b == b'+')
 }
 
 async fn query_by_attempt(
@@ -141,6 +200,20 @@ pub fn find_attempt_ids(raw: &RawCallback) -> Vec<AttemptId> {
 mod tests {
     use super::*;
     use recharge_providers::Method;
+
+    #[test]
+    fn kept_content_masks_numbers_and_keeps_statuses_and_ids() {
+        let raw = RawCallback {
+            method: Method::Get,
+            headers: vec![],
+            query: "orderid=MP1&mobile=13800138000&status=DELIVRD&cpparam=7JUWX4CXN3GSIQOKCCTK01&idcard=11010119900307451X".into(),
+            body: vec![],
+        };
+        assert_eq!(
+            kept_content(&raw),
+            "orderid=MP1&mobile=138****8000&status=DELIVRD&cpparam=7JUWX4CXN3GSIQOKCCTK01&idcard=110****451X"
+        );
+    }
 
     #[test]
     fn attempt_ids_are_found_in_forms_json_and_queries() {

@@ -7,49 +7,7 @@ use recharge_core::{Fen, ProductCode, ProviderAccountId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 
-/// What a product delivers, and so how its account is validated and which protocols can serve it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProductKind {
-    /// 话费快充
-    MobileFast,
-    /// 话费慢充
-    MobileSlow,
-    /// 游戏直充
-    Game,
-    /// 电费 (国网 / 南网)
-    Electricity,
-    /// 会员直充
-    Vip,
-    /// Carrier billing, MP flow: the user sends SMS.
-    BillingSms,
-    /// Carrier billing, PC flow: the user enters a verification code.
-    BillingCode,
-}
-
-impl ProductKind {
-    pub fn is_mobile_number(self) -> bool {
-        match self {
-            ProductKind::MobileFast
-            | ProductKind::MobileSlow
-            | ProductKind::BillingSms
-            | ProductKind::BillingCode => true,
-            ProductKind::Game | ProductKind::Electricity | ProductKind::Vip => false,
-        }
-    }
-
-    /// Carrier billing needs a two-step protocol; everything else needs a one-step one.
-    pub fn needs_two_step(self) -> bool {
-        match self {
-            ProductKind::BillingSms | ProductKind::BillingCode => true,
-            ProductKind::MobileFast
-            | ProductKind::MobileSlow
-            | ProductKind::Game
-            | ProductKind::Electricity
-            | ProductKind::Vip => false,
-        }
-    }
-}
+pub use recharge_core::ProductKind;
 
 /// One way to fulfil a product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +33,10 @@ pub struct Product {
     /// `extra` fields a merchant must send for this product (e.g. electricity region).
     #[serde(default)]
     pub required_extra: Vec<String>,
+    /// `extra` fields a merchant may send. Any key in neither list is refused: what is delivered (quantity,
+    /// fast/slow, supplier, product) comes from the route, never from the merchant (PROVIDERS §0.4 rule 6).
+    #[serde(default)]
+    pub optional_extra: Vec<String>,
     pub routes: Vec<CatalogRoute>,
 }
 
@@ -178,10 +140,10 @@ pub fn validate_account(product: &Product, account: &str) -> Result<Target, ApiE
         });
     }
     let a = account.trim();
-    if a.is_empty() || a.chars().count() > 64 || a.chars().any(char::is_control) {
+    if a.is_empty() || a.chars().count() > 64 || first_hidden(a).is_some() {
         return Err(ApiError::bad_request(
             "invalid_account",
-            "account: 1 to 64 characters, no control characters",
+            "account: 1 to 64 characters, no control or invisible formatting characters",
         ));
     }
     Ok(Target {
@@ -194,11 +156,60 @@ impl Product {
     pub fn face_value(&self) -> Fen {
         Fen::new(self.face_value_fen)
     }
+
+    /// Whether the merchant may send `extra.<key>` for this product.
+    pub fn allows_extra(&self, key: &str) -> bool {
+        self.required_extra
+            .iter()
+            .chain(&self.optional_extra)
+            .any(|k| k == key)
+    }
+}
+
+/// The first character of `text` that a person cannot see or that reorders what they see: control
+/// characters, zero-width and direction marks (U+200B–200F, U+202A–202E, U+2060–206F, U+FEFF), and a
+/// combining mark with nothing visible to combine with. Such text in an account makes two orders that look
+/// alike go to different accounts.
+pub fn first_hidden(text: &str) -> Option<char> {
+    let mut prev: Option<char> = None;
+    for c in text.chars() {
+        let hidden = c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
+            || (is_combining(c) && !prev.is_some_and(|p| p.is_alphanumeric()));
+        if hidden {
+            return Some(c);
+        }
+        prev = Some(c);
+    }
+    None
+}
+
+/// The combining-mark blocks (Combining Diacritical Marks and their supplements, for symbols, half marks).
+fn is_combining(c: char) -> bool {
+    matches!(c, '\u{0300}'..='\u{036F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}' | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_and_reordering_characters_are_found() {
+        for bad in [
+            "1380013\u{200B}8000",
+            "abc\u{202E}def",
+            "\u{FEFF}player",
+            "player\u{2060}",
+            "\u{0301}player",
+            "player \u{0301}",
+            "tab\there",
+        ] {
+            assert!(first_hidden(bad).is_some(), "{bad:?}");
+        }
+        for good in ["player-42", "江苏南京", "Café", "cafe\u{0301}", "a b"] {
+            assert_eq!(first_hidden(good), None, "{good:?}");
+        }
+    }
 
     fn known(ids: &[&str]) -> HashSet<ProviderAccountId> {
         ids.iter()

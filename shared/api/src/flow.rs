@@ -12,8 +12,10 @@ use crate::view::OrderView;
 use recharge_core::mask::mask;
 use recharge_core::secrets::{MerchantSecret, parse_json};
 use recharge_core::store::{Recorded, StoreError, record};
-use recharge_core::{AttemptNo, AttemptState, Event, Order, Outcome, Reason, Refusal, Source};
-use recharge_providers::{QueryRequest, RequestContext, SubmitRequest};
+use recharge_core::{
+    AttemptNo, AttemptState, Event, Order, Outcome, ProductKind, Reason, Refusal, Report, Source,
+};
+use recharge_providers::{Answer, Expect, Provider, QueryRequest, SubmitRequest};
 use secrecy::ExposeSecret;
 
 /// What recording an event did.
@@ -28,6 +30,9 @@ fn policy_account(order: &Order, event: &Event) -> Option<recharge_core::Provide
     match event {
         Event::OpenAttempt { route } => Some(route.provider_account.clone()),
         Event::Outcome { attempt, .. } | Event::SubmitDeadlinePassed { attempt } => order
+            .attempt(*attempt)
+            .map(|a| a.route().provider_account.clone()),
+        Event::UnverifiedResult { attempt, .. } => order
             .attempt(*attempt)
             .map(|a| a.route().provider_account.clone()),
         Event::RoutesExhausted { .. } | Event::Notified { .. } => order
@@ -110,6 +115,7 @@ fn event_name(event: &Event) -> &'static str {
         Event::OpenAttempt { .. } => "open_attempt",
         Event::RoutesExhausted { .. } => "routes_exhausted",
         Event::Notified { .. } => "notified",
+        Event::UnverifiedResult { .. } => "unverified_result",
     }
 }
 
@@ -177,6 +183,98 @@ pub async fn notify_merchant(state: &AppState, order: Order) -> Result<Order, St
     }
 }
 
+/// The submit request of attempt `no` as its provider gets it: the route's product, the order's account and
+/// the extras the catalog allowed, and the product kind, which the adapter uses where its protocol encodes
+/// the account by kind.
+fn submit_request(state: &AppState, order: &Order, no: AttemptNo) -> Option<SubmitRequest> {
+    let route = order.attempt(no)?.route().clone();
+    let kind = state
+        .catalog
+        .product(order.product_code())
+        .map(|p| p.kind)
+        // An order whose product left the catalog keeps its provider's view of it: a plain account.
+        .unwrap_or(ProductKind::Game);
+    Some(SubmitRequest {
+        attempt: order.attempt_id(no),
+        callback_url: Some(state.callback_url(&route.provider_account)),
+        route,
+        kind,
+        account: order.account().to_owned(),
+        face_value: order.face_value(),
+        extra: order.extra().clone(),
+    })
+}
+
+/// What an answer about attempt `no` must fit (the registry's checks, PROVIDERS §0.4 rule 5).
+fn expect(
+    order: &Order,
+    no: AttemptNo,
+    attempt_id: &recharge_core::AttemptId,
+) -> Option<ExpectOwned> {
+    let a = order.attempt(no)?;
+    Some(ExpectOwned {
+        attempt: attempt_id.clone(),
+        cost: a.route().cost,
+        face: order.face_value(),
+        provider_ref: a.provider_ref().map(str::to_owned),
+    })
+}
+
+/// An owned [`Expect`], so it can be built from an order that is then moved on.
+#[derive(Debug, Clone)]
+pub struct ExpectOwned {
+    pub attempt: recharge_core::AttemptId,
+    pub cost: recharge_core::Fen,
+    pub face: recharge_core::Fen,
+    pub provider_ref: Option<String>,
+}
+
+impl ExpectOwned {
+    pub fn borrow(&self) -> Expect<'_> {
+        Expect {
+            attempt: &self.attempt,
+            cost: self.cost,
+            face: self.face,
+            provider_ref: self.provider_ref.as_deref(),
+        }
+    }
+
+    pub fn of(order: &Order, no: AttemptNo) -> Option<ExpectOwned> {
+        expect(order, no, &order.attempt_id(no))
+    }
+}
+
+/// Records a provider's answer about attempt `no`, from `source`.
+pub async fn record_answer(
+    state: &AppState,
+    order: Order,
+    no: AttemptNo,
+    source: Source,
+    answer: Answer,
+) -> Result<Step, StoreError> {
+    let detail = findings_detail(&answer.report);
+    let event = Event::Outcome {
+        attempt: no,
+        source,
+        outcome: answer.outcome,
+        report: answer.report,
+    };
+    apply_event(state, order, event, detail).await
+}
+
+/// The findings of a report as one audit line for the operator, if there are any.
+fn findings_detail(report: &Report) -> Option<String> {
+    if report.findings.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = report
+        .findings
+        .iter()
+        .map(|f| format!("{}: {f}", f.as_str()))
+        .collect();
+    Some(lines.join("; "))
+}
+
 /// Sends the open `Submitting` attempt to its provider and records the answer. Call only right after this
 /// process wrote that `Submitting` state (create or failover): the write precedes the call (invariant 1).
 pub async fn submit_open_attempt(state: &AppState, order: Order) -> Result<Order, StoreError> {
@@ -187,85 +285,34 @@ pub async fn submit_open_attempt(state: &AppState, order: Order) -> Result<Order
         return Ok(order);
     };
     let no = attempt.no();
-    let route = attempt.route().clone();
+    let account = attempt.route().provider_account.clone();
     let attempt_id = order.attempt_id(no);
-    let outcome = match state.providers.get(&route.provider_account) {
-        None => Outcome::Rejected {
+    let answer = match (
+        state.providers.get(&account),
+        submit_request(state, &order, no),
+    ) {
+        (Some(provider), Some(req)) => {
+            provider
+                .submit(&state.executor, &req, state.clock.now())
+                .await
+        }
+        // Nothing was sent: a definite refusal.
+        (None, _) | (_, None) => Answer::from(Outcome::Rejected {
             failover_allowed: true,
             reason: Reason::new("account_not_loaded", "provider account is not configured"),
-        },
-        Some(provider) => {
-            let (account, extra) = provider_fields(state, &order, provider.account.protocol);
-            let req = SubmitRequest {
-                attempt: attempt_id.clone(),
-                route: route.clone(),
-                account,
-                face_value: order.face_value(),
-                extra,
-                callback_url: Some(state.callback_url(&route.provider_account)),
-            };
-            match RequestContext::fresh(state.clock.now())
-                .and_then(|ctx| provider.adapter.build_submit(&req, &ctx))
-            {
-                Ok(http) => {
-                    state
-                        .executor
-                        .call(&http, &provider.account.limits(), |r| {
-                            provider.adapter.parse_submit(r)
-                        })
-                        .await
-                }
-                // Nothing was sent, so nothing can have been charged: a definite refusal.
-                Err(e) => Outcome::Rejected {
-                    failover_allowed: true,
-                    reason: Reason::new("request_not_built", e.to_string()),
-                },
-            }
-        }
+        }),
     };
     tracing::info!(
         order_id = %order.id(),
         attempt_id = %attempt_id,
-        provider_account = %route.provider_account,
+        provider_account = %account,
         account = %mask(order.account()),
-        outcome = outcome_name(&outcome),
+        outcome = outcome_name(&answer.outcome),
         "submit"
     );
-    let event = Event::Outcome {
-        attempt: no,
-        source: Source::Submit,
-        outcome,
-    };
-    Ok(apply_event(state, order, event, None).await?.order)
-}
-
-/// The account and extras as the provider's protocol wants them. Electricity on the 001 family is the one
-/// case where they differ from what the merchant sent: the seed's `account` is a JSON object built from the
-/// 户号 and the region, and `areaid` carries the contact phone (PROVIDERS 001, electricity example).
-fn provider_fields(
-    state: &AppState,
-    order: &Order,
-    protocol: recharge_providers::Protocol,
-) -> (String, std::collections::BTreeMap<String, String>) {
-    let kind = state.catalog.product(order.product_code()).map(|p| p.kind);
-    let mut extra = order.extra().clone();
-    match (kind, protocol) {
-        (Some(crate::catalog::ProductKind::Electricity), recharge_providers::Protocol::SukaXml) => {
-            let get = |k: &str| order.extra().get(k).map(String::as_str).unwrap_or("");
-            let account = recharge_providers::suka_xml::electricity_account(
-                order.account(),
-                get("username"),
-                order.extra().get("type").map(String::as_str).unwrap_or("1"),
-                get("area"),
-                get("city"),
-            );
-            if let Some(phone) = order.extra().get("phone") {
-                extra.insert("areaid".to_owned(), phone.clone());
-            }
-            (account, extra)
-        }
-        _ => (order.account().to_owned(), extra),
-    }
+    Ok(record_answer(state, order, no, Source::Submit, answer)
+        .await?
+        .order)
 }
 
 pub fn outcome_name(o: &Outcome) -> &'static str {
@@ -336,6 +383,8 @@ pub async fn advance(state: &AppState, order: Order) -> Result<Order, StoreError
 }
 
 /// Queries the provider about an open attempt and records the answer (a query also moves the poll schedule).
+/// On a provider that refuses reused ids, an attempt that keeps answering "not found" past the grace window is
+/// then probed by resubmitting the same attempt id (PROVIDERS §0.4 rule 4).
 pub async fn query_attempt(
     state: &AppState,
     order: Order,
@@ -347,51 +396,70 @@ pub async fn query_attempt(
     let account = attempt.route().provider_account.clone();
     let provider_ref = attempt.provider_ref().map(str::to_owned);
     let attempt_id = order.attempt_id(no);
-    let outcome = match state.providers.get(&account) {
-        None => Outcome::Unknown {
+    let provider = state.providers.get(&account);
+    let answer = match (provider, ExpectOwned::of(&order, no)) {
+        (None, _) | (_, None) => Answer::from(Outcome::Unknown {
             reason: Reason::new("account_not_loaded", "provider account is not configured"),
-        },
-        Some(provider) if !provider.capabilities().query_by_our_id && provider_ref.is_none() => {
-            Outcome::Unknown {
+        }),
+        (Some(provider), Some(_))
+            if !provider.capabilities().query_by_our_id && provider_ref.is_none() =>
+        {
+            Answer::from(Outcome::Unknown {
                 reason: Reason::new(
                     "no_query",
                     "the provider cannot be queried for this order; waiting for its callback",
                 ),
-            }
+            })
         }
-        Some(provider) => {
+        (Some(provider), Some(expect)) => {
             let req = QueryRequest {
                 attempt: attempt_id.clone(),
                 provider_ref,
             };
-            match RequestContext::fresh(state.clock.now())
-                .and_then(|ctx| provider.adapter.build_query(&req, &ctx))
-            {
-                Ok(http) => {
-                    state
-                        .executor
-                        .call(&http, &provider.account.limits(), |r| {
-                            provider.adapter.parse_query(r)
-                        })
-                        .await
-                }
-                Err(e) => Outcome::Unknown {
-                    reason: Reason::new("query_not_built", e.to_string()),
-                },
-            }
+            provider
+                .query(&state.executor, &req, &expect.borrow(), state.clock.now())
+                .await
         }
     };
     tracing::info!(
         order_id = %order.id(),
         attempt_id = %attempt_id,
         provider_account = %account,
-        outcome = outcome_name(&outcome),
+        outcome = outcome_name(&answer.outcome),
         "query"
     );
-    let event = Event::Outcome {
-        attempt: no,
-        source: Source::Query,
-        outcome,
+    let order = record_answer(state, order, no, Source::Query, answer)
+        .await?
+        .order;
+    match provider {
+        Some(p) if order.probe_due(no, state.clock.now(), &state.policy(&account)) => {
+            probe_attempt(state, p, order, no).await
+        }
+        Some(_) | None => Ok(order),
+    }
+}
+
+/// Resubmits attempt `no` under its own id to the same account and records what that tells.
+async fn probe_attempt(
+    state: &AppState,
+    provider: &Provider,
+    order: Order,
+    no: AttemptNo,
+) -> Result<Order, StoreError> {
+    let Some(req) = submit_request(state, &order, no) else {
+        return Ok(order);
     };
-    Ok(apply_event(state, order, event, None).await?.order)
+    let answer = provider
+        .probe(&state.executor, &req, state.clock.now())
+        .await;
+    tracing::warn!(
+        order_id = %order.id(),
+        attempt_id = %req.attempt,
+        provider_account = %provider.account.id,
+        outcome = outcome_name(&answer.outcome),
+        "probe: resubmitted the same attempt id after repeated not-found answers"
+    );
+    Ok(record_answer(state, order, no, Source::Submit, answer)
+        .await?
+        .order)
 }

@@ -1,7 +1,7 @@
 //! The merchant endpoints: create an order, read it, send a verification code, read provider balances.
 
 use crate::auth::{Caller, Role};
-use crate::catalog::validate_account;
+use crate::catalog::{first_hidden, validate_account};
 use crate::error::ApiError;
 use crate::flow::{self, apply_event};
 use crate::http::ApiResponse;
@@ -14,7 +14,7 @@ use recharge_core::{
     AttemptState, Event, MerchantOrderNo, NewOrder, NextAction, Order, OrderId, Outcome,
     ProductCode, Reason, Source,
 };
-use recharge_providers::{RequestContext, VerificationRequest};
+use recharge_providers::{Answer, VerificationRequest};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -73,12 +73,10 @@ pub async fn create_order(
         })?;
     let target = validate_account(product, &req.account)?;
     if req.extra.len() > MAX_EXTRA_FIELDS
-        || req.extra.iter().any(|(k, v)| {
-            k.is_empty()
-                || k.len() > 32
-                || v.chars().count() > 256
-                || v.chars().any(char::is_control)
-        })
+        || req
+            .extra
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 32 || v.chars().count() > 256)
     {
         return Err(ApiError::bad_request(
             "invalid_field",
@@ -86,6 +84,49 @@ pub async fn create_order(
                 "extra: at most {MAX_EXTRA_FIELDS} fields, names of 1 to 32 bytes, values of at most 256 characters"
             ),
         ));
+    }
+    // Only the extras the product declares: nothing that decides what is delivered is the merchant's
+    // (PROVIDERS §0.4 rule 6).
+    if let Some(key) = req.extra.keys().find(|k| !product.allows_extra(k)) {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!("extra.{key} is not accepted for {product_code}"),
+        ));
+    }
+    if let Some((key, c)) = req
+        .extra
+        .iter()
+        .find_map(|(k, v)| first_hidden(v).map(|c| (k, c)))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!(
+                "extra.{key}: contains U+{:04X}, a control or invisible formatting character",
+                c as u32
+            ),
+        ));
+    }
+    // Text a route's wire cannot carry (a GBK form and an emoji) is refused now, not sent and failed later.
+    for r in &product.routes {
+        let Some(p) = state.providers.get(&r.provider_account) else {
+            continue;
+        };
+        let unfit = std::iter::once(("account", target.account.as_str()))
+            .chain(req.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .find(|(_, v)| !p.adapter.text_fits(v));
+        if let Some((name, _)) = unfit {
+            let name = if name == "account" {
+                "account".to_owned()
+            } else {
+                format!("extra.{name}")
+            };
+            return Err(ApiError::bad_request(
+                "invalid_field",
+                format!(
+                    "{name}: has characters the provider of {product_code} cannot receive (GBK)"
+                ),
+            ));
+        }
     }
     if let Some(missing) = product
         .required_extra
@@ -238,6 +279,7 @@ pub async fn verify(
             attempt: no,
             source: Source::Submit,
             outcome: Outcome::Accepted { provider_ref: None },
+            report: Default::default(),
         },
         Some("verification code received".into()),
     )
@@ -245,46 +287,30 @@ pub async fn verify(
     if !taken.applied {
         return Err(not_expected());
     }
-    let outcome = match (state.providers.get(&account), provider_ref) {
-        (Some(provider), Some(provider_ref)) => {
+    let expect = flow::ExpectOwned::of(&taken.order, no);
+    let answer = match (state.providers.get(&account), provider_ref, expect) {
+        (Some(provider), Some(provider_ref), Some(expect)) => {
             let vr = VerificationRequest {
                 attempt: attempt_id,
                 provider_ref,
                 code: req.code,
             };
-            match RequestContext::fresh(state.clock.now())
-                .and_then(|ctx| provider.adapter.build_verification(&vr, &ctx))
-            {
-                Ok(http) => {
-                    state
-                        .executor
-                        .call(&http, &provider.account.limits(), |r| {
-                            provider.adapter.parse_verification(r)
-                        })
-                        .await
-                }
-                // Nothing was sent; the provider never saw a code, so its order simply expires unpaid.
-                Err(e) => Outcome::Failed {
-                    failover_allowed: false,
-                    reason: Reason::new("request_not_built", e.to_string()),
-                },
-            }
+            provider
+                .verify(&state.executor, &vr, &expect.borrow(), state.clock.now())
+                .await
         }
-        _ => Outcome::Failed {
+        _ => Answer::from(Outcome::Failed {
             failover_allowed: false,
             reason: Reason::new(
                 "no_provider_order",
                 "the provider order of the first step is unknown",
             ),
-        },
+        }),
     };
-    tracing::info!(order_id = %taken.order.id(), provider_account = %account, outcome = flow::outcome_name(&outcome), "verification");
-    let event = Event::Outcome {
-        attempt: no,
-        source: Source::Submit,
-        outcome,
-    };
-    let order = apply_event(state, taken.order, event, None).await?.order;
+    tracing::info!(order_id = %taken.order.id(), provider_account = %account, outcome = flow::outcome_name(&answer.outcome), "verification");
+    let order = flow::record_answer(state, taken.order, no, Source::Submit, answer)
+        .await?
+        .order;
     Ok(ApiResponse::json(200, &OrderView::of(&order)))
 }
 

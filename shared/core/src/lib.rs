@@ -25,8 +25,6 @@ pub use order::{
     Anomaly, AnomalyKind, Attempt, AttemptState, NewOrder, Order, PublicStatus, PublicView,
     Resolution, Route, UnverifiedResult,
 };
-pub use outcome::{
-    Finding, NextAction, Outcome, Reason, Report, Reported, SmsInstruction, Source,
-};
+pub use outcome::{Finding, NextAction, Outcome, Reason, Report, Reported, SmsInstruction, Source};
 pub use product::ProductKind;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -573,7 +573,12 @@ impl Order {
     /// True when attempt `no` should be probed by resubmitting it under the same id (PROVIDERS §0.4 rule 4):
     /// the provider refuses reused ids (`policy.not_found_probe`), the attempt is open and was never
     /// acknowledged, and "not found" has been answered often enough for long enough.
-    pub fn probe_due(&self, no: AttemptNo, now: Timestamp, policy: &crate::machine::Policy) -> bool {
+    pub fn probe_due(
+        &self,
+        no: AttemptNo,
+        now: Timestamp,
+        policy: &crate::machine::Policy,
+    ) -> bool {
         let Some(a) = self.attempt(no) else {
             return false;
         };
@@ -581,7 +586,8 @@ impl Order {
             && a.state.is_open()
             && a.state != AttemptState::Submitting
             && !a.acknowledged
-            && a.not_found.is_some_and(|t| t.answers >= policy.not_found_min_answers)
+            && a.not_found
+                .is_some_and(|t| t.answers >= policy.not_found_min_answers)
             && now.since(a.opened_at) >= policy.not_found_grace
     }
 

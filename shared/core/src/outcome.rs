@@ -186,13 +186,19 @@ impl fmt::Display for Finding {
                 write!(f, "reported cost {reported} yuan, route cost {route} yuan")
             }
             Finding::FaceMismatch { reported, expected } => {
-                write!(f, "reported face value {reported} yuan, order {expected} yuan")
+                write!(
+                    f,
+                    "reported face value {reported} yuan, order {expected} yuan"
+                )
             }
             Finding::QuantityMismatch { reported, expected } => {
                 write!(f, "reported quantity {reported}, route {expected}")
             }
             Finding::DeliveredAboveFace { delivered, face } => {
-                write!(f, "reported delivery {delivered} yuan above face value {face} yuan")
+                write!(
+                    f,
+                    "reported delivery {delivered} yuan above face value {face} yuan"
+                )
             }
         }
     }

@@ -86,6 +86,18 @@ fn demo() -> Result<LocalConfig, serde_json::Error> {
 }
 
 fn local_account(id: &str, protocol: &str, endpoints: Value, options: Value) -> Value {
+    coded_account(id, protocol, endpoints, options, json!({}))
+}
+
+/// An account with the code-table entries the simulator of its protocol documents for itself
+/// (`shared/sim/README.md`): what the seeds leave unsaid must be stated per account (PROVIDERS §0.4).
+fn coded_account(
+    id: &str,
+    protocol: &str,
+    endpoints: Value,
+    options: Value,
+    codes: Value,
+) -> Value {
     json!({
         "id": id,
         "protocol": protocol,
@@ -93,6 +105,7 @@ fn local_account(id: &str, protocol: &str, endpoints: Value, options: Value) -> 
         "secret_name": format!("local/provider/{id}"),
         // Short enough for a quick demo, longer than the simulators' normal answers.
         "timeouts": {"call_ms": 2000},
+        "codes": codes,
         "options": options
     })
 }
@@ -120,10 +133,14 @@ fn accounts() -> Value {
     }});
     json!([
         {
-            "account": local_account("wikeyun-main", "wikeyun", json!({
+            "account": coded_account("wikeyun-main", "wikeyun", json!({
                 "submit": "{sim}/rest/Recharge/pushOrder", "query": "{sim}/rest/Recharge/query",
                 "balance": "{sim}/rest/User/query"
-            }), json!({"store_id": "1234"})),
+            }), json!({"store_id": "1234"}),
+            // The simulator's refusals before recording (common-param and number checks). Its `2001` is
+            // not listed: it also answers it after recording an order (script 0010).
+            json!({"submit": {"1001": "refusal", "1004": "refusal", "1005": "refusal", "1006": "refusal",
+                              "2005": "refusal"}})),
             "secret": {"app_key": 100001, "app_secret": "TestAppSecret0123"},
             "simulator": {"protocol": "wikeyun", "credentials": {
                 "app_key": "100001", "app_secret": "TestAppSecret0123", "store_id": "1234",
@@ -131,9 +148,12 @@ fn accounts() -> Value {
             }}
         },
         {
-            "account": local_account("ice-main", "ice-microservice", json!({
+            "account": coded_account("ice-main", "ice-microservice", json!({
                 "submit": "{sim}/sign/api/order", "query": "{sim}/sign/api/query"
-            }), json!({"company": "彩生活", "supplier": "中国移动"})),
+            }), json!({"company": "彩生活", "supplier": "中国移动"}),
+            // The simulator's order statuses. Its only error code, `1`, answers refusals and recorded
+            // orders alike (script 0010), so it cannot be listed as a refusal.
+            json!({"query": {"0": "accepted", "1": "accepted", "2": "success", "3": "failure"}})),
             "secret": {"app_id": "ICETESTAPPID01", "token": "TestIceToken0123", "access_token": "access-token-1"},
             "simulator": {"protocol": "ice-microservice", "credentials": {
                 "app_id": "ICETESTAPPID01", "token": "TestIceToken0123", "access_token": "access-token-1",
@@ -152,10 +172,14 @@ fn accounts() -> Value {
             "simulator": suka_sim(false)
         },
         {
-            "account": local_account("openapi-main", "openapi-rsa", json!({
+            "account": coded_account("openapi-main", "openapi-rsa", json!({
                 "submit": "{sim}/v1/openapi/order/VIPCharge", "query": "{sim}/v1/openapi/order/info",
                 "balance": "{sim}/v1/openapi/merchant/business/balance"
-            }), json!({})),
+            }), json!({"success_status": 0}),
+            // The simulator's refusals before recording (params, product, account, balance) and its order
+            // statuses; `8` (bizCode taken) and the `500` it answers after recording stay Unknown.
+            json!({"submit": {"5": "refusal", "6": "refusal", "7": "refusal", "9": "refusal"},
+                   "query": {"1": "accepted", "2": "success", "3": "failure"}})),
             "secret": {
                 "business_id": "754ea3e3a699404f9b82e8f881107f19", "merchant_id": "eb1bb305ca3940f8adf1d4e964555699",
                 "sign_type": "SHA256-RSA", "private_key_pem": PRIVATE_KEY, "platform_public_key_pem": PUBLIC_KEY,
@@ -168,14 +192,18 @@ fn accounts() -> Value {
             }}
         },
         {
-            "account": local_account("sms-mp", "sms-billing", json!({"submit": "{sim}/mp/getSms"}), json!({"flow": "mp"})),
+            "account": coded_account("sms-mp", "sms-billing", json!({"submit": "{sim}/mp/getSms"}), json!({"flow": "mp"}),
+                json!({"callback": {"FAIL": "failure_final"}})),
             "secret": sms_secret.clone(),
             "simulator": sms_sim.clone()
         },
         {
-            "account": local_account("sms-pc", "sms-billing", json!({
+            "account": coded_account("sms-pc", "sms-billing", json!({
                 "submit": "{sim}/pc/getVerifyCode", "verify": "{sim}/pc/pay"
-            }), json!({"flow": "pc"})),
+            }), json!({"flow": "pc"}),
+            // 验证码支付: a wrong code and a failed charge charge nothing; the sync's FAIL is final.
+            json!({"submit": {"1008": "failure_final", "1009": "failure_final"},
+                   "callback": {"FAIL": "failure_final"}})),
             "secret": sms_secret,
             "simulator": sms_sim
         }
@@ -196,12 +224,12 @@ fn catalog() -> Value {
             "mobile.single.100": {"kind": "mobile_fast", "name": "话费 100 元 (单通道)", "face_value_fen": 10000,
                 "price_fen": 10050, "routes": [route("wikeyun-main", "100", 10000)]},
             "game.demo.60": {"kind": "game", "name": "游戏直充 60 元", "face_value_fen": 6000, "price_fen": 6000,
-                "routes": [route("suka-main", "G60", 5900)]},
+                "optional_extra": ["areaid", "serverid"], "routes": [route("suka-main", "G60", 5900)]},
             "electricity.sgcc.100": {"kind": "electricity", "name": "国网电费 100 元", "face_value_fen": 10000,
-                "price_fen": 10000, "required_extra": ["area", "city", "phone"],
+                "price_fen": 10000, "required_extra": ["area", "city", "phone"], "optional_extra": ["username", "type"],
                 "routes": [route("suka-main", "8801", 9950)]},
             "vip.demo.month": {"kind": "vip", "name": "会员月卡", "face_value_fen": 3000, "price_fen": 3000,
-                "routes": [route("openapi-main", "VIP-MONTH", 2800)]},
+                "optional_extra": ["mobile"], "routes": [route("openapi-main", "VIP-MONTH", 2800)]},
             "billing.sms.demo": {"kind": "billing_sms", "name": "短信代计费 2 元", "face_value_fen": 200, "price_fen": 200,
                 "required_extra": ["imsi", "imei", "iccid"], "routes": [route("sms-mp", "P200", 1)]},
             "billing.code.demo": {"kind": "billing_code", "name": "验证码计费 2 元", "face_value_fen": 200, "price_fen": 200,

@@ -168,7 +168,10 @@ impl ProviderAccount {
     }
 
     /// The protocol's default code table with this account's overrides.
-    pub fn code_table(&self, defaults: &[(crate::codes::Phase, &[(&str, crate::codes::Meaning)])]) -> crate::codes::CodeTable {
+    pub fn code_table(
+        &self,
+        defaults: &[(crate::codes::Phase, &[(&str, crate::codes::Meaning)])],
+    ) -> crate::codes::CodeTable {
         crate::codes::CodeTable::new(defaults, &self.codes)
     }
 
@@ -179,7 +182,6 @@ impl ProviderAccount {
         }
     }
 }
-
 
 /// A serde_json error about a secret, without any value from it: serde's "invalid type: string \"…\"" and
 /// "invalid value" messages quote the offending value, which may be the secret itself.
@@ -199,4 +201,3 @@ pub(crate) fn redacted(e: &serde_json::Error) -> String {
         )
     }
 }
-

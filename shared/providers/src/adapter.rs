@@ -266,6 +266,11 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
         ctx: &RequestContext,
     ) -> Result<HttpRequest, AdapterError>;
 
+    /// Whether the protocol has a query at all (carrier billing has none: only its sync reports a result).
+    fn has_query(&self) -> bool {
+        true
+    }
+
     /// Classifies a query answer. "Not found" is `NotFound`; the grace window is applied by the state machine.
     fn parse_query(&self, resp: &HttpResponse) -> Parsed;
 

@@ -421,8 +421,9 @@ impl XmlParser<'_> {
                 let start = self.i;
                 self.skip_past(b"]]>")?;
                 let raw = &self.s[start..self.i - b"]]>".len()];
-                el.text
-                    .push_str(std::str::from_utf8(raw).map_err(|_| CodecError::Malformed("UTF-8"))?);
+                el.text.push_str(
+                    std::str::from_utf8(raw).map_err(|_| CodecError::Malformed("UTF-8"))?,
+                );
             } else if self.starts_with(b"<!") || self.starts_with(b"<?") {
                 return Err(CodecError::Xml("markup declarations are not allowed"));
             } else {
@@ -544,12 +545,21 @@ mod tests {
         assert!(parse_xml(b"<order><r>&lol;</r></order>", Charset::Utf8).is_err());
         // CDATA is literal text: markup and entity-like text inside it stay as they are.
         assert_eq!(
-            parse_xml(b"<order><r><![CDATA[x<y>&lol;]]></r></order>", Charset::Utf8)
-                .unwrap()
-                .child_text("r"),
+            parse_xml(
+                b"<order><r><![CDATA[x<y>&lol;]]></r></order>",
+                Charset::Utf8
+            )
+            .unwrap()
+            .child_text("r"),
             Some("x<y>&lol;")
         );
-        assert!(parse_xml(b"<order><r><![CDATA[never closed</r></order>", Charset::Utf8).is_err());
+        assert!(
+            parse_xml(
+                b"<order><r><![CDATA[never closed</r></order>",
+                Charset::Utf8
+            )
+            .is_err()
+        );
         assert_eq!(
             parse_xml(b"<order><r>a&amp;b&#x41;</r></order>", Charset::Utf8)
                 .unwrap()

@@ -187,7 +187,10 @@ impl CodeTable {
             Meaning::Partial => match delivered {
                 Some(delivered) => Outcome::PartiallySucceeded { delivered },
                 None => Outcome::Unknown {
-                    reason: Reason::new(code, format!("partial without a readable amount: {message}")),
+                    reason: Reason::new(
+                        code,
+                        format!("partial without a readable amount: {message}"),
+                    ),
                 },
             },
             Meaning::Reversed => Outcome::Reversed { reason: reason() },
@@ -312,13 +315,17 @@ mod tests {
 
     #[test]
     fn a_partial_without_an_amount_stays_unknown() {
-        let t = CodeTable::new(&[(Phase::Query, &[("11", Meaning::Partial)])], &CodeOverrides::new());
+        let t = CodeTable::new(
+            &[(Phase::Query, &[("11", Meaning::Partial)])],
+            &CodeOverrides::new(),
+        );
         assert!(matches!(
             t.classify(Phase::Query, "11", "", None, None).outcome,
             Outcome::Unknown { .. }
         ));
         assert_eq!(
-            t.classify(Phase::Query, "11", "", None, Some(Fen::new(5000))).outcome,
+            t.classify(Phase::Query, "11", "", None, Some(Fen::new(5000)))
+                .outcome,
             Outcome::PartiallySucceeded {
                 delivered: Fen::new(5000)
             }

@@ -161,7 +161,6 @@ impl Executor {
             body,
         })
     }
-
 }
 
 fn classify(e: reqwest::Error, limits: &Limits) -> TransportError {

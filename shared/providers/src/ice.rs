@@ -4,15 +4,15 @@
 
 pub mod wire;
 
+use crate::account::{ConfigError, Protocol, ProviderAccount};
 use crate::adapter::{
     AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, Capabilities, Parsed,
     ProviderAdapter, QueryRequest, RequestContext, SubmitRequest, precheck, unknown,
 };
-use crate::account::{ConfigError, Protocol, ProviderAccount};
 use crate::codec::{self, Charset};
 use crate::codes::{CodeTable, Meaning, Phase};
-use crate::json::text;
 use crate::http::{HttpRequest, HttpResponse, Method, RawCallback};
+use crate::json::text;
 use crate::sign::{self, HexCase};
 use recharge_core::{Fen, Outcome};
 use secrecy::{ExposeSecret, SecretString};

@@ -37,6 +37,6 @@ pub use adapter::{
     VerificationRequest,
 };
 pub use codes::{CodeTable, Meaning, Phase};
-pub use registry::{Answer, Credentials, Expect, Provider};
 pub use executor::{Executor, Limits, TransportError};
 pub use http::{HttpRequest, HttpResponse, Method, RawCallback};
+pub use registry::{Answer, Credentials, Expect, Provider};

@@ -5,12 +5,12 @@
 
 pub mod wire;
 
+use crate::account::{ConfigError, Protocol, ProviderAccount};
 use crate::adapter::{
     AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, CallbackTrust,
-    Capabilities, Parsed, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest, attempt_from,
-    precheck, unknown,
+    Capabilities, Parsed, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest,
+    attempt_from, precheck, unknown,
 };
-use crate::account::{ConfigError, Protocol, ProviderAccount};
 use crate::codec;
 use crate::codes::{CodeTable, Meaning, Phase};
 use crate::http::{HttpRequest, HttpResponse, Method, RawCallback, find_header};

@@ -6,13 +6,15 @@
 
 use crate::account::{ConfigError, Protocol, ProviderAccount, redacted};
 use crate::adapter::{
-    BalanceError, Capabilities, CallbackEvent, Parsed, ProviderAdapter, QueryRequest,
+    BalanceError, CallbackEvent, Capabilities, Parsed, ProviderAdapter, QueryRequest,
     RequestContext, SubmitRequest, VerificationRequest,
 };
 use crate::codes::{self, Meaning, Phase};
 use crate::executor::{Executor, TransportError};
 use crate::{ice, openapi_rsa, sms_billing, suka_xml, wikeyun};
-use recharge_core::{AttemptId, Fen, Finding, Outcome, Policy, Reason, Report, Reported, Timestamp};
+use recharge_core::{
+    AttemptId, Fen, Finding, Outcome, Policy, Reason, Report, Reported, Timestamp,
+};
 use std::time::Duration;
 
 /// Typed credentials of one account, parsed from the secret's JSON text. Debug redacts every secret.
@@ -147,7 +149,10 @@ impl Provider {
     /// nothing: a definite refusal, failover allowed (PROVIDERS §0.4 rule 3). Anything after the first
     /// request byte may have been executed: `Unknown`.
     pub async fn submit(&self, executor: &Executor, req: &SubmitRequest, now: Timestamp) -> Answer {
-        let http = match self.fresh(now).and_then(|ctx| self.adapter.build_submit(req, &ctx)) {
+        let http = match self
+            .fresh(now)
+            .and_then(|ctx| self.adapter.build_submit(req, &ctx))
+        {
             Ok(h) => h,
             Err(e) => return refused("request_not_built", e.to_string()),
         };
@@ -166,7 +171,10 @@ impl Provider {
     /// provider has it (`Accepted`); an acceptance means it has it now, once; a refusal that nothing was
     /// created. A probe that never connected learned nothing: `Unknown`.
     pub async fn probe(&self, executor: &Executor, req: &SubmitRequest, now: Timestamp) -> Answer {
-        let http = match self.fresh(now).and_then(|ctx| self.adapter.build_submit(req, &ctx)) {
+        let http = match self
+            .fresh(now)
+            .and_then(|ctx| self.adapter.build_submit(req, &ctx))
+        {
             Ok(h) => h,
             Err(e) => return unknown_answer("probe_not_built", e.to_string()),
         };
@@ -189,7 +197,10 @@ impl Provider {
         expect: &Expect<'_>,
         now: Timestamp,
     ) -> Answer {
-        let http = match self.fresh(now).and_then(|ctx| self.adapter.build_query(req, &ctx)) {
+        let http = match self
+            .fresh(now)
+            .and_then(|ctx| self.adapter.build_query(req, &ctx))
+        {
             Ok(h) => h,
             Err(e) => return unknown_answer("query_not_built", e.to_string()),
         };
@@ -226,7 +237,9 @@ impl Provider {
         };
         let parsed = match executor.execute(&http, &self.account.limits()).await {
             Ok(resp) => self.adapter.parse_verification(&resp),
-            Err(e @ TransportError::NotConnected(_)) => return unpaid("not_connected", e.to_string()),
+            Err(e @ TransportError::NotConnected(_)) => {
+                return unpaid("not_connected", e.to_string());
+            }
             Err(e) => e.to_outcome().into(),
         };
         self.review(Phase::Submit, parsed, expect)
@@ -268,7 +281,10 @@ impl Provider {
                 echoed: said.to_owned(),
             });
             parsed.outcome = Outcome::Unknown {
-                reason: Reason::new("foreign_answer", format!("callback names provider order {said}, ours is {known}")),
+                reason: Reason::new(
+                    "foreign_answer",
+                    format!("callback names provider order {said}, ours is {known}"),
+                ),
             };
         }
         let mut answer = self.review(Phase::Callback, parsed, expect);
@@ -297,7 +313,10 @@ impl Provider {
             outcome = Outcome::Unknown {
                 reason: Reason::new(
                     "foreign_answer",
-                    format!("the {phase} answer names order {echoed}, not {}", expect.attempt),
+                    format!(
+                        "the {phase} answer names order {echoed}, not {}",
+                        expect.attempt
+                    ),
                 ),
             };
         }
@@ -314,7 +333,10 @@ impl Provider {
             outcome = Outcome::Unknown {
                 reason: Reason::new(
                     "partial_out_of_range",
-                    format!("partial delivery of {delivered} yuan for a face value of {} yuan", expect.face),
+                    format!(
+                        "partial delivery of {delivered} yuan for a face value of {} yuan",
+                        expect.face
+                    ),
                 ),
             };
         }

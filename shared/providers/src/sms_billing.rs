@@ -5,12 +5,12 @@
 
 pub mod wire;
 
+use crate::account::{ConfigError, Protocol, ProviderAccount};
 use crate::adapter::{
     AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, CallbackTrust,
     Capabilities, Parsed, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest,
     VerificationRequest, attempt_from, precheck, unknown,
 };
-use crate::account::{ConfigError, Protocol, ProviderAccount};
 use crate::codec::{self, Charset};
 use crate::codes::{CodeTable, Phase};
 use crate::http::{HttpRequest, HttpResponse, Method, RawCallback};
@@ -270,6 +270,10 @@ impl ProviderAdapter for SmsBilling {
     ) -> Result<HttpRequest, AdapterError> {
         // No query API: an unknown 验证码支付 waits for the sync, then manual review.
         Err(AdapterError::Unsupported("query"))
+    }
+
+    fn has_query(&self) -> bool {
+        false
     }
 
     fn parse_query(&self, _resp: &HttpResponse) -> Parsed {

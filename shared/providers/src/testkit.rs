@@ -1,7 +1,7 @@
 //! Test helpers shared by the adapters' unit tests.
 
-use crate::adapter::{RequestContext, SubmitRequest};
 use crate::account::{Protocol, ProviderAccount};
+use crate::adapter::{RequestContext, SubmitRequest};
 use crate::http::{HttpResponse, Method, RawCallback};
 use recharge_core::{AttemptId, AttemptNo, Fen, OrderId, ProviderAccountId, Route, Timestamp};
 use std::collections::BTreeMap;

@@ -4,6 +4,7 @@
 
 pub mod wire;
 
+use crate::account::{ConfigError, Protocol, ProviderAccount};
 use crate::adapter::{
     AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, CallbackTrust,
     Capabilities, Parsed, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest,
@@ -11,7 +12,6 @@ use crate::adapter::{
 };
 use crate::codec::{self, Charset};
 use crate::codes::{CodeTable, Phase};
-use crate::account::{ConfigError, Protocol, ProviderAccount};
 use crate::http::{HttpRequest, HttpResponse, Method, RawCallback};
 use crate::sign;
 use recharge_core::{Fen, Outcome, Reason, Reported};

@@ -34,7 +34,9 @@ fn gbk_order(code: &str) -> Vec<u8> {
 
 async fn respond(stream: &mut TcpStream, path: &str) -> std::io::Result<()> {
     if path == "/reset" {
-        // The request was read in full: close with a reset (SO_LINGER 0), answering nothing.
+        // The request was read in full: close with a reset (SO_LINGER 0), answering nothing. A zero linger
+        // does not block on drop, which is what the deprecation warns about.
+        #[allow(deprecated)]
         stream.set_linger(Some(Duration::ZERO))?;
         return Err(std::io::Error::other("reset on purpose"));
     }
@@ -162,7 +164,10 @@ fn suka(base: &str, path: &str, call_ms: u64) -> Provider {
 }
 
 fn attempt() -> AttemptId {
-    AttemptId::new(&OrderId::parse("7JUWX4CXN3GSIQOKCCTK").unwrap(), AttemptNo::FIRST)
+    AttemptId::new(
+        &OrderId::parse("7JUWX4CXN3GSIQOKCCTK").unwrap(),
+        AttemptNo::FIRST,
+    )
 }
 
 fn submit_request() -> SubmitRequest {
@@ -183,9 +188,13 @@ fn submit_request() -> SubmitRequest {
 
 async fn submit(p: &Provider) -> Outcome {
     let exec = Executor::new().unwrap();
-    p.submit(&exec, &submit_request(), Timestamp::from_millis(1_700_000_000_000))
-        .await
-        .outcome
+    p.submit(
+        &exec,
+        &submit_request(),
+        Timestamp::from_millis(1_700_000_000_000),
+    )
+    .await
+    .outcome
 }
 
 async fn query(p: &Provider) -> Outcome {
@@ -201,9 +210,14 @@ async fn query(p: &Provider) -> Outcome {
         attempt: id.clone(),
         provider_ref: None,
     };
-    p.query(&exec, &req, &expect, Timestamp::from_millis(1_700_000_000_000))
-        .await
-        .outcome
+    p.query(
+        &exec,
+        &req,
+        &expect,
+        Timestamp::from_millis(1_700_000_000_000),
+    )
+    .await
+    .outcome
 }
 
 fn closed_port() -> u16 {
@@ -286,14 +300,20 @@ async fn a_submit_to_an_unresolvable_host_is_a_refusal_that_may_fail_over() {
 async fn a_query_whose_connection_was_never_made_learns_nothing() {
     let base = format!("http://127.0.0.1:{}", closed_port());
     let out = query(&suka(&base, "/ok", 2000)).await;
-    assert!(matches!(&out, Outcome::Unknown { reason } if reason.code == "not_connected"), "{out:?}");
+    assert!(
+        matches!(&out, Outcome::Unknown { reason } if reason.code == "not_connected"),
+        "{out:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_server_that_resets_after_reading_the_request_leaves_the_submit_unknown() {
     let s = server().await;
     let out = submit(&suka(&s.base, "/reset", 2000)).await;
-    assert!(matches!(&out, Outcome::Unknown { reason } if reason.code == "transport"), "{out:?}");
+    assert!(
+        matches!(&out, Outcome::Unknown { reason } if reason.code == "transport"),
+        "{out:?}"
+    );
 }
 
 #[tokio::test]

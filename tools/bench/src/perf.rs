@@ -862,6 +862,7 @@ async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<(Vec<Row>
                 outcome: Outcome::Accepted {
                     provider_ref: Some("P1".into()),
                 },
+                report: Default::default(),
             },
             state.clock.now(),
             &policy,
@@ -882,6 +883,7 @@ async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<(Vec<Row>
                 attempt: AttemptNo::FIRST,
                 source: Source::Callback,
                 outcome: Outcome::Succeeded { provider_ref: None },
+                report: Default::default(),
             },
             state.clock.now(),
             &policy,

@@ -18,6 +18,7 @@ fn accepted() -> Event {
         outcome: Outcome::Accepted {
             provider_ref: Some("P1".into()),
         },
+        report: Default::default(),
     }
 }
 
@@ -26,6 +27,7 @@ fn succeeded() -> Event {
         attempt: AttemptNo::FIRST,
         source: Source::Callback,
         outcome: Outcome::Succeeded { provider_ref: None },
+        report: Default::default(),
     }
 }
 

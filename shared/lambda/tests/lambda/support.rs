@@ -19,8 +19,26 @@ pub const SIGNED_AT: i64 = 1_763_782_400;
 pub const MERCHANT_PREFIX: &str = "recharge/test/merchant/";
 pub const DEMO_SECRET: &str = "demo-app-secret-0123456789";
 pub const OPS_SECRET: &str = "ops-app-secret-9876543210";
-/// Nothing listens on port 9 (discard) on loopback: connections are refused immediately.
-const DEAD: &str = "http://127.0.0.1:9";
+/// A provider that takes the connection, reads the request and hangs up without a word: every call to it
+/// ends Unknown (a refused connection would be a definite refusal, PROVIDERS §0.4 rule 3).
+fn dead() -> &'static str {
+    static DEAD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DEAD.get_or_init(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    use std::io::Read;
+                    let mut stream = stream;
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf);
+                });
+            }
+        });
+        format!("http://{addr}")
+    })
+}
 
 pub const RSA_PRIVATE: &str =
     include_str!("../../../providers/src/openapi_rsa/fixtures/004_rsa_test_private_key.pem");
@@ -34,18 +52,20 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub fn accounts() -> Value {
+    let dead = dead();
     json!([
         {"id": "dingyin-1", "protocol": "suka-xml", "secret_name": "recharge/test/provider/dingyin-1",
-         "endpoints": {"submit": format!("{DEAD}/gameonlinepay.do"), "query": format!("{DEAD}/searchpay.do"),
-                       "balance": format!("{DEAD}/searchbalance.do")}},
+         "endpoints": {"submit": format!("{dead}/gameonlinepay.do"), "query": format!("{dead}/searchpay.do"),
+                       "balance": format!("{dead}/searchbalance.do")}},
         {"id": "wikeyun-1", "protocol": "wikeyun", "secret_name": "recharge/test/provider/wikeyun-1",
-         "endpoints": {"submit": format!("{DEAD}/rest/Recharge/pushOrder"), "query": format!("{DEAD}/rest/Recharge/query"),
-                       "balance": format!("{DEAD}/rest/User/query")},
+         "endpoints": {"submit": format!("{dead}/rest/Recharge/pushOrder"), "query": format!("{dead}/rest/Recharge/query"),
+                       "balance": format!("{dead}/rest/User/query")},
          "options": {"store_id": "1234", "verify_callback_sign": true}},
         {"id": "openapi-1", "protocol": "openapi-rsa", "secret_name": "recharge/test/provider/openapi-1",
-         "endpoints": {"submit": format!("{DEAD}/v1/openapi/order/VIPCharge"), "query": format!("{DEAD}/v1/openapi/order/info")}},
+         "endpoints": {"submit": format!("{dead}/v1/openapi/order/VIPCharge"), "query": format!("{dead}/v1/openapi/order/info")},
+         "options": {"success_status": 0}, "codes": {"query": {"1": "accepted", "2": "success", "3": "failure"}}},
         {"id": "sms-1", "protocol": "sms-billing", "secret_name": "recharge/test/provider/sms-1",
-         "endpoints": {"submit": format!("{DEAD}/getsms"), "verify": format!("{DEAD}/pay")},
+         "endpoints": {"submit": format!("{dead}/getsms"), "verify": format!("{dead}/pay")},
          "options": {"flow": "mp"}}
     ])
 }

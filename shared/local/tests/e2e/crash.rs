@@ -1,8 +1,10 @@
 //! A crash between the `Submitting` write and the provider call (invariant 1): the order is created in the store
 //! exactly as `POST /v1/orders` writes it just before calling the provider, and the provider is never called.
-//! The sweep must call the attempt Unknown once its call deadline has passed, query the provider, and end it:
-//! not found means failed only after the grace window and repeated answers; on the 001 family, which refuses a
-//! reused order id, that failure may fail over. No provider ever delivers more than once.
+//! The sweep must call the attempt Unknown once its call deadline has passed and query the provider. Where the
+//! provider cannot say "not found", the attempt stays Unknown for an operator. On the 001 family, which refuses
+//! a reused order id, "not found" past the grace window leads to the safe probe (PROVIDERS §0.4 rule 4): the
+//! same attempt id is resubmitted to the same account, so the order is delivered once, under that id, or
+//! refused and failed over. No provider ever delivers more than once.
 
 use crate::helpers::*;
 use recharge_core::store::{AuditEntry, Created};
@@ -119,47 +121,8 @@ async fn a_submit_lost_in_a_crash_stays_unknown_where_the_provider_cannot_say_no
     );
 }
 
-#[tokio::test]
-async fn a_submit_lost_in_a_crash_is_failed_only_after_the_not_found_grace_window() {
-    let h = Harness::start().await;
-    let no = order_no("crash-suka");
-    // The 001 family answers 5007 (no such order); game.demo.60 has no second route.
-    let (order, policy) = created_then_crashed(&h, "game.demo.60", "gamer8000", &no).await;
-    unknown_after_the_deadline(&h, &no, &policy).await;
-
-    let view = wait_status(&h.demo(), &no, "failed", Duration::from_secs(45)).await;
-    let stored = h.stored(DEMO.0, &no).await;
-    assert_eq!(stored.attempts().len(), 1, "{:#?}", stored.attempts());
-    let attempt = &stored.attempts()[0];
-    assert!(
-        matches!(attempt.state(), AttemptState::Failed { .. }),
-        "{attempt:?}"
-    );
-    let track = attempt.not_found().expect("not found answers were counted");
-    assert!(track.answers >= policy.not_found_min_answers, "{track:?}");
-    let failed_after = attempt.updated_at().since(attempt.opened_at());
-    assert!(
-        failed_after >= policy.not_found_grace,
-        "failed after {failed_after:?}, inside the grace window {:?}",
-        policy.not_found_grace
-    );
-    assert!(
-        h.ledger(order.id().as_str()).is_empty(),
-        "{:#?}",
-        h.ledger(order.id().as_str())
-    );
-    let seq = view["sequence"].as_u64().unwrap();
-    let bodies = h
-        .inbox
-        .wait_sequence(&no, DEMO.1, seq, Duration::from_secs(10))
-        .await;
-    assert_eq!(comparable(bodies.last().unwrap()), comparable(&view));
-}
-
-#[tokio::test]
-async fn a_submit_lost_in_a_crash_on_the_001_family_fails_over_once_it_is_surely_not_there() {
-    // A product on two 001-family accounts: that family refuses a reused order id, so a confirmed "not found"
-    // is a definite failure that may fail over.
+/// game.demo.60 with a clean 001-family backup route, for the probe tests.
+async fn dual_route_harness() -> Harness {
     let mut config = LocalConfig::demo_with(None).unwrap();
     let catalog = config.catalog.as_mut().unwrap();
     catalog["products"]["game.dual.60"] = json!({
@@ -169,7 +132,7 @@ async fn a_submit_lost_in_a_crash_on_the_001_family_fails_over_once_it_is_surely
             {"provider_account": "suka-backup", "provider_product": "G60", "cost_fen": 5900}
         ]
     });
-    let h = Harness::start_with(LocalOptions {
+    Harness::start_with(LocalOptions {
         config: Some(LocalConfig {
             apps: None,
             accounts: None,
@@ -177,9 +140,55 @@ async fn a_submit_lost_in_a_crash_on_the_001_family_fails_over_once_it_is_surely
         }),
         ..options()
     })
-    .await;
-    let no = order_no("crash-dual");
+    .await
+}
+
+#[tokio::test]
+async fn a_submit_lost_in_a_crash_on_the_001_family_is_resubmitted_under_its_own_id_after_the_grace_window()
+ {
+    // A backup route exists, and must not be used: the probe resubmits attempt 1 to the same account.
+    let h = dual_route_harness().await;
+    let no = order_no("crash-suka");
     let (order, policy) = created_then_crashed(&h, "game.dual.60", "gamer8000", &no).await;
+    unknown_after_the_deadline(&h, &no, &policy).await;
+
+    let view = wait_status(&h.demo(), &no, "succeeded", Duration::from_secs(45)).await;
+    let stored = h.stored(DEMO.0, &no).await;
+    assert_eq!(
+        stored.attempts().len(),
+        1,
+        "never failed over: {:#?}",
+        stored.attempts()
+    );
+    let attempt = &stored.attempts()[0];
+    assert_eq!(attempt.route().provider_account.as_str(), "suka-main");
+    let track = attempt.not_found().expect("not found answers were counted");
+    assert!(track.answers >= policy.not_found_min_answers, "{track:?}");
+    let probed_after = attempt.updated_at().since(attempt.opened_at());
+    assert!(
+        probed_after >= policy.not_found_grace,
+        "resubmitted after {probed_after:?}, inside the grace window {:?}",
+        policy.not_found_grace
+    );
+    let ledger = h.ledger(order.id().as_str());
+    assert_eq!(ledger.len(), 1, "{ledger:#?}");
+    assert_eq!(ledger[0].0, "suka-main", "{ledger:#?}");
+    assert_eq!(h.assert_at_most_one_delivery(order.id().as_str()), 1);
+    let seq = view["sequence"].as_u64().unwrap();
+    let bodies = h
+        .inbox
+        .wait_sequence(&no, DEMO.1, seq, Duration::from_secs(10))
+        .await;
+    assert_eq!(comparable(bodies.last().unwrap()), comparable(&view));
+}
+
+#[tokio::test]
+async fn a_lost_submit_whose_probe_is_refused_fails_over_once_it_is_surely_not_there() {
+    // Account 0001: the 001 simulator refuses it (5003) whenever it is submitted, so the probe's answer is a
+    // definite refusal: nothing exists under that id, and the order may move to the backup.
+    let h = dual_route_harness().await;
+    let no = order_no("crash-dual");
+    let (order, policy) = created_then_crashed(&h, "game.dual.60", "gamer0001", &no).await;
     unknown_after_the_deadline(&h, &no, &policy).await;
 
     let view = wait_status(&h.demo(), &no, "succeeded", Duration::from_secs(45)).await;
@@ -197,14 +206,13 @@ async fn a_submit_lost_in_a_crash_on_the_001_family_fails_over_once_it_is_surely
     );
     let first = &stored.attempts()[0];
     assert!(
-        matches!(first.state(), AttemptState::Failed { .. }),
+        matches!(first.state(), AttemptState::Rejected { reason, .. } if reason.code == "5003"),
         "{first:?}"
     );
     assert!(
         first.updated_at().since(first.opened_at()) >= policy.not_found_grace,
         "{first:?}"
     );
-
     let ledger = h.ledger(order.id().as_str());
     assert!(
         ledger.iter().all(|(a, _)| a == "suka-backup"),

@@ -13,4 +13,5 @@ mod crash;
 mod helpers;
 mod merchant_api;
 mod notifications;
+mod provider_safety;
 mod scripted;

@@ -43,8 +43,8 @@ async fn a_replayed_order_answers_200_with_the_same_view_and_another_body_is_a_4
         json!({"merchant_order_no": no, "product_code": "mobile.single.100", "account": "13800138000"}),
         json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800138000",
                "notify_url": h.inbox.url("x")}),
-        json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800138000",
-               "extra": {"note": "x"}}),
+        json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": "13800138000",
+               "extra": {"serverid": "s1"}}),
     ] {
         let r = demo.create_order(&other).await.unwrap();
         assert_eq!(r.status, 409, "{other}: {}", r.body);
@@ -362,6 +362,42 @@ async fn malformed_and_invalid_orders_are_refused_with_a_clear_error() {
         (
             json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800138000", "notify_url": "not a url"}),
             "invalid_notify_url",
+        ),
+        // What is delivered comes from the route: quantity, fast/slow, supplier are not the merchant's
+        // (PROVIDERS §0.4 rule 6), and neither is any extra the product does not declare.
+        (
+            json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": "player-42",
+                "extra": {"num": "100"}}),
+            "invalid_field",
+        ),
+        (
+            json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800138000",
+                "extra": {"recharge_type": "0"}}),
+            "invalid_field",
+        ),
+        (
+            json!({"merchant_order_no": no, "product_code": "mobile.slow.100", "account": "13800138000",
+                "extra": {"Supplier": "中国联通"}}),
+            "invalid_field",
+        ),
+        // Invisible or reordering characters in an account or an extra value.
+        (
+            json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": "player\u{200B}42"}),
+            "invalid_account",
+        ),
+        (
+            json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": "\u{202E}24-reyalp"}),
+            "invalid_account",
+        ),
+        (
+            json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": "player-42",
+                "extra": {"serverid": "s\u{FEFF}1"}}),
+            "invalid_field",
+        ),
+        // game.demo.60 goes to a GBK form: text GBK cannot carry is refused at create.
+        (
+            json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": "player😀"}),
+            "invalid_field",
         ),
     ] {
         assert_error(&post(json_of(bad.clone())).await, 400, code);

@@ -43,6 +43,10 @@ struct Product {
     callbacks: Callbacks,
     /// The first account's protocol can report reversal and partial delivery (wikeyun).
     reversal_and_partial: bool,
+    /// The first account's code table lists the simulator's refusal as a refusal. ICE's only error code
+    /// answers refusals and recorded orders alike, so its refusal (0001) is Unknown and stays for an
+    /// operator: never failed over (PROVIDERS §0.4 rule 1).
+    refusal_listed: bool,
 }
 
 impl Product {
@@ -137,7 +141,18 @@ fn expect(p: &Product, script: &str) -> Expect {
             first_callbacks: callbacks(1),
             ..on_first("succeeded", OrderState::Succeeded)
         },
-        "0001" => failed_first(FirstLedger::Absent),
+        "0001" if p.refusal_listed => failed_first(FirstLedger::Absent),
+        "0001" => Expect {
+            stays_open: true,
+            first_ledger: FirstLedger::Absent,
+            ..on_first("processing", OrderState::Processing)
+        },
+        // Recorded, then answered an in-band error no table lists (or 001's 9999): Unknown, settled by the
+        // query or the callback, never failed over, delivered once.
+        "0010" => Expect {
+            first_callbacks: callbacks(1),
+            ..on_first("succeeded", OrderState::Succeeded)
+        },
         "0002" | "0004" => failed_first(FirstLedger::Is(OrderState::Failed)),
         "0003" => on_first("succeeded", OrderState::Succeeded),
         // Three callbacks of the result, then a stale "processing" one (a sync cannot say "processing").
@@ -441,12 +456,13 @@ const WIKEYUN: Product = Product {
     flow: Flow::OneStep,
     callbacks: Callbacks::Taken,
     reversal_and_partial: true,
+    refusal_listed: true,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mobile_100_on_wikeyun_fails_over_to_the_backup_only_after_a_definite_failure() {
     let all = [
-        NORMAL, "0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009",
+        NORMAL, "0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010",
     ];
     run_product(WIKEYUN, &all).await;
 }
@@ -466,7 +482,8 @@ async fn mobile_single_100_on_wikeyun_alone_fails_when_its_only_provider_fails()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mobile_slow_100_on_ice_is_driven_by_queries_and_fails_over_to_the_backup() {
-    // ICE has no callbacks (0005, 0006 are ordinary orders) and no reversal or partial state.
+    // ICE has no callbacks (0005, 0006 are ordinary orders) and no reversal or partial state. Its one error
+    // code cannot tell a refusal (0001) from an order recorded first (0010), so neither fails over.
     let product = Product {
         code: "mobile.slow.100",
         first: "ice-main",
@@ -474,8 +491,13 @@ async fn mobile_slow_100_on_ice_is_driven_by_queries_and_fails_over_to_the_backu
         flow: Flow::OneStep,
         callbacks: Callbacks::Never,
         reversal_and_partial: false,
+        refusal_listed: false,
     };
-    run_product(product, &[NORMAL, "0001", "0002", "0003", "0004", "0009"]).await;
+    run_product(
+        product,
+        &[NORMAL, "0001", "0002", "0003", "0004", "0009", "0010"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -487,9 +509,10 @@ async fn game_demo_60_on_suka_xml_ends_every_script_as_designed() {
         flow: Flow::OneStep,
         callbacks: Callbacks::Taken,
         reversal_and_partial: false,
+        refusal_listed: true,
     };
     let scripts = [
-        NORMAL, "0001", "0002", "0003", "0004", "0005", "0006", "0009",
+        NORMAL, "0001", "0002", "0003", "0004", "0005", "0006", "0009", "0010",
     ];
     run_product(product, &scripts).await;
 }
@@ -505,6 +528,7 @@ async fn electricity_sgcc_100_on_the_gbk_json_suka_account_succeeds() {
         flow: Flow::OneStep,
         callbacks: Callbacks::Taken,
         reversal_and_partial: false,
+        refusal_listed: true,
     };
     run_product(product, &[NORMAL]).await;
 }
@@ -518,9 +542,10 @@ async fn vip_demo_month_on_openapi_rsa_ends_every_script_as_designed() {
         flow: Flow::OneStep,
         callbacks: Callbacks::Taken,
         reversal_and_partial: false,
+        refusal_listed: true,
     };
     let scripts = [
-        NORMAL, "0001", "0002", "0003", "0004", "0005", "0006", "0009",
+        NORMAL, "0001", "0002", "0003", "0004", "0005", "0006", "0009", "0010",
     ];
     run_product(product, &scripts).await;
 }
@@ -535,6 +560,7 @@ async fn billing_sms_demo_charges_after_the_users_sms_and_only_then() {
         flow: Flow::Mp,
         callbacks: Callbacks::Taken,
         reversal_and_partial: false,
+        refusal_listed: true,
     };
     let scripts = [NORMAL, "0001", "0002", "0003", "0004", "0005", "0009"];
     run_product(product, &scripts).await;
@@ -552,6 +578,7 @@ async fn billing_code_demo_charges_once_the_user_enters_the_code() {
         flow: Flow::Pc,
         callbacks: Callbacks::Taken,
         reversal_and_partial: false,
+        refusal_listed: true,
     };
     let scripts = [NORMAL, "0001", "0002", "0003", "0004", "0005", "0006"];
     run_product(product, &scripts).await;

@@ -141,7 +141,8 @@ fn order_answers_are_classified() {
     let p = provider();
     assert_eq!(
         p.adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/order_ok.json")[..])).outcome,
+            .parse_submit(&ok(&include_bytes!("fixtures/order_ok.json")[..]))
+            .outcome,
         Outcome::Accepted {
             provider_ref: Some("VBP14656954660051458".to_owned())
         }
@@ -159,7 +160,10 @@ fn order_answers_are_classified() {
     let failed = p
         .adapter
         .parse_submit(&ok(&include_bytes!("fixtures/order_failed.json")[..]));
-    assert!(matches!(failed.outcome, Outcome::Unknown { .. }), "{failed:?}");
+    assert!(
+        matches!(failed.outcome, Outcome::Unknown { .. }),
+        "{failed:?}"
+    );
     assert_eq!(failed.unlisted.map(|u| u.code).as_deref(), Some("1"));
     for bad in [
         ok(&br#"{"code":"500","message":"x"}"#[..]),
@@ -220,9 +224,11 @@ fn every_mapped_status_is_classified_and_others_are_unknown() {
     }
     // `content` instead of `data`, integer code.
     assert_eq!(
-        p.adapter.parse_query(&ok(
-            &include_bytes!("fixtures/query_content_success.json")[..]
-        )).outcome,
+        p.adapter
+            .parse_query(&ok(
+                &include_bytes!("fixtures/query_content_success.json")[..]
+            ))
+            .outcome,
         Outcome::Succeeded {
             provider_ref: Some("VBP14656954660051458".to_owned())
         }
@@ -230,7 +236,8 @@ fn every_mapped_status_is_classified_and_others_are_unknown() {
     // A failed query is not a failed order.
     assert!(matches!(
         p.adapter
-            .parse_query(&ok(&include_bytes!("fixtures/order_failed.json")[..])).outcome,
+            .parse_query(&ok(&include_bytes!("fixtures/order_failed.json")[..]))
+            .outcome,
         Outcome::Unknown { .. }
     ));
     // ICE envelope form: result/reason.
@@ -242,7 +249,10 @@ fn every_mapped_status_is_classified_and_others_are_unknown() {
 
 #[test]
 fn order_statuses_are_the_accounts_code_table() {
-    let p = provider_coded(json!({}), json!({"query": {"0": "accepted", "9": "success"}}));
+    let p = provider_coded(
+        json!({}),
+        json!({"query": {"0": "accepted", "9": "success"}}),
+    );
     assert!(matches!(
         p.adapter.parse_query(&ok(status("9"))).outcome,
         Outcome::Succeeded { .. }
@@ -274,7 +284,10 @@ fn a_merchant_extra_cannot_choose_the_supplier() {
         )
         .unwrap();
     let body = String::from_utf8(http.body).unwrap();
-    assert!(body.contains("Supplier=%E4%B8%AD%E5%9B%BD%E7%A7%BB%E5%8A%A8"), "{body}");
+    assert!(
+        body.contains("Supplier=%E4%B8%AD%E5%9B%BD%E7%A7%BB%E5%8A%A8"),
+        "{body}"
+    );
 }
 
 #[test]

@@ -36,4 +36,5 @@ pub fn answer(body: &[u8]) -> Option<Answer> {
 /// returns `data.status "0"`, 订单已受理). `code 1` is a bare 失败 with no table behind it, so it is UNKNOWN
 /// (PROVIDERS §0.4 rule 1). Order-status values are not documented at all: the account states them in
 /// `codes.query` (§0.4 rule 2; the adapter refuses to load without a success status there).
-pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] = &[(Phase::Submit, &[("0", Meaning::Accepted)])];
+pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] =
+    &[(Phase::Submit, &[("0", Meaning::Accepted)])];

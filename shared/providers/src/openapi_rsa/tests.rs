@@ -33,7 +33,11 @@ fn md5_secret() -> String {
 /// A test account states what the seed does not give (PROVIDERS §0.4 rule 2): the success status (0 unless
 /// `options` says otherwise) and the order statuses 1 processing, 2 success, 3 failed.
 fn acct(options: serde_json::Value) -> ProviderAccount {
-    let mut options = if options.is_null() { json!({}) } else { options };
+    let mut options = if options.is_null() {
+        json!({})
+    } else {
+        options
+    };
     if let Some(o) = options.as_object_mut() {
         o.entry("success_status").or_insert(json!(0));
     }
@@ -224,7 +228,8 @@ fn submit_answers_are_classified() {
     let p = rsa();
     assert_eq!(
         p.adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/vipcharge_ok.json")[..])).outcome,
+            .parse_submit(&ok(&include_bytes!("fixtures/vipcharge_ok.json")[..]))
+            .outcome,
         Outcome::Accepted {
             provider_ref: Some("P202108120001".to_owned())
         }
@@ -251,13 +256,17 @@ fn submit_answers_are_classified() {
     assert!(matches!(
         custom
             .adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/seed_placeholder.json")[..])).outcome,
+            .parse_submit(&ok(&include_bytes!("fixtures/seed_placeholder.json")[..]))
+            .outcome,
         Outcome::Accepted { .. }
     ));
     for msg in ["bizCode已存在", "订单号重复", "Order already EXISTS"] {
         let body = json!({"status": 1001, "message": msg, "data": null}).to_string();
         assert!(
-            matches!(p.adapter.parse_submit(&ok(body)).outcome, Outcome::Unknown { .. }),
+            matches!(
+                p.adapter.parse_submit(&ok(body)).outcome,
+                Outcome::Unknown { .. }
+            ),
             "{msg}"
         );
     }
@@ -314,7 +323,8 @@ fn order_statuses_follow_the_configurable_map() {
     }
     assert!(matches!(
         p.adapter
-            .parse_query(&ok(&include_bytes!("fixtures/sign_failed.json")[..])).outcome,
+            .parse_query(&ok(&include_bytes!("fixtures/sign_failed.json")[..]))
+            .outcome,
         Outcome::Unknown { .. }
     ));
     let custom = Provider::load(
@@ -334,14 +344,15 @@ fn order_statuses_follow_the_configurable_map() {
 
 #[test]
 fn an_account_without_a_stated_success_status_refuses_to_load_naming_it() {
-    let no_success = with_codes(
-        bare_acct(json!({})),
-        json!({"query": {"2": "success"}}),
-    );
-    let e = Provider::load(no_success, &rsa_secret()).unwrap_err().to_string();
+    let no_success = with_codes(bare_acct(json!({})), json!({"query": {"2": "success"}}));
+    let e = Provider::load(no_success, &rsa_secret())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("success_status"), "{e}");
     let no_statuses = bare_acct(json!({"success_status": 0}));
-    let e = Provider::load(no_statuses, &rsa_secret()).unwrap_err().to_string();
+    let e = Provider::load(no_statuses, &rsa_secret())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("codes.query"), "{e}");
 }
 

@@ -106,7 +106,8 @@ fn mp_answer_is_sms_instructions() {
     let p = mp();
     assert_eq!(
         p.adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/mp_ok.json")[..])).outcome,
+            .parse_submit(&ok(&include_bytes!("fixtures/mp_ok.json")[..]))
+            .outcome,
         Outcome::ActionRequired {
             next: NextAction::SendSms {
                 messages: vec![
@@ -166,7 +167,8 @@ fn pc_flow_is_code_request_then_verification() {
     );
     assert_eq!(
         p.adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/pc_code_sent.json")[..])).outcome,
+            .parse_submit(&ok(&include_bytes!("fixtures/pc_code_sent.json")[..]))
+            .outcome,
         Outcome::ActionRequired {
             next: NextAction::EnterVerificationCode,
             provider_ref: Some("PC20240101000001".to_owned())
@@ -186,7 +188,8 @@ fn pc_flow_is_code_request_then_verification() {
     );
     assert_eq!(
         p.adapter
-            .parse_verification(&ok(&include_bytes!("fixtures/pay_ok.json")[..])).outcome,
+            .parse_verification(&ok(&include_bytes!("fixtures/pay_ok.json")[..]))
+            .outcome,
         Outcome::Succeeded {
             provider_ref: Some("PC20240101000001".to_owned())
         }
@@ -196,7 +199,10 @@ fn pc_flow_is_code_request_then_verification() {
     let refused = p
         .adapter
         .parse_verification(&ok(&include_bytes!("fixtures/refused.json")[..]));
-    assert!(matches!(refused.outcome, Outcome::Unknown { .. }), "{refused:?}");
+    assert!(
+        matches!(refused.outcome, Outcome::Unknown { .. }),
+        "{refused:?}"
+    );
     assert!(refused.unlisted.is_some());
     // … until the account lists it as a failure.
     let listed = coded(
@@ -288,10 +294,20 @@ fn signed_sync_is_verified_and_parsed() {
     // Only DELIVRD is known: any other sync status is Unknown unless the account lists it.
     let failed = signed(&sync().replace("DELIVRD", "UNDELIV"), "SyncKey0123");
     let ev = p.adapter.verify_and_parse_callback(&get(&failed)).unwrap();
-    assert!(matches!(ev.outcome, Outcome::Unknown { .. }), "{:?}", ev.outcome);
+    assert!(
+        matches!(ev.outcome, Outcome::Unknown { .. }),
+        "{:?}",
+        ev.outcome
+    );
     assert_eq!(ev.unlisted.map(|u| u.code).as_deref(), Some("UNDELIV"));
-    let listed = coded(json!({"flow": "mp"}), json!({"callback": {"UNDELIV": "failure_final"}}));
-    let ev = listed.adapter.verify_and_parse_callback(&get(&failed)).unwrap();
+    let listed = coded(
+        json!({"flow": "mp"}),
+        json!({"callback": {"UNDELIV": "failure_final"}}),
+    );
+    let ev = listed
+        .adapter
+        .verify_and_parse_callback(&get(&failed))
+        .unwrap();
     assert!(matches!(
         ev.outcome,
         Outcome::Failed {

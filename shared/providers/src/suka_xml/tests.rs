@@ -176,7 +176,8 @@ fn text_gbk_cannot_carry_does_not_fit_a_gbk_account() {
 #[test]
 fn cdata_in_an_answer_is_read() {
     let p = provider();
-    let body = "<order><orderid><![CDATA[XS9]]></orderid><resultno><![CDATA[1]]></resultno></order>";
+    let body =
+        "<order><orderid><![CDATA[XS9]]></orderid><resultno><![CDATA[1]]></resultno></order>";
     assert_eq!(
         p.adapter.parse_query(&ok(body.as_bytes().to_vec())).outcome,
         Outcome::Succeeded {
@@ -300,7 +301,8 @@ fn submit_fixtures_parse() {
     let p = provider();
     assert_eq!(
         p.adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/submit_ok.xml")[..])).outcome,
+            .parse_submit(&ok(&include_bytes!("fixtures/submit_ok.xml")[..]))
+            .outcome,
         Outcome::Accepted {
             provider_ref: Some("XS090428000003".to_owned())
         }
@@ -311,7 +313,8 @@ fn submit_fixtures_parse() {
     ));
     assert_eq!(
         p.adapter
-            .parse_query(&ok(&include_bytes!("fixtures/query_success.xml")[..])).outcome,
+            .parse_query(&ok(&include_bytes!("fixtures/query_success.xml")[..]))
+            .outcome,
         Outcome::Succeeded {
             provider_ref: Some("XS090428000003".to_owned())
         }

@@ -152,14 +152,20 @@ fn query_is_by_the_platform_number_once_known_with_the_store_id() {
     };
     let http = p.adapter.build_query(&known, &ctx_at(TS_MS)).unwrap();
     let body = String::from_utf8_lossy(&http.body).to_string();
-    assert!(body.starts_with("order_number=W202401010000001&store_id=1234&"), "{body}");
+    assert!(
+        body.starts_with("order_number=W202401010000001&store_id=1234&"),
+        "{body}"
+    );
     // Before the platform number is known (the submit answer was lost): by our id.
     let lost = QueryRequest {
         attempt: attempt(),
         provider_ref: None,
     };
     let http = p.adapter.build_query(&lost, &ctx_at(TS_MS)).unwrap();
-    assert!(String::from_utf8_lossy(&http.body).starts_with("order_no=7JUWX4CXN3GSIQOKCCTK01&store_id=1234&"));
+    assert!(
+        String::from_utf8_lossy(&http.body)
+            .starts_with("order_no=7JUWX4CXN3GSIQOKCCTK01&store_id=1234&")
+    );
     // The seed's form (platform number, no store_id) matches the worked example's sign.
     let p = provider_with(json!({"query_sends_store_id": false}));
     let http = p.adapter.build_query(&known, &ctx_at(TS_MS)).unwrap();
@@ -204,7 +210,8 @@ fn push_order_answers_are_classified() {
     let p = provider();
     assert_eq!(
         p.adapter
-            .parse_submit(&ok(&include_bytes!("fixtures/push_ok.json")[..])).outcome,
+            .parse_submit(&ok(&include_bytes!("fixtures/push_ok.json")[..]))
+            .outcome,
         Outcome::Accepted {
             provider_ref: Some("W202401010000001".to_owned())
         }
@@ -215,14 +222,21 @@ fn push_order_answers_are_classified() {
     ));
     // Every code but the listed 1003 may follow a recorded order ("order number taken", "system busy",
     // anything unlisted): Unknown, reported as unlisted (PROVIDERS §0.4 rule 1).
-    for (code, msg) in [("1005", "订单号已存在"), ("2001", "系统繁忙"), ("1005", "Duplicate order")] {
+    for (code, msg) in [
+        ("1005", "订单号已存在"),
+        ("2001", "系统繁忙"),
+        ("1005", "Duplicate order"),
+    ] {
         let body = json!({"code": code, "msg": msg, "data": null}).to_string();
         let parsed = p.adapter.parse_submit(&ok(body));
         assert!(matches!(parsed.outcome, Outcome::Unknown { .. }), "{msg}");
         assert_eq!(parsed.unlisted.map(|u| u.code).as_deref(), Some(code));
     }
     // An account that learned a code lists it.
-    let learned = provider_coded(json!({}), json!({"submit": {"2001": "unknown", "3002": "refusal"}}));
+    let learned = provider_coded(
+        json!({}),
+        json!({"submit": {"2001": "unknown", "3002": "refusal"}}),
+    );
     let busy = learned.adapter.parse_submit(&ok(
         json!({"code": "2001", "msg": "系统繁忙", "data": null}).to_string(),
     ));
@@ -232,7 +246,10 @@ fn push_order_answers_are_classified() {
             .adapter
             .parse_submit(&ok(json!({"code": "3002", "msg": "余额不足"}).to_string()))
             .outcome,
-        Outcome::Rejected { failover_allowed: true, .. }
+        Outcome::Rejected {
+            failover_allowed: true,
+            ..
+        }
     ));
     for bad in [
         HttpResponse::new(500, &br#"{"code":"1003"}"#[..]),
@@ -323,14 +340,16 @@ fn query_fixtures_parse() {
     let p = provider();
     assert_eq!(
         p.adapter
-            .parse_query(&ok(&include_bytes!("fixtures/query_seed.json")[..])).outcome,
+            .parse_query(&ok(&include_bytes!("fixtures/query_seed.json")[..]))
+            .outcome,
         Outcome::Accepted {
             provider_ref: Some("W202401010000001".to_owned())
         }
     );
     assert_eq!(
         p.adapter
-            .parse_query(&ok(&include_bytes!("fixtures/query_sdk_partial.json")[..])).outcome,
+            .parse_query(&ok(&include_bytes!("fixtures/query_sdk_partial.json")[..]))
+            .outcome,
         Outcome::PartiallySucceeded {
             delivered: Fen::new(3000)
         }
@@ -338,7 +357,8 @@ fn query_fixtures_parse() {
     // A failed query (non-0000) says nothing about the order.
     assert!(matches!(
         p.adapter
-            .parse_query(&ok(&include_bytes!("fixtures/error_1003.json")[..])).outcome,
+            .parse_query(&ok(&include_bytes!("fixtures/error_1003.json")[..]))
+            .outcome,
         Outcome::Unknown { .. }
     ));
     // Partial without an amount cannot be recorded as partial.
