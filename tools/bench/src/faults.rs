@@ -89,8 +89,9 @@ impl FaultOptions {
             duplicate_callback: 0.10,
             late_failure: 0.03,
             unknown_answer: 0.03,
-            // Off until the gateway reads unlisted in-band codes as Unknown (issue 11).
-            inband_error: 0.0,
+            // The order is recorded, then the submit is answered an unlisted in-band error: only a query
+            // or a callback may settle it, never a failover (PROVIDERS §0.4 rule 1).
+            inband_error: 0.03,
         }
     }
 }

@@ -23,6 +23,7 @@ async fn two_thousand_orders_under_chaos_keep_every_invariant() {
         "duplicate_callback",
         "late_failure",
         "unknown_answer",
+        "inband_error",
         "script 0005",
         "crash after Submitting write",
         "create handler aborted",
