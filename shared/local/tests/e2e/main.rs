@@ -11,6 +11,7 @@
 mod callbacks;
 mod crash;
 mod helpers;
+mod log_secrets;
 mod merchant_api;
 mod notifications;
 mod scripted;
