@@ -404,7 +404,10 @@ mod tests {
         }
         // RFC 6052 /48 layout: IPv4 in bits 48..64 and 72..88.
         assert_eq!(class("64:ff9b:1:808:8:800::"), AddrClass::Refused);
-        assert_eq!(class("64:ff9b:1:ffff:ffff:ffff:ffff:ffff"), AddrClass::Refused);
+        assert_eq!(
+            class("64:ff9b:1:ffff:ffff:ffff:ffff:ffff"),
+            AddrClass::Refused
+        );
     }
 
     #[test]
@@ -423,17 +426,23 @@ mod tests {
     #[test]
     fn teredo_addresses_are_classified_by_both_their_server_and_client_ipv4_addresses() {
         let teredo = |server: &str, client: &str| {
-            v6((0x2001u128 << 112)
-                | (u128::from(v4(server)) << 64)
-                | u128::from(!v4(client)))
+            v6((0x2001u128 << 112) | (u128::from(v4(server)) << 64) | u128::from(!v4(client)))
         };
         assert_eq!(class(&teredo("8.8.8.8", "1.1.1.1")), AddrClass::Public);
         for (a, c) in V4 {
             if c == AddrClass::Public {
                 continue;
             }
-            assert_eq!(class(&teredo("8.8.8.8", a)), AddrClass::Refused, "client {a}");
-            assert_eq!(class(&teredo(a, "8.8.8.8")), AddrClass::Refused, "server {a}");
+            assert_eq!(
+                class(&teredo("8.8.8.8", a)),
+                AddrClass::Refused,
+                "client {a}"
+            );
+            assert_eq!(
+                class(&teredo(a, "8.8.8.8")),
+                AddrClass::Refused,
+                "server {a}"
+            );
         }
         // The client address is stored inverted: 2001:0:808:808::f5ff:fffe is client 10.0.0.1.
         assert_eq!(class("2001:0:808:808::f5ff:fffe"), AddrClass::Refused);
@@ -449,27 +458,33 @@ mod tests {
     fn the_other_ipv6_special_purpose_ranges_are_refused() {
         for ip in [
             "::",
-            "100::1",             // discard-only 100::/64
-            "100:0:0:1::1",       // dummy prefix
-            "2001:2::1",          // benchmarking, inside 2001::/23
-            "2001:10::1",         // ORCHID
-            "2001:20::1",         // ORCHIDv2
-            "2001:1ff:ffff::1",   // end of 2001::/23
-            "2001:db8::1",        // documentation
-            "3fff::1",            // documentation (RFC 9637)
-            "3fff:fff:ffff::1",   // end of 3fff::/20
-            "5f00::1",            // SRv6 SIDs
-            "fc00::1",            // unique local
-            "fd12:3456::1",       // unique local
-            "fe80::1",            // link local
-            "ff02::1",            // multicast
-            "4000::1",            // outside 2000::/3: unallocated
+            "100::1",           // discard-only 100::/64
+            "100:0:0:1::1",     // dummy prefix
+            "2001:2::1",        // benchmarking, inside 2001::/23
+            "2001:10::1",       // ORCHID
+            "2001:20::1",       // ORCHIDv2
+            "2001:1ff:ffff::1", // end of 2001::/23
+            "2001:db8::1",      // documentation
+            "3fff::1",          // documentation (RFC 9637)
+            "3fff:fff:ffff::1", // end of 3fff::/20
+            "5f00::1",          // SRv6 SIDs
+            "fc00::1",          // unique local
+            "fd12:3456::1",     // unique local
+            "fe80::1",          // link local
+            "ff02::1",          // multicast
+            "4000::1",          // outside 2000::/3: unallocated
             "1::1",
         ] {
             assert_eq!(class(ip), AddrClass::Refused, "{ip}");
         }
         assert_eq!(class("::1"), AddrClass::Loopback);
-        for ip in ["2606:4700:4700::1111", "2001:200::1", "2a00:1450:4001::1", "3ffe::1", "3fff:1000::1"] {
+        for ip in [
+            "2606:4700:4700::1111",
+            "2001:200::1",
+            "2a00:1450:4001::1",
+            "3ffe::1",
+            "3fff:1000::1",
+        ] {
             assert_eq!(class(ip), AddrClass::Public, "{ip}");
         }
     }
@@ -494,7 +509,13 @@ mod tests {
         ] {
             assert_eq!(class(ip), AddrClass::Refused, "{ip}");
         }
-        for ip in ["172.15.0.1", "172.32.0.1", "100.128.0.1", "192.0.1.1", "203.119.1.1"] {
+        for ip in [
+            "172.15.0.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "192.0.1.1",
+            "203.119.1.1",
+        ] {
             assert_eq!(class(ip), AddrClass::Public, "{ip}");
         }
     }
@@ -574,9 +595,9 @@ mod tests {
             allow_loopback: false,
         }
         .resolve(name)
-            .await
-            .err()
-            .expect("refused");
+        .await
+        .err()
+        .expect("refused");
         assert!(err.to_string().contains("no public address"), "{err}");
     }
 
@@ -600,7 +621,10 @@ mod tests {
             .await
             .err()
             .expect("refused");
-        assert!(err.to_string().contains("no public or loopback address"), "{err}");
+        assert!(
+            err.to_string().contains("no public or loopback address"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

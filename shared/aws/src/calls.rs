@@ -107,9 +107,7 @@ impl Intercept for CallCounter {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(RecordedCall {
-                    service: metadata
-                        .map(|m| m.service().to_owned())
-                        .unwrap_or_default(),
+                    service: metadata.map(|m| m.service().to_owned()).unwrap_or_default(),
                     operation: name.clone(),
                     body,
                 });

@@ -217,7 +217,15 @@ pub async fn bootstrap(function: Function) -> Result<Service, BootstrapError> {
         secrets_manager: aws_sdk_secretsmanager::Client::new(&sdk),
     };
     let metrics = Metrics::from_env(function.name());
-    bootstrap_with(function, config, fcfg, clients, Arc::new(SystemClock), metrics).await
+    bootstrap_with(
+        function,
+        config,
+        fcfg,
+        clients,
+        Arc::new(SystemClock),
+        metrics,
+    )
+    .await
 }
 
 /// The AWS clients a function uses (tests build them with an interceptor that records every call).

@@ -526,7 +526,10 @@ mod tests {
         ));
         assert!(matches!(
             StoreChoice::from_flags("dynamodb", Some("http://127.0.0.1:8000".into()), false, t()),
-            Ok(StoreChoice::DynamoDb { endpoint: Some(_), .. })
+            Ok(StoreChoice::DynamoDb {
+                endpoint: Some(_),
+                ..
+            })
         ));
         assert!(StoreChoice::from_flags("dynamodb", Some("http://x".into()), true, t()).is_err());
         assert!(matches!(

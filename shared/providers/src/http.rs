@@ -147,7 +147,9 @@ mod tests {
     #[test]
     fn a_loggable_url_keeps_host_port_and_path_and_drops_userinfo_query_and_fragment() {
         assert_eq!(
-            loggable_url("https://user:pw@api.example.com:8443/rest/Recharge/pushOrder?app_key=1&sign=AB#x"),
+            loggable_url(
+                "https://user:pw@api.example.com:8443/rest/Recharge/pushOrder?app_key=1&sign=AB#x"
+            ),
             "https://api.example.com:8443/rest/Recharge/pushOrder"
         );
         assert_eq!(
@@ -155,7 +157,10 @@ mod tests {
             "http://127.0.0.1:9/q"
         );
         assert_eq!(loggable_url("https://h.example?x=1"), "https://h.example");
-        assert_eq!(loggable_url("https://a@b@h.example/p"), "https://h.example/p");
+        assert_eq!(
+            loggable_url("https://a@b@h.example/p"),
+            "https://h.example/p"
+        );
         assert_eq!(loggable_url("/relative?x=1"), "/relative");
     }
 

@@ -47,7 +47,8 @@ fn capture_logs() -> Captured {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this process");
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("the only subscriber of this process");
     captured
 }
 
@@ -56,7 +57,10 @@ fn capture_logs() -> Captured {
 fn leaves(v: &Value, out: &mut BTreeSet<String>) {
     match v {
         Value::String(s) if s.contains("-----BEGIN") => {
-            for line in s.lines().filter(|l| !l.starts_with("-----") && l.len() >= 16) {
+            for line in s
+                .lines()
+                .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+            {
                 out.insert(line.to_owned());
             }
         }
@@ -155,7 +159,11 @@ async fn no_configured_secret_appears_in_any_log_line_of_the_end_to_end_flows() 
                               "extra": extra});
         body["notify_url"] = json!(notify.unwrap_or_else(|| h.inbox.url(&no)));
         let r = demo.create_order(&body).await.unwrap();
-        assert!(matches!(r.status, 200 | 201), "{product} {account}: {}", r.body);
+        assert!(
+            matches!(r.status, 200 | 201),
+            "{product} {account}: {}",
+            r.body
+        );
         orders.push(no.clone());
         (no, r.body)
     };
@@ -169,7 +177,13 @@ async fn no_configured_secret_appears_in_any_log_line_of_the_end_to_end_flows() 
         place("mobile.100", &format!("1380013{suffix}"), none(), None).await;
         place("mobile.slow.100", &format!("1390013{suffix}"), none(), None).await;
         place("game.demo.60", &format!("gamer{suffix}"), none(), None).await;
-        place("vip.demo.month", &format!("vip-user-{suffix}"), none(), None).await;
+        place(
+            "vip.demo.month",
+            &format!("vip-user-{suffix}"),
+            none(),
+            None,
+        )
+        .await;
     }
     place(
         "electricity.sgcc.100",
@@ -201,8 +215,10 @@ async fn no_configured_secret_appears_in_any_log_line_of_the_end_to_end_flows() 
     let refusing = order_no("logs-refused");
     h.inbox.refuse_first(&refusing, 2);
     let r = demo
-        .create_order(&json!({"merchant_order_no": refusing, "product_code": "vip.demo.month",
-                              "account": "vip-user-8100", "notify_url": h.inbox.url(&refusing)}))
+        .create_order(
+            &json!({"merchant_order_no": refusing, "product_code": "vip.demo.month",
+                              "account": "vip-user-8100", "notify_url": h.inbox.url(&refusing)}),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 201, "{}", r.body);
@@ -251,8 +267,16 @@ async fn no_configured_secret_appears_in_any_log_line_of_the_end_to_end_flows() 
     }
     secrets.insert(URL_PASSWORD.to_owned());
     secrets.insert(NOTIFY_TOKEN.to_owned());
-    for must in [DEAD_WIKEYUN_SECRET, DEAD_ICE_TOKEN, DEAD_ICE_ACCESS, "demo-secret"] {
-        assert!(secrets.contains(must), "{must} is among the secrets looked for");
+    for must in [
+        DEAD_WIKEYUN_SECRET,
+        DEAD_ICE_TOKEN,
+        DEAD_ICE_ACCESS,
+        "demo-secret",
+    ] {
+        assert!(
+            secrets.contains(must),
+            "{must} is among the secrets looked for"
+        );
     }
     drop(h);
 
@@ -260,7 +284,10 @@ async fn no_configured_secret_appears_in_any_log_line_of_the_end_to_end_flows() 
     let lines = text.lines().count();
     // The capture works and saw the error paths (the closed port, the failed notifications).
     assert!(lines > 500, "only {lines} log lines captured");
-    assert!(text.contains("wikeyun-dead"), "the dead account's calls are logged");
+    assert!(
+        text.contains("wikeyun-dead"),
+        "the dead account's calls are logged"
+    );
     assert!(
         text.contains("merchant notification failed"),
         "failed notifications are logged"
@@ -271,7 +298,11 @@ async fn no_configured_secret_appears_in_any_log_line_of_the_end_to_end_flows() 
         .iter()
         .filter(|s| s.len() >= 6)
         .filter_map(|s| {
-            let found: Vec<&str> = text.lines().filter(|l| l.contains(s.as_str())).take(3).collect();
+            let found: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains(s.as_str()))
+                .take(3)
+                .collect();
             (!found.is_empty()).then(|| (s.clone(), found))
         })
         .collect();
