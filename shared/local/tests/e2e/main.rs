@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test binary: failing loudly is its job
 
 mod callbacks;
+mod client_routes;
 mod crash;
 mod helpers;
 mod merchant_api;
