@@ -29,6 +29,9 @@ pub struct Settings {
     pub sweep_concurrency: usize,
     /// How long routing trusts its copy of the balance snapshots.
     pub balance_cache_ttl: Duration,
+    /// The secret holding the gateway key of client secrets (issue 18); `None`: no client secrets are issued
+    /// and the client routes open nothing.
+    pub client_key_secret: Option<String>,
 }
 
 impl Settings {
@@ -40,6 +43,7 @@ impl Settings {
             sweep_batch: 500,
             sweep_concurrency: 32,
             balance_cache_ttl: Duration::from_secs(30),
+            client_key_secret: None,
         }
     }
 }
@@ -225,6 +229,8 @@ pub struct AppState {
     pub apps: Apps,
     pub notifier: Arc<dyn Notifier>,
     pub settings: Settings,
+    /// The per-order rate limit of the client routes (issue 18), in this process.
+    pub client_limiter: crate::client::Limiter,
     balance_cache: Mutex<Option<(Timestamp, BalanceMap)>>,
 }
 
@@ -259,6 +265,7 @@ impl AppState {
             apps: p.apps,
             notifier: p.notifier,
             settings: p.settings,
+            client_limiter: crate::client::Limiter::default(),
             balance_cache: Mutex::new(None),
         }
     }
