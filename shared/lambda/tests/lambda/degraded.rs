@@ -143,8 +143,7 @@ async fn an_unreachable_secret_store_still_fails_the_cold_start() {
         serde_json::from_value(d.accounts.clone()).unwrap();
     let err = recharge_api::Providers::load(accounts, &source)
         .await
-        .err()
-        .expect("the load fails");
+        .expect_err("the load fails");
     assert!(
         matches!(err, recharge_api::BootError::ProviderSecret { .. }),
         "{err}"

@@ -138,6 +138,11 @@ impl Deployment {
         )
         .await;
         put(
+            format!("recharge/{stage}/client-secret-key"),
+            json!({"key": "client-secret-key-of-the-test-0123456789"}).to_string(),
+        )
+        .await;
+        put(
             format!("recharge/{stage}/merchant/ops"),
             json!({"app_secret": OPS_SECRET}).to_string(),
         )
@@ -188,6 +193,10 @@ impl Deployment {
                 "https://gw.example.com".to_owned(),
             ),
             ("RECHARGE_NOTIFY_TIMEOUT_MS", "1000".to_owned()),
+            (
+                "RECHARGE_CLIENT_KEY_SECRET",
+                format!("recharge/{}/client-secret-key", self.stage),
+            ),
         ])
     }
 

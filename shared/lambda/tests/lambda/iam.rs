@@ -11,15 +11,17 @@
 //! evaluates Secrets Manager and DynamoDB requests against resource `*`.
 //!
 //! The flows, each function cold-started as deployed over DynamoDB Local and moto, with a suka-xml simulator as
-//! the provider: submit-order creates two orders (one with a notify URL) and replays one; provider-callback
+//! the provider: submit-order creates two orders (one with a notify URL) and replays one, and takes a client
+//! verification request (issue 18's client routes, with the order's client secret); provider-callback
 //! takes the provider's signed callback for the first (success: a merchant notification is due and signed);
-//! order-status reads it and lists the balances; reconcile, two hours later, queries the second and retries the
+//! order-status reads it (merchant and client routes) and lists the balances; reconcile, two hours later, queries the second and retries the
 //! first one's notification; check-balance asks the provider and stores the balance.
 
 use crate::deployed::{Deployment, good_provider_secrets, signed};
 use crate::support::{self, DEMO_SECRET, OPS_SECRET, repo_root};
 use crate::template::{resources_of, template};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use recharge_api::ApiRequest;
 use recharge_aws::{CallCounter, RecordedCall};
 use recharge_lambda::bootstrap::Function;
 use recharge_lambda::handlers;
@@ -50,6 +52,11 @@ impl Resolver<'_> {
             "Stage" => self.stage.to_owned(),
             "OrdersTable" => self.table.to_owned(),
             "OrdersTable.Arn" => self.table_arn(),
+            // Ref of an AWS::SecretsManager::Secret is its ARN (random suffix included).
+            "ClientSecretKey" => format!(
+                "arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:recharge/{}/client-secret-key-AbCdEf",
+                self.stage
+            ),
             other => panic!("the IAM test cannot resolve {other}: teach Resolver::reference"),
         }
     }
@@ -281,6 +288,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
     let (submit, _) = d
         .cold_start(Function::SubmitOrder, counter(Function::SubmitOrder))
         .await;
+    let mut created = Value::Null;
     for body in [
         json!({"merchant_order_no": "M1", "product_code": "mobile.100", "account": "13800138000",
                "notify_url": "https://merchant.example.com/notify"}),
@@ -294,7 +302,33 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         )
         .await;
         assert!(matches!(r.status, 200 | 201), "{:?}", status_of(&r));
+        if body["merchant_order_no"] == "M1" {
+            created = serde_json::from_slice(&r.body).unwrap();
+        }
     }
+    // The client routes (issue 18) with M1's client secret: a verification request (counted in the store).
+    let order_id = created["order_id"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {}", created["client_secret"].as_str().unwrap());
+    let client = |method: &str, path: String, body: &[u8]| ApiRequest {
+        method: method.to_owned(),
+        path,
+        raw_query: String::new(),
+        headers: vec![
+            ("authorization".into(), bearer.clone()),
+            ("content-type".into(), "application/json".into()),
+        ],
+        body: body.to_vec(),
+    };
+    let r = recharge_api::router::handle(
+        &submit.state,
+        client(
+            "POST",
+            format!("/v1/client/orders/{order_id}/verification"),
+            br#"{"code":"123456"}"#,
+        ),
+    )
+    .await;
+    assert!(r.status < 500, "{:?}", status_of(&r));
 
     // provider-callback: the provider's signed success callback for M1's first attempt.
     let (callback, _) = d
@@ -335,6 +369,12 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
             "/v1/balances",
             b"",
         ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", status_of(&r));
+    let r = recharge_api::router::handle(
+        &status.state,
+        client("GET", format!("/v1/client/orders/{order_id}"), b""),
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", status_of(&r));
