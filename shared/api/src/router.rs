@@ -1,8 +1,10 @@
-//! Maps a request to its handler: the merchant routes of DESIGN §8 (authenticated here) and the provider
-//! callback route (authenticated by each protocol's own signature).
+//! Maps a request to its handler: the merchant routes of DESIGN §8 (authenticated here), the provider
+//! callback route (authenticated by each protocol's own signature) and the client routes of issue 18
+//! (authenticated by an order's client secret in `client`; the only routes that answer cross-origin).
 
 use crate::auth::authenticate;
 use crate::callbacks;
+use crate::client;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse, MAX_BODY};
 use crate::orders;
@@ -28,6 +30,20 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "GET",
         "/v1/callbacks/{provider_account}",
         "provider-callback",
+    ),
+    // ---- client routes (issue 18): client secret only, CORS for 公众号 H5 pages -------------------------
+    ("GET", "/v1/client/orders/{order_id}", "order-status"),
+    ("OPTIONS", "/v1/client/orders/{order_id}", "order-status"),
+    (
+        "POST",
+        "/v1/client/orders/{order_id}/verification",
+        "submit-order",
+    ),
+    // The preflight needs only the apps' configuration: the read-only function answers it.
+    (
+        "OPTIONS",
+        "/v1/client/orders/{order_id}/verification",
+        "order-status",
     ),
 ];
 
@@ -62,6 +78,13 @@ pub async fn handle(state: &AppState, req: ApiRequest) -> ApiResponse {
             Ok(resp) => resp,
             Err(e) => e.to_response(),
         },
+        // ---- client routes (issue 18): authorised in `client`, never by the merchant's HMAC ----------
+        ["v1", "client", "orders", id] => {
+            client::handle(state, client::ClientRoute::Order(id), &req).await
+        }
+        ["v1", "client", "orders", id, "verification"] => {
+            client::handle(state, client::ClientRoute::Verification(id), &req).await
+        }
         _ => ApiError::RouteNotFound.to_response(),
     }
 }

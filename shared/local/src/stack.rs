@@ -35,6 +35,42 @@ pub enum StoreChoice {
     },
 }
 
+impl StoreChoice {
+    /// The store the command line asks for. `--store dynamodb` without `--dynamodb-endpoint` would talk to
+    /// whatever AWS account the environment's credentials reach, so it is refused unless `aws` (`--aws`) says
+    /// that is meant.
+    pub fn from_flags(
+        store: &str,
+        endpoint: Option<String>,
+        aws: bool,
+        table: String,
+    ) -> Result<StoreChoice, String> {
+        match (store, endpoint, aws) {
+            ("memory", None, false) => Ok(StoreChoice::Memory),
+            ("memory", _, _) => {
+                Err("--dynamodb-endpoint and --aws apply only to --store dynamodb".into())
+            }
+            ("dynamodb", Some(_), true) => {
+                Err("--dynamodb-endpoint and --aws exclude each other".into())
+            }
+            ("dynamodb", Some(url), false) => Ok(StoreChoice::DynamoDb {
+                endpoint: Some(url),
+                table,
+            }),
+            ("dynamodb", None, true) => Ok(StoreChoice::DynamoDb {
+                endpoint: None,
+                table,
+            }),
+            ("dynamodb", None, false) => Err(
+                "--store dynamodb needs --dynamodb-endpoint URL (e.g. DynamoDB Local), or --aws to use the AWS \
+                 account of the environment's credentials"
+                    .into(),
+            ),
+            (other, _, _) => Err(format!("--store {other}: expected memory or dynamodb")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
     pub listen: SocketAddr,
@@ -106,6 +142,9 @@ pub struct LocalStack {
     state: Arc<AppState>,
     sims: BTreeMap<String, RunningSim>,
     apps: Vec<crate::demo::LocalApp>,
+    /// Every secret the stack configured, as (name, JSON value): for tests that look for them where they must
+    /// not be (logs).
+    secret_values: Vec<(String, String)>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -196,8 +235,13 @@ impl LocalStack {
                 id,
                 role,
                 secret_name: None,
+                client: app.client.clone(),
             });
         }
+        // The gateway key of client secrets (issue 18): fresh random bytes per start, like a generated secret.
+        let client_key = json!({"key": random_key()?}).to_string();
+        secrets.put(CLIENT_KEY_SECRET, &client_key);
+        secret_values.push((CLIENT_KEY_SECRET.to_owned(), client_key));
 
         let (store, balances): (Arc<dyn OrderStore>, Arc<dyn BalanceStore>) = match &options.store {
             StoreChoice::Memory => {
@@ -244,6 +288,7 @@ impl LocalStack {
         settings.local_mode = options.local_mode;
         settings.time_scale = options.time_scale;
         settings.balance_cache_ttl = Duration::from_secs(1);
+        settings.client_key_secret = Some(CLIENT_KEY_SECRET.to_owned());
         let state = Arc::new(AppState::new(Parts {
             store,
             balances,
@@ -288,8 +333,14 @@ impl LocalStack {
             state,
             sims,
             apps,
+            secret_values,
             tasks,
         })
+    }
+
+    /// Every secret the stack configured (provider credentials and merchant app secrets) as (name, JSON).
+    pub fn secret_values(&self) -> &[(String, String)] {
+        &self.secret_values
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -334,6 +385,19 @@ impl Drop for LocalStack {
             t.abort();
         }
     }
+}
+
+/// The secret of the client-secret key in the local stack.
+pub const CLIENT_KEY_SECRET: &str = "local/client-key";
+
+/// 32 random bytes as hex, from the kernel.
+fn random_key() -> Result<String, LocalError> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| LocalError::Config(format!("random key: {e}")))?;
+    Ok(data_encoding::HEXLOWER.encode(&bytes))
 }
 
 /// Copies every secret of the in-memory source into Secrets Manager (creating or updating it) and returns a
@@ -409,7 +473,9 @@ fn local_info(
         .collect();
     json!({
         "base_url": base_url,
-        "apps": apps.iter().map(|a| json!({"id": a.id, "role": a.role, "secret": a.secret})).collect::<Vec<_>>(),
+        "apps": apps.iter().map(|a| json!({"id": a.id, "role": a.role, "secret": a.secret,
+            "client": {"secret_ttl_secs": a.client.secret_ttl_secs,
+                "allowed_origins": a.client.allowed_origins.iter().map(|o| o.as_str()).collect::<Vec<_>>()}})).collect::<Vec<_>>(),
         "accounts": accounts,
         "catalog": config.catalog,
         "time_scale": options.time_scale,
@@ -464,4 +530,34 @@ fn respond(r: recharge_api::ApiResponse) -> Response<Body> {
 /// Parses a provider account id (used by the CLI to find a simulator).
 pub fn account_id(s: &str) -> Option<ProviderAccountId> {
     ProviderAccountId::parse(s).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamodb_without_an_endpoint_is_refused_unless_aws_is_asked_for() {
+        let t = || "t".to_owned();
+        let err = StoreChoice::from_flags("dynamodb", None, false, t()).unwrap_err();
+        assert!(err.contains("--aws"), "{err}");
+        assert!(matches!(
+            StoreChoice::from_flags("dynamodb", None, true, t()),
+            Ok(StoreChoice::DynamoDb { endpoint: None, .. })
+        ));
+        assert!(matches!(
+            StoreChoice::from_flags("dynamodb", Some("http://127.0.0.1:8000".into()), false, t()),
+            Ok(StoreChoice::DynamoDb {
+                endpoint: Some(_),
+                ..
+            })
+        ));
+        assert!(StoreChoice::from_flags("dynamodb", Some("http://x".into()), true, t()).is_err());
+        assert!(matches!(
+            StoreChoice::from_flags("memory", None, false, t()),
+            Ok(StoreChoice::Memory)
+        ));
+        assert!(StoreChoice::from_flags("memory", None, true, t()).is_err());
+        assert!(StoreChoice::from_flags("sqlite", None, false, t()).is_err());
+    }
 }

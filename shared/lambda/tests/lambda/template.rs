@@ -51,12 +51,12 @@ fn to_json(v: serde_yaml::Value) -> Value {
     }
 }
 
-fn template() -> Value {
+pub fn template() -> Value {
     let text = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
     to_json(serde_yaml::from_str(&text).unwrap())
 }
 
-fn resources_of(t: &Value, ty: &str) -> Vec<(String, Value)> {
+pub fn resources_of(t: &Value, ty: &str) -> Vec<(String, Value)> {
     t["Resources"]
         .as_object()
         .unwrap()
@@ -135,6 +135,34 @@ fn template_routes_are_exactly_the_router_routes() {
         .map(|(m, p, f)| ((*m).to_owned(), (*p).to_owned(), (*f).to_owned()))
         .collect();
     assert_eq!(in_template, in_code);
+}
+
+#[test]
+fn client_routes_have_their_own_throttling_and_no_route_answers_cross_origin_from_the_api() {
+    // Issue 18: CORS is answered in code on the client routes only; an API-wide CorsConfiguration would make
+    // API Gateway answer preflights of the merchant routes too.
+    let t = template();
+    let apis = resources_of(&t, "AWS::Serverless::HttpApi");
+    assert_eq!(apis.len(), 1);
+    let props = &apis[0].1["Properties"];
+    assert!(props.get("CorsConfiguration").is_none(), "no API-wide CORS");
+    let throttled: BTreeSet<String> = props["RouteSettings"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(key, v)| {
+            assert!(v["ThrottlingBurstLimit"].as_u64().unwrap() > 0, "{key}");
+            assert!(v["ThrottlingRateLimit"].as_f64().unwrap() > 0.0, "{key}");
+            key.clone()
+        })
+        .collect();
+    let client: BTreeSet<String> = ROUTES
+        .iter()
+        .filter(|(_, p, _)| p.starts_with("/v1/client/"))
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect();
+    assert_eq!(client.len(), 4);
+    assert_eq!(throttled, client);
 }
 
 #[test]

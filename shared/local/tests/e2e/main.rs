@@ -8,9 +8,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test binary: failing loudly is its job
 
+mod browser;
 mod callbacks;
+mod client_routes;
 mod crash;
 mod helpers;
+mod log_secrets;
 mod merchant_api;
 mod notifications;
 mod provider_safety;
