@@ -81,6 +81,7 @@ pub async fn http_request(
     if resp.status >= 500 {
         service.metrics.function_error();
     }
+    service.metrics.unlisted_codes();
     from_api_response(resp)
 }
 
@@ -113,6 +114,7 @@ pub async fn reconcile_event(service: &Service, payload: &Value) -> Result<Value
         return Err(e);
     }
     let report = sweep::sweep(Arc::clone(&service.state)).await;
+    service.metrics.unlisted_codes();
     if report.errors > 0 {
         service.metrics.function_error();
     }

@@ -12,6 +12,7 @@
 //! | `ProviderAccountDisabled` | `Service`; `Service, ProviderAccount` | a cold start finds an account's secret missing or malformed |
 //! | `LowBalance` | `Service`; `Service, ProviderAccount` | the balance check finds an account below its threshold |
 //! | `ProviderBalanceFen` | `Service, ProviderAccount` | the balance check stores a balance |
+//! | `UnlistedProviderCodes` | `Service`; `Service, ProviderAccount, Phase, Code` | after an invocation in which a provider answered a code its account's table does not list |
 
 use async_trait::async_trait;
 use recharge_core::store::{AuditEntry, Created, DueOrder, OrderStore, Replaced, StoreError};
@@ -122,6 +123,26 @@ impl Metrics {
             &[("Function", function.as_str())],
             &[&[], &["Function"]],
         );
+    }
+
+    /// The unlisted provider codes seen since the last call (PROVIDERS §0.4 rule 1), one data point per
+    /// (account, phase, code) with the count. Called after every invocation.
+    pub fn unlisted_codes(&self) {
+        for (account, phase, code, n) in recharge_providers::codes::take_unlisted_counts() {
+            #[allow(clippy::cast_precision_loss)] // counts per invocation are small
+            let value = n as f64;
+            self.emit(
+                "UnlistedProviderCodes",
+                value,
+                "Count",
+                &[
+                    ("ProviderAccount", account.as_str()),
+                    ("Phase", phase.as_str()),
+                    ("Code", code.as_str()),
+                ],
+                &[&[], &["ProviderAccount", "Phase", "Code"]],
+            );
+        }
     }
 
     /// An account disabled at cold start because its secret is missing or malformed.
@@ -302,5 +323,38 @@ mod tests {
         assert_eq!(line["ProviderAccount"], "dingyin-1");
         assert_eq!(line["LowBalance"], 1.0);
         assert!(line["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn unlisted_provider_codes_are_counted_per_account_phase_and_code_after_an_invocation() {
+        use recharge_providers::codes::{Phase, Unlisted, note_unlisted};
+        let u = Unlisted {
+            phase: Phase::Submit,
+            code: "2001".to_owned(),
+            message: "系统繁忙".to_owned(),
+        };
+        note_unlisted("wikeyun-metric-test", &u);
+        note_unlisted("wikeyun-metric-test", &u);
+        let (m, lines) = Metrics::capturing("submit-order");
+        m.unlisted_codes();
+        let lines = lines.lock().unwrap();
+        let line = lines
+            .iter()
+            .find(|l| l["ProviderAccount"] == "wikeyun-metric-test")
+            .expect("a data point for the account");
+        assert_eq!(line["UnlistedProviderCodes"], 2.0);
+        assert_eq!(line["Phase"], "submit");
+        assert_eq!(line["Code"], "2001");
+        drop(lines);
+        // Counted once: the next invocation starts from zero.
+        let (m, lines) = Metrics::capturing("submit-order");
+        m.unlisted_codes();
+        assert!(
+            !lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l["ProviderAccount"] == "wikeyun-metric-test")
+        );
     }
 }

@@ -286,6 +286,128 @@ fn a_single_not_found_after_the_window_is_not_enough() {
 }
 
 #[test]
+fn not_found_never_fails_an_attempt_the_provider_once_acknowledged() {
+    // PROVIDERS §0.4 rule 4: the provider accepted it, so "not found" is the provider's confusion.
+    let p = Policy::default();
+    let o = run(&new_order(), &[out(1, Source::Submit, accepted())], T0);
+    assert!(o.attempts()[0].acknowledged());
+    let mut cur = o;
+    for minute in [11, 16, 21, 60, 600] {
+        let at = T0.plus(Duration::from_secs(60 * minute));
+        cur = apply(&cur, &out(1, Source::Query, Outcome::NotFound), at, &p)
+            .unwrap()
+            .order;
+    }
+    assert_eq!(cur.attempts()[0].state(), &AttemptState::Accepted);
+    assert_eq!(cur.attempts()[0].not_found().map(|t| t.answers), Some(5));
+    assert!(!cur.probe_due(n(1), T0.plus(Duration::from_secs(36_000)), &p));
+}
+
+#[test]
+fn on_a_provider_that_refuses_reused_ids_not_found_is_never_a_failure_and_a_probe_comes_due() {
+    let p = Policy {
+        not_found_probe: true,
+        ..Policy::default()
+    };
+    let o = run(&new_order(), &[out(1, Source::Submit, unknown())], T0);
+    assert!(!o.attempts()[0].acknowledged(), "an Unknown is no acknowledgement");
+    let early = T0.plus(Duration::from_secs(60));
+    let mut cur = apply(&o, &out(1, Source::Query, Outcome::NotFound), early, &p)
+        .unwrap()
+        .order;
+    assert!(!cur.probe_due(n(1), early, &p), "inside the grace window");
+    let late = T0.plus(p.not_found_grace);
+    cur = apply(&cur, &out(1, Source::Query, Outcome::NotFound), late, &p)
+        .unwrap()
+        .order;
+    assert!(
+        matches!(cur.attempts()[0].state(), AttemptState::Unknown { .. }),
+        "{:?}",
+        cur.attempts()[0].state()
+    );
+    assert!(cur.probe_due(n(1), late, &p));
+    // The probe's answer "I have it" (Accepted, from a submit) ends the probing.
+    let probed = apply(&cur, &out(1, Source::Submit, accepted()), late, &p)
+        .unwrap()
+        .order;
+    assert!(!probed.probe_due(n(1), late, &p));
+    // A refusal of the probe is a definite one: nothing exists under that id.
+    let refused = apply(&cur, &out(1, Source::Submit, rejected()), late, &p)
+        .unwrap()
+        .order;
+    assert!(refused.awaiting_failover());
+}
+
+#[test]
+fn reported_amounts_are_kept_on_the_attempt_and_findings_raise_anomalies() {
+    let p = Policy::default();
+    let o = run(&new_order(), &[out(1, Source::Submit, accepted())], T0);
+    let report = Report {
+        reported: crate::outcome::Reported {
+            cost: Some(Fen::new(9_900)),
+            ..Default::default()
+        },
+        findings: vec![crate::outcome::Finding::CostMismatch {
+            reported: Fen::new(9_900),
+            route: Fen::new(9_850),
+        }],
+    };
+    let e = Event::Outcome {
+        attempt: n(1),
+        source: Source::Callback,
+        outcome: succeeded(),
+        report,
+    };
+    let done = apply(&o, &e, T0, &p).unwrap();
+    assert_eq!(done.order.attempts()[0].reported().cost, Some(Fen::new(9_900)));
+    assert!(
+        done.anomalies
+            .iter()
+            .any(|a| a.kind == AnomalyKind::AmountMismatch),
+        "{:?}",
+        done.anomalies
+    );
+    // A duplicate that reports nothing new changes nothing.
+    let again = out(1, Source::Callback, succeeded());
+    assert_eq!(
+        apply(&done.order, &again, T0, &p).unwrap_err(),
+        Refusal::Duplicate
+    );
+}
+
+#[test]
+fn an_unverified_result_is_kept_once_bounded_and_changes_no_state() {
+    let p = Policy::default();
+    let o = run(&new_order(), &[out(1, Source::Submit, accepted())], T0);
+    let kept = |o: &Order, c: &str| {
+        apply(
+            o,
+            &Event::UnverifiedResult {
+                attempt: n(1),
+                content: c.to_owned(),
+            },
+            T0,
+            &p,
+        )
+    };
+    let first = kept(&o, "status=DELIVRD").unwrap();
+    assert_eq!(first.order.attempts()[0].state(), &AttemptState::Accepted);
+    assert!(!first.public_changed);
+    assert_eq!(first.anomalies[0].kind, AnomalyKind::UnverifiedResult);
+    assert_eq!(
+        kept(&first.order, "status=DELIVRD").unwrap_err(),
+        Refusal::Duplicate
+    );
+    let mut cur = first.order;
+    for i in 0..10 {
+        cur = kept(&cur, &format!("status=DELIVRD&n={i}")).unwrap().order;
+    }
+    let u = cur.attempts()[0].unverified();
+    assert_eq!(u.len(), crate::order::MAX_UNVERIFIED);
+    assert_eq!(u.last().unwrap().content, "status=DELIVRD&n=9");
+}
+
+#[test]
 fn each_attempt_has_its_own_stable_provider_facing_id() {
     // Invariant 4.
     let o = run(
@@ -725,6 +847,9 @@ fn check_step(before: &Order, event: &Event, after: &Order, applied: &Applied, n
                 } => {
                     assert!(now.since(a.opened_at()) >= p.not_found_grace);
                     assert!(a.not_found().unwrap().answers >= p.not_found_min_answers);
+                    // PROVIDERS §0.4 rule 4: never an attempt the provider once acknowledged.
+                    assert!(!b.acknowledged(), "not-found failed an acknowledged attempt: {b:?}");
+                    assert!(!p.not_found_probe);
                 }
                 other => panic!("{:?} failed an open attempt via {other:?}", b.state()),
             }
