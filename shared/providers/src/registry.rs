@@ -616,4 +616,126 @@ query_sign = "lower"
             Err(ConfigError::Capabilities(_))
         ));
     }
+
+    fn suka() -> Provider {
+        let acct = ProviderAccount::from_toml(SUKA_TOML).unwrap();
+        Provider::load(acct, r#"{"userid":"10004927","key":"k"}"#).unwrap()
+    }
+
+    fn attempt() -> AttemptId {
+        AttemptId::parse("7JUWX4CXN3GSIQOKCCTK01").unwrap()
+    }
+
+    fn expect(id: &AttemptId) -> Expect<'_> {
+        Expect {
+            attempt: id,
+            cost: Fen::new(9_850),
+            face: Fen::new(10_000),
+            provider_ref: Some("XS1"),
+        }
+    }
+
+    #[test]
+    fn an_answer_that_names_another_order_is_unknown_with_a_finding() {
+        let p = suka();
+        let id = attempt();
+        let parsed = Parsed::from(Outcome::Succeeded { provider_ref: None })
+            .echoing(Some("OTHERORDERXXXXXXXXXX01".to_owned()));
+        let a = p.review(Phase::Query, parsed, &expect(&id));
+        assert!(
+            matches!(a.outcome, Outcome::Unknown { reason } if reason.code == "foreign_answer")
+        );
+        assert_eq!(
+            a.report.findings,
+            vec![Finding::ForeignOrder {
+                echoed: "OTHERORDERXXXXXXXXXX01".to_owned()
+            }]
+        );
+        // Our own id echoed: nothing to say.
+        let ours = Parsed::from(Outcome::Succeeded { provider_ref: None })
+            .echoing(Some(id.as_str().to_owned()));
+        let a = p.review(Phase::Query, ours, &expect(&id));
+        assert!(matches!(a.outcome, Outcome::Succeeded { .. }) && a.report.findings.is_empty());
+    }
+
+    #[test]
+    fn reported_amounts_that_do_not_fit_are_findings_and_decide_nothing() {
+        let p = suka();
+        let id = attempt();
+        let parsed = Parsed::from(Outcome::Succeeded { provider_ref: None }).reporting(Reported {
+            cost: Some(Fen::new(9_990)),
+            face: Some(Fen::new(5_000)),
+            delivered: None,
+            quantity: Some(100),
+        });
+        let a = p.review(Phase::Query, parsed, &expect(&id));
+        assert!(
+            matches!(a.outcome, Outcome::Succeeded { .. }),
+            "{:?}",
+            a.outcome
+        );
+        let kinds: Vec<&str> = a.report.findings.iter().map(Finding::as_str).collect();
+        assert_eq!(
+            kinds,
+            ["cost_mismatch", "face_mismatch", "quantity_mismatch"]
+        );
+        assert_eq!(a.report.reported.cost, Some(Fen::new(9_990)));
+        // What fits is silent.
+        let fits = Parsed::from(Outcome::Succeeded { provider_ref: None }).reporting(Reported {
+            cost: Some(Fen::new(9_850)),
+            face: Some(Fen::new(10_000)),
+            delivered: Some(Fen::new(10_000)),
+            quantity: Some(1),
+        });
+        assert!(
+            p.review(Phase::Query, fits, &expect(&id))
+                .report
+                .findings
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_partial_delivery_above_the_face_value_is_unknown() {
+        let p = suka();
+        let id = attempt();
+        for delivered in [Fen::new(10_001), Fen::new(0), Fen::new(-5)] {
+            let parsed = Parsed::from(Outcome::PartiallySucceeded { delivered });
+            let a = p.review(Phase::Callback, parsed, &expect(&id));
+            assert!(
+                matches!(a.outcome, Outcome::Unknown { .. }),
+                "{delivered:?}"
+            );
+        }
+        let half = Parsed::from(Outcome::PartiallySucceeded {
+            delivered: Fen::new(5_000),
+        });
+        assert!(matches!(
+            p.review(Phase::Callback, half, &expect(&id)).outcome,
+            Outcome::PartiallySucceeded { .. }
+        ));
+    }
+
+    #[test]
+    fn a_callback_that_contradicts_the_providers_own_number_is_unknown() {
+        let p = suka();
+        let id = attempt();
+        let event = CallbackEvent {
+            attempt: id.clone(),
+            outcome: Outcome::Succeeded {
+                provider_ref: Some("XS2".to_owned()),
+            },
+            provider_ref: Some("XS2".to_owned()),
+            trust: crate::CallbackTrust::Signed,
+            reported: Reported::default(),
+            unlisted: None,
+        };
+        let a = p.review_callback(event, &expect(&id));
+        assert!(
+            matches!(a.outcome, Outcome::Unknown { .. }),
+            "{:?}",
+            a.outcome
+        );
+        assert_eq!(a.report.findings[0].as_str(), "foreign_order");
+    }
 }

@@ -310,7 +310,10 @@ fn on_a_provider_that_refuses_reused_ids_not_found_is_never_a_failure_and_a_prob
         ..Policy::default()
     };
     let o = run(&new_order(), &[out(1, Source::Submit, unknown())], T0);
-    assert!(!o.attempts()[0].acknowledged(), "an Unknown is no acknowledgement");
+    assert!(
+        !o.attempts()[0].acknowledged(),
+        "an Unknown is no acknowledgement"
+    );
     let early = T0.plus(Duration::from_secs(60));
     let mut cur = apply(&o, &out(1, Source::Query, Outcome::NotFound), early, &p)
         .unwrap()
@@ -359,7 +362,10 @@ fn reported_amounts_are_kept_on_the_attempt_and_findings_raise_anomalies() {
         report,
     };
     let done = apply(&o, &e, T0, &p).unwrap();
-    assert_eq!(done.order.attempts()[0].reported().cost, Some(Fen::new(9_900)));
+    assert_eq!(
+        done.order.attempts()[0].reported().cost,
+        Some(Fen::new(9_900))
+    );
     assert!(
         done.anomalies
             .iter()
@@ -848,7 +854,10 @@ fn check_step(before: &Order, event: &Event, after: &Order, applied: &Applied, n
                     assert!(now.since(a.opened_at()) >= p.not_found_grace);
                     assert!(a.not_found().unwrap().answers >= p.not_found_min_answers);
                     // PROVIDERS §0.4 rule 4: never an attempt the provider once acknowledged.
-                    assert!(!b.acknowledged(), "not-found failed an acknowledged attempt: {b:?}");
+                    assert!(
+                        !b.acknowledged(),
+                        "not-found failed an acknowledged attempt: {b:?}"
+                    );
                     assert!(!p.not_found_probe);
                 }
                 other => panic!("{:?} failed an open attempt via {other:?}", b.state()),
