@@ -9,12 +9,12 @@
 //! syncs), an unsigned result cannot be confirmed at all: it is kept on the attempt (masked) for an operator,
 //! raised as an anomaly, and not acknowledged, so the channel resends it (PROVIDERS §0.4).
 
-use crate::flow::{self, ExpectOwned, apply_event};
+use crate::flow::{self, apply_event};
 use crate::http::ApiResponse;
 use crate::state::AppState;
 use recharge_core::mask::mask;
 use recharge_core::{AttemptId, Event, ProviderAccountId, Source};
-use recharge_providers::{CallbackAck, CallbackTrust, RawCallback};
+use recharge_providers::{CallbackAck, CallbackTrust, Expect, RawCallback};
 
 /// The most of a raw unverified result kept on an attempt.
 const MAX_KEPT_CONTENT: usize = 2048;
@@ -73,10 +73,10 @@ pub async fn handle(state: &AppState, account: &str, raw: RawCallback) -> ApiRes
             || order.attempt(no).and_then(|a| a.provider_ref()).is_some());
     let result = match event.trust {
         CallbackTrust::Signed => {
-            let Some(expect) = ExpectOwned::of(&order, no) else {
+            let Some(expect) = Expect::of(&order, no) else {
                 return ack(CallbackAck::Rejected);
             };
-            let answer = provider.review_callback(event, &expect.borrow());
+            let answer = provider.review_callback(event, &expect);
             match flow::record_answer(state, order, no, Source::Callback, answer).await {
                 Ok(step) => flow::advance(state, step.order).await.map(|_| ()),
                 Err(e) => Err(e),

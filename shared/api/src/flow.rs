@@ -205,45 +205,6 @@ fn submit_request(state: &AppState, order: &Order, no: AttemptNo) -> Option<Subm
     })
 }
 
-/// What an answer about attempt `no` must fit (the registry's checks, PROVIDERS §0.4 rule 5).
-fn expect(
-    order: &Order,
-    no: AttemptNo,
-    attempt_id: &recharge_core::AttemptId,
-) -> Option<ExpectOwned> {
-    let a = order.attempt(no)?;
-    Some(ExpectOwned {
-        attempt: attempt_id.clone(),
-        cost: a.route().cost,
-        face: order.face_value(),
-        provider_ref: a.provider_ref().map(str::to_owned),
-    })
-}
-
-/// An owned [`Expect`], so it can be built from an order that is then moved on.
-#[derive(Debug, Clone)]
-pub struct ExpectOwned {
-    pub attempt: recharge_core::AttemptId,
-    pub cost: recharge_core::Fen,
-    pub face: recharge_core::Fen,
-    pub provider_ref: Option<String>,
-}
-
-impl ExpectOwned {
-    pub fn borrow(&self) -> Expect<'_> {
-        Expect {
-            attempt: &self.attempt,
-            cost: self.cost,
-            face: self.face,
-            provider_ref: self.provider_ref.as_deref(),
-        }
-    }
-
-    pub fn of(order: &Order, no: AttemptNo) -> Option<ExpectOwned> {
-        expect(order, no, &order.attempt_id(no))
-    }
-}
-
 /// Records a provider's answer about attempt `no`, from `source`.
 pub async fn record_answer(
     state: &AppState,
@@ -397,7 +358,7 @@ pub async fn query_attempt(
     let provider_ref = attempt.provider_ref().map(str::to_owned);
     let attempt_id = order.attempt_id(no);
     let provider = state.providers.get(&account);
-    let answer = match (provider, ExpectOwned::of(&order, no)) {
+    let answer = match (provider, Expect::of(&order, no)) {
         (None, _) | (_, None) => Answer::from(Outcome::Unknown {
             reason: Reason::new("account_not_loaded", "provider account is not configured"),
         }),
@@ -417,7 +378,7 @@ pub async fn query_attempt(
                 provider_ref,
             };
             provider
-                .query(&state.executor, &req, &expect.borrow(), state.clock.now())
+                .query(&state.executor, &req, &expect, state.clock.now())
                 .await
         }
     };

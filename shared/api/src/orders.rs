@@ -17,7 +17,7 @@ use recharge_core::{
     AttemptState, Event, MerchantOrderNo, NewOrder, NextAction, Order, OrderId, Outcome,
     ProductCode, Reason, Source,
 };
-use recharge_providers::{Answer, VerificationRequest};
+use recharge_providers::{Answer, Expect, VerificationRequest};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -367,7 +367,7 @@ pub(crate) async fn submit_code(
     if !taken.applied {
         return Err(not_expected());
     }
-    let expect = flow::ExpectOwned::of(&taken.order, no);
+    let expect = Expect::of(&taken.order, no);
     let answer = match (state.providers.get(&account), provider_ref, expect) {
         (Some(provider), Some(provider_ref), Some(expect)) => {
             let vr = VerificationRequest {
@@ -376,7 +376,7 @@ pub(crate) async fn submit_code(
                 code,
             };
             provider
-                .verify(&state.executor, &vr, &expect.borrow(), state.clock.now())
+                .verify(&state.executor, &vr, &expect, state.clock.now())
                 .await
         }
         _ => Answer::from(Outcome::Failed {

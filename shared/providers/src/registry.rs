@@ -13,7 +13,7 @@ use crate::codes::{self, Meaning, Phase};
 use crate::executor::{Executor, TransportError};
 use crate::{ice, openapi_rsa, sms_billing, suka_xml, wikeyun};
 use recharge_core::{
-    AttemptId, Fen, Finding, Outcome, Policy, Reason, Report, Reported, Timestamp,
+    AttemptId, AttemptNo, Fen, Finding, Order, Outcome, Policy, Reason, Report, Reported, Timestamp,
 };
 use std::time::Duration;
 
@@ -129,12 +129,25 @@ impl From<Outcome> for Answer {
 
 /// What an answer about one attempt must fit: its id, the route's cost, the order's face value, and the
 /// provider's own number once we know it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Expect<'a> {
-    pub attempt: &'a AttemptId,
+    pub attempt: AttemptId,
     pub cost: Fen,
     pub face: Fen,
     pub provider_ref: Option<&'a str>,
+}
+
+impl<'a> Expect<'a> {
+    /// What answers about attempt `no` of `order` must fit; `None` if the order has no such attempt.
+    pub fn of(order: &'a Order, no: AttemptNo) -> Option<Expect<'a>> {
+        let a = order.attempt(no)?;
+        Some(Expect {
+            attempt: order.attempt_id(no),
+            cost: a.route().cost,
+            face: order.face_value(),
+            provider_ref: a.provider_ref(),
+        })
+    }
 }
 
 /// Every route sells one unit: the merchant cannot set a quantity (PROVIDERS §0.4 rule 6).
@@ -368,7 +381,7 @@ impl Provider {
 
 fn submit_expect(req: &SubmitRequest) -> Expect<'_> {
     Expect {
-        attempt: &req.attempt,
+        attempt: req.attempt.clone(),
         cost: req.route.cost,
         face: req.face_value,
         provider_ref: None,
@@ -626,9 +639,9 @@ query_sign = "lower"
         AttemptId::parse("7JUWX4CXN3GSIQOKCCTK01").unwrap()
     }
 
-    fn expect(id: &AttemptId) -> Expect<'_> {
+    fn expect(id: &AttemptId) -> Expect<'static> {
         Expect {
-            attempt: id,
+            attempt: id.clone(),
             cost: Fen::new(9_850),
             face: Fen::new(10_000),
             provider_ref: Some("XS1"),

@@ -201,7 +201,7 @@ async fn query(p: &Provider) -> Outcome {
     let exec = Executor::new().unwrap();
     let id = attempt();
     let expect = Expect {
-        attempt: &id,
+        attempt: id.clone(),
         cost: Fen::new(9850),
         face: Fen::new(10_000),
         provider_ref: None,
