@@ -87,6 +87,10 @@ pub struct LocalOptions {
     pub sim_hang: Duration,
     /// Chaos for every simulator (fault campaigns): seed and rates.
     pub chaos: Option<recharge_sim::ChaosConfig>,
+    /// Dialects by provider account id (accounts not named speak as documented).
+    pub dialects: BTreeMap<String, recharge_sim::Dialect>,
+    /// Every simulator not named in `dialects` gets a random dialect from this seed and its account id.
+    pub dialect_seed: Option<u64>,
     /// Local mode (the default): loopback notify URLs are allowed. Off, the gateway guards notify URLs as in
     /// production (https to public addresses only), so tests can see the SSRF guard over HTTP.
     pub local_mode: bool,
@@ -108,6 +112,8 @@ impl Default for LocalOptions {
             balance_every: Duration::from_secs(15),
             sim_hang: Duration::from_secs(4),
             chaos: None,
+            dialects: BTreeMap::new(),
+            dialect_seed: None,
             local_mode: true,
             aws_calls: None,
             secrets_manager: false,
@@ -183,6 +189,14 @@ impl LocalStack {
                 sc.scripts = sim.scripts;
                 sc.hang = options.sim_hang;
                 sc.chaos = options.chaos.clone();
+                if let Some(d) = options.dialects.get(&id) {
+                    sc.dialect = d.clone();
+                } else if let Some(seed) = options.dialect_seed {
+                    let per_account = id.bytes().fold(seed, |h, b| {
+                        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                    });
+                    sc.dialect = recharge_sim::Dialect::random(protocol, per_account);
+                }
                 sc.callback_url = Some(format!("{base_url}/v1/callbacks/{id}"));
                 let running = recharge_sim::start(sc)
                     .await

@@ -48,10 +48,13 @@ pub async fn deliver(
     order: &OrderRecord,
     reported: OrderState,
 ) -> bool {
-    let schedule = engine
+    let mut schedule = engine
         .callback_schedule
         .clone()
         .unwrap_or_else(|| notifier.retry_schedule());
+    if let Some(retries) = engine.dialect.callback_retries {
+        schedule.truncate(retries);
+    }
     for attempt in 0..=schedule.len() {
         let Some(out) = notifier.build(order, reported) else {
             return false;

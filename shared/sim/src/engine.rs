@@ -65,6 +65,8 @@ pub struct Engine {
     pub caps: Capabilities,
     /// Replaces the protocol's callback retry delays (unscaled) when set.
     pub callback_schedule: Option<Vec<Duration>>,
+    /// How this account departs from its protocol's documented behaviour.
+    pub dialect: crate::dialect::Dialect,
     seq: AtomicU64,
     tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -89,6 +91,7 @@ impl Engine {
             http,
             caps,
             callback_schedule: None,
+            dialect: crate::dialect::Dialect::default(),
             seq: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
         }
@@ -97,6 +100,18 @@ impl Engine {
     /// The plan for an order on `account` with caller id `caller_order_id`.
     pub fn plan(&self, account: &str, caller_order_id: &str) -> Plan {
         choose(account, caller_order_id, self.scripts, self.chaos.as_ref())
+    }
+
+    /// The order with this caller id as a query finds it (late searchability of the dialect applies).
+    pub fn search_caller_id(&self, id: &str) -> Option<OrderRecord> {
+        self.ledger
+            .searchable_by_caller_id(id, self.dialect.hidden_for(self.timing.time_scale))
+    }
+
+    /// The order with this platform id as a query finds it (late searchability of the dialect applies).
+    pub fn search_provider_id(&self, id: &str) -> Option<OrderRecord> {
+        self.ledger
+            .searchable_by_provider_id(id, self.dialect.hidden_for(self.timing.time_scale))
     }
 
     /// A fresh platform order id: `prefix` + milliseconds + a 4-digit sequence number.

@@ -262,6 +262,9 @@ async fn order(State(s): State<Arc<Ice>>, RawQuery(q): RawQuery, body: Bytes) ->
     let (phone, cstm) = (get("phoneNo"), get("cstmOrderNo"));
     let plan = s.engine.plan(&phone, &cstm);
     if plan.refuse {
+        if let Some(c) = &s.engine.dialect.submit_refusal {
+            return fail(&c.message);
+        }
         return fail("该号码暂不支持充值");
     }
     let order_no = s.engine.next_id("VBP");
@@ -316,7 +319,7 @@ async fn query(State(s): State<Arc<Ice>>, RawQuery(q): RawQuery, body: Bytes) ->
     if get("cstmOrderNo").is_empty() {
         return fail("参数错误");
     }
-    match s.engine.ledger.by_caller_id(&get("cstmOrderNo")) {
+    match s.engine.search_caller_id(&get("cstmOrderNo")) {
         Some(o) if get("orderNo").is_empty() || get("orderNo") == o.provider_order_id => {
             // The seed lists `Supplier` on the query too: when sent it must be the one the order was placed
             // with (a query for another operator's order finds nothing).

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -114,7 +115,25 @@ struct Books {
     orders: Vec<OrderRecord>,
     by_caller: HashMap<String, usize>,
     by_provider: HashMap<String, usize>,
+    /// When each order was recorded (same index as `orders`), for late searchability.
+    recorded_at: Vec<Instant>,
+    /// A broken provider: every success counts two deliveries (proves that campaigns catch it).
+    double_deliveries: bool,
     callbacks: Vec<CallbackAttempt>,
+}
+
+impl Books {
+    fn searchable(&self, i: usize, hidden: Duration) -> Option<OrderRecord> {
+        let visible = self
+            .recorded_at
+            .get(i)
+            .is_some_and(|at| at.elapsed() >= hidden);
+        if visible {
+            self.orders.get(i).cloned()
+        } else {
+            None
+        }
+    }
 }
 
 /// The ledger, shared by the HTTP handlers and the background tasks.
@@ -140,6 +159,12 @@ impl Ledger {
         self.books.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Breaks this ledger on purpose: from now on every success counts two deliveries, as a provider that
+    /// delivers twice would show. Only for proving that a campaign's checker catches a double delivery.
+    pub fn plant_double_delivery(&self) {
+        self.lock().double_deliveries = true;
+    }
+
     /// Current balance in fen.
     pub fn balance_fen(&self) -> i64 {
         self.lock().balance_fen
@@ -159,6 +184,7 @@ impl Ledger {
         b.by_caller.insert(order.caller_order_id.clone(), idx);
         b.by_provider.insert(order.provider_order_id.clone(), idx);
         b.orders.push(order.clone());
+        b.recorded_at.push(Instant::now());
         Ok(order)
     }
 
@@ -177,6 +203,19 @@ impl Ledger {
         b.by_caller.get(id).and_then(|i| b.orders.get(*i)).cloned()
     }
 
+    /// The order with this caller id as a search sees it: absent until `hidden` has passed since it was
+    /// recorded (a dialect's late searchability), though the order exists and may be delivered meanwhile.
+    pub fn searchable_by_caller_id(&self, id: &str, hidden: Duration) -> Option<OrderRecord> {
+        let b = self.lock();
+        b.by_caller.get(id).and_then(|i| b.searchable(*i, hidden))
+    }
+
+    /// The order with this platform id as a search sees it (see [`Ledger::searchable_by_caller_id`]).
+    pub fn searchable_by_provider_id(&self, id: &str, hidden: Duration) -> Option<OrderRecord> {
+        let b = self.lock();
+        b.by_provider.get(id).and_then(|i| b.searchable(*i, hidden))
+    }
+
     /// Moves an order to `state`, applying the money side: success counts one delivery, failure and reversal
     /// refund the price, partial refunds the undelivered share. Returns the updated order, or `None` if the id
     /// is unknown.
@@ -191,9 +230,12 @@ impl Ledger {
         let order = b.orders.get(idx)?.clone();
         let mut updated = order.clone();
         updated.state = state;
+        let double = b.double_deliveries;
         let mut refund = 0;
         match state {
-            OrderState::Succeeded => updated.deliveries += 1,
+            OrderState::Succeeded => {
+                updated.deliveries += if double { 2 } else { 1 };
+            }
             OrderState::Failed => refund = order.price_fen,
             // The value was delivered, then taken back: the delivery count stays, the merchant gets its money.
             OrderState::Reversed => refund = order.price_fen,

@@ -4,10 +4,11 @@
 //!
 //! [`start`] binds a simulator (ephemeral loopback port by default) and returns a [`RunningSim`] with its base
 //! URL, its ledgers, and a way to stop it. Every simulator also serves `GET /_sim/orders`,
-//! `GET /_sim/callbacks` and `GET /_sim/balance`.
+//! `GET /_sim/callbacks`, `GET /_sim/balance` and `GET /_sim/dialect` (the [`Dialect`] in force).
 
 pub mod callback;
 pub mod codec;
+pub mod dialect;
 pub mod engine;
 pub mod ice_microservice;
 pub mod ledger;
@@ -28,6 +29,7 @@ use axum::response::Json;
 use axum::routing::get;
 use tokio::sync::oneshot;
 
+pub use crate::dialect::Dialect;
 use crate::engine::{Capabilities, Engine, Timing};
 pub use crate::ledger::{CallbackAttempt, OrderRecord, OrderState};
 pub use crate::script::ChaosConfig;
@@ -135,6 +137,8 @@ pub struct SimConfig {
     pub chaos: Option<ChaosConfig>,
     /// Replaces the protocol's callback retry delays (before scaling); the number of retries is its length.
     pub callback_schedule: Option<Vec<Duration>>,
+    /// How this account departs from the protocol's documented behaviour (default: not at all).
+    pub dialect: Dialect,
 }
 
 impl SimConfig {
@@ -153,6 +157,7 @@ impl SimConfig {
             scripts: true,
             chaos: None,
             callback_schedule: None,
+            dialect: Dialect::default(),
         }
     }
 }
@@ -180,6 +185,11 @@ impl RunningSim {
     /// Every callback attempt so far.
     pub fn callbacks(&self) -> Vec<CallbackAttempt> {
         self.engine.ledger.callbacks()
+    }
+
+    /// The dialect this simulator speaks.
+    pub fn dialect(&self) -> &Dialect {
+        &self.engine.dialect
     }
 
     /// Current merchant balance in fen.
@@ -237,17 +247,30 @@ pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
         | Protocol::OpenapiRsa
         | Protocol::SmsBilling => Capabilities::default(),
     };
+    // The dialect's in-band error rate replaces the chaos rate (chaos on with that rate alone if it was off).
+    let chaos = match config.dialect.inband_error_after_recording {
+        None => config.chaos.clone(),
+        Some(rate) => Some(ChaosConfig {
+            inband_error: rate,
+            ..config.chaos.clone().unwrap_or_default()
+        }),
+    };
     let build = |balance_fen: i64| {
+        let ledger = ledger::Ledger::new(balance_fen);
+        if config.dialect.planted_double_delivery {
+            ledger.plant_double_delivery();
+        }
         let mut engine = Engine::new(
-            ledger::Ledger::new(balance_fen),
+            ledger,
             timing.clone(),
             config.scripts,
-            config.chaos.clone(),
+            chaos.clone(),
             config.callback_url.clone(),
             http.clone(),
             caps,
         );
         engine.callback_schedule = config.callback_schedule.clone();
+        engine.dialect = config.dialect.clone();
         Arc::new(engine)
     };
     let creds = config.credentials.clone();
@@ -302,6 +325,10 @@ fn ledger_routes(engine: Arc<Engine>) -> Router {
         .route(
             "/_sim/callbacks",
             get(|State(e): State<Arc<Engine>>| async move { Json(e.ledger.callbacks()) }),
+        )
+        .route(
+            "/_sim/dialect",
+            get(|State(e): State<Arc<Engine>>| async move { Json(e.dialect.clone()) }),
         )
         .route(
             "/_sim/balance",

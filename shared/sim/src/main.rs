@@ -67,6 +67,10 @@ struct Args {
     /// ice code 1 失败, openapi-rsa status 500, suka-xml 9999); the order still ends as planned.
     #[arg(long, default_value_t = 0.0)]
     chaos_inband_error: f64,
+    /// How this account departs from the protocol's document: a JSON file, or random:SEED (a seeded
+    /// perturbation; see the dialect module). Default: as documented.
+    #[arg(long)]
+    dialect: Option<String>,
     /// Chaos rate: long processing, then failure.
     #[arg(long, default_value_t = 0.0)]
     chaos_late_failure: f64,
@@ -98,6 +102,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         unknown_answer: a.chaos_unknown,
         inband_error: a.chaos_inband_error,
     });
+    if let Some(d) = &a.dialect {
+        c.dialect = recharge_sim::Dialect::from_arg(d, a.protocol)?;
+    }
     let sim = recharge_sim::start(c).await?;
     println!("{}", sim.base_url());
     tokio::signal::ctrl_c().await?;

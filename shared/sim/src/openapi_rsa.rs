@@ -398,6 +398,9 @@ async fn vip_charge(State(a): State<Arc<Api>>, headers: HeaderMap, body: Bytes) 
     let (account, biz) = (text(&v, "account"), text(&v, "bizCode"));
     let plan = a.engine.plan(&account, &biz);
     if plan.refuse {
+        if let Some(c) = &a.engine.dialect.submit_refusal {
+            return a.refuse(c.code.parse().unwrap_or(ACCOUNT_REFUSED), &c.message);
+        }
         return a.refuse(ACCOUNT_REFUSED, "该账号不支持充值");
     }
     // An empty callbackUrl means "the address registered at account opening": the simulator's --callback-url.
@@ -468,8 +471,8 @@ async fn order_info(State(a): State<Arc<Api>>, headers: HeaderMap, body: Bytes) 
         Err((status, message)) => return a.refuse(status, message),
     };
     let found = match (text(&v, "orderCode"), text(&v, "bizCode")) {
-        (oc, _) if !oc.is_empty() => a.engine.ledger.by_provider_id(&oc),
-        (_, bc) if !bc.is_empty() => a.engine.ledger.by_caller_id(&bc),
+        (oc, _) if !oc.is_empty() => a.engine.search_provider_id(&oc),
+        (_, bc) if !bc.is_empty() => a.engine.search_caller_id(&bc),
         _ => return a.refuse(BAD_PARAMS, "orderCode或bizCode不能为空"),
     };
     match found {

@@ -262,8 +262,11 @@ async fn submit(
     let (account, sporderid) = (get("account"), get("sporderid"));
     let plan = s.engine.plan(&account, &sporderid);
     if plan.refuse {
-        // 5003 此商品暂时不可购买: a definite refusal that allows failover.
-        return order_error(&p, "5003");
+        // 5003 此商品暂时不可购买: a definite refusal that allows failover (unless the dialect says otherwise).
+        return match &s.engine.dialect.submit_refusal {
+            Some(c) => order_error(&p, &c.code),
+            None => order_error(&p, "5003"),
+        };
     }
     let back_url = Some(get("back_url"))
         .filter(|u| !u.is_empty())
@@ -343,7 +346,7 @@ async fn query(
             return order_error(&p, "5005");
         }
     }
-    let Some(o) = s.engine.ledger.by_caller_id(&get("sporderid")) else {
+    let Some(o) = s.engine.search_caller_id(&get("sporderid")) else {
         return order_error(&p, "5007");
     };
     let num = s

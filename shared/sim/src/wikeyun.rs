@@ -204,6 +204,9 @@ async fn push_order(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes
     let (mobile, order_no) = (get("mobile"), get("order_no"));
     let plan = w.engine.plan(&mobile, &order_no);
     if plan.refuse {
+        if let Some(c) = &w.engine.dialect.submit_refusal {
+            return error(&c.code, &c.message);
+        }
         return error("2005", "该号码暂不支持充值");
     }
     let notify = Some(get("notify_url"))
@@ -291,11 +294,10 @@ async fn query(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes) -> 
         // Both sent: they must name the same order.
         (Some(n), Some(no)) => w
             .engine
-            .ledger
-            .by_provider_id(n)
+            .search_provider_id(n)
             .filter(|o| o.caller_order_id == *no),
-        (Some(n), None) => w.engine.ledger.by_provider_id(n),
-        (None, Some(n)) => w.engine.ledger.by_caller_id(n),
+        (Some(n), None) => w.engine.search_provider_id(n),
+        (None, Some(n)) => w.engine.search_caller_id(n),
         (None, None) => return error("1002", "order_number或order_no不能为空"),
     };
     match found {

@@ -656,3 +656,70 @@ async fn account_0010_is_answered_9999_after_recording_and_still_succeeds_with_i
     assert_eq!(o.deliveries, 1);
     assert_eq!(tag(&query(&sim, "IB10").await, "resultno"), "1");
 }
+
+#[tokio::test]
+async fn a_late_searchable_dialect_answers_5007_for_a_recorded_order_until_its_time_has_passed() {
+    // 3,000 s before scaling at FAST: three seconds of real time.
+    let sim = sim_with(1_000_000, |c| {
+        c.dialect = recharge_sim::Dialect {
+            not_searchable_secs: 3000.0,
+            ..recharge_sim::Dialect::default()
+        };
+    })
+    .await;
+    let r = submit(&sim, "13590101510", "LATE1", "").await;
+    assert_eq!(tag(&r.text, "resultno"), "0", "{}", r.text);
+    // Recorded (and soon delivered), yet a search does not find it yet.
+    wait_order(&sim, "LATE1", OrderState::Succeeded).await;
+    assert_eq!(tag(&query(&sim, "LATE1").await, "resultno"), "5007");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(tag(&query(&sim, "LATE1").await, "resultno"), "1");
+    // The duplicate check is not a search: the id is taken at once.
+    let again = submit(&sim, "13590101510", "LATE1", "").await;
+    assert_ne!(tag(&again.text, "resultno"), "0", "{}", again.text);
+}
+
+#[tokio::test]
+async fn a_dialect_refuses_with_its_own_code_and_is_served_at_sim_dialect() {
+    let dialect = recharge_sim::Dialect {
+        name: "test".into(),
+        submit_refusal: Some(recharge_sim::dialect::CodeText {
+            code: "8123".into(),
+            message: "渠道维护中".into(),
+        }),
+        ..recharge_sim::Dialect::default()
+    };
+    let d = dialect.clone();
+    let sim = sim_with(1_000_000, move |c| {
+        c.dialect = d;
+        c.chaos = Some(recharge_sim::ChaosConfig {
+            seed: 1,
+            refuse: 1.0,
+            ..recharge_sim::ChaosConfig::default()
+        });
+    })
+    .await;
+    let r = submit(&sim, "13590101510", "REF1", "").await;
+    assert_eq!(tag(&r.text, "resultno"), "8123", "{}", r.text);
+    assert!(sim.orders().is_empty(), "a refusal records nothing");
+    let served: serde_json::Value = client()
+        .get(format!("{}/_sim/dialect", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(served, serde_json::to_value(&dialect).unwrap());
+}
+
+#[tokio::test]
+async fn a_planted_double_delivery_shows_in_the_ledger() {
+    let sim = sim_with(1_000_000, |c| {
+        c.dialect.planted_double_delivery = true;
+    })
+    .await;
+    submit(&sim, "13590101510", "TWICE", "").await;
+    let o = wait_order(&sim, "TWICE", OrderState::Succeeded).await;
+    assert_eq!(o.deliveries, 2);
+}
