@@ -26,8 +26,9 @@ package: $(VENV)/bin/cargo-lambda $(VENV)/bin/sam
 
 # make bench    the figures table (README "Benchmarks and fault campaign")
 # make faults   N orders under chaos and crashes, checked against the simulators' ledgers
-N ?= 100000
+#               (STORE=dynamodb: against DynamoDB Local, started and stopped by scripts/faults; N default 5000)
 SEED ?= 7
+STORE ?= memory
 
 
 ## bench: the figures table (throughput, sweep rate, DynamoDB round trips, warm latency, Lambda cold start vs a
@@ -35,6 +36,7 @@ SEED ?= 7
 bench:
 	./scripts/bench
 
-## faults: N orders (default 100000) under chaos and crashes, checked against the simulators' ledgers
+## faults: N orders (default 100000; 5000 with STORE=dynamodb) under chaos and crashes, checked against the
+## simulators' ledgers
 faults:
-	cargo run --release --locked -p recharge-bench -- faults --orders $(N) --seed $(SEED)
+	STORE=$(STORE) SEED=$(SEED) $(if $(N),N=$(N)) ./scripts/faults

@@ -21,8 +21,8 @@ use recharge_core::store::AuditEntry;
 use recharge_core::{
     AppId, AttemptId, AttemptState, Fen, MerchantOrderNo, NewOrder, Order, OrderId, ProductCode,
 };
-use recharge_local::{LocalOptions, LocalStack, SigningClient};
-use recharge_sim::{ChaosConfig, OrderState};
+use recharge_local::{LocalOptions, LocalStack, SigningClient, StoreChoice};
+use recharge_sim::{ChaosConfig, Dialect, OrderState};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -58,6 +58,13 @@ pub struct FaultOptions {
     pub settle_stable: Duration,
     /// Print progress to stderr.
     pub progress: bool,
+    /// Where the gateway keeps its orders: memory, or DynamoDB (Local) in a fresh table per run.
+    pub store: StoreChoice,
+    /// `make faults DIALECTS=random`: every simulator speaks a random dialect drawn from this seed and its
+    /// account id (recharge_sim::dialect: documented success values kept, everything else may move).
+    pub dialect_seed: Option<u64>,
+    /// Dialects by provider account id (win over `dialect_seed`), e.g. a planted broken provider.
+    pub dialects: BTreeMap<String, Dialect>,
 }
 
 impl FaultOptions {
@@ -75,7 +82,28 @@ impl FaultOptions {
             settle_timeout: Duration::from_secs(120),
             settle_stable: Duration::from_secs(10),
             progress: false,
+            store: StoreChoice::Memory,
+            dialect_seed: None,
+            dialects: BTreeMap::new(),
         }
+    }
+
+    /// The same campaign against DynamoDB at `endpoint` (DynamoDB Local), in a table of its own.
+    pub fn on_dynamodb(mut self, endpoint: String) -> FaultOptions {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        self.store = StoreChoice::DynamoDb {
+            endpoint: Some(endpoint),
+            table: format!(
+                "faults-{}-{}-{}-{nanos}",
+                self.seed,
+                self.orders,
+                std::process::id()
+            ),
+        };
+        self
     }
 
     /// The chaos rates every simulator runs with.
@@ -208,6 +236,8 @@ enum Sent {
 pub struct FaultReport {
     pub orders: usize,
     pub seed: u64,
+    /// `memory` or `dynamodb`.
+    pub store: String,
     pub create_seconds: f64,
     pub settle_seconds: f64,
     pub settled: bool,
@@ -219,6 +249,10 @@ pub struct FaultReport {
     pub create_results: BTreeMap<String, usize>,
     /// Why open orders are still open.
     pub open_explained: BTreeMap<String, usize>,
+    /// Provider account → the dialect its simulator spoke (one line; "as documented" when unchanged).
+    pub dialects: BTreeMap<String, String>,
+    /// Provider account → (orders with an attempt there, status → orders, orders left open for an operator).
+    pub by_account: BTreeMap<String, (usize, BTreeMap<String, usize>, usize)>,
     /// Ledger totals.
     pub ledger_orders: usize,
     pub ledger_deliveries: u64,
@@ -237,9 +271,10 @@ impl FaultReport {
 
     pub fn print(&self) {
         println!(
-            "fault campaign: {} orders, seed {}, created in {:.1} s ({:.0} orders/s), settled in {:.1} s{}",
+            "fault campaign: {} orders, seed {}, store {}, created in {:.1} s ({:.0} orders/s), settled in {:.1} s{}",
             self.orders,
             self.seed,
+            self.store,
             self.create_seconds,
             self.orders as f64 / self.create_seconds.max(1e-9),
             self.settle_seconds,
@@ -269,6 +304,25 @@ impl FaultReport {
         for (f, (n, outcomes)) in &self.by_fault {
             let o: Vec<String> = outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
             println!("{f:<44} {n:>8}  {}", o.join(", "));
+        }
+        if !self.by_account.is_empty() {
+            println!();
+            println!(
+                "{:<18} {:<44} {:>7} {:>9}  outcomes",
+                "provider account", "dialect", "orders", "open"
+            );
+            for (account, (n, outcomes, operator)) in &self.by_account {
+                let dialect = self
+                    .dialects
+                    .get(account)
+                    .map(String::as_str)
+                    .unwrap_or("as documented");
+                let o: Vec<String> = outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                println!(
+                    "{account:<18} {dialect:<44} {n:>7} {operator:>9}  {}",
+                    o.join(", ")
+                );
+            }
         }
         if !self.open_explained.is_empty() {
             println!();
@@ -320,6 +374,9 @@ pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
         sweep_every: Duration::from_millis(100),
         sim_hang: Duration::from_millis(2_500),
         chaos: Some(chaos),
+        store: opts.store.clone(),
+        dialects: opts.dialects.clone(),
+        dialect_seed: opts.dialect_seed,
         ..LocalOptions::default()
     })
     .await?;
@@ -397,14 +454,7 @@ pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
     let mut last_pending = usize::MAX;
     let mut last_change = Instant::now();
     while settle_start.elapsed() < opts.settle_timeout {
-        let mut pending = 0usize;
-        for id in &ids {
-            if let Some(o) = state.store.get(id).await?
-                && (!is_final(&o) || o.notify_due_at().is_some())
-            {
-                pending += 1;
-            }
-        }
+        let pending = count_pending(&state, &ids).await?;
         if opts.progress {
             eprintln!(
                 "  settling: {pending} orders open or with a notification pending after {:.0} s",
@@ -430,6 +480,10 @@ pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
     let mut report = FaultReport {
         orders: opts.orders,
         seed: opts.seed,
+        store: match &opts.store {
+            StoreChoice::Memory => "memory".into(),
+            StoreChoice::DynamoDb { .. } => "dynamodb".into(),
+        },
         create_seconds,
         settle_seconds,
         settled,
@@ -449,6 +503,35 @@ pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
     .await?;
     stack.stop().await;
     Ok(report)
+}
+
+/// Orders still open or with a notification pending, read 32 at a time (DynamoDB Local answers one read in
+/// about a millisecond; 5,000 reads one by one would make every settle poll take seconds).
+async fn count_pending(
+    state: &Arc<recharge_api::AppState>,
+    ids: &[OrderId],
+) -> anyhow::Result<usize> {
+    let mut pending = 0usize;
+    for chunk in ids.chunks(32) {
+        let mut reads: JoinSet<anyhow::Result<bool>> = JoinSet::new();
+        for id in chunk {
+            let state = Arc::clone(state);
+            let id = id.clone();
+            reads.spawn(async move {
+                Ok(state
+                    .store
+                    .get(&id)
+                    .await?
+                    .is_some_and(|o| !is_final(&o) || o.notify_due_at().is_some()))
+            });
+        }
+        while let Some(r) = reads.join_next().await {
+            if r?? {
+                pending += 1;
+            }
+        }
+    }
+    Ok(pending)
 }
 
 fn order_id(merchant_order_no: &str) -> anyhow::Result<OrderId> {
@@ -586,6 +669,9 @@ async fn check(
     let state = stack.state();
     let mut ledger: HashMap<String, Vec<LedgerRow>> = HashMap::new();
     for (sim, running) in stack.sims() {
+        report
+            .dialects
+            .insert(sim.clone(), running.dialect().summary());
         report.callbacks_sent += running.callbacks().len();
         for r in running.orders() {
             report.ledger_orders += 1;
@@ -724,6 +810,24 @@ async fn check(
         };
         let status = status_of(&order);
         *report.by_status.entry(status.clone()).or_default() += 1;
+        let mut accounts: Vec<String> = order
+            .attempts()
+            .iter()
+            .map(|a| a.route().provider_account.to_string())
+            .collect();
+        accounts.sort();
+        accounts.dedup();
+        let open_on = order
+            .open_attempt()
+            .map(|a| a.route().provider_account.to_string());
+        for account in accounts {
+            let e = report.by_account.entry(account.clone()).or_default();
+            e.0 += 1;
+            *e.1.entry(status.clone()).or_default() += 1;
+            if open_on.as_deref() == Some(account.as_str()) {
+                e.2 += 1;
+            }
+        }
         let delivered_in_ledger = rows.iter().any(|r| r.deliveries > 0);
         if status == "failed" && delivered_in_ledger {
             report.violations.push(format!(

@@ -24,6 +24,20 @@ enum Command {
         /// Seconds to wait for every order to settle after the last create.
         #[arg(long, default_value_t = 300)]
         settle_secs: u64,
+        /// Where the gateway keeps its orders: memory, or dynamodb (a fresh table per run at
+        /// --dynamodb-endpoint; `make faults STORE=dynamodb` starts DynamoDB Local for it).
+        #[arg(long, default_value = "memory")]
+        store: String,
+        /// The DynamoDB endpoint of --store dynamodb (DynamoDB Local; default AWS_ENDPOINT_URL_DYNAMODB).
+        #[arg(long)]
+        dynamodb_endpoint: Option<String>,
+        /// `random`: every simulator speaks a seeded random dialect (seed --seed and its account id);
+        /// `documented` (default): as the protocol documents say.
+        #[arg(long, default_value = "documented")]
+        dialects: String,
+        /// A dialect JSON file for one account: ACCOUNT=FILE (repeatable), e.g. a planted broken provider.
+        #[arg(long = "dialect")]
+        dialect_files: Vec<String>,
     },
     /// The figures table (local throughput and sweep; with DynamoDB and Secrets Manager endpoints in the
     /// environment, round trips per lifecycle and warm latency).
@@ -83,10 +97,41 @@ fn main() -> ExitCode {
                 orders,
                 seed,
                 settle_secs,
+                store,
+                dynamodb_endpoint,
+                dialects,
+                dialect_files,
             } => {
                 let mut opts = recharge_bench::faults::FaultOptions::new(orders, seed);
+                let endpoint = dynamodb_endpoint
+                    .or_else(|| std::env::var("AWS_ENDPOINT_URL_DYNAMODB").ok());
+                match (store.as_str(), endpoint) {
+                    ("memory", _) => {}
+                    ("dynamodb", Some(url)) => opts = opts.on_dynamodb(url),
+                    ("dynamodb", None) => anyhow::bail!(
+                        "--store dynamodb needs --dynamodb-endpoint URL (or AWS_ENDPOINT_URL_DYNAMODB): DynamoDB Local, never AWS"
+                    ),
+                    (other, _) => anyhow::bail!("--store {other}: expected memory or dynamodb"),
+                }
                 opts.settle_timeout = std::time::Duration::from_secs(settle_secs);
                 opts.progress = true;
+                match dialects.as_str() {
+                    "documented" => {}
+                    "random" => opts.dialect_seed = Some(seed),
+                    other => anyhow::bail!("--dialects {other}: expected documented or random"),
+                }
+                for spec in dialect_files {
+                    let Some((account, file)) = spec.split_once('=') else {
+                        anyhow::bail!("--dialect {spec}: expected ACCOUNT=FILE");
+                    };
+                    let text = std::fs::read_to_string(file)
+                        .map_err(|e| anyhow::anyhow!("--dialect {spec}: {e}"))?;
+                    let mut d = recharge_sim::Dialect::from_json(&text)?;
+                    if d.name == "default" {
+                        d.name = file.to_owned();
+                    }
+                    opts.dialects.insert(account.to_owned(), d);
+                }
                 let report = recharge_bench::faults::run(opts).await?;
                 report.print();
                 Ok::<bool, anyhow::Error>(report.passed())
