@@ -26,9 +26,11 @@ package: $(VENV)/bin/cargo-lambda $(VENV)/bin/sam
 
 # make bench    the figures table (README "Benchmarks and fault campaign")
 # make faults   N orders under chaos and crashes, checked against the simulators' ledgers
-#               (STORE=dynamodb: against DynamoDB Local, started and stopped by scripts/faults; N default 5000)
+#               (STORE=dynamodb: against DynamoDB Local, started and stopped by scripts/faults; N default 5000;
+#               DIALECTS=random: every simulator account speaks a seeded random dialect)
 SEED ?= 7
 STORE ?= memory
+DIALECTS ?= documented
 
 
 ## bench: the figures table (throughput, sweep rate, DynamoDB round trips, warm latency, Lambda cold start vs a
@@ -39,4 +41,4 @@ bench:
 ## faults: N orders (default 100000; 5000 with STORE=dynamodb) under chaos and crashes, checked against the
 ## simulators' ledgers
 faults:
-	STORE=$(STORE) SEED=$(SEED) $(if $(N),N=$(N)) ./scripts/faults
+	STORE=$(STORE) SEED=$(SEED) DIALECTS=$(DIALECTS) $(if $(N),N=$(N)) ./scripts/faults

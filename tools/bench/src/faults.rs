@@ -308,7 +308,7 @@ impl FaultReport {
         if !self.by_account.is_empty() {
             println!();
             println!(
-                "{:<18} {:<44} {:>7} {:>9}  outcomes",
+                "{:<18} {:<62} {:>7} {:>6}  outcomes",
                 "provider account", "dialect", "orders", "open"
             );
             for (account, (n, outcomes, operator)) in &self.by_account {
@@ -319,7 +319,7 @@ impl FaultReport {
                     .unwrap_or("as documented");
                 let o: Vec<String> = outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 println!(
-                    "{account:<18} {dialect:<44} {n:>7} {operator:>9}  {}",
+                    "{account:<18} {dialect:<62} {n:>7} {operator:>6}  {}",
                     o.join(", ")
                 );
             }
@@ -668,6 +668,17 @@ async fn check(
 ) -> anyhow::Result<()> {
     let state = stack.state();
     let mut ledger: HashMap<String, Vec<LedgerRow>> = HashMap::new();
+    // Accounts whose dialect refuses with a code of its own (no table of ours lists it).
+    let unlisted_refusal: HashMap<String, String> = stack
+        .sims()
+        .filter_map(|(sim, running)| {
+            running
+                .dialect()
+                .submit_refusal
+                .as_ref()
+                .map(|c| (sim.clone(), c.code.clone()))
+        })
+        .collect();
     for (sim, running) in stack.sims() {
         report
             .dialects
@@ -848,7 +859,7 @@ async fn check(
             ));
         }
         if status == "processing" || status == "action_required" {
-            match explain_open(state, &order, rows) {
+            match explain_open(state, &order, rows, chaos, &unlisted_refusal) {
                 Ok(why) => *report.open_explained.entry(why).or_default() += 1,
                 Err(why) => report.violations.push(format!(
                     "STUCK: order {id} ({}) is {status}: {why}; attempts: {}; ledger: {}",
@@ -915,6 +926,8 @@ fn explain_open(
     state: &recharge_api::AppState,
     order: &Order,
     rows: &[LedgerRow],
+    chaos: &ChaosConfig,
+    unlisted_refusal: &HashMap<String, String>,
 ) -> Result<String, String> {
     let Some(open) = order.open_attempt() else {
         return Err("open with no open attempt".into());
@@ -948,6 +961,28 @@ fn explain_open(
             Ok(format!(
                 "unknown, never reached {} (no not-found answer): operator",
                 open.route().provider_account
+            ))
+        }
+        // The provider refused it (nothing recorded) with a code its dialect made up: Unknown by PROVIDERS §0.4
+        // rule 1, and every probe (the same attempt id resubmitted) gets the same code, so even a provider with
+        // a "not found" answer cannot close it. An operator who learns the code closes it.
+        None if matches!(open.state(), AttemptState::Unknown { .. })
+            && unlisted_refusal.contains_key(open.route().provider_account.as_str())
+            && recharge_sim::script::choose(
+                order.account(),
+                attempt_id.as_str(),
+                open.route().provider_account.as_str() != "suka-backup",
+                Some(chaos),
+            )
+            .refuse =>
+        {
+            Ok(format!(
+                "unknown, refused by {} with unlisted code {}: operator",
+                open.route().provider_account,
+                unlisted_refusal
+                    .get(open.route().provider_account.as_str())
+                    .map(String::as_str)
+                    .unwrap_or_default()
             ))
         }
         None => Err(format!(

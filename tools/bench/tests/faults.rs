@@ -1,6 +1,7 @@
 //! The fault campaign, small and with a fixed seed: 2,000 orders through the local stack with every simulator
 //! in chaos mode and random crashes, checked against the simulators' ledgers; and 300 orders of the same
-//! campaign on DynamoDB Local when `AWS_ENDPOINT_URL_DYNAMODB` names it (`./scripts/test` starts it).
+//! campaign on DynamoDB Local when `AWS_ENDPOINT_URL_DYNAMODB` names it (`./scripts/test` starts it); 500
+//! orders against random dialects; and a planted double delivery that the campaign must report and fail on.
 
 use recharge_bench::faults::{FaultOptions, run};
 use std::time::Duration;
@@ -68,4 +69,88 @@ async fn three_hundred_orders_on_dynamodb_local_keep_every_invariant() {
             report.by_fault.keys().collect::<Vec<_>>()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_orders_against_random_dialects_keep_every_invariant() {
+    let mut opts = FaultOptions::new(500, 20_261_202);
+    opts.dialect_seed = Some(20_261_202);
+    opts.settle_timeout = Duration::from_secs(90);
+    opts.settle_stable = Duration::from_secs(20);
+    let report = run(opts).await.expect("the campaign runs against dialects");
+    report.print();
+    assert!(report.passed(), "{:#?}", report.violations);
+    assert!(report.settled, "every order settled");
+    let perturbed = report
+        .dialects
+        .values()
+        .filter(|d| d.as_str() != "as documented")
+        .count();
+    assert!(
+        perturbed >= 3,
+        "too few accounts perturbed: {:?}",
+        report.dialects
+    );
+    // Orders left open are counted per account and explained (a violation otherwise).
+    let open: usize = report.by_account.values().map(|(_, _, open)| open).sum();
+    let explained: usize = report
+        .open_explained
+        .iter()
+        .filter(|(why, _)| !why.starts_with("final,"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(open, explained, "{:?}", report.open_explained);
+}
+
+#[test]
+fn a_planted_double_delivery_makes_the_campaign_exit_non_zero_with_the_order_ids() {
+    let dir = std::env::temp_dir().join(format!("planted-dialect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("planted.json");
+    std::fs::write(
+        &file,
+        r#"{"name": "planted", "planted_double_delivery": true}"#,
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_recharge-bench"));
+    cmd.args([
+        "faults",
+        "--orders",
+        "40",
+        "--seed",
+        "11",
+        "--settle-secs",
+        "60",
+    ]);
+    for account in [
+        "ice-main",
+        "openapi-main",
+        "suka-backup",
+        "suka-main",
+        "wikeyun-main",
+    ] {
+        cmd.arg("--dialect")
+            .arg(format!("{account}={}", file.display()));
+    }
+    let out = cmd.output().expect("the campaign binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        !out.status.success(),
+        "a double delivery must fail the campaign"
+    );
+    assert!(stdout.contains("checks: FAILED"), "{stdout}");
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("DOUBLE DELIVERY: order "))
+        .collect();
+    assert!(!lines.is_empty(), "{stdout}");
+    // Each names the gateway order id and the merchant's order number.
+    for l in lines {
+        assert!(
+            l.contains("(F11-") && l.contains("delivered 2 times"),
+            "{l}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }
