@@ -269,7 +269,10 @@ fn the_secrets_example_lists_every_configured_secret_in_its_shape() {
         expected.insert(apps.secret_name(apps.get(id).unwrap()));
     }
     let listed: BTreeSet<String> = example.keys().cloned().collect();
-    assert_eq!(listed, expected, "infra/secrets.example.json against infra/config/");
+    assert_eq!(
+        listed, expected,
+        "infra/secrets.example.json against infra/config/"
+    );
     for a in &accounts {
         let mut value = example[&a.secret_name].clone();
         // The example's PEMs are placeholders; the shape is what is checked, so real (test) keys stand in.
@@ -287,9 +290,16 @@ fn the_secrets_example_lists_every_configured_secret_in_its_shape() {
         .arg(repo_root().join("infra/secrets.example.json"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     for name in &expected {
-        assert!(text.contains(&format!("would create or update {name}\n")), "{text}");
+        assert!(
+            text.contains(&format!("would create or update {name}\n")),
+            "{text}"
+        );
     }
 }
