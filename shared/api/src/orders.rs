@@ -377,14 +377,14 @@ pub async fn balances(state: &AppState, caller: &Caller) -> Result<ApiResponse, 
     let known = state.balances.balances().await?;
     let accounts: Vec<_> = state
         .providers
-        .iter()
-        .map(|p| {
-            let id = &p.account.id;
+        .configured()
+        .map(|account| {
+            let id = &account.id;
             let settings = state.catalog.settings(id);
             let snap = known.iter().find(|b| &b.account == id);
             json!({
                 "provider_account": id.as_str(),
-                "protocol": p.account.protocol.as_str(),
+                "protocol": account.protocol.as_str(),
                 "enabled": settings.enabled,
                 "balance_fen": snap.map(|b| b.balance.get()),
                 "checked_at": snap.map(|b| rfc3339(b.at)),

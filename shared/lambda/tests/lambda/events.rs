@@ -9,6 +9,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use base64::Engine;
 use recharge_api::ApiRequest;
 use recharge_api::auth::{hmac_hex, string_to_sign};
+use recharge_core::memory::InMemoryOrderStore;
 use recharge_lambda::apigw::response_body;
 use recharge_lambda::bootstrap::Function;
 use recharge_lambda::handlers;
@@ -18,6 +19,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What a case must produce.
 #[derive(Debug, Clone, Copy)]
@@ -708,9 +710,12 @@ async fn create_m1(service: &recharge_lambda::Service, product: &str) {
 async fn every_event_gives_its_expected_answer() {
     let mut failures = Vec::new();
     for case in CASES {
-        let (service, metrics) = support::service(case.function).await;
+        let store = Arc::new(InMemoryOrderStore::new(8));
+        let (service, metrics, _) = support::service_over(case.function, Arc::clone(&store)).await;
         if let Some(product) = case.before {
-            create_m1(&service, product).await;
+            // Orders are created by submit-order (order-status loads no provider), over the same store.
+            let (submit, _, _) = support::service_over(Function::SubmitOrder, store).await;
+            create_m1(&submit, product).await;
         }
         let text = std::fs::read_to_string(events_dir().join(case.file)).unwrap();
         let got = match case.function {

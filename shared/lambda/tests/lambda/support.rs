@@ -108,15 +108,19 @@ fn secrets() -> InMemorySecretSource {
     s
 }
 
-/// A state as a function builds it at cold start, at the time the events were signed.
-pub async fn service(function: Function) -> (Service, Arc<Mutex<Vec<Value>>>) {
-    let (service, lines, _clock) = service_with_clock(function).await;
-    (service, lines)
-}
-
-/// The same, with the clock, for tests that move time.
+/// A state as a function builds it at cold start, at the time the events were signed, with the clock.
 pub async fn service_with_clock(
     function: Function,
+) -> (Service, Arc<Mutex<Vec<Value>>>, ManualClock) {
+    let store = Arc::new(InMemoryOrderStore::new(8));
+    service_over(function, store).await
+}
+
+/// A state over a given store: two functions' states over one store behave as two deployed functions over
+/// one table (order-status cannot create an order: it loads no provider).
+pub async fn service_over(
+    function: Function,
+    store: Arc<InMemoryOrderStore>,
 ) -> (Service, Arc<Mutex<Vec<Value>>>, ManualClock) {
     let clock = ManualClock::new(Timestamp::from_millis(SIGNED_AT * 1000));
     let files = Files {
@@ -124,7 +128,6 @@ pub async fn service_with_clock(
         apps: serde_json::from_value(apps()).unwrap(),
         catalog_text: catalog().to_string(),
     };
-    let store = Arc::new(InMemoryOrderStore::new(8));
     let ports = Ports {
         store: store.clone(),
         balances: store,

@@ -13,6 +13,7 @@ mod callbacks;
 mod client_routes;
 mod crash;
 mod helpers;
+mod log_secrets;
 mod merchant_api;
 mod notifications;
 mod scripted;
