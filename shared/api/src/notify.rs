@@ -641,7 +641,11 @@ mod tests {
         });
         let notifier = HttpNotifier::new(Duration::from_millis(300), true).unwrap();
         let d = notifier
-            .deliver(&format!("http://127.0.0.1:{port}/notify?token=t"), &[], b"{}")
+            .deliver(
+                &format!("http://127.0.0.1:{port}/notify?token=t"),
+                &[],
+                b"{}",
+            )
             .await;
         assert_eq!(d, Delivery::Failed("timeout".into()));
         hold.abort();
