@@ -32,6 +32,9 @@ pub struct Settings {
     /// The secret holding the gateway key of client secrets (issue 18); `None`: no client secrets are issued
     /// and the client routes open nothing.
     pub client_key_secret: Option<String>,
+    /// Provider queries that unverifiable callbacks (refused signatures, unsigned hints) may cause per provider
+    /// account and minute, in this process: a forged callback is cheap to send, a query is not.
+    pub callback_queries_per_minute: u32,
 }
 
 impl Settings {
@@ -44,6 +47,7 @@ impl Settings {
             sweep_concurrency: 32,
             balance_cache_ttl: Duration::from_secs(30),
             client_key_secret: None,
+            callback_queries_per_minute: 30,
         }
     }
 }
@@ -232,6 +236,8 @@ pub struct AppState {
     pub settings: Settings,
     /// The per-order rate limit of the client routes (issue 18), in this process.
     pub client_limiter: crate::client::Limiter,
+    /// Provider queries that unverifiable callbacks may cause, per account and minute (issue 15).
+    pub callback_queries: crate::callbacks::QueryBudget,
     balance_cache: Mutex<Option<(Timestamp, BalanceMap)>>,
 }
 
@@ -267,6 +273,7 @@ impl AppState {
             notifier: p.notifier,
             settings: p.settings,
             client_limiter: crate::client::Limiter::default(),
+            callback_queries: crate::callbacks::QueryBudget::default(),
             balance_cache: Mutex::new(None),
         }
     }

@@ -170,10 +170,11 @@ fn classify(e: reqwest::Error, limits: &Limits) -> TransportError {
     // A connect error (which a connect timeout also is) happened before any request byte was written;
     // hyper retries a pooled connection found dead before writing on its own.
     if e.is_connect() {
-        TransportError::NotConnected(e)
+        // Without the URL: a signed query string (app_key, sign, access tokens) must not reach a log.
+        TransportError::NotConnected(e.without_url())
     } else if e.is_timeout() {
         TransportError::Timeout(limits.call_timeout)
     } else {
-        TransportError::Transport(e)
+        TransportError::Transport(e.without_url())
     }
 }

@@ -275,36 +275,27 @@ impl Provider {
     }
 
     /// The checks every verified callback gets once the order it names is known: its code counted when
-    /// unlisted, a provider number that contradicts the one we hold turned into `Unknown`, its amounts
-    /// checked against the route and the order.
+    /// unlisted, its amounts checked against the route and the order, and a provider number that contradicts
+    /// the one we hold raised as a finding. The callback names our attempt id under a signature, so it is
+    /// about our order and its outcome stands; the other number is for an operator to look at.
     pub fn review_callback(&self, event: CallbackEvent, expect: &Expect<'_>) -> Answer {
         let echoed_ref = event.provider_ref.clone();
-        let mut parsed = Parsed {
+        let parsed = Parsed {
             outcome: event.outcome,
             meaning: None,
             echoed: None,
             reported: event.reported,
             unlisted: event.unlisted,
         };
-        let mut extra = Vec::new();
+        let mut answer = self.review(Phase::Callback, parsed, expect);
         if let (Some(known), Some(said)) = (expect.provider_ref, echoed_ref.as_deref())
             && known != said
         {
-            extra.push(Finding::ForeignOrder {
+            let f = Finding::ForeignOrder {
                 echoed: said.to_owned(),
-            });
-            parsed.outcome = Outcome::Unknown {
-                reason: Reason::new(
-                    "foreign_answer",
-                    format!("callback names provider order {said}, ours is {known}"),
-                ),
             };
-        }
-        let mut answer = self.review(Phase::Callback, parsed, expect);
-        if !extra.is_empty() {
-            self.alert(expect, &extra);
-            extra.extend(answer.report.findings);
-            answer.report.findings = extra;
+            self.alert(expect, std::slice::from_ref(&f));
+            answer.report.findings.insert(0, f);
         }
         answer
     }
@@ -730,7 +721,8 @@ query_sign = "lower"
     }
 
     #[test]
-    fn a_callback_that_contradicts_the_providers_own_number_is_unknown() {
+    fn a_callback_that_contradicts_the_providers_own_number_is_raised_and_its_signed_outcome_stands()
+     {
         let p = suka();
         let id = attempt();
         let event = CallbackEvent {
@@ -745,7 +737,7 @@ query_sign = "lower"
         };
         let a = p.review_callback(event, &expect(&id));
         assert!(
-            matches!(a.outcome, Outcome::Unknown { .. }),
+            matches!(a.outcome, Outcome::Succeeded { .. }),
             "{:?}",
             a.outcome
         );

@@ -19,6 +19,10 @@ pub const SIGNED_AT: i64 = 1_763_782_400;
 pub const MERCHANT_PREFIX: &str = "recharge/test/merchant/";
 pub const DEMO_SECRET: &str = "demo-app-secret-0123456789";
 pub const OPS_SECRET: &str = "ops-app-secret-9876543210";
+/// The gateway key of client secrets in these tests (issue 18), and the origin the demo app lists.
+pub const CLIENT_KEY_SECRET: &str = "recharge/test/client-secret-key";
+pub const CLIENT_KEY: &str = "test-client-key-0123456789abcdef0123";
+pub const DEMO_ORIGIN: &str = "https://h5.demo.example.cn";
 /// A provider that takes the connection, reads the request and hangs up without a word: every call to it
 /// ends Unknown (a refused connection would be a definite refusal, PROVIDERS §0.4 rule 3).
 fn dead() -> &'static str {
@@ -88,11 +92,13 @@ pub fn catalog() -> Value {
 }
 
 pub fn apps() -> Value {
-    json!([{"id": "demo", "role": "merchant"}, {"id": "ops", "role": "admin"}])
+    json!([{"id": "demo", "role": "merchant", "client": {"allowed_origins": [DEMO_ORIGIN]}},
+           {"id": "ops", "role": "admin"}])
 }
 
 fn secrets() -> InMemorySecretSource {
     let s = InMemorySecretSource::new();
+    s.put(CLIENT_KEY_SECRET, &json!({ "key": CLIENT_KEY }).to_string());
     s.put(
         &format!("{MERCHANT_PREFIX}demo"),
         &json!({"app_secret": DEMO_SECRET}).to_string(),
@@ -152,7 +158,10 @@ pub async fn service_over(
     let setup = Setup {
         function,
         merchant_secret_prefix: MERCHANT_PREFIX.to_owned(),
-        settings: Settings::production("https://gw.example.com"),
+        settings: Settings {
+            client_key_secret: Some(CLIENT_KEY_SECRET.to_owned()),
+            ..Settings::production("https://gw.example.com")
+        },
         notify_timeout: Duration::from_secs(1),
         metrics: metrics.clone(),
         catalog_path: "test catalog".to_owned(),
