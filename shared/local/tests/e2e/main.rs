@@ -16,4 +16,5 @@ mod helpers;
 mod log_secrets;
 mod merchant_api;
 mod notifications;
+mod sample_client;
 mod scripted;
