@@ -27,7 +27,9 @@ pub struct Step {
 fn policy_account(order: &Order, event: &Event) -> Option<recharge_core::ProviderAccountId> {
     match event {
         Event::OpenAttempt { route } => Some(route.provider_account.clone()),
-        Event::Outcome { attempt, .. } | Event::SubmitDeadlinePassed { attempt } => order
+        Event::Outcome { attempt, .. }
+        | Event::SubmitDeadlinePassed { attempt }
+        | Event::VerificationExpired { attempt } => order
             .attempt(*attempt)
             .map(|a| a.route().provider_account.clone()),
         Event::RoutesExhausted { .. } | Event::Notified { .. } => order
@@ -107,6 +109,7 @@ fn event_name(event: &Event) -> &'static str {
     match event {
         Event::Outcome { .. } => "outcome",
         Event::SubmitDeadlinePassed { .. } => "submit_deadline_passed",
+        Event::VerificationExpired { .. } => "verification_expired",
         Event::OpenAttempt { .. } => "open_attempt",
         Event::RoutesExhausted { .. } => "routes_exhausted",
         Event::Notified { .. } => "notified",

@@ -5,7 +5,8 @@ use crate::ids::OrderId;
 use crate::ids::ProviderAccountId;
 use crate::order::Order;
 use crate::store::{
-    AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderStore, Replaced, StoreError,
+    AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderFilter, OrderPage,
+    OrderStore, OrderSummary, Replaced, StoreError, valid_cursor,
 };
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -133,6 +134,56 @@ impl OrderStore for InMemoryOrderStore {
 
     async fn audit_trail(&self, id: &OrderId) -> Result<Vec<AuditEntry>, StoreError> {
         Ok(self.lock().audit.get(id).cloned().unwrap_or_default())
+    }
+
+    /// Filters every order under the lock: fine for the local stack and tests, whose stores are small.
+    async fn list(
+        &self,
+        filter: &OrderFilter,
+        now: Timestamp,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<OrderPage, StoreError> {
+        if let Some(cursor) = after
+            && !valid_cursor(cursor)
+        {
+            return Err(StoreError::Corrupt {
+                order_id: String::new(),
+                reason: format!("invalid listing cursor {cursor:?}"),
+            });
+        }
+        let queue = filter.needs_operator;
+        let mut found: Vec<(String, OrderSummary)> = self
+            .lock()
+            .orders
+            .values()
+            .filter(|o| filter.matches(o, now))
+            .map(|o| {
+                let s = OrderSummary::of(o);
+                (s.sort_key(queue), s)
+            })
+            .filter(|(key, _)| match after {
+                None => true,
+                Some(c) if queue => key.as_str() > c,
+                Some(c) => key.as_str() < c,
+            })
+            .collect();
+        if queue {
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+        } else {
+            found.sort_by(|a, b| b.0.cmp(&a.0));
+        }
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = if more {
+            found.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        Ok(OrderPage {
+            orders: found.into_iter().map(|(_, s)| s).collect(),
+            next,
+        })
     }
 
     fn due_shards(&self) -> u32 {

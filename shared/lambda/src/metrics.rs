@@ -13,7 +13,9 @@
 //! | `ProviderBalanceFen` | `Service, ProviderAccount` | the balance check stores a balance |
 
 use async_trait::async_trait;
-use recharge_core::store::{AuditEntry, Created, DueOrder, OrderStore, Replaced, StoreError};
+use recharge_core::store::{
+    AuditEntry, Created, DueOrder, OrderFilter, OrderPage, OrderStore, Replaced, StoreError,
+};
 use recharge_core::{AttemptState, Clock, Order, OrderId, Timestamp};
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, Mutex};
@@ -255,6 +257,16 @@ impl OrderStore for ObservedStore {
 
     async fn audit_trail(&self, id: &OrderId) -> Result<Vec<AuditEntry>, StoreError> {
         self.inner.audit_trail(id).await
+    }
+
+    async fn list(
+        &self,
+        filter: &OrderFilter,
+        now: Timestamp,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<OrderPage, StoreError> {
+        self.inner.list(filter, now, limit, after).await
     }
 
     fn due_shards(&self) -> u32 {
