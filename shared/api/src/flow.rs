@@ -116,15 +116,14 @@ fn event_name(event: &Event) -> &'static str {
     }
 }
 
-/// Sends the merchant the order's current view if a notification is due, and records the result.
-pub async fn notify_merchant(state: &AppState, order: Order) -> Result<Order, StoreError> {
-    let (Some(url), Some(_)) = (order.notify_url().map(str::to_owned), order.notify_due_at())
-    else {
-        return Ok(order);
+/// Signs the order's current view and POSTs it to its notify URL once (no recording, no schedule).
+pub async fn deliver_view(state: &AppState, order: &Order) -> Delivery {
+    let Some(url) = order.notify_url().map(str::to_owned) else {
+        return Delivery::Failed("the order has no notify_url".to_owned());
     };
     let now = state.clock.now();
-    let body = serde_json::to_vec(&OrderView::of(&order)).unwrap_or_default();
-    let delivery = match state.apps.get(order.app_id()) {
+    let body = serde_json::to_vec(&OrderView::of(order)).unwrap_or_default();
+    match state.apps.get(order.app_id()) {
         Some(app) => {
             let name = state.apps.secret_name(app);
             match state
@@ -150,7 +149,16 @@ pub async fn notify_merchant(state: &AppState, order: Order) -> Result<Order, St
             }
         }
         None => Delivery::Failed("app no longer configured".to_owned()),
-    };
+    }
+}
+
+/// Sends the merchant the order's current view if a notification is due, and records the result.
+pub async fn notify_merchant(state: &AppState, order: Order) -> Result<Order, StoreError> {
+    if order.notify_url().is_none() || order.notify_due_at().is_none() {
+        return Ok(order);
+    }
+    let delivery = deliver_view(state, &order).await;
+    let now = state.clock.now();
     let sequence = order.sequence();
     let (delivered, retry_at) = match &delivery {
         Delivery::Acknowledged => (true, None),

@@ -141,7 +141,8 @@ pub async fn create_order(
         notify_url: req.notify_url,
         request_digest: digest.clone(),
     };
-    let order = Order::new(new, route, now, policy.call_timeout);
+    let order = Order::new(new, route, now, policy.call_timeout)
+        .with_escalation(state.escalate_after(product.kind));
     match state
         .store
         .create(&order, &AuditEntry::for_create(&order, None))

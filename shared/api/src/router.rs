@@ -1,7 +1,7 @@
 //! Maps a request to its handler: the merchant routes of DESIGN §8 (authenticated here) and the provider
 //! callback route (authenticated by each protocol's own signature).
 
-use crate::auth::authenticate;
+use crate::auth::{Role, authenticate};
 use crate::callbacks;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse, MAX_BODY};
@@ -29,6 +29,12 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/v1/callbacks/{provider_account}",
         "provider-callback",
     ),
+    ("GET", "/ops/orders", "ops"),
+    ("GET", "/ops/orders/{order_id}", "ops"),
+    ("POST", "/ops/orders/{order_id}/query", "ops"),
+    ("POST", "/ops/orders/{order_id}/resolve", "ops"),
+    ("POST", "/ops/orders/{order_id}/notify", "ops"),
+    ("GET", "/ops/notifications", "ops"),
 ];
 
 /// Provider callbacks may be larger than merchant requests only a little; anything bigger is refused unread.
@@ -62,7 +68,24 @@ pub async fn handle(state: &AppState, req: ApiRequest) -> ApiResponse {
             Ok(resp) => resp,
             Err(e) => e.to_response(),
         },
+        ["ops", ..] => match operator(state, &req).await {
+            Ok(principal) => crate::ops::handle(state, &req, &principal).await,
+            Err(e) => e.to_response(),
+        },
         _ => ApiError::RouteNotFound.to_response(),
+    }
+}
+
+/// The local stack's operators: an admin app's HMAC signature (in AWS the `ops` function is behind the
+/// `AWS_IAM` authorizer and calls `ops::handle` with the caller's ARN instead, see recharge-lambda).
+async fn operator(state: &AppState, req: &ApiRequest) -> Result<crate::ops::Principal, ApiError> {
+    if req.body.len() > MAX_BODY {
+        return Err(ApiError::TooLarge(MAX_BODY));
+    }
+    let caller = authenticate(req, &state.apps, &*state.secrets, state.clock.now()).await?;
+    match caller.role {
+        Role::Admin => Ok(crate::ops::Principal::App(caller.app)),
+        Role::Merchant => Err(ApiError::Forbidden("ops routes are for admin apps only")),
     }
 }
 

@@ -29,6 +29,9 @@ pub struct Settings {
     pub sweep_concurrency: usize,
     /// How long routing trusts its copy of the balance snapshots.
     pub balance_cache_ttl: Duration,
+    /// How long a PC carrier-billing order waits for its verification code before it expires as failed
+    /// (nothing was charged: the code never reached the provider).
+    pub verification_expiry: Duration,
 }
 
 impl Settings {
@@ -40,6 +43,7 @@ impl Settings {
             sweep_batch: 500,
             sweep_concurrency: 32,
             balance_cache_ttl: Duration::from_secs(30),
+            verification_expiry: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -236,6 +240,17 @@ impl AppState {
     /// Drops the cached balances (after a balance check wrote new ones in this process).
     pub fn forget_balances(&self) {
         *self.balance_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// `d` divided by the local stack's time scale (unchanged in production).
+    pub fn scaled(&self, d: Duration) -> Duration {
+        let scale = self.settings.time_scale.max(1.0);
+        Duration::from_secs_f64(d.as_secs_f64() / scale)
+    }
+
+    /// The escalation limit of a new order of this kind (DESIGN §11), scaled in the local stack.
+    pub fn escalate_after(&self, kind: crate::catalog::ProductKind) -> Duration {
+        self.scaled(kind.escalate_after())
     }
 
     pub fn callback_url(&self, account: &ProviderAccountId) -> String {

@@ -11,6 +11,7 @@
 //! | `Anomalies` | `Service`; `Service, Kind` | a write raises an anomaly (late success, second delivery, reversal, partial) |
 //! | `LowBalance` | `Service`; `Service, ProviderAccount` | the balance check finds an account below its threshold |
 //! | `ProviderBalanceFen` | `Service, ProviderAccount` | the balance check stores a balance |
+//! | `OperatorQueue` | `Service` | after every sweep: orders in the operator queue (stuck attempts, abandoned notifications) |
 
 use async_trait::async_trait;
 use recharge_core::store::{
@@ -131,6 +132,13 @@ impl Metrics {
             &[("ProviderAccount", account)],
             &[&[], &["ProviderAccount"]],
         );
+    }
+
+    /// How many orders need an operator now (a gauge, emitted after every sweep).
+    pub fn operator_queue(&self, orders: usize) {
+        #[allow(clippy::cast_precision_loss)]
+        let value = orders as f64;
+        self.emit("OperatorQueue", value, "Count", &[], &[&[]]);
     }
 
     pub fn balance(&self, account: &str, fen: i64) {

@@ -13,4 +13,5 @@ mod crash;
 mod helpers;
 mod merchant_api;
 mod notifications;
+mod ops;
 mod scripted;
