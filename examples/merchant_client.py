@@ -3,6 +3,12 @@
 "Merchant API" section says. Standard library only. Usage:
 
     python3 examples/merchant_client.py http://127.0.0.1:8080 demo demo-secret mobile.100 13800138000
+
+With a sixth argument, the URL of an H5 page (examples/h5/index.html), it hands the order to the end user's
+page instead of following it itself: it prints the page's link with the order's client secret in the fragment.
+
+    python3 examples/merchant_client.py http://127.0.0.1:8080 demo demo-secret billing.code.demo 13800138000 \
+        http://127.0.0.1:8081/index.html
 """
 import hashlib
 import hmac
@@ -11,6 +17,7 @@ import secrets
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
@@ -45,10 +52,16 @@ def verify_notification(app_secret: str, headers, body: bytes) -> bool:
 
 if __name__ == "__main__":
     base, app, app_secret, product, account = sys.argv[1:6]
+    page = sys.argv[6] if len(sys.argv) > 6 else None
     order_no = "py-%d" % int(time.time() * 1000)
     status, view = call(base, app, app_secret, "POST", "/v1/orders",
                         {"merchant_order_no": order_no, "product_code": product, "account": account})
+    client_secret = view.pop("client_secret", None)  # for the end user's page only: never log it
     print(status, view)
+    if page and client_secret:
+        query = urllib.parse.urlencode({"api": base, "order": view["order_id"]})
+        print(page + "?" + query + "#" + urllib.parse.urlencode({"secret": client_secret}))
+        sys.exit(0)
     while view.get("status") == "processing":
         time.sleep(0.5)
         status, view = call(base, app, app_secret, "GET", "/v1/orders/" + order_no)

@@ -45,6 +45,9 @@ pub struct AppConfig {
     /// Secret name; default `<RECHARGE_MERCHANT_SECRET_PREFIX><id>`.
     #[serde(default)]
     pub secret_name: Option<String>,
+    /// Client secrets and browser origins of this app's end-user pages (issue 18; `crate::client`).
+    #[serde(default)]
+    pub client: crate::client::ClientAccess,
 }
 
 /// The configured apps.
@@ -199,6 +202,7 @@ mod tests {
                 id: AppId::parse("demo").unwrap(),
                 role: Role::Merchant,
                 secret_name: None,
+                client: Default::default(),
             }],
             "merchant/",
         );

@@ -28,6 +28,12 @@ pub enum ApiError {
     /// 409 `idempotency_conflict` and friends.
     #[error("{code}: {message}")]
     Conflict { code: &'static str, message: String },
+    /// 403 `origin_not_allowed`: a browser page whose origin the app does not list (client routes, issue 18).
+    #[error("this origin may not call the client routes")]
+    OriginNotAllowed,
+    /// 429 `rate_limited` / `too_many_attempts` (client routes, issue 18).
+    #[error("{code}: {message}")]
+    TooManyRequests { code: &'static str, message: String },
     /// 413 `body_too_large`.
     #[error("body over {0} bytes")]
     TooLarge(usize),
@@ -60,7 +66,8 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::Unauthorized { .. } => 401,
-            ApiError::Forbidden(_) => 403,
+            ApiError::Forbidden(_) | ApiError::OriginNotAllowed => 403,
+            ApiError::TooManyRequests { .. } => 429,
             ApiError::OrderNotFound | ApiError::RouteNotFound => 404,
             ApiError::MethodNotAllowed => 405,
             ApiError::BadRequest { .. } => 400,
@@ -77,8 +84,10 @@ impl ApiError {
             ApiError::Unauthorized { code, .. }
             | ApiError::BadRequest { code, .. }
             | ApiError::Conflict { code, .. }
-            | ApiError::Unprocessable { code, .. } => code,
+            | ApiError::Unprocessable { code, .. }
+            | ApiError::TooManyRequests { code, .. } => code,
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::OriginNotAllowed => "origin_not_allowed",
             ApiError::OrderNotFound => "order_not_found",
             ApiError::RouteNotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -93,7 +102,8 @@ impl ApiError {
             ApiError::Unauthorized { message, .. }
             | ApiError::BadRequest { message, .. }
             | ApiError::Conflict { message, .. }
-            | ApiError::Unprocessable { message, .. } => message.clone(),
+            | ApiError::Unprocessable { message, .. }
+            | ApiError::TooManyRequests { message, .. } => message.clone(),
             ApiError::Forbidden(why) => (*why).to_owned(),
             other => other.to_string(),
         }

@@ -6,6 +6,8 @@ pub mod auth;
 pub mod balance_check;
 pub mod callbacks;
 pub mod catalog;
+pub mod client;
+pub mod client_secret;
 pub mod error;
 pub mod flow;
 pub mod http;

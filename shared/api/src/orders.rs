@@ -2,6 +2,7 @@
 
 use crate::auth::{Caller, Role};
 use crate::catalog::validate_account;
+use crate::client_secret::{self, ClientKey, KeyError};
 use crate::error::ApiError;
 use crate::flow::{self, apply_event};
 use crate::http::ApiResponse;
@@ -9,13 +10,16 @@ use crate::notify::check_notify_url;
 use crate::routing;
 use crate::state::AppState;
 use crate::view::{OrderView, rfc3339};
+use recharge_core::Timestamp;
+use recharge_core::secrets::{Rotating, SecretError};
 use recharge_core::store::{AuditEntry, Created};
 use recharge_core::{
     AttemptState, Event, MerchantOrderNo, NewOrder, NextAction, Order, OrderId, Outcome,
     ProductCode, Reason, Source,
 };
 use recharge_providers::{RequestContext, VerificationRequest};
-use serde::Deserialize;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -108,6 +112,14 @@ pub async fn create_order(
         req.notify_url.as_deref(),
     );
     let id = OrderId::derive(&caller.app, &merchant_order_no);
+    // Read before anything is written, so a key outage refuses the create instead of losing the secret.
+    let client_keys = client_keys(state).await?;
+    let respond = |status: u16, order: &Order| {
+        ApiResponse::json(
+            status,
+            &created_view(state, caller, order, client_keys.as_ref()),
+        )
+    };
 
     let balances = state.known_balances().await;
     let decision = routing::choose(
@@ -121,7 +133,7 @@ pub async fn create_order(
     let Some(route) = decision.route else {
         // A replay of an order created when a route existed is still a replay.
         if let Some(existing) = state.store.get(&id).await? {
-            return replay(existing, &digest);
+            return replay(existing, &digest).map(|o| respond(200, &o));
         }
         tracing::warn!(app = %caller.app, product = %product_code, skipped = ?decision.skipped, "no route");
         return Err(ApiError::Unprocessable {
@@ -148,24 +160,74 @@ pub async fn create_order(
         .create(&order, &AuditEntry::for_create(&order, None))
         .await?
     {
-        Created::Existing(existing) => replay(existing, &digest),
+        Created::Existing(existing) => replay(existing, &digest).map(|o| respond(200, &o)),
         Created::New(order) => {
             tracing::info!(order_id = %order.id(), app = %caller.app, product = %order.product_code(), "order created");
             let order = flow::submit_open_attempt(state, order).await?;
             let order = flow::advance(state, order).await?;
-            Ok(ApiResponse::json(201, &OrderView::of(&order)))
+            Ok(respond(201, &order))
         }
     }
 }
 
-fn replay(existing: Order, digest: &str) -> Result<ApiResponse, ApiError> {
+fn replay(existing: Order, digest: &str) -> Result<Order, ApiError> {
     if existing.request_digest() == digest {
-        Ok(ApiResponse::json(200, &OrderView::of(&existing)))
+        Ok(existing)
     } else {
         Err(ApiError::Conflict {
             code: "idempotency_conflict",
             message: "this merchant_order_no was used with a different request".into(),
         })
+    }
+}
+
+// ---- client secrets in the create's answer (issue 18; format and reasons in `client_secret`) -------------
+
+/// The create's answer: the order view, and the order's client secret with its expiry. Only the create (and
+/// its replay) carries the secret: not the merchant GET, not notifications.
+#[derive(Serialize)]
+struct CreatedView {
+    #[serde(flatten)]
+    view: OrderView,
+    client_secret: Option<String>,
+    client_secret_expires_at: Option<String>,
+}
+
+fn created_view(
+    state: &AppState,
+    caller: &Caller,
+    order: &Order,
+    keys: Option<&Rotating<ClientKey>>,
+) -> CreatedView {
+    let ttl = state
+        .apps
+        .get(&caller.app)
+        .map_or(client_secret::DEFAULT_TTL, |a| a.client.ttl());
+    let expires = client_secret::expiry_of(order.created_at(), ttl);
+    let secret = keys.map(|k| k.current.issue(order.id(), expires));
+    CreatedView {
+        view: OrderView::of(order),
+        client_secret_expires_at: secret
+            .as_ref()
+            .map(|_| rfc3339(Timestamp::from_millis(expires.saturating_mul(1000)))),
+        // The one place a client secret is exposed: the body of the create's answer.
+        client_secret: secret.map(|s| s.expose_secret().to_owned()),
+    }
+}
+
+/// The gateway key, or `None` where client secrets are not configured.
+async fn client_keys(state: &AppState) -> Result<Option<Rotating<ClientKey>>, ApiError> {
+    match client_secret::keys(&*state.secrets, state.settings.client_key_secret.as_deref()).await {
+        Ok(k) => Ok(Some(k)),
+        Err(KeyError::NotConfigured) => Ok(None),
+        Err(e @ KeyError::Secret(SecretError::Unavailable { .. })) => {
+            tracing::error!(error = %e, "client secret key unavailable");
+            Err(ApiError::Unavailable)
+        }
+        Err(e @ KeyError::Secret(SecretError::NotFound(_) | SecretError::Malformed { .. })) => {
+            tracing::error!(error = %e, "client secret key missing or malformed");
+            Err(ApiError::Internal)
+        }
     }
 }
 
@@ -207,6 +269,14 @@ pub async fn verify(
     merchant_order_no: &str,
     body: &[u8],
 ) -> Result<ApiResponse, ApiError> {
+    let code = parse_code(body)?;
+    let order = own_order(state, caller, merchant_order_no).await?;
+    let order = submit_code(state, order, code).await?;
+    Ok(ApiResponse::json(200, &OrderView::of(&order)))
+}
+
+/// The `{code}` of a verification request: 4 to 8 letters or digits.
+pub(crate) fn parse_code(body: &[u8]) -> Result<String, ApiError> {
     let req: VerificationBody = parse_json(body)?;
     if !(4..=8).contains(&req.code.len()) || !req.code.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ApiError::bad_request(
@@ -214,7 +284,17 @@ pub async fn verify(
             "code: 4 to 8 letters or digits",
         ));
     }
-    let order = own_order(state, caller, merchant_order_no).await?;
+    Ok(req.code)
+}
+
+/// Sends the user's code for `order` (already read and authorised, by the merchant route or the client
+/// route): 409 `verification_not_expected` unless its open attempt waits for a code. Round trips: 1
+/// conditional write before the provider call (a second code now finds the order `accepted`), 1 after.
+pub(crate) async fn submit_code(
+    state: &AppState,
+    order: Order,
+    code: String,
+) -> Result<Order, ApiError> {
     let not_expected = || ApiError::Conflict {
         code: "verification_not_expected",
         message: "this order is not waiting for a verification code".into(),
@@ -251,7 +331,7 @@ pub async fn verify(
             let vr = VerificationRequest {
                 attempt: attempt_id,
                 provider_ref,
-                code: req.code,
+                code,
             };
             match RequestContext::fresh(state.clock.now())
                 .and_then(|ctx| provider.adapter.build_verification(&vr, &ctx))
@@ -285,8 +365,7 @@ pub async fn verify(
         source: Source::Submit,
         outcome,
     };
-    let order = apply_event(state, taken.order, event, None).await?.order;
-    Ok(ApiResponse::json(200, &OrderView::of(&order)))
+    Ok(apply_event(state, taken.order, event, None).await?.order)
 }
 
 /// `GET /v1/balances`: the last known balance of every provider account (admin apps only).

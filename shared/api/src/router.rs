@@ -1,8 +1,10 @@
-//! Maps a request to its handler: the merchant routes of DESIGN §8 (authenticated here) and the provider
-//! callback route (authenticated by each protocol's own signature).
+//! Maps a request to its handler: the merchant routes of DESIGN §8 (authenticated here), the provider
+//! callback route (authenticated by each protocol's own signature) and the client routes of issue 18
+//! (authenticated by an order's client secret in `client`; the only routes that answer cross-origin).
 
 use crate::auth::{Role, authenticate};
 use crate::callbacks;
+use crate::client;
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse, MAX_BODY};
 use crate::orders;
@@ -35,6 +37,20 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/ops/orders/{order_id}/resolve", "ops"),
     ("POST", "/ops/orders/{order_id}/notify", "ops"),
     ("GET", "/ops/notifications", "ops"),
+    // ---- client routes (issue 18): client secret only, CORS for 公众号 H5 pages -------------------------
+    ("GET", "/v1/client/orders/{order_id}", "order-status"),
+    ("OPTIONS", "/v1/client/orders/{order_id}", "order-status"),
+    (
+        "POST",
+        "/v1/client/orders/{order_id}/verification",
+        "submit-order",
+    ),
+    // The preflight needs only the apps' configuration: the read-only function answers it.
+    (
+        "OPTIONS",
+        "/v1/client/orders/{order_id}/verification",
+        "order-status",
+    ),
 ];
 
 /// Provider callbacks may be larger than merchant requests only a little; anything bigger is refused unread.
@@ -72,6 +88,13 @@ pub async fn handle(state: &AppState, req: ApiRequest) -> ApiResponse {
             Ok(principal) => crate::ops::handle(state, &req, &principal).await,
             Err(e) => e.to_response(),
         },
+        // ---- client routes (issue 18): authorised in `client`, never by the merchant's HMAC ----------
+        ["v1", "client", "orders", id] => {
+            client::handle(state, client::ClientRoute::Order(id), &req).await
+        }
+        ["v1", "client", "orders", id, "verification"] => {
+            client::handle(state, client::ClientRoute::Verification(id), &req).await
+        }
         _ => ApiError::RouteNotFound.to_response(),
     }
 }

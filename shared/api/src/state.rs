@@ -32,6 +32,9 @@ pub struct Settings {
     /// How long a PC carrier-billing order waits for its verification code before it expires as failed
     /// (nothing was charged: the code never reached the provider).
     pub verification_expiry: Duration,
+    /// The secret holding the gateway key of client secrets (issue 18); `None`: no client secrets are issued
+    /// and the client routes open nothing.
+    pub client_key_secret: Option<String>,
 }
 
 impl Settings {
@@ -44,6 +47,7 @@ impl Settings {
             sweep_concurrency: 32,
             balance_cache_ttl: Duration::from_secs(30),
             verification_expiry: Duration::from_secs(15 * 60),
+            client_key_secret: None,
         }
     }
 }
@@ -145,6 +149,8 @@ pub struct AppState {
     pub apps: Apps,
     pub notifier: Arc<dyn Notifier>,
     pub settings: Settings,
+    /// The per-order rate limit of the client routes (issue 18), in this process.
+    pub client_limiter: crate::client::Limiter,
     balance_cache: Mutex<Option<(Timestamp, BalanceMap)>>,
 }
 
@@ -179,6 +185,7 @@ impl AppState {
             apps: p.apps,
             notifier: p.notifier,
             settings: p.settings,
+            client_limiter: crate::client::Limiter::default(),
             balance_cache: Mutex::new(None),
         }
     }

@@ -106,6 +106,9 @@ pub struct FunctionConfig {
     pub public_base_url: String,
     /// `RECHARGE_NOTIFY_TIMEOUT_MS` (default 5000): timeout of one merchant notification.
     pub notify_timeout: Duration,
+    /// `RECHARGE_CLIENT_KEY_SECRET` (optional): name or ARN of the secret `{"key": "…"}` that client secrets
+    /// are derived with (issue 18). Unset: no client secrets are issued.
+    pub client_key_secret: Option<String>,
 }
 
 impl FunctionConfig {
@@ -159,6 +162,9 @@ impl FunctionConfig {
             apps_path: required("RECHARGE_APPS_PATH")?,
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
             notify_timeout,
+            client_key_secret: get("RECHARGE_CLIENT_KEY_SECRET")
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
         })
     }
 }
@@ -245,6 +251,16 @@ mod tests {
         assert_eq!(c.catalog_path, "config/catalog.json");
         assert_eq!(c.public_base_url, "https://gw.example.com");
         assert_eq!(c.notify_timeout, Duration::from_secs(5));
+        assert_eq!(c.client_key_secret, None);
+        let mut vars = FUNCTION.to_vec();
+        vars.push((
+            "RECHARGE_CLIENT_KEY_SECRET",
+            " recharge/dev/client-secret-key ",
+        ));
+        assert_eq!(
+            function(&vars).unwrap().client_key_secret.as_deref(),
+            Some("recharge/dev/client-secret-key")
+        );
     }
 
     #[test]

@@ -47,12 +47,15 @@ pub mod attr {
     pub const ATTN_PART: &str = "attn_part";
     pub const ATTN_SK: &str = "attn_sk";
     pub const ATTN_WHY: &str = "attn_why";
+    pub const CLIENT_ATTEMPTS: &str = "attempts";
 }
 
 /// Balance snapshots share one partition: a handful of provider accounts, read together by routing.
 const BALANCE_PK: &str = "BALANCE";
 
 const ORDER_SK: &str = "ORDER";
+/// The client verification counter of an order (issue 18), beside its order item.
+const CLIENT_SK: &str = "CLIENT";
 const AUDIT_PREFIX: &str = "A#";
 /// Audit entries expire (TTL) this long after they were written.
 const AUDIT_RETENTION: Duration = Duration::from_secs(400 * 86_400);
@@ -518,6 +521,44 @@ impl OrderStore for DynamoOrderStore {
 
     fn due_shards(&self) -> u32 {
         self.shards
+    }
+
+    /// One `UpdateItem` of `pk = O#<id>, sk = CLIENT`: `ADD attempts 1` if `attempts < limit` (or absent).
+    /// Not the order item: the order's version is the condition of every transition, and a counter must not
+    /// make a racing callback retry.
+    async fn count_client_attempt(
+        &self,
+        id: &OrderId,
+        limit: u32,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, Self::pk(id))
+            .key(attr::SK, AttributeValue::S(CLIENT_SK.into()))
+            .update_expression("ADD #n :one SET #exp = :exp")
+            .condition_expression("attribute_not_exists(#n) OR #n < :limit")
+            .expression_attribute_names("#n", attr::CLIENT_ATTEMPTS)
+            .expression_attribute_names("#exp", attr::EXPIRES_AT)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
+            .expression_attribute_values(
+                ":exp",
+                AttributeValue::N(expires_at.seconds().to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(service))
+                if service.err().is_conditional_check_failed_exception() =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("count_client_attempt", e)),
+        }
     }
 }
 

@@ -21,6 +21,8 @@ struct Inner {
     /// The sparse due index, one sorted set per shard, kept in step with `orders` on every write (a scan of
     /// every order per sweep tick held the lock long enough to throttle creates).
     due: Vec<BTreeSet<(Timestamp, OrderId)>>,
+    /// Client verification attempts per order (issue 18); the TTL is not modelled.
+    client_attempts: HashMap<OrderId, u32>,
 }
 
 impl Inner {
@@ -188,6 +190,21 @@ impl OrderStore for InMemoryOrderStore {
 
     fn due_shards(&self) -> u32 {
         self.shards
+    }
+
+    async fn count_client_attempt(
+        &self,
+        id: &OrderId,
+        limit: u32,
+        _expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let count = inner.client_attempts.entry(id.clone()).or_insert(0);
+        if *count >= limit {
+            return Ok(false);
+        }
+        *count += 1;
+        Ok(true)
     }
 }
 

@@ -243,6 +243,17 @@ pub trait OrderStore: Send + Sync + std::fmt::Debug {
 
     /// How many shards the due index has (`OrderId::shard` spreads orders over them).
     fn due_shards(&self) -> u32;
+
+    /// Counts one client verification attempt on order `id` (issue 18) if fewer than `limit` are counted, and
+    /// says whether it was: one conditional write of a counter item beside the order, never of the order itself
+    /// (its version and audit trail are untouched, so the count races with no transition). `Ok(false)`: the
+    /// limit was reached and nothing was written. The counter may be forgotten after `expires_at` (TTL).
+    async fn count_client_attempt(
+        &self,
+        id: &OrderId,
+        limit: u32,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The last known balance of a provider account (routing input, low-balance alarm).

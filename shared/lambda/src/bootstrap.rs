@@ -215,6 +215,8 @@ pub async fn bootstrap(function: Function) -> Result<Service, BootstrapError> {
         apps.ids()
             .filter_map(|id| apps.get(id))
             .map(|app| apps.secret_name(app))
+            // The client-secret key (issue 18) is read on the same routes' functions: warm it alongside.
+            .chain(fcfg.client_key_secret.clone())
             .collect()
     } else {
         Vec::new()
@@ -228,7 +230,10 @@ pub async fn bootstrap(function: Function) -> Result<Service, BootstrapError> {
     let setup = Setup {
         function,
         merchant_secret_prefix: config.merchant_secret_prefix.clone(),
-        settings: Settings::production(fcfg.public_base_url.clone()),
+        settings: Settings {
+            client_key_secret: fcfg.client_key_secret.clone(),
+            ..Settings::production(fcfg.public_base_url.clone())
+        },
         notify_timeout: fcfg.notify_timeout,
         metrics: Metrics::from_env(function.name()),
         catalog_path: fcfg.catalog_path.clone(),

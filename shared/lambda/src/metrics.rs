@@ -280,6 +280,15 @@ impl OrderStore for ObservedStore {
     fn due_shards(&self) -> u32 {
         self.inner.due_shards()
     }
+
+    async fn count_client_attempt(
+        &self,
+        id: &OrderId,
+        limit: u32,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.count_client_attempt(id, limit, expires_at).await
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 const PRIVATE_KEY: &str = include_str!("../keys/004_rsa_test_private_key.pem");
 const PUBLIC_KEY: &str = include_str!("../keys/004_rsa_test_public_key.pem");
 
+/// Where the README serves the sample H5 page from; the demo app allows it (and `localhost:8081`).
+pub const DEMO_H5_ORIGIN: &str = "http://127.0.0.1:8081";
+
 /// The code the PC carrier-billing simulator "sends" to the user.
 pub const DEMO_VERIFICATION_CODE: &str = "123456";
 
@@ -21,6 +24,9 @@ pub struct LocalApp {
     pub id: String,
     pub role: String,
     pub secret: String,
+    /// Client secrets' lifetime and the origins of the app's H5 pages (issue 18), as in `apps.json`.
+    #[serde(default)]
+    pub client: recharge_api::client::ClientAccess,
 }
 
 /// One provider account: its configuration, its credentials, and optionally the simulator to start for it.
@@ -76,7 +82,9 @@ impl LocalConfig {
 fn demo() -> Result<LocalConfig, serde_json::Error> {
     serde_json::from_value(json!({
         "apps": [
-            {"id": "demo", "role": "merchant", "secret": "demo-secret"},
+            // The sample H5 page (examples/h5) served by `python3 -m http.server 8081 -d examples/h5`.
+            {"id": "demo", "role": "merchant", "secret": "demo-secret",
+             "client": {"allowed_origins": [DEMO_H5_ORIGIN, "http://localhost:8081"]}},
             {"id": "demo2", "role": "merchant", "secret": "demo2-secret"},
             {"id": "ops", "role": "admin", "secret": "ops-secret"}
         ],

@@ -196,8 +196,13 @@ impl LocalStack {
                 id,
                 role,
                 secret_name: None,
+                client: app.client.clone(),
             });
         }
+        // The gateway key of client secrets (issue 18): fresh random bytes per start, like a generated secret.
+        let client_key = json!({"key": random_key()?}).to_string();
+        secrets.put(CLIENT_KEY_SECRET, &client_key);
+        secret_values.push((CLIENT_KEY_SECRET.to_owned(), client_key));
 
         let (store, balances): (Arc<dyn OrderStore>, Arc<dyn BalanceStore>) = match &options.store {
             StoreChoice::Memory => {
@@ -244,6 +249,7 @@ impl LocalStack {
         settings.local_mode = options.local_mode;
         settings.time_scale = options.time_scale;
         settings.balance_cache_ttl = Duration::from_secs(1);
+        settings.client_key_secret = Some(CLIENT_KEY_SECRET.to_owned());
         let state = Arc::new(AppState::new(Parts {
             store,
             balances,
@@ -336,6 +342,19 @@ impl Drop for LocalStack {
     }
 }
 
+/// The secret of the client-secret key in the local stack.
+pub const CLIENT_KEY_SECRET: &str = "local/client-key";
+
+/// 32 random bytes as hex, from the kernel.
+fn random_key() -> Result<String, LocalError> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| LocalError::Config(format!("random key: {e}")))?;
+    Ok(data_encoding::HEXLOWER.encode(&bytes))
+}
+
 /// Copies every secret of the in-memory source into Secrets Manager (creating or updating it) and returns a
 /// cached Secrets Manager source, as the Lambda functions build theirs.
 async fn secrets_manager(
@@ -409,7 +428,9 @@ fn local_info(
         .collect();
     json!({
         "base_url": base_url,
-        "apps": apps.iter().map(|a| json!({"id": a.id, "role": a.role, "secret": a.secret})).collect::<Vec<_>>(),
+        "apps": apps.iter().map(|a| json!({"id": a.id, "role": a.role, "secret": a.secret,
+            "client": {"secret_ttl_secs": a.client.secret_ttl_secs,
+                "allowed_origins": a.client.allowed_origins.iter().map(|o| o.as_str()).collect::<Vec<_>>()}})).collect::<Vec<_>>(),
         "accounts": accounts,
         "catalog": config.catalog,
         "time_scale": options.time_scale,

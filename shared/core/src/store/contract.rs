@@ -691,6 +691,57 @@ pub async fn failover_history_round_trips_through_the_store(store: Arc<dyn Order
     assert_eq!(stored.attempts().len(), 2);
 }
 
+pub async fn client_attempts_are_counted_up_to_the_limit_per_order(store: Arc<dyn OrderStore>) {
+    let a = sample_order("attempts-a");
+    let b = sample_order("attempts-b");
+    let expires = Timestamp::from_millis(T0.millis() + 86_400_000);
+    for n in 1..=3 {
+        assert!(
+            store
+                .count_client_attempt(a.id(), 3, expires)
+                .await
+                .unwrap(),
+            "attempt {n} of 3"
+        );
+    }
+    assert!(
+        !store
+            .count_client_attempt(a.id(), 3, expires)
+            .await
+            .unwrap(),
+        "the fourth is over the limit"
+    );
+    assert!(
+        !store
+            .count_client_attempt(a.id(), 3, expires)
+            .await
+            .unwrap(),
+        "and stays so"
+    );
+    assert!(
+        store
+            .count_client_attempt(b.id(), 3, expires)
+            .await
+            .unwrap(),
+        "another order has its own count"
+    );
+    // Concurrent attempts: exactly `limit` are counted.
+    let c = sample_order("attempts-c");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = Arc::clone(&store);
+        let id = c.id().clone();
+        tasks.push(tokio::spawn(async move {
+            store.count_client_attempt(&id, 5, expires).await.unwrap()
+        }));
+    }
+    let mut counted = 0;
+    for t in tasks {
+        counted += usize::from(t.await.unwrap());
+    }
+    assert_eq!(counted, 5);
+}
+
 fn fresh_account(tag: &str) -> crate::ProviderAccountId {
     let no = fresh_order_no(tag).as_str().to_ascii_lowercase();
     crate::ProviderAccountId::parse(&no[..no.len().min(40)]).unwrap()
@@ -783,6 +834,7 @@ macro_rules! order_store_contract {
             listing_is_newest_first_and_pages_without_gaps_or_repeats,
             listing_filters_by_status_account_and_age,
             the_operator_queue_holds_stuck_attempts_and_abandoned_notifications,
+            client_attempts_are_counted_up_to_the_limit_per_order,
         );
     };
     (@cases_balance $factory:path; $($case:ident),* $(,)?) => {

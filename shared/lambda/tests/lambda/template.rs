@@ -138,6 +138,34 @@ fn template_routes_are_exactly_the_router_routes() {
 }
 
 #[test]
+fn client_routes_have_their_own_throttling_and_no_route_answers_cross_origin_from_the_api() {
+    // Issue 18: CORS is answered in code on the client routes only; an API-wide CorsConfiguration would make
+    // API Gateway answer preflights of the merchant routes too.
+    let t = template();
+    let apis = resources_of(&t, "AWS::Serverless::HttpApi");
+    assert_eq!(apis.len(), 1);
+    let props = &apis[0].1["Properties"];
+    assert!(props.get("CorsConfiguration").is_none(), "no API-wide CORS");
+    let throttled: BTreeSet<String> = props["RouteSettings"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(key, v)| {
+            assert!(v["ThrottlingBurstLimit"].as_u64().unwrap() > 0, "{key}");
+            assert!(v["ThrottlingRateLimit"].as_f64().unwrap() > 0.0, "{key}");
+            key.clone()
+        })
+        .collect();
+    let client: BTreeSet<String> = ROUTES
+        .iter()
+        .filter(|(_, p, _)| p.starts_with("/v1/client/"))
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect();
+    assert_eq!(client.len(), 4);
+    assert_eq!(throttled, client);
+}
+
+#[test]
 fn template_schedules_are_the_sweep_every_minute_and_the_balance_check_every_five() {
     let t = template();
     let mut schedules = BTreeSet::new();

@@ -8,7 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test binary: failing loudly is its job
 
+mod browser;
 mod callbacks;
+mod client_routes;
 mod crash;
 mod helpers;
 mod merchant_api;

@@ -1,0 +1,481 @@
+//! The client routes (issue 18): what a mini-program or a 公众号 H5 page may do with an order's client secret
+//! (`client_secret`), and nothing else. Authorised by `Authorization: Bearer <client_secret>` alone; the
+//! merchant's HMAC headers mean nothing here, and a client secret means nothing on the merchant routes.
+//!
+//! | route | store round trips |
+//! |---|---|
+//! | `GET /v1/client/orders/{order_id}` | 1 `GetItem` (0 when the secret is refused: it is checked before any read) |
+//! | `POST /v1/client/orders/{order_id}/verification` | 1 `GetItem` + 1 `UpdateItem` (the attempt counter); then, when the order waits for a code, the existing verification flow: 1 `TransactWriteItems` before the provider call and 1 after |
+//! | `OPTIONS` (preflight) on both | 0 |
+//!
+//! The gateway key is read through the cached secret source (no Secrets Manager call when warm).
+//!
+//! Refusals: 401 `missing_client_secret`, `invalid_client_secret` (malformed, forged, another order's, or an
+//! order that does not exist: one answer), `client_secret_expired` (genuine but late); 403
+//! `origin_not_allowed` (a browser page whose origin the order's app does not list); 429 `rate_limited` (more
+//! than the per-order request rate, per process) and `too_many_attempts` (more than
+//! `VERIFICATION_ATTEMPTS` verification requests on one order, counted in the store).
+//!
+//! CORS: only these routes answer cross-origin. A preflight is answered for an origin some app lists (the
+//! preflight carries no credentials, so it cannot know the order's app); the request itself is then held to
+//! the order's own app's list.
+
+use crate::auth::Apps;
+use crate::client_secret::{self, DEFAULT_TTL, KeyError, TTL_RANGE_SECS};
+use crate::error::ApiError;
+use crate::http::{ApiRequest, ApiResponse, MAX_BODY};
+use crate::orders;
+use crate::state::AppState;
+use crate::view::rfc3339;
+use recharge_core::mask::mask;
+use recharge_core::secrets::SecretError;
+use recharge_core::{NextAction, Order, OrderId, Timestamp};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Verification requests one order takes from clients, whatever their answers.
+pub const VERIFICATION_ATTEMPTS: u32 = 5;
+/// Per order and process: a burst of this many client requests, then `RATE_PER_SEC`.
+pub const RATE_BURST: f64 = 10.0;
+pub const RATE_PER_SEC: f64 = 1.0;
+/// Orders the rate limiter remembers at once (then it forgets idle ones, or all).
+const LIMITER_CAPACITY: usize = 10_000;
+/// How long a browser may cache a preflight answer.
+const PREFLIGHT_MAX_AGE_SECS: u32 = 600;
+
+// ---- configuration --------------------------------------------------------------------------------------
+
+/// An app's client settings (`apps.json`: `"client": {"secret_ttl_secs": 86400, "allowed_origins": [...]}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAccess {
+    /// Lifetime of this app's client secrets (1 s to 30 days; default 24 h).
+    #[serde(default = "default_ttl", deserialize_with = "ttl_secs")]
+    pub secret_ttl_secs: u64,
+    /// Origins of the app's H5 pages (`https://h5.example.com`); empty: no browser page may call.
+    #[serde(default)]
+    pub allowed_origins: Vec<Origin>,
+}
+
+impl Default for ClientAccess {
+    fn default() -> Self {
+        ClientAccess {
+            secret_ttl_secs: default_ttl(),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl ClientAccess {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.secret_ttl_secs)
+    }
+
+    pub fn allows(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o.0 == origin)
+    }
+}
+
+fn default_ttl() -> u64 {
+    DEFAULT_TTL.as_secs()
+}
+
+fn ttl_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if !TTL_RANGE_SECS.contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "secret_ttl_secs must be from {} to {}",
+            TTL_RANGE_SECS.start(),
+            TTL_RANGE_SECS.end()
+        )));
+    }
+    Ok(n)
+}
+
+/// A web origin as browsers send it: `https://host[:port]`, lowercase, no path. `http` only for loopback
+/// (a local H5 page under test).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Origin(String);
+
+impl Origin {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Origin {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Origin, String> {
+        let bad =
+            || format!("{value:?} is not an origin (https://host[:port], http only for loopback)");
+        let (scheme, rest) = value.split_once("://").ok_or_else(bad)?;
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p))
+                if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                (h, Some(p))
+            }
+            Some(_) => return Err(bad()),
+            None => (rest, None),
+        };
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        let loopback = host == "127.0.0.1" || host == "localhost";
+        let scheme_ok = scheme == "https" || (scheme == "http" && loopback);
+        if !host_ok || !scheme_ok || port.is_some_and(|p| p.parse::<u16>().is_err()) {
+            return Err(bad());
+        }
+        Ok(Origin(value))
+    }
+}
+
+// ---- the routes -----------------------------------------------------------------------------------------
+
+/// The order as its end user's page sees it: no merchant configuration, no notify URL, the account masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientOrderView {
+    pub order_id: String,
+    pub status: &'static str,
+    pub next_action: Option<NextAction>,
+    pub face_value_fen: i64,
+    /// Masked (`138****8000`).
+    pub account: String,
+    pub updated_at: String,
+    pub sequence: u64,
+}
+
+impl ClientOrderView {
+    pub fn of(order: &Order) -> ClientOrderView {
+        let v = order.public_view();
+        ClientOrderView {
+            order_id: order.id().to_string(),
+            status: v.status.as_str(),
+            next_action: v.next_action,
+            face_value_fen: order.face_value().get(),
+            account: mask(order.account()),
+            updated_at: rfc3339(order.updated_at()),
+            sequence: order.sequence(),
+        }
+    }
+}
+
+/// Which client route a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRoute<'a> {
+    Order(&'a str),
+    Verification(&'a str),
+}
+
+impl ClientRoute<'_> {
+    fn method(self) -> &'static str {
+        match self {
+            ClientRoute::Order(_) => "GET",
+            ClientRoute::Verification(_) => "POST",
+        }
+    }
+
+    /// The route's name in logs.
+    fn kind(self) -> &'static str {
+        match self {
+            ClientRoute::Order(_) => "order",
+            ClientRoute::Verification(_) => "verification",
+        }
+    }
+
+    fn id(&self) -> &str {
+        match self {
+            ClientRoute::Order(id) | ClientRoute::Verification(id) => id,
+        }
+    }
+}
+
+/// Serves one client route: preflight, or the request with its CORS headers.
+pub async fn handle(state: &AppState, route: ClientRoute<'_>, req: &ApiRequest) -> ApiResponse {
+    let method = req.method.to_ascii_uppercase();
+    let origin = req
+        .header("Origin")
+        .map(str::trim)
+        .filter(|o| !o.is_empty());
+    let known_origin = origin.filter(|o| any_app_allows(&state.apps, o));
+    if method == "OPTIONS" {
+        return preflight(route, known_origin, req);
+    }
+    let mut resp = match serve(state, route, &method, origin, req).await {
+        Ok(r) => r,
+        Err(e) => e.to_response(),
+    };
+    if let Some(o) = known_origin {
+        cors_headers(&mut resp, o);
+    }
+    resp.headers
+        .push(("cache-control".to_owned(), "no-store".to_owned()));
+    resp
+}
+
+fn any_app_allows(apps: &Apps, origin: &str) -> bool {
+    apps.ids()
+        .filter_map(|id| apps.get(id))
+        .any(|a| a.client.allows(origin))
+}
+
+fn cors_headers(resp: &mut ApiResponse, origin: &str) {
+    resp.headers
+        .push(("access-control-allow-origin".to_owned(), origin.to_owned()));
+    resp.headers.push(("vary".to_owned(), "Origin".to_owned()));
+}
+
+fn preflight(route: ClientRoute<'_>, origin: Option<&str>, req: &ApiRequest) -> ApiResponse {
+    let asked = req
+        .header("Access-Control-Request-Method")
+        .map(|m| m.trim().to_ascii_uppercase());
+    let Some(origin) = origin else {
+        // No CORS headers: the browser refuses the cross-origin call.
+        return ApiError::OriginNotAllowed.to_response();
+    };
+    if asked.as_deref() != Some(route.method()) {
+        return ApiError::MethodNotAllowed.to_response();
+    }
+    let mut resp = ApiResponse {
+        status: 204,
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    cors_headers(&mut resp, origin);
+    resp.headers.extend([
+        (
+            "access-control-allow-methods".to_owned(),
+            route.method().to_owned(),
+        ),
+        (
+            "access-control-allow-headers".to_owned(),
+            "authorization, content-type".to_owned(),
+        ),
+        (
+            "access-control-max-age".to_owned(),
+            PREFLIGHT_MAX_AGE_SECS.to_string(),
+        ),
+    ]);
+    resp
+}
+
+fn refused(r: client_secret::SecretRefusal) -> ApiError {
+    ApiError::unauthorized(r.code(), r.to_string())
+}
+
+fn invalid() -> ApiError {
+    refused(client_secret::SecretRefusal::Invalid)
+}
+
+async fn serve(
+    state: &AppState,
+    route: ClientRoute<'_>,
+    method: &str,
+    origin: Option<&str>,
+    req: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    if method != route.method() {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    if req.body.len() > MAX_BODY {
+        return Err(ApiError::TooLarge(MAX_BODY));
+    }
+    let presented = bearer(req).ok_or_else(|| {
+        ApiError::unauthorized(
+            "missing_client_secret",
+            "Authorization: Bearer <client_secret> is required",
+        )
+    })?;
+    // A malformed id is the same answer as a wrong secret.
+    let id = OrderId::parse(route.id()).map_err(|_| invalid())?;
+    let keys = client_secret::keys(&*state.secrets, state.settings.client_key_secret.as_deref())
+        .await
+        .map_err(|e| match e {
+            KeyError::NotConfigured => invalid(),
+            KeyError::Secret(SecretError::Unavailable { .. }) => {
+                tracing::error!(error = %e, "client secret key unavailable");
+                ApiError::Unavailable
+            }
+            KeyError::Secret(SecretError::NotFound(_) | SecretError::Malformed { .. }) => {
+                tracing::error!(error = %e, "client secret key missing or malformed");
+                ApiError::Internal
+            }
+        })?;
+    let now = state.clock.now();
+    client_secret::check(&keys, &id, presented, now).map_err(|r| {
+        tracing::info!(order_id = %id, route = route.kind(), refusal = r.code(), "client secret refused");
+        refused(r)
+    })?;
+    if !state.client_limiter.take(&id, now) {
+        return Err(ApiError::TooManyRequests {
+            code: "rate_limited",
+            message: "too many requests for this order; slow down".into(),
+        });
+    }
+    // Every secret we issued names a stored order; an order gone (or an app removed) is a secret that no
+    // longer opens anything.
+    let order = state.store.get(&id).await?.ok_or_else(invalid)?;
+    let app = state.apps.get(order.app_id()).ok_or_else(invalid)?;
+    if let Some(o) = origin
+        && !app.client.allows(o)
+    {
+        return Err(ApiError::OriginNotAllowed);
+    }
+    match route {
+        ClientRoute::Order(_) => Ok(ApiResponse::json(200, &ClientOrderView::of(&order))),
+        ClientRoute::Verification(_) => {
+            // Counted before the body is looked at: every request counts, whatever it says.
+            let expires = Timestamp::from_millis(
+                client_secret::expiry_of(order.created_at(), app.client.ttl()).saturating_mul(1000),
+            );
+            if !state
+                .store
+                .count_client_attempt(&id, VERIFICATION_ATTEMPTS, expires)
+                .await?
+            {
+                tracing::info!(order_id = %id, "client verification attempts exhausted");
+                return Err(ApiError::TooManyRequests {
+                    code: "too_many_attempts",
+                    message: format!(
+                        "at most {VERIFICATION_ATTEMPTS} verification requests per order"
+                    ),
+                });
+            }
+            let code = orders::parse_code(&req.body)?;
+            let order = orders::submit_code(state, order, code).await?;
+            Ok(ApiResponse::json(200, &ClientOrderView::of(&order)))
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
+fn bearer(req: &ApiRequest) -> Option<&str> {
+    let value = req.header("Authorization")?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+// ---- the per-order rate limit ---------------------------------------------------------------------------
+
+/// A token bucket per order, in this process: a burst of `RATE_BURST` requests, then `RATE_PER_SEC`. Each
+/// Lambda instance keeps its own (the API's route throttling in the template bounds the sum); in the local
+/// stack it is exact. Only requests with a genuine secret reach it, so a flood of forged ones cannot fill it.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    buckets: Mutex<HashMap<OrderId, (f64, Timestamp)>>,
+}
+
+impl Limiter {
+    /// Takes one token for `id` at `now`; false when the bucket is empty.
+    pub fn take(&self, id: &OrderId, now: Timestamp) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= LIMITER_CAPACITY && !buckets.contains_key(id) {
+            // Forget the orders whose buckets have refilled (idle ones); if none, forget everything.
+            buckets.retain(|_, (tokens, at)| refill(*tokens, *at, now) < RATE_BURST);
+            if buckets.len() >= LIMITER_CAPACITY {
+                buckets.clear();
+            }
+        }
+        let (tokens, at) = buckets.entry(id.clone()).or_insert((RATE_BURST, now));
+        let available = refill(*tokens, *at, now);
+        *at = now;
+        if available >= 1.0 {
+            *tokens = available - 1.0;
+            true
+        } else {
+            *tokens = available;
+            false
+        }
+    }
+}
+
+fn refill(tokens: f64, at: Timestamp, now: Timestamp) -> f64 {
+    (tokens + now.since(at).as_secs_f64() * RATE_PER_SEC).min(RATE_BURST)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_https_or_loopback_http_without_a_path() {
+        for good in [
+            "https://h5.example.com",
+            "https://h5.example.com:8443",
+            "http://127.0.0.1:5173",
+            "http://localhost",
+        ] {
+            assert!(Origin::try_from(good.to_owned()).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://h5.example.com",
+            "https://h5.example.com/",
+            "https://H5.example.com",
+            "https://h5.example.com:99999",
+            "*",
+            "https://",
+            "h5.example.com",
+            "https://a.com:",
+        ] {
+            assert!(Origin::try_from(bad.to_owned()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn client_access_defaults_to_a_day_and_no_origin_and_checks_its_ttl() {
+        let c: ClientAccess = serde_json::from_str("{}").unwrap();
+        assert_eq!(c, ClientAccess::default());
+        assert_eq!(c.ttl(), Duration::from_secs(86_400));
+        assert!(!c.allows("https://h5.example.com"));
+        let c: ClientAccess = serde_json::from_str(
+            r#"{"secret_ttl_secs": 600, "allowed_origins": ["https://h5.example.com"]}"#,
+        )
+        .unwrap();
+        assert!(c.allows("https://h5.example.com"));
+        assert!(!c.allows("https://h5.example.com.evil.cn"));
+        assert!(serde_json::from_str::<ClientAccess>(r#"{"secret_ttl_secs": 0}"#).is_err());
+        assert!(
+            serde_json::from_str::<ClientAccess>(r#"{"allowed_origins": ["https://x.cn/"]}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_limiter_allows_a_burst_then_the_rate_per_order() {
+        let l = Limiter::default();
+        let a = OrderId::parse("ABCDEFGHIJKLMNOPQRST").unwrap();
+        let b = OrderId::parse("ABCDEFGHIJKLMNOPQRSZ").unwrap();
+        let t0 = Timestamp::from_millis(1_700_000_000_000);
+        for i in 0..10 {
+            assert!(l.take(&a, t0), "request {i} of the burst");
+        }
+        assert!(!l.take(&a, t0), "the 11th at once");
+        assert!(l.take(&b, t0), "another order has its own bucket");
+        let later = t0.plus(Duration::from_millis(1_100));
+        assert!(l.take(&a, later), "one more a second later");
+        assert!(!l.take(&a, later));
+    }
+
+    #[test]
+    fn the_bearer_token_is_read_case_insensitively_and_nothing_else_counts() {
+        let req = |v: &str| ApiRequest {
+            method: "GET".into(),
+            path: "/".into(),
+            raw_query: String::new(),
+            headers: vec![("authorization".into(), v.into())],
+            body: Vec::new(),
+        };
+        assert_eq!(bearer(&req("Bearer rcs1_x")), Some("rcs1_x"));
+        assert_eq!(bearer(&req("bearer  rcs1_x ")), Some("rcs1_x"));
+        assert_eq!(bearer(&req("Basic abc")), None);
+        assert_eq!(bearer(&req("Bearer ")), None);
+        assert_eq!(bearer(&req("rcs1_x")), None);
+    }
+}
