@@ -11,6 +11,7 @@
 //! | `POST /ops/orders/{order_id}/resolve` | an operator's outcome, with evidence | 1 GetItem + 1 TransactWriteItems (+ notification) |
 //! | `POST /ops/orders/{order_id}/notify` | redeliver the merchant notification now | 1 GetItem (+ 1 write when acknowledged) |
 //! | `GET /ops/notifications?abandoned=true` | abandoned notifications | 1 Query per shard per page |
+//! | `GET /ops/balances` | last known balance of every provider account | 1 Query (the balance partition) |
 //!
 //! Every change goes through the state machine (`recharge_core::apply`) as any other event: an operator's
 //! outcome is an `Event::Outcome` with `Source::Operator`, audited with who, why and the evidence.
@@ -57,6 +58,7 @@ pub const OPS_ROUTES: &[(&str, &str)] = &[
     ("POST", "/ops/orders/{order_id}/resolve"),
     ("POST", "/ops/orders/{order_id}/notify"),
     ("GET", "/ops/notifications"),
+    ("GET", "/ops/balances"),
 ];
 
 const DEFAULT_PAGE: usize = 50;
@@ -91,7 +93,11 @@ async fn route(
             redeliver(state, order_of(state, id).await?, principal).await
         }
         ("GET", ["ops", "notifications"]) => abandoned_notifications(state, &params).await,
-        (_, ["ops", "orders"] | ["ops", "orders", _] | ["ops", "notifications"])
+        ("GET", ["ops", "balances"]) => Ok(ApiResponse::json(
+            200,
+            &crate::orders::balances_json(state).await?,
+        )),
+        (_, ["ops", "orders" | "notifications" | "balances"] | ["ops", "orders", _])
         | (_, ["ops", "orders", _, "query" | "resolve" | "notify"]) => {
             Err(ApiError::MethodNotAllowed)
         }

@@ -375,6 +375,12 @@ pub async fn balances(state: &AppState, caller: &Caller) -> Result<ApiResponse, 
             "balances are visible to admin apps only",
         ));
     }
+    Ok(ApiResponse::json(200, &balances_json(state).await?))
+}
+
+/// The last known balance, threshold and routing switch of every provider account (merchant admin apps and
+/// `GET /ops/balances`).
+pub async fn balances_json(state: &AppState) -> Result<serde_json::Value, ApiError> {
     let known = state.balances.balances().await?;
     let accounts: Vec<_> = state
         .providers
@@ -396,5 +402,5 @@ pub async fn balances(state: &AppState, caller: &Caller) -> Result<ApiResponse, 
             })
         })
         .collect();
-    Ok(ApiResponse::json(200, &json!({ "accounts": accounts })))
+    Ok(json!({ "accounts": accounts }))
 }

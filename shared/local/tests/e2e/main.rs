@@ -10,6 +10,7 @@
 
 mod browser;
 mod callbacks;
+mod cli;
 mod client_routes;
 mod crash;
 mod helpers;
