@@ -317,12 +317,16 @@ pub async fn advance(state: &AppState, order: Order) -> Result<Order, StoreError
             .map(|a| a.route().provider_account.clone())
             .collect();
         let balances = state.known_balances().await;
+        let controls = state.account_controls().await;
         let decision = routing::choose(
             &state.catalog,
             product,
             carrier,
             &tried,
-            &state.providers,
+            &crate::state::RuntimeAccounts {
+                providers: &state.providers,
+                controls: &controls,
+            },
             &balances,
         );
         tracing::info!(order_id = %order.id(), skipped = ?decision.skipped, chosen = ?decision.route.as_ref().map(|r| r.provider_account.to_string()), "failover routing");

@@ -12,6 +12,8 @@
 //! | `POST /ops/orders/{order_id}/notify` | redeliver the merchant notification now | 1 GetItem (+ 1 write when acknowledged) |
 //! | `GET /ops/notifications?abandoned=true` | abandoned notifications | 1 Query per shard per page |
 //! | `GET /ops/balances` | last known balance of every provider account | 1 Query (the balance partition) |
+//! | `GET /ops/accounts`, `GET /ops/accounts/{id}` | every account's runtime control | 1 Query (the config partition) + 1 Query (balances) |
+//! | `PUT /ops/accounts/{id}` | enable, disable, drain; thresholds; code overrides | 1 Query + 1 PutItem |
 //!
 //! Every change goes through the state machine (`recharge_core::apply`) as any other event: an operator's
 //! outcome is an `Event::Outcome` with `Source::Operator`, audited with who, why and the evidence.
@@ -23,7 +25,7 @@ use crate::notify::Delivery;
 use crate::state::AppState;
 use crate::view::{OrderView, merchant_failure, rfc3339};
 use recharge_core::mask::mask;
-use recharge_core::store::{OrderFilter, OrderSummary, valid_cursor};
+use recharge_core::store::{AccountControl, AccountMode, OrderFilter, OrderSummary, valid_cursor};
 use recharge_core::{
     AppId, AttemptId, AttemptNo, AttemptState, Attention, Event, Fen, MerchantOrderNo, Order,
     OrderId, Outcome, ProviderAccountId, PublicStatus, Reason, Refusal, Source, Timestamp,
@@ -59,6 +61,9 @@ pub const OPS_ROUTES: &[(&str, &str)] = &[
     ("POST", "/ops/orders/{order_id}/notify"),
     ("GET", "/ops/notifications"),
     ("GET", "/ops/balances"),
+    ("GET", "/ops/accounts"),
+    ("GET", "/ops/accounts/{provider_account}"),
+    ("PUT", "/ops/accounts/{provider_account}"),
 ];
 
 const DEFAULT_PAGE: usize = 50;
@@ -93,11 +98,18 @@ async fn route(
             redeliver(state, order_of(state, id).await?, principal).await
         }
         ("GET", ["ops", "notifications"]) => abandoned_notifications(state, &params).await,
+        ("GET", ["ops", "accounts"]) => list_accounts(state).await,
+        ("GET", ["ops", "accounts", id]) => show_account(state, id).await,
+        ("PUT", ["ops", "accounts", id]) => put_account(state, id, &req.body, principal).await,
         ("GET", ["ops", "balances"]) => Ok(ApiResponse::json(
             200,
             &crate::orders::balances_json(state).await?,
         )),
-        (_, ["ops", "orders" | "notifications" | "balances"] | ["ops", "orders", _])
+        (
+            _,
+            ["ops", "orders" | "notifications" | "balances" | "accounts"]
+            | ["ops", "orders" | "accounts", _],
+        )
         | (_, ["ops", "orders", _, "query" | "resolve" | "notify"]) => {
             Err(ApiError::MethodNotAllowed)
         }
@@ -672,6 +684,157 @@ async fn redeliver(
             "order": ops_view(&order, state.clock.now()),
         }),
     ))
+}
+
+fn account_json(
+    state: &AppState,
+    controls: &std::collections::HashMap<ProviderAccountId, AccountControl>,
+    balances: &[recharge_core::store::BalanceSnapshot],
+    id: &ProviderAccountId,
+) -> Option<Value> {
+    let provider = state.providers.get(id)?;
+    let control = controls.get(id);
+    let settings = state.effective_settings(controls, id);
+    let balance = balances.iter().find(|b| &b.account == id);
+    Some(json!({
+        "provider_account": id.as_str(),
+        "protocol": provider.account.protocol.as_str(),
+        "mode": control.map_or(if settings.enabled { "enabled" } else { "disabled" }, |c| c.mode.as_str()),
+        "takes_new_orders": settings.enabled,
+        "catalog_enabled": state.catalog.settings(id).enabled,
+        "low_balance_fen": settings.low_balance_fen,
+        "escalate_after_secs": control.and_then(|c| c.escalate_after_secs),
+        "code_overrides": control.and_then(|c| c.code_overrides.clone()),
+        "updated_at": control.map(|c| rfc3339(c.updated_at)),
+        "updated_by": control.map(|c| c.updated_by.clone()),
+        "balance_fen": balance.map(|b| b.balance.get()),
+        "balance_checked_at": balance.map(|b| rfc3339(b.at)),
+    }))
+}
+
+/// `GET /ops/accounts`: every loaded provider account with its runtime control, read fresh from the store.
+async fn list_accounts(state: &AppState) -> Result<ApiResponse, ApiError> {
+    let controls = fresh_controls(state).await?;
+    let balances = state.balances.balances().await?;
+    let accounts: Vec<Value> = state
+        .providers
+        .iter()
+        .filter_map(|p| account_json(state, &controls, &balances, &p.account.id))
+        .collect();
+    Ok(ApiResponse::json(200, &json!({ "accounts": accounts })))
+}
+
+async fn fresh_controls(
+    state: &AppState,
+) -> Result<std::collections::HashMap<ProviderAccountId, AccountControl>, ApiError> {
+    Ok(state
+        .balances
+        .account_controls()
+        .await?
+        .into_iter()
+        .map(|c| (c.account.clone(), c))
+        .collect())
+}
+
+fn account_id(state: &AppState, id: &str) -> Result<ProviderAccountId, ApiError> {
+    ProviderAccountId::parse(id)
+        .ok()
+        .filter(|a| state.providers.get(a).is_some())
+        .ok_or_else(|| {
+            ApiError::bad_request("unknown_account", format!("no provider account {id}"))
+        })
+}
+
+/// `GET /ops/accounts/{id}`.
+async fn show_account(state: &AppState, id: &str) -> Result<ApiResponse, ApiError> {
+    let id = account_id(state, id)?;
+    let controls = fresh_controls(state).await?;
+    let balances = state.balances.balances().await?;
+    let view = account_json(state, &controls, &balances, &id).unwrap_or(Value::Null);
+    Ok(ApiResponse::json(200, &json!({ "account": view })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountBody {
+    #[serde(default)]
+    mode: Option<AccountMode>,
+    #[serde(default)]
+    low_balance_fen: Option<i64>,
+    #[serde(default)]
+    escalate_after_secs: Option<u64>,
+    /// Code-table overrides of the account's protocol (shape defined with the code tables); `null` clears.
+    #[serde(default)]
+    code_overrides: Option<Value>,
+    operator: String,
+}
+
+/// `PUT /ops/accounts/{id}`: changes the given fields of the account's control; every function sees it
+/// within its control cache's TTL (30 s), with no deploy.
+async fn put_account(
+    state: &AppState,
+    id: &str,
+    body: &[u8],
+    principal: &Principal,
+) -> Result<ApiResponse, ApiError> {
+    let id = account_id(state, id)?;
+    let req: AccountBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+    let operator = text_field("operator", &req.operator, 64)?;
+    if req.low_balance_fen.is_some_and(|f| f < 0) {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "low_balance_fen: 0 or more",
+        ));
+    }
+    if req.escalate_after_secs.is_some_and(|s| s < 60) {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "escalate_after_secs: 60 or more",
+        ));
+    }
+    let controls = fresh_controls(state).await?;
+    let previous = controls.get(&id);
+    let catalog = state.catalog.settings(&id);
+    let control = AccountControl {
+        account: id.clone(),
+        mode: req
+            .mode
+            .or(previous.map(|c| c.mode))
+            .unwrap_or(if catalog.enabled {
+                AccountMode::Enabled
+            } else {
+                AccountMode::Disabled
+            }),
+        low_balance_fen: req
+            .low_balance_fen
+            .or(previous.and_then(|c| c.low_balance_fen)),
+        escalate_after_secs: req
+            .escalate_after_secs
+            .or(previous.and_then(|c| c.escalate_after_secs)),
+        code_overrides: match req.code_overrides {
+            Some(Value::Null) => None,
+            Some(v) => Some(v),
+            None => previous.and_then(|c| c.code_overrides.clone()),
+        },
+        updated_at: state.clock.now(),
+        updated_by: format!("{operator} ({})", principal.name()),
+    };
+    state.balances.put_account_control(&control).await?;
+    state.forget_controls();
+    tracing::warn!(
+        alert = "account_control",
+        provider_account = %id,
+        mode = control.mode.as_str(),
+        operator = %operator,
+        principal = %principal.name(),
+        "provider account control changed"
+    );
+    let mut controls = controls;
+    controls.insert(id.clone(), control);
+    let balances = state.balances.balances().await?;
+    let view = account_json(state, &controls, &balances, &id).unwrap_or(Value::Null);
+    Ok(ApiResponse::json(200, &json!({ "account": view })))
 }
 
 #[cfg(test)]

@@ -38,6 +38,9 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/ops/orders/{order_id}/notify", "ops"),
     ("GET", "/ops/notifications", "ops"),
     ("GET", "/ops/balances", "ops"),
+    ("GET", "/ops/accounts", "ops"),
+    ("GET", "/ops/accounts/{provider_account}", "ops"),
+    ("PUT", "/ops/accounts/{provider_account}", "ops"),
     // ---- client routes (issue 18): client secret only, CORS for 公众号 H5 pages -------------------------
     ("GET", "/v1/client/orders/{order_id}", "order-status"),
     ("OPTIONS", "/v1/client/orders/{order_id}", "order-status"),

@@ -14,8 +14,8 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use recharge_core::store::{
-    AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderFilter, OrderPage,
-    OrderStore, OrderSummary, Replaced, StoreError, sort_key, valid_cursor,
+    AccountControl, AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderFilter,
+    OrderPage, OrderStore, OrderSummary, Replaced, StoreError, sort_key, valid_cursor,
 };
 use recharge_core::{
     AppId, Attention, Fen, Order, OrderId, ProductCode, ProviderAccountId, PublicStatus, Timestamp,
@@ -52,6 +52,10 @@ pub mod attr {
 
 /// Balance snapshots share one partition: a handful of provider accounts, read together by routing.
 const BALANCE_PK: &str = "BALANCE";
+/// Operators' runtime configuration (DESIGN §11): one partition, read whole by every function's cache. Only
+/// the ops function's IAM policy may write it (`dynamodb:LeadingKeys`, infra/template.yaml).
+pub const CONFIG_PK: &str = "CONFIG";
+const ACCOUNT_CONTROL_PREFIX: &str = "ACCOUNT#";
 
 const ORDER_SK: &str = "ORDER";
 /// The client verification counter of an order (issue 18), beside its order item.
@@ -782,5 +786,62 @@ impl BalanceStore for DynamoOrderStore {
             }
         }
         Ok(all)
+    }
+
+    async fn account_controls(&self) -> Result<Vec<AccountControl>, StoreError> {
+        let mut all = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :a)")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(":pk", AttributeValue::S(CONFIG_PK.into()))
+                .expression_attribute_values(":a", AttributeValue::S(ACCOUNT_CONTROL_PREFIX.into()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("account_controls", e))?;
+            for item in out.items() {
+                match item.get(attr::DOC) {
+                    Some(AttributeValue::S(doc)) => match serde_json::from_str(doc) {
+                        Ok(c) => all.push(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "skipping an unreadable account control")
+                        }
+                    },
+                    _ => tracing::warn!("skipping an account control without a doc"),
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        all.sort_by(|a: &AccountControl, b| a.account.cmp(&b.account));
+        Ok(all)
+    }
+
+    async fn put_account_control(&self, control: &AccountControl) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(control).map_err(|e| StoreError::Corrupt {
+            order_id: String::new(),
+            reason: e.to_string(),
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(attr::PK, AttributeValue::S(CONFIG_PK.into()))
+            .item(
+                attr::SK,
+                AttributeValue::S(format!("{ACCOUNT_CONTROL_PREFIX}{}", control.account)),
+            )
+            .item(attr::DOC, AttributeValue::S(doc))
+            .send()
+            .await
+            .map_err(|e| unavailable("put_account_control", e))?;
+        Ok(())
     }
 }

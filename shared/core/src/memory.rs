@@ -5,8 +5,8 @@ use crate::ids::OrderId;
 use crate::ids::ProviderAccountId;
 use crate::order::Order;
 use crate::store::{
-    AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderFilter, OrderPage,
-    OrderStore, OrderSummary, Replaced, StoreError, valid_cursor,
+    AccountControl, AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderFilter,
+    OrderPage, OrderStore, OrderSummary, Replaced, StoreError, valid_cursor,
 };
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -18,6 +18,7 @@ struct Inner {
     orders: HashMap<OrderId, Order>,
     audit: HashMap<OrderId, Vec<AuditEntry>>,
     balances: HashMap<ProviderAccountId, BalanceSnapshot>,
+    controls: HashMap<ProviderAccountId, AccountControl>,
     /// The sparse due index, one sorted set per shard, kept in step with `orders` on every write (a scan of
     /// every order per sweep tick held the lock long enough to throttle creates).
     due: Vec<BTreeSet<(Timestamp, OrderId)>>,
@@ -227,6 +228,19 @@ impl BalanceStore for InMemoryOrderStore {
         let mut all: Vec<BalanceSnapshot> = self.lock().balances.values().cloned().collect();
         all.sort_by(|a, b| a.account.cmp(&b.account));
         Ok(all)
+    }
+
+    async fn account_controls(&self) -> Result<Vec<AccountControl>, StoreError> {
+        let mut all: Vec<AccountControl> = self.lock().controls.values().cloned().collect();
+        all.sort_by(|a, b| a.account.cmp(&b.account));
+        Ok(all)
+    }
+
+    async fn put_account_control(&self, control: &AccountControl) -> Result<(), StoreError> {
+        self.lock()
+            .controls
+            .insert(control.account.clone(), control.clone());
+        Ok(())
     }
 }
 

@@ -264,6 +264,55 @@ pub struct BalanceSnapshot {
     pub at: Timestamp,
 }
 
+/// Whether routing may send new orders to a provider account (DESIGN §11: runtime control, no deploy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountMode {
+    Enabled,
+    /// Switched off: no new orders and no balance checks. Open attempts are still followed to the end (one
+    /// may still deliver).
+    Disabled,
+    /// No new orders; open ones continue as usual (balance checks too).
+    Draining,
+}
+
+impl AccountMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountMode::Enabled => "enabled",
+            AccountMode::Disabled => "disabled",
+            AccountMode::Draining => "draining",
+        }
+    }
+
+    /// Routing may open new attempts on the account.
+    pub fn takes_new_orders(self) -> bool {
+        match self {
+            AccountMode::Enabled => true,
+            AccountMode::Disabled | AccountMode::Draining => false,
+        }
+    }
+}
+
+/// An operator's runtime settings of one provider account, stored beside its balance and read by every function
+/// through a short cache. Absent fields keep the deployed configuration's value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountControl {
+    pub account: ProviderAccountId,
+    pub mode: AccountMode,
+    #[serde(default)]
+    pub low_balance_fen: Option<i64>,
+    /// Escalation limit of new orders routed to the account (DESIGN §11), instead of the product kind's.
+    #[serde(default)]
+    pub escalate_after_secs: Option<u64>,
+    /// Code-table overrides of the account's protocol (issue 11 defines their shape), kept as given.
+    #[serde(default)]
+    pub code_overrides: Option<serde_json::Value>,
+    pub updated_at: Timestamp,
+    /// Who changed it last (an operator's name and principal).
+    pub updated_by: String,
+}
+
 /// Where balance snapshots live.
 #[async_trait]
 pub trait BalanceStore: Send + Sync + std::fmt::Debug {
@@ -273,6 +322,12 @@ pub trait BalanceStore: Send + Sync + std::fmt::Debug {
 
     /// The latest snapshot of every account: one query.
     async fn balances(&self) -> Result<Vec<BalanceSnapshot>, StoreError>;
+
+    /// Every account's runtime control record (accounts never changed have none): one query.
+    async fn account_controls(&self) -> Result<Vec<AccountControl>, StoreError>;
+
+    /// Stores one account's control record, replacing the previous one: one write.
+    async fn put_account_control(&self, control: &AccountControl) -> Result<(), StoreError>;
 }
 
 /// The result of `record`.

@@ -249,6 +249,7 @@ impl LocalStack {
         settings.local_mode = options.local_mode;
         settings.time_scale = options.time_scale;
         settings.balance_cache_ttl = Duration::from_secs(1);
+        settings.control_cache_ttl = Duration::from_secs(1);
         settings.client_key_secret = Some(CLIENT_KEY_SECRET.to_owned());
         let state = Arc::new(AppState::new(Parts {
             store,

@@ -10,6 +10,7 @@
 //!   orders notify <order_id>
 //!   notifications                       abandoned merchant notifications
 //!   balances                            last known provider balances
+//!   accounts list | show A | enable A | disable A | drain A --operator O | set A --operator O [--low-balance-fen N] [--escalate-after-secs S]
 //! ```
 //!
 //! Authentication: against the local stack, an admin app's HMAC signature (`--app`/`--secret`, or
@@ -67,6 +68,46 @@ pub enum Command {
     },
     /// Last known provider balances.
     Balances,
+    /// Provider accounts: runtime control with no deploy (every function sees a change within 60 s).
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Every provider account with its mode, thresholds and balance.
+    List,
+    Show {
+        account: String,
+    },
+    /// Route new orders to it again.
+    Enable {
+        account: String,
+        #[arg(long)]
+        operator: String,
+    },
+    /// No new orders and no balance checks; open orders are still followed to the end.
+    Disable {
+        account: String,
+        #[arg(long)]
+        operator: String,
+    },
+    /// No new orders; open ones continue.
+    Drain {
+        account: String,
+        #[arg(long)]
+        operator: String,
+    },
+    /// Change thresholds: the low-balance alarm, the escalation limit of new orders.
+    Set {
+        account: String,
+        #[arg(long)]
+        operator: String,
+        #[arg(long)]
+        low_balance_fen: Option<i64>,
+        #[arg(long)]
+        escalate_after_secs: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -629,6 +670,46 @@ pub async fn run(client: &OpsClient, command: &Command) -> Result<Output, CliErr
             let text = orders_table(v["orders"].as_array().map(Vec::as_slice).unwrap_or(&[]));
             Ok(Output { json: v, text })
         }
+        Command::Accounts(AccountsCommand::List) => {
+            let v = client.send("GET", "/ops/accounts", b"").await?;
+            let text = accounts_table(v["accounts"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            Ok(Output { json: v, text })
+        }
+        Command::Accounts(AccountsCommand::Show { account }) => {
+            let v = client
+                .send("GET", &format!("/ops/accounts/{}", enc(account)), b"")
+                .await?;
+            let text = accounts_table(std::slice::from_ref(&v["account"]));
+            Ok(Output { json: v, text })
+        }
+        Command::Accounts(
+            AccountsCommand::Enable { account, operator }
+            | AccountsCommand::Disable { account, operator }
+            | AccountsCommand::Drain { account, operator },
+        ) => {
+            let mode = match command {
+                Command::Accounts(AccountsCommand::Enable { .. }) => "enabled",
+                Command::Accounts(AccountsCommand::Disable { .. }) => "disabled",
+                _ => "draining",
+            };
+            let body = json!({"mode": mode, "operator": operator});
+            put_account(client, account, &body).await
+        }
+        Command::Accounts(AccountsCommand::Set {
+            account,
+            operator,
+            low_balance_fen,
+            escalate_after_secs,
+        }) => {
+            let mut body = json!({"operator": operator});
+            if let Some(f) = low_balance_fen {
+                body["low_balance_fen"] = json!(f);
+            }
+            if let Some(secs) = escalate_after_secs {
+                body["escalate_after_secs"] = json!(secs);
+            }
+            put_account(client, account, &body).await
+        }
         Command::Balances => {
             let v = client.send("GET", "/ops/balances", b"").await?;
             let rows: Vec<Vec<String>> = v["accounts"]
@@ -665,6 +746,52 @@ pub async fn run(client: &OpsClient, command: &Command) -> Result<Output, CliErr
             Ok(Output { json: v, text })
         }
     }
+}
+
+async fn put_account(client: &OpsClient, account: &str, body: &Value) -> Result<Output, CliError> {
+    let v = client
+        .send(
+            "PUT",
+            &format!("/ops/accounts/{}", enc(account)),
+            body.to_string().as_bytes(),
+        )
+        .await?;
+    let text = format!(
+        "{} is {} (every function follows within 60 s)\n{}",
+        s(&v["account"]["provider_account"]),
+        s(&v["account"]["mode"]),
+        accounts_table(std::slice::from_ref(&v["account"]))
+    );
+    Ok(Output { json: v, text })
+}
+
+fn accounts_table(accounts: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = accounts
+        .iter()
+        .map(|a| {
+            vec![
+                s(&a["provider_account"]),
+                s(&a["protocol"]),
+                s(&a["mode"]),
+                s(&a["balance_fen"]),
+                s(&a["low_balance_fen"]),
+                s(&a["escalate_after_secs"]),
+                s(&a["updated_by"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ACCOUNT",
+            "PROTOCOL",
+            "MODE",
+            "BALANCE FEN",
+            "LOW BELOW",
+            "ESCALATE S",
+            "CHANGED BY",
+        ],
+        &rows,
+    )
 }
 
 /// Builds the client the flags ask for.
@@ -812,6 +939,24 @@ mod tests {
                 "balances",
             ],
             vec!["recharge-ops", "notifications"],
+            vec![
+                "recharge-ops",
+                "accounts",
+                "disable",
+                "wikeyun-main",
+                "--operator",
+                "dave",
+            ],
+            vec![
+                "recharge-ops",
+                "accounts",
+                "set",
+                "x",
+                "--operator",
+                "d",
+                "--low-balance-fen",
+                "5",
+            ],
         ] {
             assert!(Cli::try_parse_from(args.clone()).is_ok(), "{args:?}");
         }

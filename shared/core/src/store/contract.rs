@@ -803,6 +803,36 @@ pub async fn balances_of_every_account_come_back_together(
     }
 }
 
+pub async fn account_controls_are_stored_replaced_and_listed_together(
+    store: Arc<dyn crate::store::BalanceStore>,
+) {
+    use crate::store::{AccountControl, AccountMode};
+    let account = ProviderAccountId::parse(fresh_app("ctl").as_str()).unwrap();
+    let mut control = AccountControl {
+        account: account.clone(),
+        mode: AccountMode::Disabled,
+        low_balance_fen: Some(50_000),
+        escalate_after_secs: Some(600),
+        code_overrides: Some(serde_json::json!({"query": {"9": "unknown"}})),
+        updated_at: T0,
+        updated_by: "alice (app:ops)".into(),
+    };
+    store.put_account_control(&control).await.unwrap();
+    let mine = |all: Vec<AccountControl>| {
+        all.into_iter()
+            .filter(|c| c.account == account)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        mine(store.account_controls().await.unwrap()),
+        vec![control.clone()]
+    );
+    control.mode = AccountMode::Draining;
+    control.code_overrides = None;
+    store.put_account_control(&control).await.unwrap();
+    assert_eq!(mine(store.account_controls().await.unwrap()), vec![control]);
+}
+
 /// Expands to one `#[tokio::test]` per balance-store contract case.
 #[macro_export]
 macro_rules! balance_store_contract {
@@ -810,6 +840,7 @@ macro_rules! balance_store_contract {
         $crate::order_store_contract!(@cases_balance $factory;
             a_newer_balance_replaces_an_older_one_and_not_the_reverse,
             balances_of_every_account_come_back_together,
+            account_controls_are_stored_replaced_and_listed_together,
         );
     };
 }

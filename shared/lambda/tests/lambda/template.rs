@@ -330,3 +330,61 @@ fn the_operator_queue_metric_has_an_alarm_and_the_sweep_may_count_it() {
     let text = reconcile["Properties"]["Policies"].to_string();
     assert!(text.contains("/index/attention"), "{text}");
 }
+
+#[test]
+fn only_the_ops_function_may_write_the_operators_configuration() {
+    // One table: every other function's DynamoDB writes are limited by partition key, and none reaches CONFIG.
+    let t = template();
+    let writes = [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:TransactWriteItems",
+        "dynamodb:BatchWriteItem",
+    ];
+    let mut ops_writes_config = false;
+    for (name, f) in resources_of(&t, "AWS::Serverless::Function") {
+        for p in f["Properties"]["Policies"].as_array().unwrap() {
+            for s in p["Statement"].as_array().unwrap() {
+                let actions: Vec<String> = match &s["Action"] {
+                    Value::String(a) => vec![a.clone()],
+                    Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
+                    other => panic!("{name}: {other}"),
+                };
+                if !actions.iter().any(|a| writes.contains(&a.as_str())) {
+                    continue;
+                }
+                let cond = &s["Condition"];
+                let keys: Vec<String> = ["ForAllValues:StringLike", "ForAllValues:StringEquals"]
+                    .iter()
+                    .flat_map(|op| {
+                        cond[op]["dynamodb:LeadingKeys"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect();
+                if binary(&f) == "ops" {
+                    ops_writes_config |= keys.iter().any(|k| k == "CONFIG");
+                    continue;
+                }
+                assert!(
+                    !keys.is_empty(),
+                    "{name}: {actions:?} without a dynamodb:LeadingKeys condition"
+                );
+                for k in &keys {
+                    assert!(
+                        !k.starts_with("CONFIG") && k != "*",
+                        "{name}: may write {k}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        ops_writes_config,
+        "the ops function writes the CONFIG partition"
+    );
+    assert_eq!(recharge_aws::dynamo::CONFIG_PK, "CONFIG");
+}

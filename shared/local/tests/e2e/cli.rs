@@ -225,3 +225,102 @@ async fn the_cli_queries_notifies_and_shows_balances() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn an_account_disabled_through_the_cli_sends_the_next_order_to_the_backup_route() {
+    let h = Harness::start().await;
+    let demo = h.demo();
+    let first_route =
+        |order: &recharge_core::Order| order.attempts()[0].route().provider_account.to_string();
+    let no = order_no("cli-before");
+    assert_eq!(
+        demo.create_order(
+            &json!({"merchant_order_no": no, "product_code": "mobile.100",
+                                          "account": "13800138000"})
+        )
+        .await
+        .unwrap()
+        .status,
+        201
+    );
+    assert_eq!(first_route(&h.stored("demo", &no).await), "wikeyun-main");
+
+    let disabled = cli(
+        &h,
+        &["accounts", "disable", "wikeyun-main", "--operator", "dave"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        disabled.json["account"]["mode"], "disabled",
+        "{}",
+        disabled.json
+    );
+    assert!(
+        disabled.text.contains("wikeyun-main is disabled"),
+        "{}",
+        disabled.text
+    );
+    let changed = std::time::Instant::now();
+    // No restart: the stack's functions see the change through their control cache (60 s at most).
+    let routed = poll_async(Duration::from_secs(60), "an order on the backup route", || async {
+        let no = order_no("cli-after");
+        let r = demo
+            .create_order(&json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800138000"}))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.body);
+        let route = first_route(&h.stored("demo", &no).await);
+        (route == "suka-backup").then_some(no)
+    })
+    .await;
+    assert!(changed.elapsed() < Duration::from_secs(60));
+    wait_status(&demo, &routed, "succeeded", Duration::from_secs(20)).await;
+    // The single-route product has nowhere to go.
+    let single = demo
+        .create_order(&json!({"merchant_order_no": order_no("cli-single"), "product_code": "mobile.single.100",
+                              "account": "13800138000"}))
+        .await
+        .unwrap();
+    assert_eq!(single.status, 422, "{}", single.body);
+    assert_eq!(single.body["error"]["code"], "no_route");
+
+    let listed = cli(&h, &["accounts", "list"]).await.unwrap();
+    let row = listed
+        .text
+        .lines()
+        .find(|l| l.starts_with("wikeyun-main"))
+        .unwrap();
+    assert!(
+        row.contains("disabled") && row.contains("dave (app:ops)"),
+        "{row}"
+    );
+    // Drained, then enabled again: routing comes back to it.
+    let drained = cli(
+        &h,
+        &["accounts", "drain", "wikeyun-main", "--operator", "dave"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(drained.json["account"]["takes_new_orders"], false);
+    cli(
+        &h,
+        &["accounts", "enable", "wikeyun-main", "--operator", "dave"],
+    )
+    .await
+    .unwrap();
+    poll_async(Duration::from_secs(60), "an order on the first route again", || async {
+        let no = order_no("cli-back");
+        demo.create_order(&json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800138000"}))
+            .await
+            .unwrap();
+        (first_route(&h.stored("demo", &no).await) == "wikeyun-main").then_some(())
+    })
+    .await;
+    match cli(&h, &["accounts", "disable", "nobody", "--operator", "dave"]).await {
+        Err(CliError::Api { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (400, "unknown_account"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
