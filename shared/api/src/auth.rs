@@ -111,6 +111,13 @@ pub fn hmac_hex(secret: &[u8], message: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
 }
 
+/// Whether a merchant timestamp is within ±[`MAX_SKEW_SECS`] of the server clock. `abs_diff` works in `u64`,
+/// so no pair of `i64`s can overflow it: `now − 2^63` is 2^63 seconds away, not a wrapped small number (a
+/// plain subtraction wraps in release builds and panics in debug builds).
+pub fn within_window(now_secs: i64, ts_secs: i64) -> bool {
+    now_secs.abs_diff(ts_secs) <= MAX_SKEW_SECS.unsigned_abs()
+}
+
 fn valid_nonce(n: &str) -> bool {
     (8..=64).contains(&n.len())
         && n.bytes()
@@ -144,7 +151,7 @@ pub async fn authenticate(
     let ts_secs: i64 = ts.parse().map_err(|_| {
         ApiError::unauthorized("invalid_timestamp", "timestamp must be unix seconds")
     })?;
-    if (now.seconds() - ts_secs).abs() > MAX_SKEW_SECS {
+    if !within_window(now.seconds(), ts_secs) {
         return Err(ApiError::unauthorized(
             "stale_timestamp",
             format!("timestamp is more than {MAX_SKEW_SECS} s from the server clock"),
@@ -332,6 +339,45 @@ mod tests {
             code(authenticate(&bad_ts, &apps, &secrets, NOW).await),
             "invalid_timestamp"
         );
+    }
+
+    #[tokio::test]
+    async fn a_timestamp_at_the_far_end_of_i64_is_stale_not_an_overflow() {
+        let (apps, secrets) = apps();
+        let code = |r: Result<Caller, ApiError>| r.unwrap_err().code();
+        // now − 2^63 wrapped to a small difference before the window check used abs_diff.
+        for ts in [i64::MIN, i64::MAX, NOW.seconds().wrapping_sub(i64::MIN)] {
+            let req = signed("demo-secret", ts, b"{}");
+            assert_eq!(
+                code(authenticate(&req, &apps, &secrets, NOW).await),
+                "stale_timestamp",
+                "{ts}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn the_window_check_agrees_with_exact_arithmetic_over_all_of_i64(
+            now in proptest::num::i64::ANY,
+            ts in proptest::num::i64::ANY,
+        ) {
+            let exact = (i128::from(now) - i128::from(ts)).abs() <= i128::from(MAX_SKEW_SECS);
+            proptest::prop_assert_eq!(within_window(now, ts), exact);
+        }
+
+        #[test]
+        fn the_window_check_agrees_near_its_edges_anywhere_in_i64(
+            now in proptest::num::i64::ANY,
+            delta in -400i64..=400,
+        ) {
+            let ts = now.saturating_add(delta);
+            let exact = (i128::from(now) - i128::from(ts)).abs() <= i128::from(MAX_SKEW_SECS);
+            proptest::prop_assert_eq!(within_window(now, ts), exact);
+            proptest::prop_assert_eq!(within_window(ts, now), exact);
+        }
     }
 
     #[tokio::test]

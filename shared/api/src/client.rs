@@ -209,7 +209,14 @@ pub async fn handle(state: &AppState, route: ClientRoute<'_>, req: &ApiRequest) 
     }
     let mut resp = match serve(state, route, &method, origin, req).await {
         Ok(r) => r,
-        Err(e) => e.to_response(),
+        Err(e) => {
+            let mut r = e.to_response();
+            // The rate refills within a second; the attempt limit never does, so it gets no Retry-After.
+            if e.code() == "rate_limited" {
+                r.headers.push(("retry-after".to_owned(), "1".to_owned()));
+            }
+            r
+        }
     };
     if let Some(o) = known_origin {
         cors_headers(&mut resp, o);

@@ -33,42 +33,143 @@ pub fn signature(app_secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     hmac_hex(app_secret, &message)
 }
 
-/// Is this an address a merchant server can have? Refuses loopback, private, link-local (the metadata
-/// endpoint 169.254.169.254), CGNAT, unspecified, multicast, documentation and benchmark ranges, and their
-/// IPv4-mapped IPv6 forms.
-pub fn is_public(ip: IpAddr) -> bool {
+/// What an address is, for the notify-URL guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrClass {
+    /// Globally reachable unicast: a merchant server may live there.
+    Public,
+    /// 127.0.0.0/8, `::1`, or a loopback IPv4 address embedded in IPv6: allowed only in the local stack.
+    Loopback,
+    /// Anything else: private, link-local (the metadata endpoint), CGNAT, reserved, documentation, multicast,
+    /// special-purpose. Never a notification target.
+    Refused,
+}
+
+/// Classifies an address by the IANA special-purpose registries (IPv4 and IPv6, as of 2026). Every IPv6 form
+/// that carries an IPv4 address is classified by that IPv4 address (by each of them where it carries two), so
+/// no encoding of 169.254.169.254 or 10.0.0.1 passes:
+///
+/// | form | prefix | IPv4 bits |
+/// |---|---|---|
+/// | IPv4-compatible (deprecated, RFC 4291 §2.5.5.1) | `::/96` | 96–127 |
+/// | IPv4-mapped (RFC 4291 §2.5.5.2) | `::ffff:0:0/96` | 96–127 |
+/// | IPv4-translated (RFC 2765 SIIT) | `::ffff:0:0:0/96` | 96–127 |
+/// | NAT64 well-known prefix (RFC 6052) | `64:ff9b::/96` | 96–127 |
+/// | NAT64 local-use prefix (RFC 8215) | `64:ff9b:1::/48` | refused whole: not globally reachable |
+/// | 6to4 (RFC 3056) | `2002::/16` | 16–47 |
+/// | Teredo (RFC 4380) | `2001::/32` | server 32–63, client 96–127 inverted |
+///
+/// Native IPv6 must be in the global unicast space `2000::/3` (IANA's IPv6 address space: everything else,
+/// `100::/64` discard, `5f00::/16` SRv6, `fc00::/7`, `fe80::/10`, `fec0::/10`, `ff00::/8`, is not), and not in
+/// `2001::/23` (IETF protocol assignments: benchmarking, ORCHID, AMT, ...), `2001:db8::/32` or `3fff::/20`
+/// (documentation).
+pub fn classify(ip: IpAddr) -> AddrClass {
     match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            let seg0 = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg0 & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (seg0 & 0xffc0) == 0xfe80 // link local fe80::/10
-                || (seg0 == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
-                || v6 == Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0xa9fe, 0xa9fe))
-        }
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
     }
 }
 
-fn is_public_v4(ip: Ipv4Addr) -> bool {
+/// Is this an address a merchant server can have? (`classify(ip) == Public`.)
+pub fn is_public(ip: IpAddr) -> bool {
+    classify(ip) == AddrClass::Public
+}
+
+fn classify_v6(v6: Ipv6Addr) -> AddrClass {
+    let s = v6.segments();
+    let bits = u128::from(v6);
+    let low_v4 = Ipv4Addr::from((bits & 0xffff_ffff) as u32);
+    if v6 == Ipv6Addr::LOCALHOST {
+        return AddrClass::Loopback;
+    }
+    if v6.is_unspecified() {
+        return AddrClass::Refused;
+    }
+    // ::/96 (IPv4-compatible), ::ffff:0:0/96 (mapped), ::ffff:0:0:0/96 (SIIT translated).
+    if s[0..5] == [0; 5] && (s[5] == 0 || s[5] == 0xffff) {
+        return classify_v4(low_v4);
+    }
+    if s[0..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0 {
+        return classify_v4(low_v4);
+    }
+    // 64:ff9b::/96, the NAT64 well-known prefix: the gateway's NAT64 would connect to the embedded address.
+    if s[0..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return classify_v4(low_v4);
+    }
+    // 64:ff9b:1::/48, NAT64 local use (RFC 8215): not globally reachable whatever it embeds.
+    if s[0..3] == [0x64, 0xff9b, 1] {
+        return AddrClass::Refused;
+    }
+    // 2002::/16, 6to4: the IPv4 address of the 6to4 router is in bits 16..48.
+    if s[0] == 0x2002 {
+        let v4 = Ipv4Addr::from(((bits >> 80) & 0xffff_ffff) as u32);
+        return public_only(classify_v4(v4));
+    }
+    // 2001::/32, Teredo: the server's IPv4 in bits 32..64, the client's (inverted) in bits 96..128.
+    if s[0] == 0x2001 && s[1] == 0 {
+        let server = Ipv4Addr::from(((bits >> 64) & 0xffff_ffff) as u32);
+        let client = Ipv4Addr::from(!((bits & 0xffff_ffff) as u32));
+        return match (classify_v4(server), classify_v4(client)) {
+            (AddrClass::Public, AddrClass::Public) => AddrClass::Public,
+            _ => AddrClass::Refused,
+        };
+    }
+    let global_unicast = (s[0] & 0xe000) == 0x2000; // 2000::/3
+    let ietf_protocol = s[0] == 0x2001 && s[1] < 0x0200; // 2001::/23
+    // 2001:db8::/32 and 3fff::/20
+    let documentation = (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] == 0x3fff && s[1] < 0x1000);
+    if global_unicast && !ietf_protocol && !documentation {
+        AddrClass::Public
+    } else {
+        AddrClass::Refused
+    }
+}
+
+/// A tunnel to a loopback IPv4 address is not the local machine: only `Public` survives.
+fn public_only(c: AddrClass) -> AddrClass {
+    match c {
+        AddrClass::Public => AddrClass::Public,
+        AddrClass::Loopback | AddrClass::Refused => AddrClass::Refused,
+    }
+}
+
+/// The IANA IPv4 special-purpose registry, refusing also the few entries it marks globally reachable
+/// (192.0.0.9/10, AS112, AMT): no merchant server lives there.
+fn classify_v4(ip: Ipv4Addr) -> AddrClass {
     let o = ip.octets();
-    !(ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || ip.is_documentation()
-        || o[0] == 0
+    if o[0] == 127 {
+        return AddrClass::Loopback;
+    }
+    let refused = o[0] == 0 // "this network" 0/8
+        || o[0] == 10 // private
         || (o[0] == 100 && (64..=127).contains(&o[1])) // CGNAT 100.64/10
-        || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking
-        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-        || o[0] >= 240)
+        || (o[0] == 169 && o[1] == 254) // link local, the metadata endpoint
+        || (o[0] == 172 && (16..=31).contains(&o[1])) // private 172.16/12
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments 192.0.0/24
+        || (o[0] == 192 && o[1] == 0 && o[2] == 2) // TEST-NET-1
+        || (o[0] == 192 && o[1] == 31 && o[2] == 196) // AS112-v4
+        || (o[0] == 192 && o[1] == 52 && o[2] == 193) // AMT
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99) // 6to4 relay anycast (deprecated)
+        || (o[0] == 192 && o[1] == 168) // private
+        || (o[0] == 192 && o[1] == 175 && o[2] == 48) // AS112 direct delegation
+        || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking 198.18/15
+        || (o[0] == 198 && o[1] == 51 && o[2] == 100) // TEST-NET-2
+        || (o[0] == 203 && o[1] == 0 && o[2] == 113) // TEST-NET-3
+        || o[0] >= 224; // multicast 224/4, reserved 240/4, broadcast
+    if refused {
+        AddrClass::Refused
+    } else {
+        AddrClass::Public
+    }
+}
+
+/// May a notification go to `ip`? Public addresses always; loopback only in the local stack.
+pub fn allowed_target(ip: IpAddr, allow_loopback: bool) -> bool {
+    match classify(ip) {
+        AddrClass::Public => true,
+        AddrClass::Loopback => allow_loopback,
+        AddrClass::Refused => false,
+    }
 }
 
 /// Checks a notify URL at order creation. `allow_loopback` is the local stack's exception.
@@ -99,8 +200,7 @@ pub fn check_notify_url(url: &str, allow_loopback: bool) -> Result<reqwest::Url,
         }
     };
     if let Some(ip) = ip
-        && !is_public(ip)
-        && !(allow_loopback && ip.is_loopback())
+        && !allowed_target(ip, allow_loopback)
     {
         return Err("notify_url must point to a public address".into());
     }
@@ -123,20 +223,29 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
     async fn deliver(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> Delivery;
 }
 
-/// A DNS resolver that returns only public addresses, so a host name cannot be pointed at a private one.
+/// A DNS resolver that returns only the addresses the guard allows (public ones; in the local stack also
+/// loopback), so a host name cannot be pointed at a private one.
 #[derive(Debug, Clone, Copy)]
-struct PublicOnlyResolver;
+struct GuardedResolver {
+    allow_loopback: bool,
+}
 
-impl reqwest::dns::Resolve for PublicOnlyResolver {
+impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_loopback = self.allow_loopback;
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await?
-                .filter(|a| is_public(a.ip()))
+                .filter(|a| allowed_target(a.ip(), allow_loopback))
                 .collect();
             if addrs.is_empty() {
-                return Err(format!("{host} resolves to no public address").into());
+                let what = if allow_loopback {
+                    "public or loopback"
+                } else {
+                    "public"
+                };
+                return Err(format!("{host} resolves to no {what} address").into());
             }
             let iter: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(iter)
@@ -167,13 +276,13 @@ impl HttpNotifier {
         allow_loopback: bool,
     ) -> Result<HttpNotifier, NotifierSetupError> {
         // The process's shared TLS configuration: the root certificates are read once, not per client.
-        let mut builder = recharge_providers::tls::client_builder()?
+        // The resolver runs in local mode too: there it lets loopback through, and nothing else private.
+        let builder = recharge_providers::tls::client_builder()?
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
-            .user_agent("recharge-gateway-notify/1");
-        if !allow_loopback {
-            builder = builder.dns_resolver(std::sync::Arc::new(PublicOnlyResolver));
-        }
+            .connect_timeout(timeout)
+            .user_agent("recharge-gateway-notify/1")
+            .dns_resolver(std::sync::Arc::new(GuardedResolver { allow_loopback }));
         Ok(HttpNotifier {
             client: builder.build()?,
             allow_loopback,
@@ -199,10 +308,11 @@ impl Notifier for HttpNotifier {
         match req.send().await {
             Ok(resp) if resp.status().is_success() => Delivery::Acknowledged,
             Ok(resp) => Delivery::Failed(format!("HTTP {}", resp.status().as_u16())),
+            // `without_url`: the notify URL's query may carry the merchant's own tokens; the reason is logged.
             Err(e) => Delivery::Failed(if e.is_timeout() {
                 "timeout".to_owned()
             } else {
-                format!("transport: {e}")
+                format!("transport: {}", e.without_url())
             }),
         }
     }
@@ -235,6 +345,197 @@ mod tests {
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "203.119.1.1"] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    fn class(ip: &str) -> AddrClass {
+        classify(ip.parse().unwrap())
+    }
+
+    /// Each IPv4 address of interest, as (address, its class).
+    const V4: [(&str, AddrClass); 6] = [
+        ("127.0.0.1", AddrClass::Loopback),
+        ("10.0.0.1", AddrClass::Refused),
+        ("169.254.169.254", AddrClass::Refused),
+        ("192.168.1.1", AddrClass::Refused),
+        ("100.64.0.1", AddrClass::Refused),
+        ("8.8.8.8", AddrClass::Public),
+    ];
+
+    fn v4(a: &str) -> u32 {
+        u32::from(a.parse::<Ipv4Addr>().unwrap())
+    }
+
+    fn v6(bits: u128) -> String {
+        Ipv6Addr::from(bits).to_string()
+    }
+
+    #[test]
+    fn ipv4_compatible_addresses_are_classified_by_their_ipv4_address() {
+        for (a, c) in V4 {
+            assert_eq!(class(&format!("::{a}")), c, "::{a}");
+        }
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_classified_by_their_ipv4_address() {
+        for (a, c) in V4 {
+            assert_eq!(class(&format!("::ffff:{a}")), c, "::ffff:{a}");
+        }
+    }
+
+    #[test]
+    fn siit_translated_addresses_are_classified_by_their_ipv4_address() {
+        for (a, c) in V4 {
+            assert_eq!(class(&format!("::ffff:0:{a}")), c, "::ffff:0:{a}");
+        }
+    }
+
+    #[test]
+    fn nat64_well_known_prefix_addresses_are_classified_by_their_ipv4_address() {
+        for (a, c) in V4 {
+            assert_eq!(class(&format!("64:ff9b::{a}")), c, "64:ff9b::{a}");
+        }
+    }
+
+    #[test]
+    fn the_nat64_local_use_prefix_is_refused_whatever_it_embeds() {
+        for (a, _) in V4 {
+            assert_eq!(class(&format!("64:ff9b:1::{a}")), AddrClass::Refused, "{a}");
+        }
+        // RFC 6052 /48 layout: IPv4 in bits 48..64 and 72..88.
+        assert_eq!(class("64:ff9b:1:808:8:800::"), AddrClass::Refused);
+        assert_eq!(
+            class("64:ff9b:1:ffff:ffff:ffff:ffff:ffff"),
+            AddrClass::Refused
+        );
+    }
+
+    #[test]
+    fn six_to_four_addresses_are_classified_by_their_ipv4_address_and_never_as_loopback() {
+        for (a, c) in V4 {
+            let ip = v6((0x2002u128 << 112) | (u128::from(v4(a)) << 80) | 1);
+            let expected = if c == AddrClass::Public {
+                AddrClass::Public
+            } else {
+                AddrClass::Refused
+            };
+            assert_eq!(class(&ip), expected, "{ip} ({a})");
+        }
+    }
+
+    #[test]
+    fn teredo_addresses_are_classified_by_both_their_server_and_client_ipv4_addresses() {
+        let teredo = |server: &str, client: &str| {
+            v6((0x2001u128 << 112) | (u128::from(v4(server)) << 64) | u128::from(!v4(client)))
+        };
+        assert_eq!(class(&teredo("8.8.8.8", "1.1.1.1")), AddrClass::Public);
+        for (a, c) in V4 {
+            if c == AddrClass::Public {
+                continue;
+            }
+            assert_eq!(
+                class(&teredo("8.8.8.8", a)),
+                AddrClass::Refused,
+                "client {a}"
+            );
+            assert_eq!(
+                class(&teredo(a, "8.8.8.8")),
+                AddrClass::Refused,
+                "server {a}"
+            );
+        }
+        // The client address is stored inverted: 2001:0:808:808::f5ff:fffe is client 10.0.0.1.
+        assert_eq!(class("2001:0:808:808::f5ff:fffe"), AddrClass::Refused);
+    }
+
+    #[test]
+    fn site_local_addresses_are_refused() {
+        assert_eq!(class("fec0::1"), AddrClass::Refused);
+        assert_eq!(class("feff:ffff::1"), AddrClass::Refused);
+    }
+
+    #[test]
+    fn the_other_ipv6_special_purpose_ranges_are_refused() {
+        for ip in [
+            "::",
+            "100::1",           // discard-only 100::/64
+            "100:0:0:1::1",     // dummy prefix
+            "2001:2::1",        // benchmarking, inside 2001::/23
+            "2001:10::1",       // ORCHID
+            "2001:20::1",       // ORCHIDv2
+            "2001:1ff:ffff::1", // end of 2001::/23
+            "2001:db8::1",      // documentation
+            "3fff::1",          // documentation (RFC 9637)
+            "3fff:fff:ffff::1", // end of 3fff::/20
+            "5f00::1",          // SRv6 SIDs
+            "fc00::1",          // unique local
+            "fd12:3456::1",     // unique local
+            "fe80::1",          // link local
+            "ff02::1",          // multicast
+            "4000::1",          // outside 2000::/3: unallocated
+            "1::1",
+        ] {
+            assert_eq!(class(ip), AddrClass::Refused, "{ip}");
+        }
+        assert_eq!(class("::1"), AddrClass::Loopback);
+        for ip in [
+            "2606:4700:4700::1111",
+            "2001:200::1",
+            "2a00:1450:4001::1",
+            "3ffe::1",
+            "3fff:1000::1",
+        ] {
+            assert_eq!(class(ip), AddrClass::Public, "{ip}");
+        }
+    }
+
+    #[test]
+    fn the_ipv4_special_purpose_ranges_are_refused() {
+        for ip in [
+            "0.1.2.3",
+            "192.0.0.9",
+            "192.0.2.1",
+            "192.31.196.1",
+            "192.52.193.1",
+            "192.88.99.1",
+            "192.175.48.1",
+            "198.18.0.1",
+            "198.51.100.1",
+            "203.0.113.1",
+            "172.31.255.255",
+            "240.0.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+        ] {
+            assert_eq!(class(ip), AddrClass::Refused, "{ip}");
+        }
+        for ip in [
+            "172.15.0.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "192.0.1.1",
+            "203.119.1.1",
+        ] {
+            assert_eq!(class(ip), AddrClass::Public, "{ip}");
+        }
+    }
+
+    #[test]
+    fn embedded_ipv4_forms_reach_the_url_check_in_both_modes() {
+        for url in [
+            "https://[::169.254.169.254]/x",
+            "https://[::ffff:0:10.0.0.1]/x",
+            "https://[64:ff9b::a9fe:a9fe]/x",
+            "https://[64:ff9b:1::a00:1]/x",
+            "https://[2002:a00:1::1]/x",
+            "https://[fec0::1]/x",
+        ] {
+            assert!(check_notify_url(url, false).is_err(), "{url}");
+            assert!(check_notify_url(url, true).is_err(), "{url} (local mode)");
+        }
+        assert!(check_notify_url("https://[64:ff9b::808:808]/x", false).is_ok());
+        assert!(check_notify_url("http://[::ffff:127.0.0.1]:9/x", true).is_ok());
+        assert!(check_notify_url("https://[::ffff:127.0.0.1]/x", false).is_err());
     }
 
     #[test]
@@ -290,12 +591,40 @@ mod tests {
         use std::str::FromStr;
         // /etc/hosts maps `localhost` to 127.0.0.1 (and ::1): a rebinding attacker's name looks the same.
         let name = reqwest::dns::Name::from_str("localhost").unwrap();
-        let err = PublicOnlyResolver
-            .resolve(name)
+        let err = GuardedResolver {
+            allow_loopback: false,
+        }
+        .resolve(name)
+        .await
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("no public address"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn in_local_mode_the_resolver_lets_loopback_through_and_nothing_else_private() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        let resolver = GuardedResolver {
+            allow_loopback: true,
+        };
+        let addrs: Vec<SocketAddr> = resolver
+            .resolve(reqwest::dns::Name::from_str("localhost").unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(!addrs.is_empty());
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+        // A name that resolves only to a private address (here a literal the system resolver echoes back).
+        let err = resolver
+            .resolve(reqwest::dns::Name::from_str("10.0.0.1").unwrap())
             .await
             .err()
             .expect("refused");
-        assert!(err.to_string().contains("no public address"), "{err}");
+        assert!(
+            err.to_string().contains("no public or loopback address"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

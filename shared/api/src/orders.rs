@@ -393,14 +393,14 @@ pub async fn balances_json(state: &AppState) -> Result<serde_json::Value, ApiErr
     let controls = state.account_controls().await;
     let accounts: Vec<_> = state
         .providers
-        .iter()
-        .map(|p| {
-            let id = &p.account.id;
+        .configured()
+        .map(|account| {
+            let id = &account.id;
             let settings = state.effective_settings(&controls, id);
             let snap = known.iter().find(|b| &b.account == id);
             json!({
                 "provider_account": id.as_str(),
-                "protocol": p.account.protocol.as_str(),
+                "protocol": account.protocol.as_str(),
                 "enabled": settings.enabled,
                 "mode": controls.get(id).map_or("enabled", |c| c.mode.as_str()),
                 "balance_fen": snap.map(|b| b.balance.get()),

@@ -77,56 +77,140 @@ pub enum BootError {
     Config(String),
 }
 
-/// The loaded provider accounts.
+/// The loaded provider accounts, and those disabled at load because their secret was missing or malformed.
 #[derive(Debug, Default)]
 pub struct Providers {
+    /// Every configured account (loaded, disabled, or not loaded on purpose), without credentials.
+    configured: BTreeMap<ProviderAccountId, ProviderAccount>,
     by_id: BTreeMap<ProviderAccountId, Provider>,
+    /// Accounts configured but not usable, with why (no secret value in it). Routing skips them as "not
+    /// loaded"; the catalog still knows their names.
+    disabled: BTreeMap<ProviderAccountId, String>,
+}
+
+/// Whether a per-account load problem disables only that account (a missing or malformed secret: an
+/// operator's mistake in one place) or fails the cold start (the deployed config file is wrong, or Secrets
+/// Manager is unreachable, which a retried cold start may cure).
+fn disables_only_the_account(e: &BootError) -> bool {
+    match e {
+        BootError::ProviderSecret { source, .. } => match source {
+            SecretError::NotFound(_) | SecretError::Malformed { .. } => true,
+            SecretError::Unavailable { .. } => false,
+        },
+        BootError::Provider { source, .. } => match source {
+            ConfigError::Secret { .. } => true,
+            ConfigError::Parse(_)
+            | ConfigError::Options { .. }
+            | ConfigError::Endpoint { .. }
+            | ConfigError::Capabilities(_) => false,
+        },
+        BootError::DuplicateAccount(_) | BootError::Config(_) => false,
+    }
 }
 
 impl Providers {
-    /// Loads every account with its credentials from the secret source: keys are validated now, not on first use.
+    /// Loads every account with its credentials from the secret source: keys are validated now, not on first
+    /// use. An account whose secret is missing or malformed is disabled (logged with the alert
+    /// `provider_account_disabled`; see [`Providers::disabled`]) and every other account loads; a bad account
+    /// config or an unreachable secret store fails the whole load.
     pub async fn load(
         accounts: Vec<ProviderAccount>,
         secrets: &dyn SecretSource,
     ) -> Result<Providers, BootError> {
         // Every account's credentials in one read (one Secrets Manager call per 20 accounts at cold start).
+        let configured = Providers::without_credentials(accounts.clone())?.configured;
         let names: Vec<String> = accounts.iter().map(|a| a.secret_name.clone()).collect();
         let values = secrets.fetch_current_many(&names).await;
         let mut loaded = Vec::new();
+        let mut disabled = BTreeMap::new();
         for (account, value) in accounts.into_iter().zip(values) {
-            let id = account.id.to_string();
-            let secret = value.map_err(|source| BootError::ProviderSecret {
-                account: id.clone(),
-                source,
-            })?;
-            let provider = Provider::load(account, secret.expose_secret()).map_err(|source| {
-                BootError::Provider {
-                    account: id,
+            let id = account.id.clone();
+            let result = value
+                .map_err(|source| BootError::ProviderSecret {
+                    account: id.to_string(),
                     source,
+                })
+                .and_then(|secret| {
+                    Provider::load(account, secret.expose_secret()).map_err(|source| {
+                        BootError::Provider {
+                            account: id.to_string(),
+                            source,
+                        }
+                    })
+                });
+            match result {
+                Ok(provider) => loaded.push(provider),
+                Err(e) if disables_only_the_account(&e) => {
+                    // The error names the secret and the faulty field, never a value.
+                    tracing::error!(
+                        alert = "provider_account_disabled",
+                        provider_account = %id,
+                        reason = %e,
+                        "provider account disabled: its secret is missing or malformed"
+                    );
+                    disabled.insert(id, e.to_string());
                 }
-            })?;
-            loaded.push(provider);
+                Err(e) => return Err(e),
+            }
         }
-        Providers::from_loaded(loaded)
+        let mut providers = Providers::from_loaded(loaded)?;
+        providers.configured = configured;
+        providers.disabled = disabled;
+        Ok(providers)
+    }
+
+    /// The accounts as configuration only, none loaded: for a function that never calls a provider
+    /// (order-status lists the accounts with their stored balances), so it needs no provider credentials and
+    /// no grant to read them.
+    pub fn without_credentials(accounts: Vec<ProviderAccount>) -> Result<Providers, BootError> {
+        let mut configured = BTreeMap::new();
+        for a in accounts {
+            let id = a.id.clone();
+            if configured.insert(id.clone(), a).is_some() {
+                return Err(BootError::DuplicateAccount(id.to_string()));
+            }
+        }
+        Ok(Providers {
+            configured,
+            by_id: BTreeMap::new(),
+            disabled: BTreeMap::new(),
+        })
+    }
+
+    /// Every configured account's configuration, loaded or not.
+    pub fn configured(&self) -> impl Iterator<Item = &ProviderAccount> {
+        self.configured.values()
     }
 
     pub fn from_loaded(providers: Vec<Provider>) -> Result<Providers, BootError> {
         let mut by_id = BTreeMap::new();
+        let mut configured = BTreeMap::new();
         for p in providers {
             let id = p.account.id.clone();
+            configured.insert(id.clone(), p.account.clone());
             if by_id.insert(id.clone(), p).is_some() {
                 return Err(BootError::DuplicateAccount(id.to_string()));
             }
         }
-        Ok(Providers { by_id })
+        Ok(Providers {
+            configured,
+            by_id,
+            disabled: BTreeMap::new(),
+        })
+    }
+
+    /// The accounts disabled at load, with why.
+    pub fn disabled(&self) -> &BTreeMap<ProviderAccountId, String> {
+        &self.disabled
     }
 
     pub fn get(&self, id: &ProviderAccountId) -> Option<&Provider> {
         self.by_id.get(id)
     }
 
+    /// Every configured account, loaded or disabled (the catalog may name a disabled one: routing skips it).
     pub fn ids(&self) -> HashSet<ProviderAccountId> {
-        self.by_id.keys().cloned().collect()
+        self.configured.keys().cloned().collect()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Provider> {

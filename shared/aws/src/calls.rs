@@ -1,5 +1,8 @@
 //! Counts SDK round trips per operation (an SDK interceptor), so tests and benchmarks can hold the code to
-//! the DynamoDB budget of DESIGN §6 and show that warm secret reads make no call.
+//! the DynamoDB budget of DESIGN §6 and show that warm secret reads make no call. Built with
+//! [`CallCounter::recording`] it also keeps every call's service, operation and request body, from which a test
+//! derives the IAM action and resource of each call (both services speak JSON: the table, index and secret
+//! names are in the body).
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -15,11 +18,40 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone, Default)]
 pub struct CallCounter {
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// `Some` when built with [`CallCounter::recording`].
+    calls: Option<Arc<Mutex<Vec<RecordedCall>>>>,
+}
+
+/// One SDK round trip as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedCall {
+    /// The SDK's service name (`dynamodb`, `secretsmanager`).
+    pub service: String,
+    /// The operation (`GetItem`, `BatchGetSecretValue`, …).
+    pub operation: String,
+    /// The request body as sent (JSON for both services); empty if it was streamed.
+    pub body: String,
 }
 
 impl CallCounter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A counter that also records every call (for tests: it keeps every request body in memory).
+    pub fn recording() -> Self {
+        CallCounter {
+            counts: Arc::default(),
+            calls: Some(Arc::default()),
+        }
+    }
+
+    /// Every call recorded so far, in order (empty unless built with [`CallCounter::recording`]).
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.calls
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default()
     }
 
     /// A copy of the tally so far.
@@ -56,14 +88,30 @@ impl Intercept for CallCounter {
     // Once per HTTP attempt, so SDK retries count as the round trips they are.
     fn read_before_transmit(
         &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let name = cfg
-            .load::<Metadata>()
+        let metadata = cfg.load::<Metadata>();
+        let name = metadata
             .map(|m| m.name().to_owned())
             .unwrap_or_else(|| "unknown".to_owned());
+        if let Some(calls) = &self.calls {
+            let body = context
+                .request()
+                .body()
+                .bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            calls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(RecordedCall {
+                    service: metadata.map(|m| m.service().to_owned()).unwrap_or_default(),
+                    operation: name.clone(),
+                    body,
+                });
+        }
         *self
             .counts
             .lock()

@@ -41,6 +41,20 @@ impl Function {
         }
     }
 
+    /// Functions that call providers load every account's credentials at cold start; order-status only lists
+    /// the accounts (with their stored balances) and gets no grant to provider secrets.
+    pub fn calls_providers(self) -> bool {
+        match self {
+            Function::SubmitOrder
+            | Function::ProviderCallback
+            | Function::Reconcile
+            | Function::CheckBalance
+            // An operator's "query now" asks the provider.
+            | Function::Ops => true,
+            Function::OrderStatus => false,
+        }
+    }
+
     /// Functions serving merchant routes read merchant secrets: they warm that cache at cold start.
     fn serves_merchants(self) -> bool {
         match self {
@@ -153,7 +167,16 @@ pub async fn assemble(
         metrics,
         catalog_path: catalog_var_path,
     } = setup;
-    let providers = Providers::load(files.accounts, &*ports.secrets).await?;
+    let providers = if function.calls_providers() {
+        Providers::load(files.accounts, &*ports.secrets).await?
+    } else {
+        Providers::without_credentials(files.accounts)?
+    };
+    // A missing or malformed provider secret disables only that account (logged by `Providers::load`); the
+    // alarm `ProviderAccountDisabled` of the template watches this metric.
+    for account in providers.disabled().keys() {
+        metrics.provider_account_disabled(account.as_str());
+    }
     let catalog = Catalog::from_json(&files.catalog_text, &providers.ids()).map_err(|e| {
         BootstrapError::Parse {
             var: "RECHARGE_CATALOG_PATH",
@@ -196,12 +219,44 @@ pub struct Service {
 pub async fn bootstrap(function: Function) -> Result<Service, BootstrapError> {
     let config = Config::from_env()?;
     let fcfg = FunctionConfig::from_env()?;
-    let files = Files::read(&fcfg).await?;
     let sdk = recharge_aws::sdk_config().await;
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clients = Clients {
+        dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+        secrets_manager: aws_sdk_secretsmanager::Client::new(&sdk),
+    };
+    let metrics = Metrics::from_env(function.name());
+    bootstrap_with(
+        function,
+        config,
+        fcfg,
+        clients,
+        Arc::new(SystemClock),
+        metrics,
+    )
+    .await
+}
+
+/// The AWS clients a function uses (tests build them with an interceptor that records every call).
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub secrets_manager: aws_sdk_secretsmanager::Client,
+}
+
+/// The cold start from parsed configuration and built clients: exactly what [`bootstrap`] does after reading
+/// the environment, so a test that records the calls of this sees the calls of a deployed function.
+pub async fn bootstrap_with(
+    function: Function,
+    config: Config,
+    fcfg: FunctionConfig,
+    clients: Clients,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+) -> Result<Service, BootstrapError> {
+    let files = Files::read(&fcfg).await?;
+    let dynamo = clients.dynamodb;
     let secrets: Arc<dyn SecretSource> = Arc::new(CachedSecretSource::new(
-        SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&sdk)),
+        SecretsManagerSource::new(clients.secrets_manager),
         config.secret_ttl,
         Arc::clone(&clock),
     ));
@@ -235,7 +290,7 @@ pub async fn bootstrap(function: Function) -> Result<Service, BootstrapError> {
             ..Settings::production(fcfg.public_base_url.clone())
         },
         notify_timeout: fcfg.notify_timeout,
-        metrics: Metrics::from_env(function.name()),
+        metrics: metrics.clone(),
         catalog_path: fcfg.catalog_path.clone(),
     };
     // The three waits of a cold start overlap: the provider credentials (one batch read) while the DynamoDB
@@ -249,11 +304,12 @@ pub async fn bootstrap(function: Function) -> Result<Service, BootstrapError> {
     tracing::info!(
         function = function.name(),
         providers = state.providers.iter().count(),
+        disabled_providers = state.providers.disabled().len(),
         "cold start complete"
     );
     Ok(Service {
         state: Arc::new(state),
-        metrics: Metrics::from_env(function.name()),
+        metrics,
     })
 }
 

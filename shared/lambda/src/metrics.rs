@@ -9,6 +9,7 @@
 //! | `UnknownOrders` | `Service`; `Service, ProviderAccount` | a write leaves an attempt `unknown` |
 //! | `StaleUnknownOrders` | `Service` | the sweep reads an order whose `unknown` attempt is older than 10 minutes |
 //! | `Anomalies` | `Service`; `Service, Kind` | a write raises an anomaly (late success, second delivery, reversal, partial) |
+//! | `ProviderAccountDisabled` | `Service`; `Service, ProviderAccount` | a cold start finds an account's secret missing or malformed |
 //! | `LowBalance` | `Service`; `Service, ProviderAccount` | the balance check finds an account below its threshold |
 //! | `ProviderBalanceFen` | `Service, ProviderAccount` | the balance check stores a balance |
 //! | `OperatorQueue` | `Service` | after every sweep: orders in the operator queue (stuck attempts, abandoned notifications) |
@@ -123,6 +124,15 @@ impl Metrics {
             "FunctionErrors",
             &[("Function", function.as_str())],
             &[&[], &["Function"]],
+        );
+    }
+
+    /// An account disabled at cold start because its secret is missing or malformed.
+    pub fn provider_account_disabled(&self, account: &str) {
+        self.count(
+            "ProviderAccountDisabled",
+            &[("ProviderAccount", account)],
+            &[&[], &["ProviderAccount"]],
         );
     }
 

@@ -20,9 +20,16 @@ struct Cli {
     /// `memory` or `dynamodb`.
     #[arg(long, default_value = "memory")]
     store: String,
-    /// DynamoDB endpoint with `--store dynamodb` (e.g. DynamoDB Local); AWS itself when absent.
+    /// DynamoDB endpoint with `--store dynamodb` (e.g. DynamoDB Local).
     #[arg(long)]
     dynamodb_endpoint: Option<String>,
+    /// With `--store dynamodb` and no endpoint: use real AWS (the environment's credentials). Refused without it.
+    #[arg(long)]
+    aws: bool,
+    /// Guard notify URLs as in production (https to public addresses only, by DNS too) instead of allowing
+    /// loopback, to try the SSRF guard.
+    #[arg(long)]
+    no_local_mode: bool,
     #[arg(long, default_value = "recharge-local-orders")]
     table: String,
     /// JSON replacing any of the demo's `apps`, `accounts`, `catalog`.
@@ -77,19 +84,19 @@ async fn main() -> anyhow::Result<()> {
         )?),
         None => None,
     };
-    let store = match cli.store.as_str() {
-        "memory" => StoreChoice::Memory,
-        "dynamodb" => StoreChoice::DynamoDb {
-            endpoint: cli.dynamodb_endpoint.clone(),
-            table: cli.table.clone(),
-        },
-        other => anyhow::bail!("--store {other}: expected memory or dynamodb"),
-    };
+    let store = StoreChoice::from_flags(
+        &cli.store,
+        cli.dynamodb_endpoint.clone(),
+        cli.aws,
+        cli.table.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let mut options = LocalOptions {
         listen: cli.listen,
         store,
         config,
         time_scale: cli.time_scale,
+        local_mode: !cli.no_local_mode,
         ..LocalOptions::default()
     };
     match cli.command {

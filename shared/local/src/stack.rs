@@ -35,6 +35,42 @@ pub enum StoreChoice {
     },
 }
 
+impl StoreChoice {
+    /// The store the command line asks for. `--store dynamodb` without `--dynamodb-endpoint` would talk to
+    /// whatever AWS account the environment's credentials reach, so it is refused unless `aws` (`--aws`) says
+    /// that is meant.
+    pub fn from_flags(
+        store: &str,
+        endpoint: Option<String>,
+        aws: bool,
+        table: String,
+    ) -> Result<StoreChoice, String> {
+        match (store, endpoint, aws) {
+            ("memory", None, false) => Ok(StoreChoice::Memory),
+            ("memory", _, _) => {
+                Err("--dynamodb-endpoint and --aws apply only to --store dynamodb".into())
+            }
+            ("dynamodb", Some(_), true) => {
+                Err("--dynamodb-endpoint and --aws exclude each other".into())
+            }
+            ("dynamodb", Some(url), false) => Ok(StoreChoice::DynamoDb {
+                endpoint: Some(url),
+                table,
+            }),
+            ("dynamodb", None, true) => Ok(StoreChoice::DynamoDb {
+                endpoint: None,
+                table,
+            }),
+            ("dynamodb", None, false) => Err(
+                "--store dynamodb needs --dynamodb-endpoint URL (e.g. DynamoDB Local), or --aws to use the AWS \
+                 account of the environment's credentials"
+                    .into(),
+            ),
+            (other, _, _) => Err(format!("--store {other}: expected memory or dynamodb")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
     pub listen: SocketAddr,
@@ -106,6 +142,9 @@ pub struct LocalStack {
     state: Arc<AppState>,
     sims: BTreeMap<String, RunningSim>,
     apps: Vec<crate::demo::LocalApp>,
+    /// Every secret the stack configured, as (name, JSON value): for tests that look for them where they must
+    /// not be (logs).
+    secret_values: Vec<(String, String)>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -295,8 +334,14 @@ impl LocalStack {
             state,
             sims,
             apps,
+            secret_values,
             tasks,
         })
+    }
+
+    /// Every secret the stack configured (provider credentials and merchant app secrets) as (name, JSON).
+    pub fn secret_values(&self) -> &[(String, String)] {
+        &self.secret_values
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -486,4 +531,34 @@ fn respond(r: recharge_api::ApiResponse) -> Response<Body> {
 /// Parses a provider account id (used by the CLI to find a simulator).
 pub fn account_id(s: &str) -> Option<ProviderAccountId> {
     ProviderAccountId::parse(s).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamodb_without_an_endpoint_is_refused_unless_aws_is_asked_for() {
+        let t = || "t".to_owned();
+        let err = StoreChoice::from_flags("dynamodb", None, false, t()).unwrap_err();
+        assert!(err.contains("--aws"), "{err}");
+        assert!(matches!(
+            StoreChoice::from_flags("dynamodb", None, true, t()),
+            Ok(StoreChoice::DynamoDb { endpoint: None, .. })
+        ));
+        assert!(matches!(
+            StoreChoice::from_flags("dynamodb", Some("http://127.0.0.1:8000".into()), false, t()),
+            Ok(StoreChoice::DynamoDb {
+                endpoint: Some(_),
+                ..
+            })
+        ));
+        assert!(StoreChoice::from_flags("dynamodb", Some("http://x".into()), true, t()).is_err());
+        assert!(matches!(
+            StoreChoice::from_flags("memory", None, false, t()),
+            Ok(StoreChoice::Memory)
+        ));
+        assert!(StoreChoice::from_flags("memory", None, true, t()).is_err());
+        assert!(StoreChoice::from_flags("sqlite", None, false, t()).is_err());
+    }
 }

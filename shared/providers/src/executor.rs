@@ -20,11 +20,13 @@ pub struct Limits {
 pub enum TransportError {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    #[error("transport: {0}")]
+    /// Displayed without the URL's query and userinfo (a reqwest error names its URL, and provider
+    /// credentials travel in queries); this text is logged and kept with the attempt.
+    #[error("transport: {}", crate::http::scrub_urls(&.0.to_string()))]
     Transport(#[source] reqwest::Error),
     #[error("response body over the cap of {0} bytes")]
     TooLarge(usize),
-    #[error("request refused before sending: {0}")]
+    #[error("request refused before sending: {}", crate::http::scrub_urls(.0))]
     Build(String),
 }
 
@@ -70,7 +72,8 @@ impl Executor {
         limits: &Limits,
     ) -> Result<HttpResponse, TransportError> {
         let started = Instant::now();
-        let path = req.url.split('?').next().unwrap_or("").to_owned();
+        // Logged without query and userinfo: credentials travel there (see `loggable_url`).
+        let path = crate::http::loggable_url(&req.url);
         let result = tokio::time::timeout(limits.call_timeout, self.send(req, limits)).await;
         let result = match result {
             Ok(r) => r,

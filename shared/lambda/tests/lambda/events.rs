@@ -9,14 +9,17 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use base64::Engine;
 use recharge_api::ApiRequest;
 use recharge_api::auth::{hmac_hex, string_to_sign};
+use recharge_core::memory::InMemoryOrderStore;
 use recharge_lambda::apigw::response_body;
 use recharge_lambda::bootstrap::Function;
 use recharge_lambda::handlers;
 use recharge_providers::openapi_rsa::sign_content;
 use recharge_providers::sign::RsaSigner;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What a case must produce.
 #[derive(Debug, Clone, Copy)]
@@ -152,6 +155,31 @@ const CASES: &[Case] = &[
         before: None,
         expect: Expect::Http(403, ""),
     },
+    // ---- client routes (issue 18): M1's client secret alone, and the preflight of a listed origin -------
+    Case {
+        file: "order-status/client-order.json",
+        function: Function::OrderStatus,
+        before: Some("mobile.100"),
+        expect: Expect::Http(200, r#""account":"138****8000""#),
+    },
+    Case {
+        file: "order-status/client-order-no-secret.json",
+        function: Function::OrderStatus,
+        before: Some("mobile.100"),
+        expect: Expect::Http(401, r#""code":"missing_client_secret""#),
+    },
+    Case {
+        file: "order-status/client-preflight.json",
+        function: Function::OrderStatus,
+        before: None,
+        expect: Expect::Http(204, ""),
+    },
+    Case {
+        file: "submit-order/client-verification.json",
+        function: Function::SubmitOrder,
+        before: Some("billing.sms.2"),
+        expect: Expect::Http(409, r#""code":"verification_not_expected""#),
+    },
     Case {
         file: "provider-callback/suka-xml-gbk-form.json",
         function: Function::ProviderCallback,
@@ -241,6 +269,9 @@ fn ops_event(method: &str, route: &str, path: &str, query: &str, principal: Opti
     event
 }
 
+/// The order id of merchant order `M1` of app `demo`.
+const M1: &str = "7JUWX4CXN3GSIQOKCCTK";
+
 fn events_dir() -> PathBuf {
     support::repo_root().join("events")
 }
@@ -318,6 +349,9 @@ fn http_event(
     if let Some(id) = path.strip_prefix("/v1/orders/") {
         event["pathParameters"] =
             json!({"merchant_order_no": id.trim_end_matches("/verification")});
+    }
+    if let Some(id) = path.strip_prefix("/v1/client/orders/") {
+        event["pathParameters"] = json!({"order_id": id.trim_end_matches("/verification")});
     }
     if let Some(acct) = path.strip_prefix("/v1/callbacks/") {
         event["pathParameters"] = json!({"provider_account": acct});
@@ -440,6 +474,67 @@ fn generate() -> BTreeMap<&'static str, Value> {
             "GET /v1/balances",
             "/v1/balances",
             b"",
+        ),
+    );
+
+    // Client routes: M1's client secret, derived with the test key as the create hands it out.
+    let m1 = recharge_core::OrderId::parse(M1).unwrap();
+    let key =
+        recharge_api::client_secret::ClientKey::new(support::CLIENT_KEY.to_owned().into()).unwrap();
+    let client_secret = key.issue(&m1, SIGNED_AT + 86_400);
+    let bearer = vec![(
+        "authorization".to_owned(),
+        format!("Bearer {}", client_secret.expose_secret()),
+    )];
+    let client_path = format!("/v1/client/orders/{M1}");
+    let client_get = "GET /v1/client/orders/{order_id}";
+    e.insert(
+        "order-status/client-order.json",
+        http_event(
+            "GET",
+            client_get,
+            &client_path,
+            "",
+            bearer.clone(),
+            b"",
+            false,
+        ),
+    );
+    e.insert(
+        "order-status/client-order-no-secret.json",
+        http_event("GET", client_get, &client_path, "", Vec::new(), b"", false),
+    );
+    e.insert(
+        "order-status/client-preflight.json",
+        http_event(
+            "OPTIONS",
+            "OPTIONS /v1/client/orders/{order_id}",
+            &client_path,
+            "",
+            vec![
+                ("origin".to_owned(), support::DEMO_ORIGIN.to_owned()),
+                ("access-control-request-method".to_owned(), "GET".to_owned()),
+                (
+                    "access-control-request-headers".to_owned(),
+                    "authorization".to_owned(),
+                ),
+            ],
+            b"",
+            false,
+        ),
+    );
+    let mut verification_headers = bearer;
+    verification_headers.push(("content-type".to_owned(), "application/json".to_owned()));
+    e.insert(
+        "submit-order/client-verification.json",
+        http_event(
+            "POST",
+            "POST /v1/client/orders/{order_id}/verification",
+            &format!("{client_path}/verification"),
+            "",
+            verification_headers,
+            br#"{"code":"123456"}"#,
+            false,
         ),
     );
 
@@ -673,9 +768,12 @@ async fn create_m1(service: &recharge_lambda::Service, product: &str) {
 async fn every_event_gives_its_expected_answer() {
     let mut failures = Vec::new();
     for case in CASES {
-        let (service, metrics) = support::service(case.function).await;
+        let store = Arc::new(InMemoryOrderStore::new(8));
+        let (service, metrics, _) = support::service_over(case.function, Arc::clone(&store)).await;
         if let Some(product) = case.before {
-            create_m1(&service, product).await;
+            // Orders are created by submit-order (order-status loads no provider), over the same store.
+            let (submit, _, _) = support::service_over(Function::SubmitOrder, store).await;
+            create_m1(&submit, product).await;
         }
         let text = std::fs::read_to_string(events_dir().join(case.file)).unwrap();
         let got = match case.function {
@@ -729,7 +827,7 @@ async fn every_event_gives_its_expected_answer() {
                 ));
             }
         }
-        let m1 = recharge_core::OrderId::parse("7JUWX4CXN3GSIQOKCCTK").unwrap();
+        let m1 = recharge_core::OrderId::parse(M1).unwrap();
         if let Some((_, want)) = AFTER.iter().find(|(f, _)| *f == case.file) {
             let order = service.state.store.get(&m1).await.unwrap().unwrap();
             let status = order.public_view().status.as_str();

@@ -2,6 +2,9 @@
 //! handlers over an in-memory state, and the SAM template against the code it deploys.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test binary: failing loudly is its job
+mod degraded;
+mod deployed;
 mod events;
+mod iam;
 mod support;
 mod template;

@@ -19,6 +19,10 @@ pub const SIGNED_AT: i64 = 1_763_782_400;
 pub const MERCHANT_PREFIX: &str = "recharge/test/merchant/";
 pub const DEMO_SECRET: &str = "demo-app-secret-0123456789";
 pub const OPS_SECRET: &str = "ops-app-secret-9876543210";
+/// The gateway key of client secrets in these tests (issue 18), and the origin the demo app lists.
+pub const CLIENT_KEY_SECRET: &str = "recharge/test/client-secret-key";
+pub const CLIENT_KEY: &str = "test-client-key-0123456789abcdef0123";
+pub const DEMO_ORIGIN: &str = "https://h5.demo.example.cn";
 /// Nothing listens on port 9 (discard) on loopback: connections are refused immediately.
 const DEAD: &str = "http://127.0.0.1:9";
 
@@ -68,11 +72,13 @@ pub fn catalog() -> Value {
 }
 
 pub fn apps() -> Value {
-    json!([{"id": "demo", "role": "merchant"}, {"id": "ops", "role": "admin"}])
+    json!([{"id": "demo", "role": "merchant", "client": {"allowed_origins": [DEMO_ORIGIN]}},
+           {"id": "ops", "role": "admin"}])
 }
 
 fn secrets() -> InMemorySecretSource {
     let s = InMemorySecretSource::new();
+    s.put(CLIENT_KEY_SECRET, &json!({ "key": CLIENT_KEY }).to_string());
     s.put(
         &format!("{MERCHANT_PREFIX}demo"),
         &json!({"app_secret": DEMO_SECRET}).to_string(),
@@ -102,15 +108,19 @@ fn secrets() -> InMemorySecretSource {
     s
 }
 
-/// A state as a function builds it at cold start, at the time the events were signed.
-pub async fn service(function: Function) -> (Service, Arc<Mutex<Vec<Value>>>) {
-    let (service, lines, _clock) = service_with_clock(function).await;
-    (service, lines)
-}
-
-/// The same, with the clock, for tests that move time.
+/// A state as a function builds it at cold start, at the time the events were signed, with the clock.
 pub async fn service_with_clock(
     function: Function,
+) -> (Service, Arc<Mutex<Vec<Value>>>, ManualClock) {
+    let store = Arc::new(InMemoryOrderStore::new(8));
+    service_over(function, store).await
+}
+
+/// A state over a given store: two functions' states over one store behave as two deployed functions over
+/// one table (order-status cannot create an order: it loads no provider).
+pub async fn service_over(
+    function: Function,
+    store: Arc<InMemoryOrderStore>,
 ) -> (Service, Arc<Mutex<Vec<Value>>>, ManualClock) {
     let clock = ManualClock::new(Timestamp::from_millis(SIGNED_AT * 1000));
     let files = Files {
@@ -118,7 +128,6 @@ pub async fn service_with_clock(
         apps: serde_json::from_value(apps()).unwrap(),
         catalog_text: catalog().to_string(),
     };
-    let store = Arc::new(InMemoryOrderStore::new(8));
     let ports = Ports {
         store: store.clone(),
         balances: store,
@@ -129,7 +138,10 @@ pub async fn service_with_clock(
     let setup = Setup {
         function,
         merchant_secret_prefix: MERCHANT_PREFIX.to_owned(),
-        settings: Settings::production("https://gw.example.com"),
+        settings: Settings {
+            client_key_secret: Some(CLIENT_KEY_SECRET.to_owned()),
+            ..Settings::production("https://gw.example.com")
+        },
         notify_timeout: Duration::from_secs(1),
         metrics: metrics.clone(),
         catalog_path: "test catalog".to_owned(),

@@ -51,12 +51,12 @@ fn to_json(v: serde_yaml::Value) -> Value {
     }
 }
 
-fn template() -> Value {
+pub fn template() -> Value {
     let text = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
     to_json(serde_yaml::from_str(&text).unwrap())
 }
 
-fn resources_of(t: &Value, ty: &str) -> Vec<(String, Value)> {
+pub fn resources_of(t: &Value, ty: &str) -> Vec<(String, Value)> {
     t["Resources"]
         .as_object()
         .unwrap()

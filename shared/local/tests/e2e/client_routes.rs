@@ -286,17 +286,22 @@ async fn every_refusal_of_the_client_routes_has_its_code() {
         burst.spawn(async move {
             let resp = req.send().await.unwrap();
             let status = resp.status().as_u16();
-            (status, resp.json::<Value>().await.unwrap())
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, resp.json::<Value>().await.unwrap(), retry_after)
         });
     }
-    let answers: Vec<(u16, Value)> = burst.join_all().await;
+    let answers: Vec<(u16, Value, Option<String>)> = burst.join_all().await;
     let ok = answers.iter().filter(|a| a.0 == 200).count();
     let limited: Vec<_> = answers.iter().filter(|a| a.0 != 200).collect();
     // 20 at once: the burst of 10 (and whatever refilled while they ran) passes, the rest wait.
     assert!(ok >= 10, "{answers:?}");
     assert!(!limited.is_empty(), "{answers:?}");
-    for a in limited {
-        assert_error(a, 429, "rate_limited");
+    for (status, body, retry_after) in limited {
+        assert_error(&(*status, body.clone()), 429, "rate_limited");
+        assert_eq!(retry_after.as_deref(), Some("1"));
     }
 }
 

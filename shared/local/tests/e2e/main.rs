@@ -14,6 +14,7 @@ mod cli;
 mod client_routes;
 mod crash;
 mod helpers;
+mod log_secrets;
 mod merchant_api;
 mod notifications;
 mod ops;

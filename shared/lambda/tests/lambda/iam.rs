@@ -1,0 +1,479 @@
+//! IAM proven by a test: every AWS call each function makes in its end-to-end flows is recorded at the SDK
+//! (`CallCounter::recording`), turned into the IAM requests AWS authorizes it as (action and resource ARN; a
+//! `TransactWriteItems` is one `PutItem`/`UpdateItem`/`DeleteItem`/`ConditionCheckItem` per item, a
+//! `BatchGetSecretValue` also a `GetSecretValue` per secret), and evaluated against that function's own
+//! statements in `infra/template.yaml` (intrinsics resolved to a test account, region and stage) by
+//! `@cloud-copilot/iam-simulate`, a maintained IAM policy evaluator with AWS's authorization data
+//! (`tools/iam/evaluate.cjs`; `./scripts/test` installs the package into `.tools/iam`).
+//!
+//! A call not allowed fails the test; so does a granted action that does not exist. A grant no call used is
+//! listed in the report (`$CARGO_TARGET_TMPDIR/iam-report.md`, also printed). moto cannot do this: it
+//! evaluates Secrets Manager and DynamoDB requests against resource `*`.
+//!
+//! The flows, each function cold-started as deployed over DynamoDB Local and moto, with a suka-xml simulator as
+//! the provider: submit-order creates two orders (one with a notify URL) and replays one, and takes a client
+//! verification request (issue 18's client routes, with the order's client secret); provider-callback
+//! takes the provider's signed callback for the first (success: a merchant notification is due and signed);
+//! order-status reads it (merchant and client routes) and lists the balances; reconcile, two hours later, queries the second and retries the
+//! first one's notification; check-balance asks the provider and stores the balance.
+
+use crate::deployed::{Deployment, good_provider_secrets, signed};
+use crate::support::{self, DEMO_SECRET, OPS_SECRET, repo_root};
+use crate::template::{resources_of, template};
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use recharge_api::ApiRequest;
+use recharge_aws::{CallCounter, RecordedCall};
+use recharge_lambda::bootstrap::Function;
+use recharge_lambda::handlers;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+
+/// What CloudFormation would make of the template's intrinsics in this deployment.
+struct Resolver<'a> {
+    stage: &'a str,
+    table: &'a str,
+}
+
+impl Resolver<'_> {
+    fn table_arn(&self) -> String {
+        format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{}", self.table)
+    }
+
+    fn reference(&self, name: &str) -> String {
+        match name {
+            "AWS::Partition" => "aws".to_owned(),
+            "AWS::Region" => REGION.to_owned(),
+            "AWS::AccountId" => ACCOUNT.to_owned(),
+            "AWS::URLSuffix" => "amazonaws.com".to_owned(),
+            "Stage" => self.stage.to_owned(),
+            "OrdersTable" => self.table.to_owned(),
+            "OrdersTable.Arn" => self.table_arn(),
+            // Ref of an AWS::SecretsManager::Secret is its ARN (random suffix included).
+            "ClientSecretKey" => format!(
+                "arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:recharge/{}/client-secret-key-AbCdEf",
+                self.stage
+            ),
+            other => panic!("the IAM test cannot resolve {other}: teach Resolver::reference"),
+        }
+    }
+
+    fn resolve(&self, v: &Value) -> Value {
+        match v {
+            Value::Object(m) if m.len() == 1 && m.contains_key("Ref") => {
+                json!(self.reference(m["Ref"].as_str().unwrap()))
+            }
+            Value::Object(m) if m.len() == 1 && m.contains_key("Fn::GetAtt") => {
+                let parts = m["Fn::GetAtt"].as_array().unwrap();
+                json!(self.reference(&format!(
+                    "{}.{}",
+                    parts[0].as_str().unwrap(),
+                    parts[1].as_str().unwrap()
+                )))
+            }
+            Value::Object(m) if m.len() == 1 && m.contains_key("Fn::Sub") => {
+                let mut s = m["Fn::Sub"].as_str().unwrap().to_owned();
+                while let Some(start) = s.find("${") {
+                    let end = start + s[start..].find('}').unwrap();
+                    let value = self.reference(&s[start + 2..end]);
+                    s.replace_range(start..=end, &value);
+                }
+                json!(s)
+            }
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), self.resolve(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.resolve(x)).collect()),
+            other => other.clone(),
+        }
+    }
+}
+
+/// Each function's identity policy, as deployed: its inline statements with intrinsics resolved.
+fn policies(r: &Resolver<'_>) -> BTreeMap<String, Value> {
+    let t = template();
+    resources_of(&t, "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(_, f)| {
+            let name = f["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let statements: Vec<Value> = f["Properties"]["Policies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|p| p["Statement"].as_array().unwrap().clone())
+                .map(|s| r.resolve(&s))
+                .collect();
+            (
+                name,
+                json!({"Version": "2012-10-17", "Statement": statements}),
+            )
+        })
+        .collect()
+}
+
+/// The IAM requests AWS authorizes one SDK call as: (action, resource ARN).
+fn iam_requests(call: &RecordedCall) -> Vec<(String, String)> {
+    let body: Value = serde_json::from_str(&call.body).unwrap_or(Value::Null);
+    let table = |name: &Value| {
+        format!(
+            "arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{}",
+            name.as_str().unwrap()
+        )
+    };
+    // A secret's ARN ends in a random six-character suffix; policies match it with their trailing `*`.
+    let secret = |id: &Value| {
+        let id = id.as_str().unwrap();
+        if id.starts_with("arn:") {
+            id.to_owned()
+        } else {
+            format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{id}-AbCdEf")
+        }
+    };
+    let op = call.operation.as_str();
+    match op {
+        "GetItem" | "PutItem" | "UpdateItem" | "DeleteItem" | "Scan" | "DescribeTable" => {
+            vec![(format!("dynamodb:{op}"), table(&body["TableName"]))]
+        }
+        "Query" => {
+            let mut arn = table(&body["TableName"]);
+            if let Some(index) = body["IndexName"].as_str() {
+                arn = format!("{arn}/index/{index}");
+            }
+            vec![("dynamodb:Query".to_owned(), arn)]
+        }
+        // DynamoDB authorizes each item of a transaction as its own operation (there is no IAM action
+        // "TransactWriteItems"): Developer Guide, "Using IAM with DynamoDB transactions".
+        "TransactWriteItems" => body["TransactItems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| {
+                let (kind, inner) = item.as_object().unwrap().iter().next().unwrap();
+                let action = match kind.as_str() {
+                    "Put" => "dynamodb:PutItem",
+                    "Update" => "dynamodb:UpdateItem",
+                    "Delete" => "dynamodb:DeleteItem",
+                    "ConditionCheck" => "dynamodb:ConditionCheckItem",
+                    other => panic!("transaction item {other}"),
+                };
+                (action.to_owned(), table(&inner["TableName"]))
+            })
+            .collect(),
+        "TransactGetItems" => body["TransactItems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| {
+                (
+                    "dynamodb:GetItem".to_owned(),
+                    table(&item["Get"]["TableName"]),
+                )
+            })
+            .collect(),
+        "BatchGetItem" | "BatchWriteItem" => body["RequestItems"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|t| (format!("dynamodb:{op}"), table(&json!(t))))
+            .collect(),
+        "GetSecretValue" | "DescribeSecret" => {
+            vec![(format!("secretsmanager:{op}"), secret(&body["SecretId"]))]
+        }
+        // BatchGetSecretValue needs its own action (resource "*") and GetSecretValue on every secret it returns.
+        "BatchGetSecretValue" => {
+            let mut out = vec![(
+                "secretsmanager:BatchGetSecretValue".to_owned(),
+                "*".to_owned(),
+            )];
+            out.extend(
+                body["SecretIdList"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|id| ("secretsmanager:GetSecretValue".to_owned(), secret(id))),
+            );
+            out
+        }
+        other => {
+            panic!("the IAM test does not know how AWS authorizes {other}: teach iam_requests")
+        }
+    }
+}
+
+/// Runs `tools/iam/evaluate.cjs` over the input; panics with a pointer to `./scripts/test` if the evaluator
+/// is not installed.
+fn evaluate(input: &Value) -> Value {
+    let dir = std::env::var("IAM_SIMULATE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".tools/iam"));
+    assert!(
+        dir.join("node_modules/@cloud-copilot/iam-simulate")
+            .is_dir(),
+        "{} has no @cloud-copilot/iam-simulate: run ./scripts/test, which installs it",
+        dir.display()
+    );
+    let mut child = Command::new("node")
+        .arg(repo_root().join("tools/iam/evaluate.cjs"))
+        .env("IAM_SIMULATE_DIR", &dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node is on PATH");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.to_string().as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "evaluate.cjs failed: {:?}",
+        out.status
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The suka-xml account of `support`, pointed at a running simulator.
+async fn accounts_with_simulator() -> (Value, recharge_sim::RunningSim) {
+    let sim = recharge_sim::start(recharge_sim::SimConfig::new(
+        "suka-xml".parse().unwrap(),
+        json!({"userid": "10004927", "key": "abcdef0123456789ABCDEF0123456789", "balance_fen": 100_000_000,
+               "products": {"3312": {"face_fen": 10000, "price_fen": 9850, "name": "话费100"}}}),
+    ))
+    .await
+    .unwrap();
+    let mut accounts = support::accounts();
+    for a in accounts.as_array_mut().unwrap() {
+        if a["id"] == "dingyin-1" {
+            let base = sim.base_url();
+            a["endpoints"] = json!({"submit": format!("{base}/gameonlinepay.do"),
+                                    "query": format!("{base}/searchpay.do"),
+                                    "balance": format!("{base}/searchbalance.do")});
+        }
+    }
+    (accounts, sim)
+}
+
+fn status_of(r: &recharge_api::ApiResponse) -> (u16, String) {
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
+}
+
+#[tokio::test]
+async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_statements() {
+    let (accounts, _sim) = accounts_with_simulator().await;
+    let d = Deployment::create("iam", good_provider_secrets(), Some(accounts)).await;
+    let counters: Vec<(Function, CallCounter)> = [
+        Function::SubmitOrder,
+        Function::ProviderCallback,
+        Function::OrderStatus,
+        Function::Reconcile,
+        Function::CheckBalance,
+    ]
+    .into_iter()
+    .map(|f| (f, CallCounter::recording()))
+    .collect();
+    let counter = |f: Function| &counters.iter().find(|(g, _)| *g == f).unwrap().1;
+    let demo = ("demo", DEMO_SECRET);
+
+    // submit-order: M1 with a notify URL (the callback's notification), M2 left for the sweep, a replay.
+    let (submit, _) = d
+        .cold_start(Function::SubmitOrder, counter(Function::SubmitOrder))
+        .await;
+    let mut created = Value::Null;
+    for body in [
+        json!({"merchant_order_no": "M1", "product_code": "mobile.100", "account": "13800138000",
+               "notify_url": "https://merchant.example.com/notify"}),
+        json!({"merchant_order_no": "M2", "product_code": "mobile.100", "account": "13800138001"}),
+        json!({"merchant_order_no": "M2", "product_code": "mobile.100", "account": "13800138001"}),
+    ] {
+        let bytes = body.to_string().into_bytes();
+        let r = recharge_api::router::handle(
+            &submit.state,
+            signed(demo, d.now_secs(), "POST", "/v1/orders", &bytes),
+        )
+        .await;
+        assert!(matches!(r.status, 200 | 201), "{:?}", status_of(&r));
+        if body["merchant_order_no"] == "M1" {
+            created = serde_json::from_slice(&r.body).unwrap();
+        }
+    }
+    // The client routes (issue 18) with M1's client secret: a verification request (counted in the store).
+    let order_id = created["order_id"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {}", created["client_secret"].as_str().unwrap());
+    let client = |method: &str, path: String, body: &[u8]| ApiRequest {
+        method: method.to_owned(),
+        path,
+        raw_query: String::new(),
+        headers: vec![
+            ("authorization".into(), bearer.clone()),
+            ("content-type".into(), "application/json".into()),
+        ],
+        body: body.to_vec(),
+    };
+    let r = recharge_api::router::handle(
+        &submit.state,
+        client(
+            "POST",
+            format!("/v1/client/orders/{order_id}/verification"),
+            br#"{"code":"123456"}"#,
+        ),
+    )
+    .await;
+    assert!(r.status < 500, "{:?}", status_of(&r));
+
+    // provider-callback: the provider's signed success callback for M1's first attempt.
+    let (callback, _) = d
+        .cold_start(
+            Function::ProviderCallback,
+            counter(Function::ProviderCallback),
+        )
+        .await;
+    let text = std::fs::read_to_string(
+        repo_root().join("events/provider-callback/suka-xml-gbk-form.json"),
+    )
+    .unwrap();
+    let event: ApiGatewayV2httpRequest = serde_json::from_str(&text).unwrap();
+    let resp = handlers::http_request(&callback, &event).await;
+    assert_eq!(resp.status_code, 200);
+
+    // order-status: the merchant's read and the admin's balances.
+    let (status, _) = d
+        .cold_start(Function::OrderStatus, counter(Function::OrderStatus))
+        .await;
+    let r = recharge_api::router::handle(
+        &status.state,
+        signed(demo, d.now_secs(), "GET", "/v1/orders/M1", b""),
+    )
+    .await;
+    let (code, body) = status_of(&r);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"succeeded\""),
+        "the callback was applied: {body}"
+    );
+    let r = recharge_api::router::handle(
+        &status.state,
+        signed(
+            ("ops", OPS_SECRET),
+            d.now_secs(),
+            "GET",
+            "/v1/balances",
+            b"",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", status_of(&r));
+    let r = recharge_api::router::handle(
+        &status.state,
+        client("GET", format!("/v1/client/orders/{order_id}"), b""),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", status_of(&r));
+
+    // reconcile, two hours on: M2 is queried, M1's failed notification is due again.
+    d.clock.advance(std::time::Duration::from_secs(2 * 3600));
+    let (reconcile, _) = d
+        .cold_start(Function::Reconcile, counter(Function::Reconcile))
+        .await;
+    let report = handlers::reconcile_event(&reconcile, &json!({}))
+        .await
+        .unwrap();
+    assert!(report["sweep"]["due"].as_u64().unwrap() >= 2, "{report}");
+
+    // check-balance: the simulator answers, the snapshot is stored.
+    let (balance, _) = d
+        .cold_start(Function::CheckBalance, counter(Function::CheckBalance))
+        .await;
+    let report = handlers::check_balance_event(&balance, &json!({}))
+        .await
+        .unwrap();
+    assert!(report.to_string().contains("dingyin-1"), "{report}");
+
+    // Evaluate every call against its own function's statements.
+    let resolver = Resolver {
+        stage: &d.stage,
+        table: &d.table,
+    };
+    let policies = policies(&resolver);
+    let mut observed: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let mut functions = serde_json::Map::new();
+    for (function, counter) in &counters {
+        let calls = counter.calls();
+        assert!(!calls.is_empty(), "{} made no AWS call", function.name());
+        let requests: BTreeSet<(String, String)> = calls.iter().flat_map(iam_requests).collect();
+        for (action, resource) in &requests {
+            observed.insert((
+                function.name().to_owned(),
+                action.clone(),
+                // The test's stage in names makes the table unreadable: show the template's form.
+                resource.replace(&d.stage, "<stage>"),
+            ));
+        }
+        let policy = policies
+            .get(function.name())
+            .unwrap_or_else(|| panic!("{} is not in the template", function.name()));
+        functions.insert(
+            function.name().to_owned(),
+            json!({"policy": policy,
+                   "requests": requests.iter().map(|(a, r)| json!({"action": a, "resource": r})).collect::<Vec<_>>()}),
+        );
+    }
+    let result = evaluate(&json!({"account": ACCOUNT, "functions": functions}));
+
+    let mut report = String::from(
+        "# IAM: every AWS call of the end-to-end flows\n\n| function | action | resource | decision |\n|---|---|---|---|\n",
+    );
+    let mut failures = Vec::new();
+    for d_ in result["decisions"].as_array().unwrap() {
+        let line = format!(
+            "| {} | {} | {} | {} |\n",
+            d_["function"].as_str().unwrap(),
+            d_["action"].as_str().unwrap(),
+            d_["resource"]
+                .as_str()
+                .unwrap()
+                .replace(&d.stage, "<stage>"),
+            d_["result"].as_str().unwrap()
+        );
+        report.push_str(&line);
+        if d_["result"] != "Allowed" {
+            failures.push(format!("not allowed: {}", line.trim()));
+        }
+    }
+    report.push_str("\n# Grants no call used\n\n| function | statement | action | resource |\n|---|---|---|---|\n");
+    for g in result["grants"].as_array().unwrap() {
+        let line = format!(
+            "| {} | {} | {} | {} |\n",
+            g["function"].as_str().unwrap(),
+            g["sid"].as_str().unwrap(),
+            g["action"].as_str().unwrap(),
+            g["resource"].to_string().replace(&d.stage, "<stage>")
+        );
+        if g["exists"] != true {
+            failures.push(format!(
+                "granted action does not exist in IAM: {}",
+                line.trim()
+            ));
+        }
+        if g["used"] != true {
+            report.push_str(&line);
+        }
+    }
+    for e in result["errors"].as_array().unwrap() {
+        failures.push(format!("evaluator: {e}"));
+    }
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("iam-report.md");
+    std::fs::write(&path, &report).unwrap();
+    println!("{report}\n(written to {})", path.display());
+    assert!(failures.is_empty(), "{}\n\n{report}", failures.join("\n"));
+    assert!(observed.len() >= 10, "{observed:#?}");
+}
