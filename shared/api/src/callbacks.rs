@@ -6,12 +6,58 @@
 //! our attempt ids found in it are queried instead, because a query is authenticated and a forged callback
 //! must not be able to hide a real result either. An unsigned-by-protocol callback is only a hint: the
 //! attempt is queried and the query's answer is applied.
+//!
+//! Those queries are budgeted (issue 15): at most `Settings::callback_queries_per_minute` per provider account
+//! and minute, in this process, so a stream of forged or unsigned callbacks cannot turn into a stream of
+//! provider queries. Past the budget the callback is refused without a query (the provider resends; the sweep
+//! queries due orders on its own schedule).
 
 use crate::flow::{self, apply_event};
 use crate::http::ApiResponse;
 use crate::state::AppState;
 use recharge_core::{AttemptId, Event, ProviderAccountId, Source};
 use recharge_providers::{CallbackAck, CallbackTrust, RawCallback};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Per provider account, the queries unverifiable callbacks caused in the current minute.
+#[derive(Debug, Default)]
+pub struct QueryBudget {
+    used: Mutex<HashMap<ProviderAccountId, (i64, u32)>>,
+}
+
+impl QueryBudget {
+    /// Takes one query for `account` in the minute of `now_secs`; false once `per_minute` are taken.
+    pub fn take(&self, account: &ProviderAccountId, now_secs: i64, per_minute: u32) -> bool {
+        let minute = now_secs.div_euclid(60);
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = used.entry(account.clone()).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        if entry.1 >= per_minute {
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
+}
+
+fn budget_allows(state: &AppState, account: &ProviderAccountId) -> bool {
+    let allowed = state.callback_queries.take(
+        account,
+        state.clock.now().seconds(),
+        state.settings.callback_queries_per_minute,
+    );
+    if !allowed {
+        tracing::warn!(
+            provider_account = %account,
+            per_minute = state.settings.callback_queries_per_minute,
+            "callback query budget spent; not querying"
+        );
+    }
+    allowed
+}
 
 /// Handles one callback. Always answers something the provider understands; never a 5xx with internals.
 pub async fn handle(state: &AppState, account: &str, raw: RawCallback) -> ApiResponse {
@@ -28,6 +74,9 @@ pub async fn handle(state: &AppState, account: &str, raw: RawCallback) -> ApiRes
         Err(e) => {
             tracing::warn!(provider_account = %account, error = %e, "callback refused; querying instead");
             for id in find_attempt_ids(&raw) {
+                if !budget_allows(state, &account) {
+                    break;
+                }
                 if let Err(e) = query_by_attempt(state, &account, &id).await {
                     tracing::warn!(provider_account = %account, attempt_id = %id, error = %e, "query after refused callback failed");
                 }
@@ -73,6 +122,9 @@ pub async fn handle(state: &AppState, account: &str, raw: RawCallback) -> ApiRes
                 Ok(step) => flow::advance(state, step.order).await.map(|_| ()),
                 Err(e) => Err(e),
             }
+        }
+        CallbackTrust::Unverified if !budget_allows(state, &account) => {
+            return ack(CallbackAck::Rejected);
         }
         CallbackTrust::Unverified => match flow::query_attempt(state, order, no).await {
             Ok(order) => flow::advance(state, order).await.map(|_| ()),
@@ -158,6 +210,19 @@ mod tests {
             ids,
             vec!["7JUWX4CXN3GSIQOKCCTK01", "7JUWX4CXN3GSIQOKCCTK02"]
         );
+    }
+
+    #[test]
+    fn the_query_budget_allows_so_many_per_account_and_minute() {
+        let budget = QueryBudget::default();
+        let a = ProviderAccountId::parse("suka-main").unwrap();
+        let b = ProviderAccountId::parse("wikeyun-main").unwrap();
+        let t = 1_700_000_020; // 20 s before a minute boundary (1_700_000_040 = 60 × 28_333_334)
+        assert!((0..3).all(|_| budget.take(&a, t, 3)));
+        assert!(!budget.take(&a, t + 19, 3), "a's minute is spent");
+        assert!(budget.take(&b, t + 19, 3), "b has its own budget");
+        assert!(budget.take(&a, t + 20, 3), "a new minute");
+        assert!(!budget.take(&a, t + 20, 0), "a budget of 0 allows nothing");
     }
 
     #[test]

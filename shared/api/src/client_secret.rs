@@ -71,22 +71,21 @@ impl ClientKey {
         Ok(ClientKey { key })
     }
 
-    fn mac(&self, order_id: &OrderId, expires_secs: i64) -> Hmac<Sha256Mac> {
-        // HMAC takes keys of any length: `new_from_slice` cannot fail; fall back to an empty-key MAC that
-        // verifies nothing issued by a real key if it ever did.
-        let mut mac = Hmac::<Sha256Mac>::new_from_slice(self.key.expose_secret().as_bytes())
-            .unwrap_or_else(|_| Hmac::<Sha256Mac>::new(&Default::default()));
+    /// HMAC takes keys of any length, so `None` cannot happen; were it to, nothing is issued or verified.
+    fn mac(&self, order_id: &OrderId, expires_secs: i64) -> Option<Hmac<Sha256Mac>> {
+        let mut mac =
+            Hmac::<Sha256Mac>::new_from_slice(self.key.expose_secret().as_bytes()).ok()?;
         mac.update(format!("{CONTEXT}\n{order_id}\n{expires_secs}").as_bytes());
-        mac
+        Some(mac)
     }
 
     /// The client secret of `order_id` expiring at `expires_secs` (unix seconds).
-    pub fn issue(&self, order_id: &OrderId, expires_secs: i64) -> SecretString {
-        let tag = self.mac(order_id, expires_secs).finalize().into_bytes();
-        SecretString::from(format!(
+    pub fn issue(&self, order_id: &OrderId, expires_secs: i64) -> Option<SecretString> {
+        let tag = self.mac(order_id, expires_secs)?.finalize().into_bytes();
+        Some(SecretString::from(format!(
             "{PREFIX}{expires_secs}_{}",
             data_encoding::BASE64URL_NOPAD.encode(&tag)
-        ))
+        )))
     }
 }
 
@@ -139,9 +138,10 @@ pub fn check(
     let tag = data_encoding::BASE64URL_NOPAD
         .decode(tag.as_bytes())
         .map_err(|_| SecretRefusal::Invalid)?;
-    let genuine = keys
-        .candidates()
-        .any(|k| k.mac(order_id, expires_secs).verify_slice(&tag).is_ok());
+    let genuine = keys.candidates().any(|k| {
+        k.mac(order_id, expires_secs)
+            .is_some_and(|m| m.verify_slice(&tag).is_ok())
+    });
     if !genuine {
         return Err(SecretRefusal::Invalid);
     }
@@ -205,7 +205,9 @@ mod tests {
     fn the_secret_has_a_known_answer() {
         // python3: base64.urlsafe_b64encode(hmac.new(K, b"recharge client secret v1\nAAAAAAAAAAAAAAAAAAAA\n1700086400",
         //          sha256).digest()).rstrip(b"=")
-        let s = key(K).issue(&id("AAAAAAAAAAAAAAAAAAAA"), 1_700_086_400);
+        let s = key(K)
+            .issue(&id("AAAAAAAAAAAAAAAAAAAA"), 1_700_086_400)
+            .unwrap();
         assert_eq!(
             s.expose_secret(),
             "rcs1_1700086400_a7I6nq5SVzRwo_RNtne2J2dQdS5EgsWyDrHefnIRiYI"
@@ -217,7 +219,7 @@ mod tests {
         let k = key(K);
         let order = id("ABCDEFGHIJKLMNOPQRST");
         let expires = expiry_of(NOW, DEFAULT_TTL);
-        let s = k.issue(&order, expires);
+        let s = k.issue(&order, expires).unwrap();
         let keys = one(k);
         assert_eq!(check(&keys, &order, s.expose_secret(), NOW), Ok(()));
         let just_before = Timestamp::from_millis((expires - 1) * 1000);
@@ -234,7 +236,11 @@ mod tests {
         let k = key(K);
         let order = id("ABCDEFGHIJKLMNOPQRST");
         let other = id("ABCDEFGHIJKLMNOPQRSZ");
-        let s = k.issue(&order, 1_700_086_400).expose_secret().to_owned();
+        let s = k
+            .issue(&order, 1_700_086_400)
+            .unwrap()
+            .expose_secret()
+            .to_owned();
         let keys = one(k);
         assert_eq!(
             check(&keys, &other, &s, NOW),
@@ -283,7 +289,7 @@ mod tests {
     fn during_a_rotation_secrets_of_the_previous_key_still_verify() {
         let old = key(K);
         let order = id("ABCDEFGHIJKLMNOPQRST");
-        let s = old.issue(&order, 1_700_086_400);
+        let s = old.issue(&order, 1_700_086_400).unwrap();
         let keys = Rotating {
             current: key("the new key, 32 bytes or longer.."),
             previous: Some(old),

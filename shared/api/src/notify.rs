@@ -628,6 +628,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_notify_url_that_accepts_and_never_answers_costs_one_timeout() {
+        // A merchant server that takes the connection and the request, then hangs: the try ends at the
+        // notifier's timeout as a failure (retried on the schedule), not when the merchant feels like it.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let notifier = HttpNotifier::new(Duration::from_millis(300), true).unwrap();
+        let d = notifier
+            .deliver(
+                &format!("http://127.0.0.1:{port}/notify?token=t"),
+                &[],
+                b"{}",
+            )
+            .await;
+        assert_eq!(d, Delivery::Failed("timeout".into()));
+        hold.abort();
+    }
+
+    #[tokio::test]
     async fn delivery_to_a_private_literal_fails_without_a_connection() {
         let notifier = HttpNotifier::new(Duration::from_secs(2), false).unwrap();
         let d = notifier

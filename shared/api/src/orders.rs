@@ -212,7 +212,7 @@ fn created_view(
         .get(&caller.app)
         .map_or(client_secret::DEFAULT_TTL, |a| a.client.ttl());
     let expires = client_secret::expiry_of(order.created_at(), ttl);
-    let secret = keys.map(|k| k.current.issue(order.id(), expires));
+    let secret = keys.and_then(|k| k.current.issue(order.id(), expires));
     CreatedView {
         view: OrderView::of(order),
         client_secret_expires_at: secret

@@ -38,6 +38,9 @@ pub struct Settings {
     /// The secret holding the gateway key of client secrets (issue 18); `None`: no client secrets are issued
     /// and the client routes open nothing.
     pub client_key_secret: Option<String>,
+    /// Provider queries that unverifiable callbacks (refused signatures, unsigned hints) may cause per provider
+    /// account and minute, in this process: a forged callback is cheap to send, a query is not.
+    pub callback_queries_per_minute: u32,
 }
 
 impl Settings {
@@ -52,6 +55,7 @@ impl Settings {
             verification_expiry: Duration::from_secs(15 * 60),
             control_cache_ttl: Duration::from_secs(30),
             client_key_secret: None,
+            callback_queries_per_minute: 30,
         }
     }
 }
@@ -239,6 +243,8 @@ pub struct AppState {
     pub settings: Settings,
     /// The per-order rate limit of the client routes (issue 18), in this process.
     pub client_limiter: crate::client::Limiter,
+    /// Provider queries that unverifiable callbacks may cause, per account and minute (issue 15).
+    pub callback_queries: crate::callbacks::QueryBudget,
     balance_cache: Mutex<Option<(Timestamp, BalanceMap)>>,
     control_cache: Mutex<Option<(Timestamp, ControlMap)>>,
 }
@@ -297,6 +303,7 @@ impl AppState {
             notifier: p.notifier,
             settings: p.settings,
             client_limiter: crate::client::Limiter::default(),
+            callback_queries: crate::callbacks::QueryBudget::default(),
             balance_cache: Mutex::new(None),
             control_cache: Mutex::new(None),
         }

@@ -11,6 +11,7 @@
 //! | `Anomalies` | `Service`; `Service, Kind` | a write raises an anomaly (late success, second delivery, reversal, partial) |
 //! | `ProviderAccountDisabled` | `Service`; `Service, ProviderAccount` | a cold start finds an account's secret missing or malformed |
 //! | `LowBalance` | `Service`; `Service, ProviderAccount` | the balance check finds an account below its threshold |
+//! | `MerchantNotifications` | `Service`; `Service, Result` | a notification try is recorded (`acknowledged`, `failed`, `abandoned`) |
 //! | `ProviderBalanceFen` | `Service, ProviderAccount` | the balance check stores a balance |
 //! | `OperatorQueue` | `Service` | after every sweep: orders in the operator queue (stuck attempts, abandoned notifications) |
 
@@ -260,6 +261,13 @@ impl OrderStore for ObservedStore {
         let replaced = self.inner.replace(next, audit).await?;
         if replaced == Replaced::Applied {
             self.metrics.order_written(next);
+            if let Some(result) = notification_result(&audit.summary) {
+                self.metrics.count(
+                    "MerchantNotifications",
+                    &[("Result", result)],
+                    &[&[], &["Result"]],
+                );
+            }
         }
         Ok(replaced)
     }
@@ -301,9 +309,42 @@ impl OrderStore for ObservedStore {
     }
 }
 
+/// The result of a merchant notification, from the audit summary the state machine writes for an
+/// `Event::Notified` (`recharge_core::machine`: "notification of sequence N delivered / failed (k tries) /
+/// abandoned after k tries"); `None` for every other write.
+fn notification_result(summary: &str) -> Option<&'static str> {
+    let rest = summary.strip_prefix("notification of sequence ")?;
+    if rest.ends_with(" delivered") {
+        Some("acknowledged")
+    } else if rest.contains(" abandoned after ") {
+        Some("abandoned")
+    } else if rest.contains(" failed (") {
+        Some("failed")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notification_writes_are_told_apart_by_their_audit_summary() {
+        assert_eq!(
+            notification_result("notification of sequence 3 delivered"),
+            Some("acknowledged")
+        );
+        assert_eq!(
+            notification_result("notification of sequence 3 failed (2 tries)"),
+            Some("failed")
+        );
+        assert_eq!(
+            notification_result("notification of sequence 3 abandoned after 15 tries"),
+            Some("abandoned")
+        );
+        assert_eq!(notification_result("attempt 1 accepted"), None);
+    }
 
     #[test]
     fn an_emf_line_declares_its_metric_and_carries_every_dimension() {

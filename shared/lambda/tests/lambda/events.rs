@@ -481,7 +481,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
     let m1 = recharge_core::OrderId::parse(M1).unwrap();
     let key =
         recharge_api::client_secret::ClientKey::new(support::CLIENT_KEY.to_owned().into()).unwrap();
-    let client_secret = key.issue(&m1, SIGNED_AT + 86_400);
+    let client_secret = key.issue(&m1, SIGNED_AT + 86_400).unwrap();
     let bearer = vec![(
         "authorization".to_owned(),
         format!("Bearer {}", client_secret.expose_secret()),

@@ -334,7 +334,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
     assert!(r.status < 500, "{:?}", status_of(&r));
 
     // provider-callback: the provider's signed success callback for M1's first attempt.
-    let (callback, _) = d
+    let (callback, callback_metrics) = d
         .cold_start(
             Function::ProviderCallback,
             counter(Function::ProviderCallback),
@@ -347,6 +347,15 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
     let event: ApiGatewayV2httpRequest = serde_json::from_str(&text).unwrap();
     let resp = handlers::http_request(&callback, &event).await;
     assert_eq!(resp.status_code, 200);
+    // The merchant notification was signed and tried (merchant.example.com does not answer here).
+    assert!(
+        callback_metrics
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.get("MerchantNotifications").is_some() && l["Result"] == "failed"),
+        "the callback's notification try is counted"
+    );
 
     // order-status: the merchant's read and the admin's balances.
     let (status, _) = d

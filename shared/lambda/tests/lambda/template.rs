@@ -253,6 +253,58 @@ fn sample_config_loads_as_the_functions_load_it() {
 }
 
 #[test]
+fn the_secrets_example_lists_every_configured_secret_in_its_shape() {
+    let dir = repo_root().join("infra/config");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let accounts: Vec<ProviderAccount> =
+        serde_json::from_str(&read("provider-accounts.json")).unwrap();
+    let apps: Vec<AppConfig> = serde_json::from_str(&read("apps.json")).unwrap();
+    let example: serde_json::Map<String, Value> = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("infra/secrets.example.json")).unwrap(),
+    )
+    .unwrap();
+    let mut expected: BTreeSet<String> = accounts.iter().map(|a| a.secret_name.clone()).collect();
+    let apps = recharge_api::auth::Apps::new(apps.clone(), "recharge/dev/merchant/");
+    for id in apps.ids() {
+        expected.insert(apps.secret_name(apps.get(id).unwrap()));
+    }
+    let listed: BTreeSet<String> = example.keys().cloned().collect();
+    assert_eq!(
+        listed, expected,
+        "infra/secrets.example.json against infra/config/"
+    );
+    for a in &accounts {
+        let mut value = example[&a.secret_name].clone();
+        // The example's PEMs are placeholders; the shape is what is checked, so real (test) keys stand in.
+        if value.get("private_key_pem").is_some() {
+            value["private_key_pem"] = json!(crate::support::RSA_PRIVATE);
+            value["platform_public_key_pem"] = json!(crate::support::RSA_PUBLIC);
+        }
+        let value = value.to_string();
+        recharge_providers::Credentials::from_secret_json(a.protocol, &value)
+            .unwrap_or_else(|e| panic!("{}: {e}", a.secret_name));
+    }
+    // The one command reads the same file.
+    let out = std::process::Command::new(repo_root().join("scripts/create-secrets"))
+        .arg("--dry-run")
+        .arg(repo_root().join("infra/secrets.example.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for name in &expected {
+        assert!(
+            text.contains(&format!("would create or update {name}\n")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
 fn ops_routes_and_only_they_carry_the_iam_authorizer() {
     let t = template();
     assert_eq!(

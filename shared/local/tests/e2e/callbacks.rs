@@ -113,3 +113,80 @@ async fn forged_contradicting_and_stray_callbacks_change_nothing() {
         stored.attempts()[0]
     );
 }
+
+/// Counts the log lines of this process that contain `needle` (a process-wide subscriber; nextest runs each
+/// test in its own process).
+#[derive(Clone, Default)]
+struct LogCount(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCount {
+    fn install() -> LogCount {
+        let sink = LogCount::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "recharge_providers=info",
+            ))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        sink
+    }
+
+    fn lines_with(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn forged_callbacks_cause_at_most_the_budgeted_provider_queries_per_minute() {
+    let logs = LogCount::install();
+    // No sweep during the test: every query of the suka-main query endpoint comes from a callback.
+    let h = Harness::start_with(recharge_local::LocalOptions {
+        sweep_every: Duration::from_secs(3600),
+        ..options()
+    })
+    .await;
+    let demo = h.demo();
+    let no = order_no("budget");
+    let body =
+        json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": "gamer0009"});
+    let created = demo.create_order(&body).await.unwrap();
+    assert_eq!(created.status, 201, "{}", created.body);
+    let attempt = format!("{}01", created.body["order_id"].as_str().unwrap());
+    let per_minute = h.stack.state().settings.callback_queries_per_minute as usize;
+    let sent = 2 * per_minute + 20;
+    for _ in 0..sent {
+        let forged = suka_callback(&attempt, "1", Some("0123456789ABCDEF0123456789ABCDEF"));
+        assert_eq!(
+            post_callback(h.stack.base_url(), "suka-main", forged).await,
+            (400, "fail".to_owned())
+        );
+    }
+    let queries = logs.lines_with("/searchpay.do");
+    // Within one minute, or across one minute boundary: never more than two minutes' budgets.
+    assert!(queries >= 1, "a forged callback still causes a query");
+    assert!(
+        queries <= 2 * per_minute,
+        "{sent} forged callbacks caused {queries} provider queries (budget {per_minute}/min)"
+    );
+    assert_eq!(
+        demo.get_order(&no).await.unwrap().body["status"],
+        "processing",
+        "and none changed the order"
+    );
+}
