@@ -18,4 +18,5 @@ mod log_secrets;
 mod merchant_api;
 mod notifications;
 mod ops;
+mod sample_client;
 mod scripted;
