@@ -33,7 +33,7 @@ pub struct Settings {
     /// reaches every function within a minute, with no deploy).
     pub control_cache_ttl: Duration,
     /// How long a PC carrier-billing order waits for its verification code before it expires as failed
-    /// (nothing was charged: the code never reached the provider).
+    /// (nothing was charged: the code never reached the provider). Not scaled: the local stack sets its own.
     pub verification_expiry: Duration,
     /// The secret holding the gateway key of client secrets (issue 18); `None`: no client secrets are issued
     /// and the client routes open nothing.

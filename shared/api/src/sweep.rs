@@ -99,7 +99,7 @@ async fn process(state: &AppState, id: &OrderId) -> Result<Did, recharge_core::s
             == (&AttemptState::ActionRequired {
                 next: NextAction::EnterVerificationCode,
             })
-        && now.since(open.opened_at()) >= state.scaled(state.settings.verification_expiry)
+        && now.since(open.opened_at()) >= state.settings.verification_expiry
     {
         let no = open.no();
         order = flow::apply_event(

@@ -378,7 +378,11 @@ async fn ops_routes_are_for_admin_apps_only() {
 
 #[tokio::test]
 async fn a_pc_billing_code_never_entered_expires_as_failed_with_nothing_charged() {
-    let h = Harness::start().await;
+    let h = Harness::start_with(recharge_local::LocalOptions {
+        verification_expiry: Some(Duration::from_secs(3)),
+        ..options()
+    })
+    .await;
     let demo = h.demo();
     let no = order_no("expire");
     let created = demo
@@ -394,7 +398,7 @@ async fn a_pc_billing_code_never_entered_expires_as_failed_with_nothing_charged(
         "{}",
         created.body
     );
-    // 15 minutes / time scale 100 = 9 s: the sweep expires it.
+    // The stack's expiry (3 s here; 15 minutes in production): the sweep expires it.
     let v = wait_status(&demo, &no, "failed", Duration::from_secs(30)).await;
     assert_eq!(v["failure"]["code"], "expired", "{v}");
     let order = h.stored("demo", &no).await;
