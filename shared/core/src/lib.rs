@@ -21,8 +21,8 @@ pub use machine::{Applied, Event, Policy, Refusal, apply};
 pub use money::Fen;
 pub use msisdn::{Carrier, Msisdn};
 pub use order::{
-    Anomaly, AnomalyKind, Attempt, AttemptState, NewOrder, Order, PublicStatus, PublicView,
-    Resolution, Route,
+    Anomaly, AnomalyKind, Attempt, AttemptState, Attention, NewOrder, Order, PublicStatus,
+    PublicView, Resolution, Route,
 };
 pub use outcome::{NextAction, Outcome, Reason, SmsInstruction, Source};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -10,11 +10,13 @@
 
 mod browser;
 mod callbacks;
+mod cli;
 mod client_routes;
 mod crash;
 mod helpers;
 mod log_secrets;
 mod merchant_api;
 mod notifications;
+mod ops;
 mod sample_client;
 mod scripted;
