@@ -12,12 +12,23 @@ pub struct BalanceReport {
     pub low: Vec<String>,
     pub failed: Vec<String>,
     pub unsupported: Vec<String>,
+    /// Switched off by an operator: not asked.
+    pub disabled: Vec<String>,
 }
 
 pub async fn check_balances(state: &AppState) -> BalanceReport {
     let mut report = BalanceReport::default();
+    let controls = state.account_controls().await;
     for provider in state.providers.iter() {
         let id = provider.account.id.clone();
+        // An operator switched the account off: leave its provider alone.
+        if controls
+            .get(&id)
+            .is_some_and(|c| c.mode == recharge_core::store::AccountMode::Disabled)
+        {
+            report.disabled.push(id.to_string());
+            continue;
+        }
         if !provider.capabilities().has_balance {
             report.unsupported.push(id.to_string());
             continue;
@@ -41,7 +52,7 @@ pub async fn check_balances(state: &AppState) -> BalanceReport {
                     report.failed.push(id.to_string());
                     continue;
                 }
-                let threshold = state.catalog.settings(&id).low_balance_fen;
+                let threshold = state.effective_settings(&controls, &id).low_balance_fen;
                 let low = threshold.is_some_and(|t| balance.get() < t);
                 tracing::info!(provider_account = %id, balance_fen = balance.get(), low, "provider balance");
                 if low {

@@ -9,10 +9,13 @@
 //! syncs), an unsigned result cannot be confirmed at all: it is kept on the attempt (masked) for an operator,
 //! raised as an anomaly, and not acknowledged, so the channel resends it (PROVIDERS §0.4).
 //!
-//! Those queries are budgeted (issue 15): at most `Settings::callback_queries_per_minute` per provider account
-//! and minute, in this process, so a stream of forged or unsigned callbacks cannot turn into a stream of
-//! provider queries. Past the budget the callback is refused without a query (the provider resends; the sweep
-//! queries due orders on its own schedule).
+//! The queries that callbacks which *failed* verification cause are budgeted (issue 15): at most
+//! `Settings::callback_queries_per_minute` per provider account and minute, in this process, so a stream of
+//! forged callbacks (each naming up to four ids) cannot turn into a stream of provider queries. Past the budget
+//! the callback is refused without a query (the provider resends; the sweep queries due orders on its own
+//! schedule). A callback that is unsigned *by protocol* (wikeyun) is the provider's normal way to report, so it
+//! is not budgeted: its one query is how every such result, a reversal after success included, is learned;
+//! a per-account budget measured the 100,000-order campaign down from 364 reversals learned to 24.
 
 use crate::flow::{self, apply_event};
 use crate::http::ApiResponse;
@@ -130,9 +133,6 @@ pub async fn handle(state: &AppState, account: &str, raw: RawCallback) -> ApiRes
                 Ok(step) => flow::advance(state, step.order).await.map(|_| ()),
                 Err(e) => Err(e),
             }
-        }
-        CallbackTrust::Unverified if queryable && !budget_allows(state, &account) => {
-            return ack(CallbackAck::Rejected);
         }
         CallbackTrust::Unverified if queryable => {
             match flow::query_attempt(state, order, no).await {

@@ -29,7 +29,9 @@ pub struct Step {
 fn policy_account(order: &Order, event: &Event) -> Option<recharge_core::ProviderAccountId> {
     match event {
         Event::OpenAttempt { route } => Some(route.provider_account.clone()),
-        Event::Outcome { attempt, .. } | Event::SubmitDeadlinePassed { attempt } => order
+        Event::Outcome { attempt, .. }
+        | Event::SubmitDeadlinePassed { attempt }
+        | Event::VerificationExpired { attempt } => order
             .attempt(*attempt)
             .map(|a| a.route().provider_account.clone()),
         Event::UnverifiedResult { attempt, .. } => order
@@ -112,6 +114,7 @@ fn event_name(event: &Event) -> &'static str {
     match event {
         Event::Outcome { .. } => "outcome",
         Event::SubmitDeadlinePassed { .. } => "submit_deadline_passed",
+        Event::VerificationExpired { .. } => "verification_expired",
         Event::OpenAttempt { .. } => "open_attempt",
         Event::RoutesExhausted { .. } => "routes_exhausted",
         Event::Notified { .. } => "notified",
@@ -119,15 +122,14 @@ fn event_name(event: &Event) -> &'static str {
     }
 }
 
-/// Sends the merchant the order's current view if a notification is due, and records the result.
-pub async fn notify_merchant(state: &AppState, order: Order) -> Result<Order, StoreError> {
-    let (Some(url), Some(_)) = (order.notify_url().map(str::to_owned), order.notify_due_at())
-    else {
-        return Ok(order);
+/// Signs the order's current view and POSTs it to its notify URL once (no recording, no schedule).
+pub async fn deliver_view(state: &AppState, order: &Order) -> Delivery {
+    let Some(url) = order.notify_url().map(str::to_owned) else {
+        return Delivery::Failed("the order has no notify_url".to_owned());
     };
     let now = state.clock.now();
-    let body = serde_json::to_vec(&OrderView::of(&order)).unwrap_or_default();
-    let delivery = match state.apps.get(order.app_id()) {
+    let body = serde_json::to_vec(&OrderView::of(order)).unwrap_or_default();
+    match state.apps.get(order.app_id()) {
         Some(app) => {
             let name = state.apps.secret_name(app);
             match state
@@ -153,7 +155,16 @@ pub async fn notify_merchant(state: &AppState, order: Order) -> Result<Order, St
             }
         }
         None => Delivery::Failed("app no longer configured".to_owned()),
-    };
+    }
+}
+
+/// Sends the merchant the order's current view if a notification is due, and records the result.
+pub async fn notify_merchant(state: &AppState, order: Order) -> Result<Order, StoreError> {
+    if order.notify_url().is_none() || order.notify_due_at().is_none() {
+        return Ok(order);
+    }
+    let delivery = deliver_view(state, &order).await;
+    let now = state.clock.now();
     let sequence = order.sequence();
     let (delivered, retry_at) = match &delivery {
         Delivery::Acknowledged => (true, None),
@@ -314,12 +325,16 @@ pub async fn advance(state: &AppState, order: Order) -> Result<Order, StoreError
             .map(|a| a.route().provider_account.clone())
             .collect();
         let balances = state.known_balances().await;
+        let controls = state.account_controls().await;
         let decision = routing::choose(
             &state.catalog,
             product,
             carrier,
             &tried,
-            &state.providers,
+            &crate::state::RuntimeAccounts {
+                providers: &state.providers,
+                controls: &controls,
+            },
             &balances,
         );
         tracing::info!(order_id = %order.id(), skipped = ?decision.skipped, chosen = ?decision.route.as_ref().map(|r| r.provider_account.to_string()), "failover routing");

@@ -12,6 +12,7 @@ pub mod error;
 pub mod flow;
 pub mod http;
 pub mod notify;
+pub mod ops;
 pub mod orders;
 pub mod router;
 pub mod routing;

@@ -8,7 +8,7 @@ use crate::flow::{self, apply_event};
 use crate::http::ApiResponse;
 use crate::notify::check_notify_url;
 use crate::routing;
-use crate::state::AppState;
+use crate::state::{AppState, RuntimeAccounts};
 use crate::view::{OrderView, rfc3339};
 use recharge_core::Timestamp;
 use recharge_core::secrets::{Rotating, SecretError};
@@ -163,12 +163,16 @@ pub async fn create_order(
     };
 
     let balances = state.known_balances().await;
+    let controls = state.account_controls().await;
     let decision = routing::choose(
         &state.catalog,
         product,
         target.carrier,
         &[],
-        &state.providers,
+        &RuntimeAccounts {
+            providers: &state.providers,
+            controls: &controls,
+        },
         &balances,
     );
     let Some(route) = decision.route else {
@@ -194,7 +198,12 @@ pub async fn create_order(
         notify_url: req.notify_url,
         request_digest: digest.clone(),
     };
-    let order = Order::new(new, route, now, policy.call_timeout);
+    let escalate_after = controls
+        .get(&route.provider_account)
+        .and_then(|c| c.escalate_after_secs)
+        .map(|secs| state.scaled(std::time::Duration::from_secs(secs)))
+        .unwrap_or_else(|| state.escalate_after(product.kind));
+    let order = Order::new(new, route, now, policy.call_timeout).with_escalation(escalate_after);
     match state
         .store
         .create(&order, &AuditEntry::for_create(&order, None))
@@ -402,18 +411,26 @@ pub async fn balances(state: &AppState, caller: &Caller) -> Result<ApiResponse, 
             "balances are visible to admin apps only",
         ));
     }
+    Ok(ApiResponse::json(200, &balances_json(state).await?))
+}
+
+/// The last known balance, threshold and routing switch of every provider account (merchant admin apps and
+/// `GET /ops/balances`).
+pub async fn balances_json(state: &AppState) -> Result<serde_json::Value, ApiError> {
     let known = state.balances.balances().await?;
+    let controls = state.account_controls().await;
     let accounts: Vec<_> = state
         .providers
         .configured()
         .map(|account| {
             let id = &account.id;
-            let settings = state.catalog.settings(id);
+            let settings = state.effective_settings(&controls, id);
             let snap = known.iter().find(|b| &b.account == id);
             json!({
                 "provider_account": id.as_str(),
                 "protocol": account.protocol.as_str(),
                 "enabled": settings.enabled,
+                "mode": controls.get(id).map_or("enabled", |c| c.mode.as_str()),
                 "balance_fen": snap.map(|b| b.balance.get()),
                 "checked_at": snap.map(|b| rfc3339(b.at)),
                 "low": match (snap, settings.low_balance_fen) {
@@ -423,5 +440,5 @@ pub async fn balances(state: &AppState, caller: &Caller) -> Result<ApiResponse, 
             })
         })
         .collect();
-    Ok(ApiResponse::json(200, &json!({ "accounts": accounts })))
+    Ok(json!({ "accounts": accounts }))
 }

@@ -2,7 +2,7 @@
 //! callback route (authenticated by each protocol's own signature) and the client routes of issue 18
 //! (authenticated by an order's client secret in `client`; the only routes that answer cross-origin).
 
-use crate::auth::authenticate;
+use crate::auth::{Role, authenticate};
 use crate::callbacks;
 use crate::client;
 use crate::error::ApiError;
@@ -31,6 +31,16 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/v1/callbacks/{provider_account}",
         "provider-callback",
     ),
+    ("GET", "/ops/orders", "ops"),
+    ("GET", "/ops/orders/{order_id}", "ops"),
+    ("POST", "/ops/orders/{order_id}/query", "ops"),
+    ("POST", "/ops/orders/{order_id}/resolve", "ops"),
+    ("POST", "/ops/orders/{order_id}/notify", "ops"),
+    ("GET", "/ops/notifications", "ops"),
+    ("GET", "/ops/balances", "ops"),
+    ("GET", "/ops/accounts", "ops"),
+    ("GET", "/ops/accounts/{provider_account}", "ops"),
+    ("PUT", "/ops/accounts/{provider_account}", "ops"),
     // ---- client routes (issue 18): client secret only, CORS for 公众号 H5 pages -------------------------
     ("GET", "/v1/client/orders/{order_id}", "order-status"),
     ("OPTIONS", "/v1/client/orders/{order_id}", "order-status"),
@@ -78,6 +88,10 @@ pub async fn handle(state: &AppState, req: ApiRequest) -> ApiResponse {
             Ok(resp) => resp,
             Err(e) => e.to_response(),
         },
+        ["ops", ..] => match operator(state, &req).await {
+            Ok(principal) => crate::ops::handle(state, &req, &principal).await,
+            Err(e) => e.to_response(),
+        },
         // ---- client routes (issue 18): authorised in `client`, never by the merchant's HMAC ----------
         ["v1", "client", "orders", id] => {
             client::handle(state, client::ClientRoute::Order(id), &req).await
@@ -86,6 +100,19 @@ pub async fn handle(state: &AppState, req: ApiRequest) -> ApiResponse {
             client::handle(state, client::ClientRoute::Verification(id), &req).await
         }
         _ => ApiError::RouteNotFound.to_response(),
+    }
+}
+
+/// The local stack's operators: an admin app's HMAC signature (in AWS the `ops` function is behind the
+/// `AWS_IAM` authorizer and calls `ops::handle` with the caller's ARN instead, see recharge-lambda).
+async fn operator(state: &AppState, req: &ApiRequest) -> Result<crate::ops::Principal, ApiError> {
+    if req.body.len() > MAX_BODY {
+        return Err(ApiError::TooLarge(MAX_BODY));
+    }
+    let caller = authenticate(req, &state.apps, &*state.secrets, state.clock.now()).await?;
+    match caller.role {
+        Role::Admin => Ok(crate::ops::Principal::App(caller.app)),
+        Role::Merchant => Err(ApiError::Forbidden("ops routes are for admin apps only")),
     }
 }
 

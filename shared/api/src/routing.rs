@@ -31,6 +31,12 @@ pub struct Decision {
 /// What routing needs to know about the accounts.
 pub trait AccountView {
     fn capabilities(&self, account: &ProviderAccountId) -> Option<Capabilities>;
+
+    /// An operator's runtime switch (DESIGN §11), if one was set: `Some(false)` for a disabled or draining
+    /// account. `None` keeps the catalog's `enabled`.
+    fn takes_new_orders(&self, _account: &ProviderAccountId) -> Option<bool> {
+        None
+    }
 }
 
 pub fn choose(
@@ -45,7 +51,10 @@ pub fn choose(
     for r in &product.routes {
         let skip = if tried.contains(&r.provider_account) {
             Some(Skip::AlreadyTried)
-        } else if !catalog.settings(&r.provider_account).enabled {
+        } else if !accounts
+            .takes_new_orders(&r.provider_account)
+            .unwrap_or_else(|| catalog.settings(&r.provider_account).enabled)
+        {
             Some(Skip::Disabled)
         } else if let Some(caps) = accounts.capabilities(&r.provider_account) {
             if caps.two_step != product.kind.needs_two_step() {

@@ -6,7 +6,7 @@ use crate::catalog::Catalog;
 use crate::notify::Notifier;
 use crate::routing::AccountView;
 use recharge_core::secrets::{SecretError, SecretSource};
-use recharge_core::store::{BalanceSnapshot, BalanceStore, OrderStore};
+use recharge_core::store::{AccountControl, BalanceSnapshot, BalanceStore, OrderStore};
 use recharge_core::{Clock, Policy, ProviderAccountId, Timestamp};
 use recharge_providers::{Capabilities, ConfigError, Executor, Provider, ProviderAccount};
 use secrecy::ExposeSecret;
@@ -29,6 +29,12 @@ pub struct Settings {
     pub sweep_concurrency: usize,
     /// How long routing trusts its copy of the balance snapshots.
     pub balance_cache_ttl: Duration,
+    /// How long every function trusts its copy of the operators' account controls (DESIGN §11: a change
+    /// reaches every function within a minute, with no deploy).
+    pub control_cache_ttl: Duration,
+    /// How long a PC carrier-billing order waits for its verification code before it expires as failed
+    /// (nothing was charged: the code never reached the provider). Not scaled: the local stack sets its own.
+    pub verification_expiry: Duration,
     /// The secret holding the gateway key of client secrets (issue 18); `None`: no client secrets are issued
     /// and the client routes open nothing.
     pub client_key_secret: Option<String>,
@@ -46,6 +52,8 @@ impl Settings {
             sweep_batch: 500,
             sweep_concurrency: 32,
             balance_cache_ttl: Duration::from_secs(30),
+            verification_expiry: Duration::from_secs(15 * 60),
+            control_cache_ttl: Duration::from_secs(30),
             client_key_secret: None,
             callback_queries_per_minute: 30,
         }
@@ -239,6 +247,29 @@ pub struct AppState {
     /// Provider queries that unverifiable callbacks may cause, per account and minute (issue 15).
     pub callback_queries: crate::callbacks::QueryBudget,
     balance_cache: Mutex<Option<(Timestamp, BalanceMap)>>,
+    control_cache: Mutex<Option<(Timestamp, ControlMap)>>,
+}
+
+/// The operators' runtime control of each account that has one.
+pub type ControlMap = Arc<HashMap<ProviderAccountId, AccountControl>>;
+
+/// The loaded accounts as routing must see them now: the operators' switches over the providers' capabilities.
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeAccounts<'a> {
+    pub providers: &'a Providers,
+    pub controls: &'a HashMap<ProviderAccountId, AccountControl>,
+}
+
+impl AccountView for RuntimeAccounts<'_> {
+    fn capabilities(&self, account: &ProviderAccountId) -> Option<Capabilities> {
+        self.providers.capabilities(account)
+    }
+
+    fn takes_new_orders(&self, account: &ProviderAccountId) -> Option<bool> {
+        self.controls
+            .get(account)
+            .map(|c| c.mode.takes_new_orders())
+    }
 }
 
 /// The last known balance of each account, as routing reads it.
@@ -275,6 +306,7 @@ impl AppState {
             client_limiter: crate::client::Limiter::default(),
             callback_queries: crate::callbacks::QueryBudget::default(),
             balance_cache: Mutex::new(None),
+            control_cache: Mutex::new(None),
         }
     }
 
@@ -332,9 +364,70 @@ impl AppState {
         }
     }
 
+    /// The operators' account controls, cached for `control_cache_ttl`. A store failure keeps the last copy
+    /// (or none), logged: routing then follows the deployed configuration.
+    pub async fn account_controls(&self) -> ControlMap {
+        let now = self.clock.now();
+        let cached = self
+            .control_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((at, map)) = &cached
+            && now.since(*at) < self.settings.control_cache_ttl
+        {
+            return Arc::clone(map);
+        }
+        match self.balances.account_controls().await {
+            Ok(list) => {
+                let map: ControlMap =
+                    Arc::new(list.into_iter().map(|c| (c.account.clone(), c)).collect());
+                *self.control_cache.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((now, Arc::clone(&map)));
+                map
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "account controls unavailable; using the last known");
+                cached.map(|(_, m)| m).unwrap_or_default()
+            }
+        }
+    }
+
+    /// Drops the cached controls (after this process changed one).
+    pub fn forget_controls(&self) {
+        *self.control_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// An account's effective settings: the catalog's, with the operators' control over them.
+    pub fn effective_settings(
+        &self,
+        controls: &HashMap<ProviderAccountId, AccountControl>,
+        account: &ProviderAccountId,
+    ) -> crate::catalog::AccountSettings {
+        let mut settings = self.catalog.settings(account);
+        if let Some(c) = controls.get(account) {
+            settings.enabled = c.mode.takes_new_orders();
+            if c.low_balance_fen.is_some() {
+                settings.low_balance_fen = c.low_balance_fen;
+            }
+        }
+        settings
+    }
+
     /// Drops the cached balances (after a balance check wrote new ones in this process).
     pub fn forget_balances(&self) {
         *self.balance_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// `d` divided by the local stack's time scale (unchanged in production).
+    pub fn scaled(&self, d: Duration) -> Duration {
+        let scale = self.settings.time_scale.max(1.0);
+        Duration::from_secs_f64(d.as_secs_f64() / scale)
+    }
+
+    /// The escalation limit of a new order of this kind (DESIGN §11), scaled in the local stack.
+    pub fn escalate_after(&self, kind: crate::catalog::ProductKind) -> Duration {
+        self.scaled(kind.escalate_after())
     }
 
     pub fn callback_url(&self, account: &ProviderAccountId) -> String {

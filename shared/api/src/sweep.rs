@@ -5,7 +5,7 @@
 
 use crate::flow;
 use crate::state::AppState;
-use recharge_core::{AttemptState, Event, OrderId};
+use recharge_core::{AttemptState, Event, NextAction, OrderId};
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -16,6 +16,8 @@ use tokio::task::JoinSet;
 pub struct SweepReport {
     pub due: usize,
     pub deadlines_passed: usize,
+    /// PC carrier-billing orders whose code was never entered, expired as failed.
+    pub expired: usize,
     pub queried: usize,
     pub failovers: usize,
     pub notified: usize,
@@ -25,6 +27,7 @@ pub struct SweepReport {
 #[derive(Debug, Default)]
 struct Did {
     deadline: bool,
+    expired: bool,
     queried: bool,
     failover: bool,
     notified: bool,
@@ -63,6 +66,7 @@ pub async fn sweep(state: Arc<AppState>) -> SweepReport {
         match joined {
             Ok(Ok(did)) => {
                 report.deadlines_passed += usize::from(did.deadline);
+                report.expired += usize::from(did.expired);
                 report.queried += usize::from(did.queried);
                 report.failovers += usize::from(did.failover);
                 report.notified += usize::from(did.notified);
@@ -89,6 +93,25 @@ async fn process(state: &AppState, id: &OrderId) -> Result<Did, recharge_core::s
         return Ok(did);
     };
     let now = state.clock.now();
+    // A PC carrier-billing code never entered: nothing was charged, the order expires as failed.
+    if let Some(open) = order.open_attempt()
+        && open.state()
+            == (&AttemptState::ActionRequired {
+                next: NextAction::EnterVerificationCode,
+            })
+        && now.since(open.opened_at()) >= state.settings.verification_expiry
+    {
+        let no = open.no();
+        order = flow::apply_event(
+            state,
+            order,
+            Event::VerificationExpired { attempt: no },
+            None,
+        )
+        .await?
+        .order;
+        did.expired = true;
+    }
     if order.work_due(now)
         && let Some(open) = order.open_attempt()
     {

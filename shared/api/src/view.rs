@@ -1,6 +1,6 @@
 //! The order as a merchant sees it (DESIGN §8), in responses and notifications.
 
-use recharge_core::{Fen, NextAction, Order, Reason, Timestamp};
+use recharge_core::{AttemptState, Fen, NextAction, Order, PublicStatus, Timestamp};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,6 +26,78 @@ pub struct OrderView {
     pub sequence: u64,
 }
 
+/// The merchant-facing failure codes (DESIGN §11): a small, stable set, whatever a provider answered. The raw
+/// provider code and message stay in the operators' view (`GET /ops/orders/{order_id}`).
+///
+/// | code | meaning |
+/// |---|---|
+/// | `provider_refused` | every provider tried refused the order before accepting it; nothing was charged |
+/// | `provider_failed` | the provider accepted the order, then failed it (refunded), or has no record of it past the grace window |
+/// | `product_unavailable` | the product left the catalog while the order was being failed over |
+/// | `no_route` | no further provider could take the order after a definite failure |
+/// | `expired` | a carrier-billing verification code was not entered in time; nothing was charged |
+/// | `resolved_by_operator` | an operator closed the order with evidence (the provider never delivered) |
+/// | `reversed` | (status `reversed`) the provider took the delivered value back |
+pub const FAILURE_CODES: &[&str] = &[
+    "provider_refused",
+    "provider_failed",
+    "product_unavailable",
+    "no_route",
+    "expired",
+    "resolved_by_operator",
+    "reversed",
+];
+
+/// The stable failure of a failed or reversed order, or `None`.
+pub fn merchant_failure(order: &Order) -> Option<Failure> {
+    let v = order.public_view();
+    let raw = v.failure?;
+    let code = match v.status {
+        PublicStatus::Reversed => "reversed",
+        PublicStatus::Failed => match raw.code.as_str() {
+            "resolved_by_operator" => "resolved_by_operator",
+            "expired" => "expired",
+            _ => match order.routes_exhausted().map(|r| r.code.as_str()) {
+                Some("product_unavailable") => "product_unavailable",
+                _ => match order.last_attempt().map(|a| a.state()) {
+                    Some(AttemptState::Rejected { .. }) => "provider_refused",
+                    Some(
+                        AttemptState::Failed { .. }
+                        | AttemptState::Submitting
+                        | AttemptState::Accepted
+                        | AttemptState::ActionRequired { .. }
+                        | AttemptState::Unknown { .. }
+                        | AttemptState::Succeeded
+                        | AttemptState::PartiallySucceeded { .. }
+                        | AttemptState::Reversed { .. },
+                    ) => "provider_failed",
+                    None => "no_route",
+                },
+            },
+        },
+        PublicStatus::Processing
+        | PublicStatus::ActionRequired
+        | PublicStatus::Succeeded
+        | PublicStatus::PartiallySucceeded => return None,
+    };
+    Some(Failure {
+        code: code.to_owned(),
+        message: failure_message(code).to_owned(),
+    })
+}
+
+fn failure_message(code: &str) -> &'static str {
+    match code {
+        "provider_refused" => "the provider refused the order; nothing was charged",
+        "provider_failed" => "the provider could not fulfil the order and refunded it",
+        "product_unavailable" => "the product is no longer offered",
+        "expired" => "the verification code was not entered in time; nothing was charged",
+        "resolved_by_operator" => "an operator closed the order: it was not fulfilled",
+        "reversed" => "the provider took the delivered value back",
+        _ => "no provider could fulfil the order",
+    }
+}
+
 impl OrderView {
     pub fn of(order: &Order) -> OrderView {
         let v = order.public_view();
@@ -38,9 +110,7 @@ impl OrderView {
             status: v.status.as_str(),
             next_action: v.next_action,
             delivered_fen: v.delivered_fen.map(Fen::get),
-            failure: v
-                .failure
-                .map(|Reason { code, message }| Failure { code, message }),
+            failure: merchant_failure(order),
             created_at: rfc3339(order.created_at()),
             updated_at: rfc3339(order.updated_at()),
             sequence: order.sequence(),

@@ -5,7 +5,7 @@
 //! with the cancellation reason (`ReturnValuesOnConditionCheckFailure = ALL_OLD`); only where a server does not
 //! return it is the order read.
 
-use crate::table::DUE_INDEX;
+use crate::table::{ATTENTION_INDEX, DUE_INDEX, STATUS_INDEX};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
@@ -14,9 +14,12 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use recharge_core::store::{
-    AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderStore, Replaced, StoreError,
+    AccountControl, AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderFilter,
+    OrderPage, OrderStore, OrderSummary, Replaced, StoreError, sort_key, valid_cursor,
 };
-use recharge_core::{Fen, Order, OrderId, ProviderAccountId, Timestamp};
+use recharge_core::{
+    AppId, Attention, Fen, Order, OrderId, ProductCode, ProviderAccountId, PublicStatus, Timestamp,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -37,11 +40,22 @@ pub mod attr {
     pub const DETAIL: &str = "detail";
     pub const EXPIRES_AT: &str = "expires_at";
     pub const BALANCE: &str = "balance_fen";
+    pub const ACCOUNT: &str = "acct";
+    pub const PRODUCT: &str = "product";
+    pub const OPS_PART: &str = "ops_part";
+    pub const OPS_SK: &str = "ops_sk";
+    pub const ATTN_PART: &str = "attn_part";
+    pub const ATTN_SK: &str = "attn_sk";
+    pub const ATTN_WHY: &str = "attn_why";
     pub const CLIENT_ATTEMPTS: &str = "attempts";
 }
 
 /// Balance snapshots share one partition: a handful of provider accounts, read together by routing.
 const BALANCE_PK: &str = "BALANCE";
+/// Operators' runtime configuration (DESIGN §11): one partition, read whole by every function's cache. Only
+/// the ops function's IAM policy may write it (`dynamodb:LeadingKeys`, infra/template.yaml).
+pub const CONFIG_PK: &str = "CONFIG";
+const ACCOUNT_CONTROL_PREFIX: &str = "ACCOUNT#";
 
 const ORDER_SK: &str = "ORDER";
 /// The client verification counter of an order (issue 18), beside its order item.
@@ -108,6 +122,37 @@ impl DynamoOrderStore {
                 AttributeValue::N(order.updated_at().millis().to_string()),
             ),
         ]);
+        // The operators' listing and queue (DESIGN §11): every order in `by_status`, the ones with an attention
+        // time (sparse) in `attention`. Both partitions are sharded like the due index, so no index partition
+        // takes more than its share of the write rate.
+        let shard = order.id().shard(self.shards);
+        let summary = OrderSummary::of(order);
+        item.insert(
+            attr::OPS_PART.into(),
+            AttributeValue::S(format!("{}#{shard}", summary.status.as_str())),
+        );
+        item.insert(
+            attr::OPS_SK.into(),
+            AttributeValue::S(sort_key(summary.created_at, order.id())),
+        );
+        item.insert(
+            attr::PRODUCT.into(),
+            AttributeValue::S(order.product_code().to_string()),
+        );
+        if let Some(account) = &summary.provider_account {
+            item.insert(attr::ACCOUNT.into(), AttributeValue::S(account.to_string()));
+        }
+        if let Some((at, why)) = summary.attention {
+            item.insert(attr::ATTN_PART.into(), AttributeValue::S(shard.to_string()));
+            item.insert(
+                attr::ATTN_SK.into(),
+                AttributeValue::S(sort_key(at, order.id())),
+            );
+            item.insert(
+                attr::ATTN_WHY.into(),
+                AttributeValue::S(why.as_str().into()),
+            );
+        }
         // Sparse index: only orders with something pending carry the index keys.
         if let Some(due) = order.due_at() {
             item.insert(
@@ -423,6 +468,61 @@ impl OrderStore for DynamoOrderStore {
         Ok(entries)
     }
 
+    async fn list(
+        &self,
+        filter: &OrderFilter,
+        now: Timestamp,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<OrderPage, StoreError> {
+        if let Some(cursor) = after
+            && !valid_cursor(cursor)
+        {
+            return Err(StoreError::Corrupt {
+                order_id: String::new(),
+                reason: format!("invalid listing cursor {cursor:?}"),
+            });
+        }
+        let queue = filter.needs_operator;
+        let partitions: Vec<String> = if queue {
+            (0..self.shards).map(|s| s.to_string()).collect()
+        } else {
+            let statuses: Vec<PublicStatus> = match filter.status {
+                Some(s) => vec![s],
+                None => PublicStatus::ALL.to_vec(),
+            };
+            statuses
+                .iter()
+                .flat_map(|st| (0..self.shards).map(move |s| format!("{}#{s}", st.as_str())))
+                .collect()
+        };
+        let mut found: Vec<(String, OrderSummary)> = Vec::new();
+        let mut more = false;
+        for part in partitions {
+            let (items, exhausted) = self
+                .list_partition(filter, &part, now, limit, after)
+                .await?;
+            more |= !exhausted;
+            found.extend(items);
+        }
+        if queue {
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+        } else {
+            found.sort_by(|a, b| b.0.cmp(&a.0));
+        }
+        more |= found.len() > limit;
+        found.truncate(limit);
+        let next = if more {
+            found.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        Ok(OrderPage {
+            orders: found.into_iter().map(|(_, s)| s).collect(),
+            next,
+        })
+    }
+
     fn due_shards(&self) -> u32 {
         self.shards
     }
@@ -463,6 +563,148 @@ impl OrderStore for DynamoOrderStore {
             }
             Err(e) => Err(unavailable("count_client_attempt", e)),
         }
+    }
+}
+
+/// A key that sorts after every sort key of `at` (`<millis>#` followed by base32 ids, all below `~`).
+fn after_all_of(at: Timestamp) -> String {
+    format!("{:013}#~", at.millis().max(0))
+}
+
+impl DynamoOrderStore {
+    /// Up to `limit` matching summaries of one index partition in listing order, following DynamoDB's pages
+    /// (a filter is applied after the page limit); `true` when the partition has nothing more.
+    async fn list_partition(
+        &self,
+        filter: &OrderFilter,
+        part: &str,
+        now: Timestamp,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<(String, OrderSummary)>, bool), StoreError> {
+        let queue = filter.needs_operator;
+        let (index, pk_attr, sk_attr) = if queue {
+            (ATTENTION_INDEX, attr::ATTN_PART, attr::ATTN_SK)
+        } else {
+            (STATUS_INDEX, attr::OPS_PART, attr::OPS_SK)
+        };
+        let mut values: Item = HashMap::from([(":p".to_owned(), AttributeValue::S(part.into()))]);
+        let mut names: Vec<(&str, &str)> = vec![("#p", pk_attr)];
+        let key_condition = if queue {
+            // The queue: entries whose time has come, oldest first, after the cursor.
+            values.insert(":hi".into(), AttributeValue::S(after_all_of(now)));
+            names.push(("#k", sk_attr));
+            match after {
+                // A cursor past `now` (another clock's page): nothing more is due yet.
+                Some(c) if c > after_all_of(now).as_str() => return Ok((Vec::new(), true)),
+                Some(c) => {
+                    values.insert(":lo".into(), AttributeValue::S(format!("{c}!")));
+                    "#p = :p AND #k BETWEEN :lo AND :hi"
+                }
+                None => "#p = :p AND #k <= :hi",
+            }
+        } else {
+            // Newest first, before the cursor and the age bound.
+            let bound = match (after, filter.created_before.map(after_all_of)) {
+                (Some(c), Some(b)) => Some(if c < b.as_str() { c.to_owned() } else { b }),
+                (Some(c), None) => Some(c.to_owned()),
+                (None, b) => b,
+            };
+            match bound {
+                Some(b) => {
+                    values.insert(":hi".into(), AttributeValue::S(b));
+                    names.push(("#k", sk_attr));
+                    "#p = :p AND #k < :hi"
+                }
+                None => "#p = :p",
+            }
+        };
+        let mut conditions: Vec<&str> = Vec::new();
+        if let Some(app) = &filter.app {
+            values.insert(":app".into(), AttributeValue::S(app.to_string()));
+            names.push(("#app", attr::APP));
+            conditions.push("#app = :app");
+        }
+        if let Some(account) = &filter.provider_account {
+            values.insert(":acct".into(), AttributeValue::S(account.to_string()));
+            names.push(("#acct", attr::ACCOUNT));
+            conditions.push("#acct = :acct");
+        }
+        if queue {
+            if let Some(status) = filter.status {
+                values.insert(":st".into(), AttributeValue::S(status.as_str().into()));
+                names.push(("#st", attr::STATUS));
+                conditions.push("#st = :st");
+            }
+            if let Some(before) = filter.created_before {
+                values.insert(":cb".into(), AttributeValue::S(after_all_of(before)));
+                names.push(("#osk", attr::OPS_SK));
+                conditions.push("#osk < :cb");
+            }
+            if let Some(why) = filter.attention {
+                values.insert(":why".into(), AttributeValue::S(why.as_str().into()));
+                names.push(("#why", attr::ATTN_WHY));
+                conditions.push("#why = :why");
+            }
+        }
+        let filter_expression = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression(key_condition)
+                .set_filter_expression(filter_expression.clone())
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(queue)
+                .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take());
+            for (k, v) in &names {
+                q = q.expression_attribute_names(*k, *v);
+            }
+            let out = q.send().await.map_err(|e| unavailable("list", e))?;
+            for item in out.items() {
+                match Self::parse_summary(item) {
+                    Some(s) => found.push((s.sort_key(queue), s)),
+                    None => tracing::warn!(index, "skipping an unreadable listing entry"),
+                }
+                if found.len() >= limit {
+                    return Ok((found, false));
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok((found, true)),
+            }
+        }
+    }
+
+    fn parse_summary(item: &Item) -> Option<OrderSummary> {
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        let time_of = |key: &str| {
+            key.split_once('#')
+                .and_then(|(ms, _)| ms.parse::<i64>().ok())
+                .map(Timestamp::from_millis)
+        };
+        let attention = match (text(attr::ATTN_SK).and_then(time_of), text(attr::ATTN_WHY)) {
+            (Some(at), Some(why)) => Some((at, Attention::parse(why)?)),
+            _ => None,
+        };
+        Some(OrderSummary {
+            order_id: OrderId::parse(text(attr::PK)?.strip_prefix("O#")?).ok()?,
+            app: AppId::parse(text(attr::APP)?).ok()?,
+            status: PublicStatus::parse(text(attr::STATUS)?)?,
+            provider_account: text(attr::ACCOUNT).and_then(|a| ProviderAccountId::parse(a).ok()),
+            product_code: ProductCode::parse(text(attr::PRODUCT)?).ok()?,
+            created_at: text(attr::OPS_SK).and_then(time_of)?,
+            attention,
+        })
     }
 }
 
@@ -544,5 +786,62 @@ impl BalanceStore for DynamoOrderStore {
             }
         }
         Ok(all)
+    }
+
+    async fn account_controls(&self) -> Result<Vec<AccountControl>, StoreError> {
+        let mut all = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :a)")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(":pk", AttributeValue::S(CONFIG_PK.into()))
+                .expression_attribute_values(":a", AttributeValue::S(ACCOUNT_CONTROL_PREFIX.into()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("account_controls", e))?;
+            for item in out.items() {
+                match item.get(attr::DOC) {
+                    Some(AttributeValue::S(doc)) => match serde_json::from_str(doc) {
+                        Ok(c) => all.push(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "skipping an unreadable account control")
+                        }
+                    },
+                    _ => tracing::warn!("skipping an account control without a doc"),
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        all.sort_by(|a: &AccountControl, b| a.account.cmp(&b.account));
+        Ok(all)
+    }
+
+    async fn put_account_control(&self, control: &AccountControl) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(control).map_err(|e| StoreError::Corrupt {
+            order_id: String::new(),
+            reason: e.to_string(),
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(attr::PK, AttributeValue::S(CONFIG_PK.into()))
+            .item(
+                attr::SK,
+                AttributeValue::S(format!("{ACCOUNT_CONTROL_PREFIX}{}", control.account)),
+            )
+            .item(attr::DOC, AttributeValue::S(doc))
+            .send()
+            .await
+            .map_err(|e| unavailable("put_account_control", e))?;
+        Ok(())
     }
 }

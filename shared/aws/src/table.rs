@@ -15,6 +15,11 @@ use std::time::Duration;
 pub const TABLE_JSON: &str = include_str!("../../../infra/table.json");
 
 pub const DUE_INDEX: &str = "due";
+/// Every order, by `<public status>#<shard>` and `<created millis>#<order id>`: the operators' listing.
+pub const STATUS_INDEX: &str = "by_status";
+/// The sparse operator queue: orders with an attention time (`Order::attention`), by shard and
+/// `<attention millis>#<order id>`.
+pub const ATTENTION_INDEX: &str = "attention";
 
 /// The parts of the CloudFormation `AWS::DynamoDB::Table` properties we define.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +58,8 @@ pub struct IndexSpec {
 #[serde(rename_all = "PascalCase")]
 pub struct ProjectionSpec {
     pub projection_type: String,
+    #[serde(default)]
+    pub non_key_attributes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +133,10 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), TableError
             .projection(
                 Projection::builder()
                     .projection_type(ProjectionType::from(i.projection.projection_type.as_str()))
+                    .set_non_key_attributes(
+                        (!i.projection.non_key_attributes.is_empty())
+                            .then(|| i.projection.non_key_attributes.clone()),
+                    )
                     .build(),
             );
         for k in &i.key_schema {

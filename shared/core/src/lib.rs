@@ -22,8 +22,8 @@ pub use machine::{Applied, Event, Policy, Refusal, apply};
 pub use money::Fen;
 pub use msisdn::{Carrier, Msisdn};
 pub use order::{
-    Anomaly, AnomalyKind, Attempt, AttemptState, NewOrder, Order, PublicStatus, PublicView,
-    Resolution, Route, UnverifiedResult,
+    Anomaly, AnomalyKind, Attempt, AttemptState, Attention, NewOrder, Order, PublicStatus,
+    PublicView, Resolution, Route, UnverifiedResult,
 };
 pub use outcome::{Finding, NextAction, Outcome, Reason, Report, Reported, SmsInstruction, Source};
 pub use product::ProductKind;

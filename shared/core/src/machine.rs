@@ -78,6 +78,9 @@ pub enum Event {
     UnverifiedResult { attempt: AttemptNo, content: String },
     /// The sweep found an attempt still `Submitting` past its call deadline (a crash or a lost answer).
     SubmitDeadlinePassed { attempt: AttemptNo },
+    /// A PC carrier-billing attempt waited for its verification code longer than allowed: the code was never
+    /// sent to the provider, so nothing was charged, and the attempt fails (no failover: the user walked away).
+    VerificationExpired { attempt: AttemptNo },
     /// Routing chose the next route after a definite failure.
     OpenAttempt { route: Route },
     /// Routing found no further route after a definite failure.
@@ -184,6 +187,29 @@ pub fn apply(
             a.next_poll_at = Some(now.plus(policy.poll_delay(a.polls)));
             format!(
                 "attempt {}: submitting -> unknown (call deadline passed)",
+                attempt.get()
+            )
+        }
+        Event::VerificationExpired { attempt } => {
+            let a = attempt_mut(&mut next, *attempt)?;
+            if a.state
+                != (AttemptState::ActionRequired {
+                    next: crate::outcome::NextAction::EnterVerificationCode,
+                })
+            {
+                return Err(Refusal::Stale);
+            }
+            a.state = AttemptState::Failed {
+                failover_allowed: false,
+                reason: Reason::new(
+                    "expired",
+                    "the verification code was not entered in time; nothing was charged",
+                ),
+            };
+            a.updated_at = now;
+            a.next_poll_at = None;
+            format!(
+                "attempt {}: action_required -> failed (verification code never entered)",
                 attempt.get()
             )
         }
@@ -312,13 +338,16 @@ fn step(cur: &AttemptState, outcome: &Outcome, source: Source) -> Step {
                 failover_allowed: *failover_allowed,
                 reason: reason.clone(),
             }),
-            // A refusal means "never accepted, nothing charged": it can only answer a submit. After an
-            // acceptance (or from a query) it is a late or confused answer, and changes nothing.
+            // A refusal means "never accepted, nothing charged": it can only answer a submit, or be an
+            // operator's finding with evidence that an unknown submit never reached the provider (DESIGN §11).
+            // After an acceptance (or from a query) it is a late or confused answer, and changes nothing.
             O::Rejected {
                 failover_allowed,
                 reason,
             } => match (cur, source) {
-                (S::Submitting, _) | (S::Unknown { .. }, Source::Submit) => Step::To(S::Rejected {
+                (S::Submitting, _)
+                | (S::Unknown { .. }, Source::Submit)
+                | (S::Unknown { .. }, Source::Operator) => Step::To(S::Rejected {
                     failover_allowed: *failover_allowed,
                     reason: reason.clone(),
                 }),

@@ -5,7 +5,8 @@ use crate::ids::OrderId;
 use crate::ids::ProviderAccountId;
 use crate::order::Order;
 use crate::store::{
-    AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderStore, Replaced, StoreError,
+    AccountControl, AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderFilter,
+    OrderPage, OrderStore, OrderSummary, Replaced, StoreError, valid_cursor,
 };
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ struct Inner {
     orders: HashMap<OrderId, Order>,
     audit: HashMap<OrderId, Vec<AuditEntry>>,
     balances: HashMap<ProviderAccountId, BalanceSnapshot>,
+    controls: HashMap<ProviderAccountId, AccountControl>,
     /// The sparse due index, one sorted set per shard, kept in step with `orders` on every write (a scan of
     /// every order per sweep tick held the lock long enough to throttle creates).
     due: Vec<BTreeSet<(Timestamp, OrderId)>>,
@@ -137,6 +139,56 @@ impl OrderStore for InMemoryOrderStore {
         Ok(self.lock().audit.get(id).cloned().unwrap_or_default())
     }
 
+    /// Filters every order under the lock: fine for the local stack and tests, whose stores are small.
+    async fn list(
+        &self,
+        filter: &OrderFilter,
+        now: Timestamp,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<OrderPage, StoreError> {
+        if let Some(cursor) = after
+            && !valid_cursor(cursor)
+        {
+            return Err(StoreError::Corrupt {
+                order_id: String::new(),
+                reason: format!("invalid listing cursor {cursor:?}"),
+            });
+        }
+        let queue = filter.needs_operator;
+        let mut found: Vec<(String, OrderSummary)> = self
+            .lock()
+            .orders
+            .values()
+            .filter(|o| filter.matches(o, now))
+            .map(|o| {
+                let s = OrderSummary::of(o);
+                (s.sort_key(queue), s)
+            })
+            .filter(|(key, _)| match after {
+                None => true,
+                Some(c) if queue => key.as_str() > c,
+                Some(c) => key.as_str() < c,
+            })
+            .collect();
+        if queue {
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+        } else {
+            found.sort_by(|a, b| b.0.cmp(&a.0));
+        }
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = if more {
+            found.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        Ok(OrderPage {
+            orders: found.into_iter().map(|(_, s)| s).collect(),
+            next,
+        })
+    }
+
     fn due_shards(&self) -> u32 {
         self.shards
     }
@@ -176,6 +228,19 @@ impl BalanceStore for InMemoryOrderStore {
         let mut all: Vec<BalanceSnapshot> = self.lock().balances.values().cloned().collect();
         all.sort_by(|a, b| a.account.cmp(&b.account));
         Ok(all)
+    }
+
+    async fn account_controls(&self) -> Result<Vec<AccountControl>, StoreError> {
+        let mut all: Vec<AccountControl> = self.lock().controls.values().cloned().collect();
+        all.sort_by(|a, b| a.account.cmp(&b.account));
+        Ok(all)
+    }
+
+    async fn put_account_control(&self, control: &AccountControl) -> Result<(), StoreError> {
+        self.lock()
+            .controls
+            .insert(control.account.clone(), control.clone());
+        Ok(())
     }
 }
 

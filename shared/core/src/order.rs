@@ -235,6 +235,19 @@ pub enum PublicStatus {
 }
 
 impl PublicStatus {
+    pub const ALL: [PublicStatus; 6] = [
+        PublicStatus::Processing,
+        PublicStatus::ActionRequired,
+        PublicStatus::Succeeded,
+        PublicStatus::PartiallySucceeded,
+        PublicStatus::Failed,
+        PublicStatus::Reversed,
+    ];
+
+    pub fn parse(s: &str) -> Option<PublicStatus> {
+        PublicStatus::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             PublicStatus::Processing => "processing",
@@ -357,6 +370,42 @@ pub struct Order {
     /// When to (re)send the notification of the current sequence; `None` when nothing is to be sent.
     #[serde(default)]
     pub(crate) notify_next_at: Option<Timestamp>,
+    /// How long an attempt may stay open without a definite answer before an operator must look at it
+    /// (DESIGN §11); chosen at creation from the product kind or the account's configuration. `None` (orders
+    /// written before it existed): [`DEFAULT_ESCALATE_AFTER`].
+    #[serde(default)]
+    pub(crate) escalate_after_secs: Option<u64>,
+}
+
+/// The escalation limit of an order that was given none (the fast top-up default of DESIGN §11).
+pub const DEFAULT_ESCALATE_AFTER: Duration = Duration::from_secs(30 * 60);
+
+/// Why an order is (or will be) in the operator queue (DESIGN §11: every order has an owner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attention {
+    /// An attempt has stayed `submitting`, `accepted` or `unknown` (or a carrier-billing order has waited for
+    /// its SMS) longer than the order's escalation limit.
+    StuckAttempt,
+    /// The merchant's notification of the current status was abandoned after the whole retry schedule.
+    NotificationAbandoned,
+}
+
+impl Attention {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attention::StuckAttempt => "stuck_attempt",
+            Attention::NotificationAbandoned => "notification_abandoned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Attention> {
+        match s {
+            "stuck_attempt" => Some(Attention::StuckAttempt),
+            "notification_abandoned" => Some(Attention::NotificationAbandoned),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Debug for Order {
@@ -400,7 +449,72 @@ impl Order {
             notified_sequence: 0,
             notify_attempts: 0,
             notify_next_at: None,
+            escalate_after_secs: None,
         }
+    }
+
+    /// The same fresh order with its escalation limit set. Only for an order not yet stored (version 1): the
+    /// limit is part of what the create writes, never changed afterwards.
+    pub fn with_escalation(mut self, after: Duration) -> Order {
+        if self.version == 1 {
+            self.escalate_after_secs = Some(after.as_secs());
+        }
+        self
+    }
+
+    /// How long an attempt of this order may stay open without a definite answer.
+    pub fn escalate_after(&self) -> Duration {
+        self.escalate_after_secs
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_ESCALATE_AFTER)
+    }
+
+    /// The merchant's notification of the current view was given up after the whole retry schedule (and
+    /// nothing newer is pending): only an operator's redelivery will tell the merchant.
+    pub fn notification_abandoned(&self) -> bool {
+        self.notify_url.is_some()
+            && self.notified_sequence < self.sequence
+            && self.notify_next_at.is_none()
+            && self.notify_attempts > 0
+    }
+
+    /// When this order enters the operator queue, and why: the open attempt's opening time plus the
+    /// escalation limit (an attempt `submitting`, `accepted` or `unknown`, or a carrier-billing order waiting
+    /// for its SMS; a PC order waiting for its code expires instead), or the time its notification was
+    /// abandoned; the earlier of the two. Derived from the order alone, so a store can index it at every
+    /// write and list the queue with a query: an order is in the queue while this time is at or before now.
+    pub fn attention(&self) -> Option<(Timestamp, Attention)> {
+        let stuck = self.open_attempt().and_then(|a| match &a.state {
+            AttemptState::Submitting
+            | AttemptState::Accepted
+            | AttemptState::Unknown { .. }
+            | AttemptState::ActionRequired {
+                next: NextAction::SendSms { .. },
+            } => Some((
+                a.opened_at.plus(self.escalate_after()),
+                Attention::StuckAttempt,
+            )),
+            AttemptState::ActionRequired {
+                next: NextAction::EnterVerificationCode,
+            }
+            | AttemptState::Rejected { .. }
+            | AttemptState::Failed { .. }
+            | AttemptState::Succeeded
+            | AttemptState::PartiallySucceeded { .. }
+            | AttemptState::Reversed { .. } => None,
+        });
+        let abandoned = self
+            .notification_abandoned()
+            .then_some((self.updated_at, Attention::NotificationAbandoned));
+        match (stuck, abandoned) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// In the operator queue at `now`.
+    pub fn needs_operator(&self, now: Timestamp) -> bool {
+        self.attention().is_some_and(|(at, _)| at <= now)
     }
 
     pub fn id(&self) -> &OrderId {
@@ -435,6 +549,10 @@ impl Order {
     }
     pub fn anomalies(&self) -> &[Anomaly] {
         &self.anomalies
+    }
+    /// Why routing gave up after a definite failure, if it did.
+    pub fn routes_exhausted(&self) -> Option<&Reason> {
+        self.routes_exhausted.as_ref()
     }
     pub fn version(&self) -> u64 {
         self.version

@@ -34,6 +34,20 @@ impl ProductKind {
         }
     }
 
+    /// How long an attempt of this kind may stay open without a definite answer before an operator must look
+    /// at it (DESIGN §11): fast products 30 minutes, slow ones (slow top-ups, electricity) 72 hours.
+    pub fn escalate_after(self) -> std::time::Duration {
+        let minutes = match self {
+            ProductKind::MobileFast
+            | ProductKind::Game
+            | ProductKind::Vip
+            | ProductKind::BillingSms
+            | ProductKind::BillingCode => 30,
+            ProductKind::MobileSlow | ProductKind::Electricity => 72 * 60,
+        };
+        std::time::Duration::from_secs(minutes * 60)
+    }
+
     /// Carrier billing needs a two-step protocol; everything else needs a one-step one.
     pub fn needs_two_step(self) -> bool {
         match self {

@@ -5,10 +5,10 @@
 //! replace only if the stored version is the one the change was computed from (invariant 5). Every write
 //! appends to the order's audit trail in the same atomic step.
 
-use crate::ids::{OrderId, ProviderAccountId};
+use crate::ids::{AppId, OrderId, ProductCode, ProviderAccountId};
 use crate::machine::{Applied, Event, Policy, Refusal, apply};
 use crate::money::Fen;
-use crate::order::Order;
+use crate::order::{Attention, Order, PublicStatus};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -78,6 +78,100 @@ pub struct DueOrder {
     pub due_at: Timestamp,
 }
 
+/// What an operator's order listing selects (DESIGN §11). Every filter is optional; all given ones hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    /// Orders with this public status.
+    pub status: Option<PublicStatus>,
+    /// Only orders in the operator queue at `now` (see `Order::attention`), oldest entry first; otherwise
+    /// every order, newest first.
+    pub needs_operator: bool,
+    /// With `needs_operator`: only this reason for being in the queue.
+    pub attention: Option<Attention>,
+    pub app: Option<AppId>,
+    /// The provider account of the order's latest attempt.
+    pub provider_account: Option<ProviderAccountId>,
+    /// Only orders created at or before this time (an age filter: "older than").
+    pub created_before: Option<Timestamp>,
+}
+
+impl OrderFilter {
+    /// Whether `order` passes every filter at `now` (the in-memory store's listing, and a check for tests).
+    pub fn matches(&self, order: &Order, now: Timestamp) -> bool {
+        let summary = OrderSummary::of(order);
+        self.status.is_none_or(|s| s == summary.status)
+            && self.app.as_ref().is_none_or(|a| a == &summary.app)
+            && self
+                .provider_account
+                .as_ref()
+                .is_none_or(|a| Some(a) == summary.provider_account.as_ref())
+            && self.created_before.is_none_or(|t| summary.created_at <= t)
+            && (!self.needs_operator
+                || summary.attention.is_some_and(|(at, why)| {
+                    at <= now && self.attention.is_none_or(|want| want == why)
+                }))
+    }
+}
+
+/// One line of an operator's order listing: what the indexes hold, no personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSummary {
+    pub order_id: OrderId,
+    pub app: AppId,
+    pub status: PublicStatus,
+    pub provider_account: Option<ProviderAccountId>,
+    pub product_code: ProductCode,
+    pub created_at: Timestamp,
+    /// When the order enters (or entered) the operator queue, and why.
+    pub attention: Option<(Timestamp, Attention)>,
+}
+
+impl OrderSummary {
+    pub fn of(order: &Order) -> OrderSummary {
+        OrderSummary {
+            order_id: order.id().clone(),
+            app: order.app_id().clone(),
+            status: order.public_view().status,
+            provider_account: order
+                .last_attempt()
+                .map(|a| a.route().provider_account.clone()),
+            product_code: order.product_code().clone(),
+            created_at: order.created_at(),
+            attention: order.attention(),
+        }
+    }
+
+    /// The listing's sort key and cursor: `<13-digit millis>#<order id>` of the creation time (newest-first
+    /// listing) or of the queue entry (operator queue, oldest first). Unique and ordered like the listing.
+    pub fn sort_key(&self, needs_operator: bool) -> String {
+        let at = if needs_operator {
+            self.attention.map(|(at, _)| at).unwrap_or(self.created_at)
+        } else {
+            self.created_at
+        };
+        sort_key(at, &self.order_id)
+    }
+}
+
+/// `<13-digit millis>#<order id>`: orders by time, then id, as text.
+pub fn sort_key(at: Timestamp, id: &OrderId) -> String {
+    format!("{:013}#{id}", at.millis().max(0))
+}
+
+/// Checks a listing cursor's shape (a sort key of `sort_key`), so a store never sends garbage to its index.
+pub fn valid_cursor(cursor: &str) -> bool {
+    cursor.split_once('#').is_some_and(|(ms, id)| {
+        ms.len() == 13 && ms.bytes().all(|b| b.is_ascii_digit()) && OrderId::parse(id).is_ok()
+    })
+}
+
+/// One page of a listing; `next` is the cursor of the following page, `None` on the last one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPage {
+    pub orders: Vec<OrderSummary>,
+    pub next: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backing service failed or could not be reached; the operation may be retried.
@@ -135,6 +229,18 @@ pub trait OrderStore: Send + Sync + std::fmt::Debug {
     /// The order's audit trail, oldest first.
     async fn audit_trail(&self, id: &OrderId) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// An operator's listing (DESIGN §11): at most `limit` orders passing `filter` at `now`, newest first, or
+    /// with `needs_operator` oldest queue entry first; `after` is the previous page's `next` cursor (an invalid
+    /// cursor is `StoreError::Corrupt`). Never a scan: queries of an index, one per index partition and page
+    /// (the DynamoDB store's round trips are in the README).
+    async fn list(
+        &self,
+        filter: &OrderFilter,
+        now: Timestamp,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<OrderPage, StoreError>;
+
     /// How many shards the due index has (`OrderId::shard` spreads orders over them).
     fn due_shards(&self) -> u32;
 
@@ -158,6 +264,55 @@ pub struct BalanceSnapshot {
     pub at: Timestamp,
 }
 
+/// Whether routing may send new orders to a provider account (DESIGN §11: runtime control, no deploy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountMode {
+    Enabled,
+    /// Switched off: no new orders and no balance checks. Open attempts are still followed to the end (one
+    /// may still deliver).
+    Disabled,
+    /// No new orders; open ones continue as usual (balance checks too).
+    Draining,
+}
+
+impl AccountMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountMode::Enabled => "enabled",
+            AccountMode::Disabled => "disabled",
+            AccountMode::Draining => "draining",
+        }
+    }
+
+    /// Routing may open new attempts on the account.
+    pub fn takes_new_orders(self) -> bool {
+        match self {
+            AccountMode::Enabled => true,
+            AccountMode::Disabled | AccountMode::Draining => false,
+        }
+    }
+}
+
+/// An operator's runtime settings of one provider account, stored beside its balance and read by every function
+/// through a short cache. Absent fields keep the deployed configuration's value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountControl {
+    pub account: ProviderAccountId,
+    pub mode: AccountMode,
+    #[serde(default)]
+    pub low_balance_fen: Option<i64>,
+    /// Escalation limit of new orders routed to the account (DESIGN §11), instead of the product kind's.
+    #[serde(default)]
+    pub escalate_after_secs: Option<u64>,
+    /// Code-table overrides of the account's protocol (issue 11 defines their shape), kept as given.
+    #[serde(default)]
+    pub code_overrides: Option<serde_json::Value>,
+    pub updated_at: Timestamp,
+    /// Who changed it last (an operator's name and principal).
+    pub updated_by: String,
+}
+
 /// Where balance snapshots live.
 #[async_trait]
 pub trait BalanceStore: Send + Sync + std::fmt::Debug {
@@ -167,6 +322,12 @@ pub trait BalanceStore: Send + Sync + std::fmt::Debug {
 
     /// The latest snapshot of every account: one query.
     async fn balances(&self) -> Result<Vec<BalanceSnapshot>, StoreError>;
+
+    /// Every account's runtime control record (accounts never changed have none): one query.
+    async fn account_controls(&self) -> Result<Vec<AccountControl>, StoreError>;
+
+    /// Stores one account's control record, replacing the previous one: one write.
+    async fn put_account_control(&self, control: &AccountControl) -> Result<(), StoreError>;
 }
 
 /// The result of `record`.

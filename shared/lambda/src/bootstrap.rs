@@ -16,7 +16,7 @@ use recharge_core::{Clock, SystemClock};
 use recharge_providers::{Executor, ProviderAccount};
 use std::sync::Arc;
 
-/// The five functions; what each needs at cold start differs a little.
+/// The six functions; what each needs at cold start differs a little.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Function {
     SubmitOrder,
@@ -24,6 +24,8 @@ pub enum Function {
     ProviderCallback,
     Reconcile,
     CheckBalance,
+    /// The operators' API (`/ops/...`, IAM-authorised).
+    Ops,
 }
 
 impl Function {
@@ -35,6 +37,7 @@ impl Function {
             Function::ProviderCallback => "provider-callback",
             Function::Reconcile => "reconcile",
             Function::CheckBalance => "check-balance",
+            Function::Ops => "ops",
         }
     }
 
@@ -45,7 +48,9 @@ impl Function {
             Function::SubmitOrder
             | Function::ProviderCallback
             | Function::Reconcile
-            | Function::CheckBalance => true,
+            | Function::CheckBalance
+            // An operator's "query now" asks the provider.
+            | Function::Ops => true,
             Function::OrderStatus => false,
         }
     }
@@ -54,7 +59,10 @@ impl Function {
     fn serves_merchants(self) -> bool {
         match self {
             Function::SubmitOrder | Function::OrderStatus => true,
-            Function::ProviderCallback | Function::Reconcile | Function::CheckBalance => false,
+            Function::ProviderCallback
+            | Function::Reconcile
+            | Function::CheckBalance
+            | Function::Ops => false,
         }
     }
 }

@@ -16,7 +16,8 @@ use crate::bootstrap::Service;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use recharge_api::error::ApiError;
-use recharge_api::{balance_check, router, sweep};
+use recharge_api::{balance_check, ops, router, sweep};
+use recharge_core::store::OrderFilter;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -85,6 +86,49 @@ pub async fn http_request(
     from_api_response(resp)
 }
 
+/// `ops`: one request of an operator, authorised by API Gateway's `AWS_IAM` authorizer (SigV4 with the
+/// operator's AWS credentials). The verified caller ARN is the principal; an event without one reached the
+/// function through a route without the authorizer, a wiring mistake, and is refused.
+pub async fn ops(
+    service: &Service,
+    event: LambdaEvent<ApiGatewayV2httpRequest>,
+) -> Result<ApiGatewayV2httpResponse, InvocationError> {
+    Ok(ops_request(service, &event.payload).await)
+}
+
+pub async fn ops_request(
+    service: &Service,
+    event: &ApiGatewayV2httpRequest,
+) -> ApiGatewayV2httpResponse {
+    let principal = event
+        .request_context
+        .authorizer
+        .as_ref()
+        .and_then(|a| a.iam.as_ref())
+        .and_then(|iam| iam.user_arn.clone())
+        .filter(|arn| !arn.is_empty());
+    let resp = match (to_api_request(event), principal) {
+        (Ok(req), Some(arn)) if req.path.starts_with("/ops/") => {
+            ops::handle(&service.state, &req, &ops::Principal::Iam(arn)).await
+        }
+        (Ok(_), Some(_)) => ApiError::RouteNotFound.to_response(),
+        (Ok(_), None) => {
+            tracing::error!(
+                "ops request without an IAM principal: the route lacks the AWS_IAM authorizer"
+            );
+            ApiError::Forbidden("ops routes need an IAM-signed request").to_response()
+        }
+        (Err(e), _) => {
+            tracing::warn!(error = %e, "unusable API Gateway event");
+            ApiError::bad_request("bad_request", "the request could not be read").to_response()
+        }
+    };
+    if resp.status >= 500 {
+        service.metrics.function_error();
+    }
+    from_api_response(resp)
+}
+
 /// Accepts EventBridge scheduled events (and a bare `{}` from a manual test invoke); anything else is a
 /// wiring mistake.
 fn check_schedule(payload: &Value) -> Result<(), InvocationError> {
@@ -118,6 +162,7 @@ pub async fn reconcile_event(service: &Service, payload: &Value) -> Result<Value
     if report.errors > 0 {
         service.metrics.function_error();
     }
+    let queue = operator_queue(service).await;
     // No order read at all, and errors: the due index itself was unreachable.
     if report.errors > 0 && report.due == 0 {
         return Err(InvocationError::StoreUnavailable(format!(
@@ -125,7 +170,47 @@ pub async fn reconcile_event(service: &Service, payload: &Value) -> Result<Value
             report.errors
         )));
     }
-    Ok(json!({ "sweep": report }))
+    Ok(json!({ "sweep": report, "operator_queue": queue }))
+}
+
+/// Counts the operator queue (DESIGN §11: nothing is open without someone being told) after each sweep and
+/// emits `OperatorQueue`, which the template alarms on. Counted up to `QUEUE_COUNT_CAP`, one page of the
+/// attention index per shard at a time; a store failure is logged and counts as an error, not as zero.
+pub async fn operator_queue(service: &Service) -> Option<usize> {
+    const QUEUE_COUNT_CAP: usize = 10_000;
+    let state = &service.state;
+    let now = state.clock.now();
+    let filter = OrderFilter {
+        needs_operator: true,
+        ..OrderFilter::default()
+    };
+    let mut count = 0;
+    let mut after: Option<String> = None;
+    loop {
+        match state.store.list(&filter, now, 200, after.as_deref()).await {
+            Ok(page) => {
+                count += page.orders.len();
+                match page.next {
+                    Some(next) if count < QUEUE_COUNT_CAP => after = Some(next),
+                    _ => break,
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "operator queue unreadable");
+                service.metrics.function_error();
+                return None;
+            }
+        }
+    }
+    service.metrics.operator_queue(count);
+    if count > 0 {
+        tracing::warn!(
+            alert = "operator_queue",
+            orders = count,
+            "orders need an operator"
+        );
+    }
+    Some(count)
 }
 
 /// `check-balance`: every account with a balance API, snapshots stored, low balances alarmed.

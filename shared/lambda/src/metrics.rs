@@ -14,9 +14,12 @@
 //! | `MerchantNotifications` | `Service`; `Service, Result` | a notification try is recorded (`acknowledged`, `failed`, `abandoned`) |
 //! | `ProviderBalanceFen` | `Service, ProviderAccount` | the balance check stores a balance |
 //! | `UnlistedProviderCodes` | `Service`; `Service, ProviderAccount, Phase, Code` | after an invocation in which a provider answered a code its account's table does not list |
+//! | `OperatorQueue` | `Service` | after every sweep: orders in the operator queue (stuck attempts, abandoned notifications) |
 
 use async_trait::async_trait;
-use recharge_core::store::{AuditEntry, Created, DueOrder, OrderStore, Replaced, StoreError};
+use recharge_core::store::{
+    AuditEntry, Created, DueOrder, OrderFilter, OrderPage, OrderStore, Replaced, StoreError,
+};
 use recharge_core::{AttemptState, Clock, Order, OrderId, Timestamp};
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, Mutex};
@@ -163,6 +166,13 @@ impl Metrics {
         );
     }
 
+    /// How many orders need an operator now (a gauge, emitted after every sweep).
+    pub fn operator_queue(&self, orders: usize) {
+        #[allow(clippy::cast_precision_loss)]
+        let value = orders as f64;
+        self.emit("OperatorQueue", value, "Count", &[], &[&[]]);
+    }
+
     pub fn balance(&self, account: &str, fen: i64) {
         // Fen fit an f64 exactly up to 2^53.
         #[allow(clippy::cast_precision_loss)]
@@ -294,6 +304,16 @@ impl OrderStore for ObservedStore {
 
     async fn audit_trail(&self, id: &OrderId) -> Result<Vec<AuditEntry>, StoreError> {
         self.inner.audit_trail(id).await
+    }
+
+    async fn list(
+        &self,
+        filter: &OrderFilter,
+        now: Timestamp,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<OrderPage, StoreError> {
+        self.inner.list(filter, now, limit, after).await
     }
 
     fn due_shards(&self) -> u32 {

@@ -99,6 +99,9 @@ pub struct LocalOptions {
     /// Keep the secrets in Secrets Manager (endpoint from the environment, e.g. moto) behind the in-process
     /// cache, as the Lambda functions do, instead of in memory. Provider credentials are still read at start.
     pub secrets_manager: bool,
+    /// How long a PC carrier-billing order waits for its code before it expires; default 15 minutes divided by
+    /// the time scale but never under 60 s (a person, or a browser under test, types the code in real time).
+    pub verification_expiry: Option<Duration>,
 }
 
 impl Default for LocalOptions {
@@ -117,6 +120,7 @@ impl Default for LocalOptions {
             local_mode: true,
             aws_calls: None,
             secrets_manager: false,
+            verification_expiry: None,
         }
     }
 }
@@ -302,6 +306,13 @@ impl LocalStack {
         settings.local_mode = options.local_mode;
         settings.time_scale = options.time_scale;
         settings.balance_cache_ttl = Duration::from_secs(1);
+        settings.control_cache_ttl = Duration::from_secs(1);
+        settings.verification_expiry = options.verification_expiry.unwrap_or_else(|| {
+            Duration::from_secs_f64(
+                settings.verification_expiry.as_secs_f64() / options.time_scale.max(1.0),
+            )
+            .max(Duration::from_secs(60))
+        });
         settings.client_key_secret = Some(CLIENT_KEY_SECRET.to_owned());
         let state = Arc::new(AppState::new(Parts {
             store,

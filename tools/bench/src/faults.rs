@@ -253,6 +253,13 @@ pub struct FaultReport {
     pub dialects: BTreeMap<String, String>,
     /// Provider account → (orders with an attempt there, status → orders, orders left open for an operator).
     pub by_account: BTreeMap<String, (usize, BTreeMap<String, usize>, usize)>,
+    /// Orders left processing or waiting for the user.
+    pub open: usize,
+    /// Of those, in the operator queue (DESIGN §11) at the end of the campaign, and with an attention time at
+    /// all (in the queue once their escalation limit passes; a PC billing order waiting for its code has none:
+    /// it expires instead).
+    pub queued_now: usize,
+    pub queued_eventually: usize,
     /// Ledger totals.
     pub ledger_orders: usize,
     pub ledger_deliveries: u64,
@@ -324,6 +331,11 @@ impl FaultReport {
                 );
             }
         }
+        println!();
+        println!(
+            "open orders: {}; in the operator queue now: {}; with an escalation time (queued once it passes): {}",
+            self.open, self.queued_now, self.queued_eventually
+        );
         if !self.open_explained.is_empty() {
             println!();
             println!("{:<44} {:>8}", "still open, because", "orders");
@@ -859,6 +871,9 @@ async fn check(
             ));
         }
         if status == "processing" || status == "action_required" {
+            report.open += 1;
+            report.queued_eventually += usize::from(order.attention().is_some());
+            report.queued_now += usize::from(order.needs_operator(state.clock.now()));
             match explain_open(state, &order, rows, chaos, &unlisted_refusal) {
                 Ok(why) => *report.open_explained.entry(why).or_default() += 1,
                 Err(why) => report.violations.push(format!(

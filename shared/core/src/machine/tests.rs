@@ -4,7 +4,7 @@
 use super::*;
 use crate::ids::{ProductCode, ProviderAccountId};
 use crate::money::Fen;
-use crate::order::{AnomalyKind, NewOrder, PublicStatus, Resolution};
+use crate::order::{AnomalyKind, Attention, NewOrder, PublicStatus, Resolution};
 use crate::outcome::NextAction;
 use crate::{AppId, MerchantOrderNo};
 use proptest::prelude::*;
@@ -766,6 +766,183 @@ fn orders_without_a_notify_url_are_never_due_for_notification() {
     assert_eq!(o.due_at(), None);
 }
 
+#[test]
+fn an_operator_may_find_that_an_unknown_submit_never_reached_the_provider() {
+    let unknown_order = run(&new_order(), &[out(1, Source::Submit, unknown())], T0);
+    let not_submitted = Outcome::Rejected {
+        failover_allowed: true,
+        reason: Reason::new("resolved_by_operator", "provider has no record; ticket 42"),
+    };
+    // A query or callback saying "refused" about an unknown attempt is confused, and changes nothing …
+    for source in [Source::Query, Source::Callback] {
+        assert_eq!(
+            apply(
+                &unknown_order,
+                &out(1, source, not_submitted.clone()),
+                T0,
+                &Policy::default()
+            )
+            .unwrap_err(),
+            Refusal::Stale
+        );
+    }
+    // … but an operator's finding with evidence closes it, and the order may fail over.
+    let closed = run(
+        &unknown_order,
+        &[out(1, Source::Operator, not_submitted)],
+        T0,
+    );
+    assert!(matches!(
+        closed.attempts()[0].state(),
+        AttemptState::Rejected { .. }
+    ));
+    assert!(closed.awaiting_failover());
+}
+
+#[test]
+fn an_operator_cannot_call_an_accepted_attempt_not_submitted() {
+    let accepted_order = run(&new_order(), &[out(1, Source::Submit, accepted())], T0);
+    let refused = apply(
+        &accepted_order,
+        &out(
+            1,
+            Source::Operator,
+            Outcome::Rejected {
+                failover_allowed: true,
+                reason: Reason::new("resolved_by_operator", "?"),
+            },
+        ),
+        T0,
+        &Policy::default(),
+    );
+    assert_eq!(refused.unwrap_err(), Refusal::Stale);
+    // What an operator may say about it is what a provider could: a result.
+    let done = run(
+        &accepted_order,
+        &[out(1, Source::Operator, succeeded())],
+        T0,
+    );
+    assert_eq!(done.public_view().status, PublicStatus::Succeeded);
+}
+
+fn waiting_for_code() -> Order {
+    run(
+        &new_order(),
+        &[out(
+            1,
+            Source::Submit,
+            Outcome::ActionRequired {
+                next: NextAction::EnterVerificationCode,
+                provider_ref: Some("P9".into()),
+            },
+        )],
+        T0,
+    )
+}
+
+#[test]
+fn a_verification_code_never_entered_expires_as_failed_without_failover() {
+    let o = waiting_for_code();
+    let expired = run(&o, &[Event::VerificationExpired { attempt: n(1) }], T0);
+    let v = expired.public_view();
+    assert_eq!(v.status, PublicStatus::Failed);
+    assert_eq!(v.failure.unwrap().code, "expired");
+    assert!(!expired.awaiting_failover());
+    assert_eq!(expired.due_at(), None);
+    // Only an attempt still waiting for its code can expire.
+    for other in [
+        new_order(),
+        run(&o, &[out(1, Source::Submit, accepted())], T0),
+    ] {
+        assert_eq!(
+            apply(
+                &other,
+                &Event::VerificationExpired { attempt: n(1) },
+                T0,
+                &Policy::default()
+            )
+            .unwrap_err(),
+            Refusal::Stale
+        );
+    }
+}
+
+#[test]
+fn a_stuck_attempt_enters_the_operator_queue_at_its_escalation_limit() {
+    let o = run(&new_order(), &[out(1, Source::Submit, unknown())], T0);
+    let limit = crate::order::DEFAULT_ESCALATE_AFTER;
+    assert_eq!(
+        o.attention(),
+        Some((T0.plus(limit), Attention::StuckAttempt))
+    );
+    assert!(!o.needs_operator(T0.plus(limit - Duration::from_secs(1))));
+    assert!(o.needs_operator(T0.plus(limit)));
+    // A slow product's order gets its own limit at creation.
+    let slow = new_order().with_escalation(Duration::from_secs(72 * 3600));
+    assert_eq!(slow.escalate_after(), Duration::from_secs(72 * 3600));
+    assert!(!slow.needs_operator(T0.plus(limit)));
+    // An accepted attempt waits the same; a final order leaves the queue.
+    let acc = run(&new_order(), &[out(1, Source::Submit, accepted())], T0);
+    assert!(acc.needs_operator(T0.plus(limit)));
+    let done = run(&acc, &[out(1, Source::Callback, succeeded())], T0);
+    assert_eq!(done.attention(), None);
+    // A PC order waiting for its code expires instead of queueing; an MP one waiting for its SMS queues.
+    assert_eq!(waiting_for_code().attention(), None);
+    let sms = run(
+        &new_order(),
+        &[out(
+            1,
+            Source::Submit,
+            Outcome::ActionRequired {
+                next: NextAction::SendSms { messages: vec![] },
+                provider_ref: None,
+            },
+        )],
+        T0,
+    );
+    assert!(sms.needs_operator(T0.plus(limit)));
+}
+
+#[test]
+fn an_abandoned_notification_enters_the_operator_queue_at_once() {
+    let o = run(
+        &order_with_notify(Some("https://merchant.example/notify")),
+        &[out(1, Source::Callback, succeeded())],
+        T0,
+    );
+    // Pending, or never tried: not abandoned.
+    assert!(!o.notification_abandoned());
+    assert_eq!(o.attention(), None);
+    assert!(!order_with_notify(Some("https://m.example/n")).notification_abandoned());
+    let later = T0.plus(Duration::from_secs(60));
+    let gave_up = run(
+        &o,
+        &[Event::Notified {
+            sequence: 2,
+            delivered: false,
+            retry_at: None,
+        }],
+        later,
+    );
+    assert!(gave_up.notification_abandoned());
+    assert_eq!(
+        gave_up.attention(),
+        Some((later, Attention::NotificationAbandoned))
+    );
+    assert!(gave_up.needs_operator(later));
+    // A late acknowledgement (an operator's redelivery) takes it out again.
+    let acked = run(
+        &gave_up,
+        &[Event::Notified {
+            sequence: 2,
+            delivered: true,
+            retry_at: None,
+        }],
+        later,
+    );
+    assert_eq!(acked.attention(), None);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Property test: random sequences of events against every invariant.
 
@@ -804,6 +981,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
         6 => (1u8..=4, arb_source(), arb_outcome())
             .prop_map(|(k, source, outcome)| Event::Outcome { attempt: n(k), source, outcome, report: Default::default() }),
         1 => (1u8..=4).prop_map(|k| Event::SubmitDeadlinePassed { attempt: n(k) }),
+        1 => (1u8..=4).prop_map(|k| Event::VerificationExpired { attempt: n(k) }),
         2 => prop_oneof![Just("acct-a"), Just("acct-b")].prop_map(|a| Event::OpenAttempt { route: route(a) }),
         1 => Just(Event::RoutesExhausted { reason: Reason::new("no_route", "none left") }),
         2 => (1u64..6, any::<bool>(), any::<bool>()).prop_map(|(sequence, delivered, retry)| Event::Notified {
@@ -860,20 +1038,30 @@ fn check_step(before: &Order, event: &Event, after: &Order, applied: &Applied, n
                     );
                     assert!(!p.not_found_probe);
                 }
+                Event::VerificationExpired { .. } => assert_eq!(
+                    b.state(),
+                    &AttemptState::ActionRequired {
+                        next: NextAction::EnterVerificationCode
+                    }
+                ),
                 other => panic!("{:?} failed an open attempt via {other:?}", b.state()),
             }
         }
-        // A refusal only ever answers a submit.
+        // A refusal only ever answers a submit, or is an operator's finding.
         if matches!(a.state(), AttemptState::Rejected { .. }) && b.state().is_open() {
             assert!(
                 b.state() == &AttemptState::Submitting
                     || matches!(
                         event,
                         Event::Outcome {
-                            source: Source::Submit,
+                            source: Source::Submit | Source::Operator,
                             ..
                         }
                     )
+            );
+            assert!(
+                !matches!(b.state(), AttemptState::Accepted),
+                "an accepted attempt was refused"
             );
         }
     }

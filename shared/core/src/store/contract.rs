@@ -12,7 +12,7 @@ use crate::machine::{Event, Policy, apply};
 use crate::money::Fen;
 use crate::order::{NewOrder, Order, Route};
 use crate::outcome::{Outcome, Reason, Source};
-use crate::store::{AuditEntry, Created, OrderStore, Recorded, Replaced, record};
+use crate::store::{AuditEntry, Created, OrderFilter, OrderStore, Recorded, Replaced, record};
 use crate::time::Timestamp;
 use crate::{AttemptNo, PublicStatus};
 use std::collections::BTreeMap;
@@ -56,6 +56,257 @@ pub fn sample_order(tag: &str) -> Order {
         cost: Fen::new(9_850),
     };
     Order::new(new, route, T0, Policy::default().call_timeout)
+}
+
+/// An app id no other case or process uses, so a listing filtered by it sees only this case's orders.
+fn fresh_app(tag: &str) -> AppId {
+    let text = fresh_order_no(tag).as_str().replace(['.', ':'], "-");
+    AppId::parse(&text[..text.len().min(32)]).unwrap()
+}
+
+/// A new order of `app` on `account`, created at `created`.
+fn order_of(app: &AppId, account: &str, created: Timestamp) -> Order {
+    let mut o = sample_order("list");
+    o.app_id = app.clone();
+    o.id = crate::ids::OrderId::derive(app, &o.merchant_order_no);
+    o.attempts[0].route.provider_account = ProviderAccountId::parse(account).unwrap();
+    o.created_at = created;
+    o.updated_at = created;
+    o.attempts[0].opened_at = created;
+    o.attempts[0].updated_at = created;
+    o
+}
+
+async fn stored(store: &dyn OrderStore, o: &Order) {
+    assert!(matches!(
+        store
+            .create(o, &AuditEntry::for_create(o, None))
+            .await
+            .unwrap(),
+        Created::New(_)
+    ));
+}
+
+async fn record_ok(store: &dyn OrderStore, o: Order, event: Event, now: Timestamp) -> Order {
+    match record(store, o, &event, now, &Policy::default(), None)
+        .await
+        .unwrap()
+    {
+        Recorded::Applied(a) => a.order,
+        Recorded::Refused { refusal, .. } => panic!("refused: {refusal}"),
+    }
+}
+
+/// Every page of a listing, following the cursors.
+async fn all_pages(
+    store: &dyn OrderStore,
+    filter: &OrderFilter,
+    now: Timestamp,
+    limit: usize,
+) -> Vec<Vec<crate::ids::OrderId>> {
+    let mut pages = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list(filter, now, limit, after.as_deref())
+            .await
+            .unwrap();
+        assert!(page.orders.len() <= limit);
+        pages.push(page.orders.iter().map(|s| s.order_id.clone()).collect());
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return pages,
+        }
+        assert!(pages.len() < 100, "the listing does not end");
+    }
+}
+
+pub async fn listing_is_newest_first_and_pages_without_gaps_or_repeats(store: Arc<dyn OrderStore>) {
+    let app = fresh_app("page");
+    let mut orders = Vec::new();
+    for i in 0..5 {
+        let o = order_of(
+            &app,
+            "acct-a",
+            Timestamp::from_millis(T0.millis() + i * 1000),
+        );
+        stored(&*store, &o).await;
+        orders.push(o);
+    }
+    let filter = OrderFilter {
+        app: Some(app.clone()),
+        ..OrderFilter::default()
+    };
+    let pages = all_pages(&*store, &filter, T0, 2).await;
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, vec![2, 2, 1]);
+    let listed: Vec<_> = pages.concat();
+    let newest_first: Vec<_> = orders.iter().rev().map(|o| o.id().clone()).collect();
+    assert_eq!(listed, newest_first);
+    // A summary carries what the index holds.
+    let page = store.list(&filter, T0, 1, None).await.unwrap();
+    let first = &page.orders[0];
+    assert_eq!(first.app, app);
+    assert_eq!(first.status, PublicStatus::Processing);
+    assert_eq!(
+        first.provider_account.as_ref().map(|a| a.as_str()),
+        Some("acct-a")
+    );
+    assert_eq!(first.product_code.as_str(), "mobile.100");
+    assert_eq!(first.created_at, orders[4].created_at());
+    // A cursor that is not one is refused, not sent to the index.
+    assert!(store.list(&filter, T0, 2, Some("garbage")).await.is_err());
+}
+
+pub async fn listing_filters_by_status_account_and_age(store: Arc<dyn OrderStore>) {
+    let app = fresh_app("filter");
+    let old = order_of(&app, "acct-a", T0);
+    let young = order_of(&app, "acct-b", T0.plus(Duration::from_secs(3600)));
+    stored(&*store, &old).await;
+    stored(&*store, &young).await;
+    let done = record_ok(&*store, young.clone(), succeeded(AttemptNo::FIRST), T0).await;
+    let ids = |page: crate::store::OrderPage| -> Vec<crate::ids::OrderId> {
+        page.orders.into_iter().map(|s| s.order_id).collect()
+    };
+    let base = OrderFilter {
+        app: Some(app.clone()),
+        ..OrderFilter::default()
+    };
+    let succeeded_only = OrderFilter {
+        status: Some(PublicStatus::Succeeded),
+        ..base.clone()
+    };
+    assert_eq!(
+        ids(store.list(&succeeded_only, T0, 10, None).await.unwrap()),
+        vec![done.id().clone()]
+    );
+    let processing = OrderFilter {
+        status: Some(PublicStatus::Processing),
+        ..base.clone()
+    };
+    assert_eq!(
+        ids(store.list(&processing, T0, 10, None).await.unwrap()),
+        vec![old.id().clone()]
+    );
+    let on_b = OrderFilter {
+        provider_account: Some(ProviderAccountId::parse("acct-b").unwrap()),
+        ..base.clone()
+    };
+    assert_eq!(
+        ids(store.list(&on_b, T0, 10, None).await.unwrap()),
+        vec![young.id().clone()]
+    );
+    let older = OrderFilter {
+        created_before: Some(T0.plus(Duration::from_secs(60))),
+        ..base.clone()
+    };
+    assert_eq!(
+        ids(store.list(&older, T0, 10, None).await.unwrap()),
+        vec![old.id().clone()]
+    );
+    let nothing = OrderFilter {
+        status: Some(PublicStatus::Failed),
+        ..base
+    };
+    assert!(
+        store
+            .list(&nothing, T0, 10, None)
+            .await
+            .unwrap()
+            .orders
+            .is_empty()
+    );
+}
+
+pub async fn the_operator_queue_holds_stuck_attempts_and_abandoned_notifications(
+    store: Arc<dyn OrderStore>,
+) {
+    let app = fresh_app("queue");
+    let limit = crate::order::DEFAULT_ESCALATE_AFTER;
+    // Stuck: unknown since T0.
+    let stuck = order_of(&app, "acct-a", T0);
+    stored(&*store, &stuck).await;
+    let stuck = record_ok(
+        &*store,
+        stuck,
+        Event::Outcome {
+            attempt: AttemptNo::FIRST,
+            source: Source::Submit,
+            outcome: Outcome::Unknown {
+                reason: Reason::new("timeout", "no answer"),
+            },
+            report: Default::default(),
+        },
+        T0,
+    )
+    .await;
+    // Abandoned: succeeded, its notification given up at T0 + 60 s.
+    let mut noisy = order_of(&app, "acct-b", T0.plus(Duration::from_secs(1)));
+    noisy.notify_url = Some("https://merchant.example/n".into());
+    stored(&*store, &noisy).await;
+    let noisy = record_ok(&*store, noisy, succeeded(AttemptNo::FIRST), T0).await;
+    let at = T0.plus(Duration::from_secs(60));
+    let noisy = record_ok(
+        &*store,
+        noisy.clone(),
+        Event::Notified {
+            sequence: noisy.sequence(),
+            delivered: false,
+            retry_at: None,
+        },
+        at,
+    )
+    .await;
+    // A slow order, unknown since T0 as well, but with a limit of 72 hours.
+    let slow = order_of(&app, "acct-a", T0).with_escalation(Duration::from_secs(72 * 3600));
+    stored(&*store, &slow).await;
+
+    let queue = OrderFilter {
+        app: Some(app.clone()),
+        needs_operator: true,
+        ..OrderFilter::default()
+    };
+    let ids = |page: crate::store::OrderPage| -> Vec<crate::ids::OrderId> {
+        page.orders.into_iter().map(|s| s.order_id).collect()
+    };
+    // Before the limit only the abandoned notification is there; after it both, oldest entry first.
+    let before = T0.plus(limit - Duration::from_secs(1));
+    assert_eq!(
+        ids(store.list(&queue, before, 10, None).await.unwrap()),
+        vec![noisy.id().clone()]
+    );
+    let after = T0.plus(limit);
+    let page = store.list(&queue, after, 10, None).await.unwrap();
+    assert_eq!(page.orders.len(), 2, "{page:?}");
+    assert_eq!(page.orders[0].order_id, noisy.id().clone());
+    assert_eq!(
+        page.orders[0].attention,
+        Some((at, crate::order::Attention::NotificationAbandoned))
+    );
+    assert_eq!(page.orders[1].order_id, stuck.id().clone());
+    assert_eq!(
+        page.orders[1].attention,
+        Some((after, crate::order::Attention::StuckAttempt))
+    );
+    // Paged one at a time, the same two.
+    assert_eq!(
+        all_pages(&*store, &queue, after, 1).await.concat(),
+        vec![noisy.id().clone(), stuck.id().clone()]
+    );
+    // Only abandoned notifications.
+    let abandoned = OrderFilter {
+        attention: Some(crate::order::Attention::NotificationAbandoned),
+        ..queue.clone()
+    };
+    assert_eq!(
+        ids(store.list(&abandoned, after, 10, None).await.unwrap()),
+        vec![noisy.id().clone()]
+    );
+    // Resolved, the stuck order leaves the queue.
+    record_ok(&*store, stuck, succeeded(AttemptNo::FIRST), after).await;
+    let far = T0.plus(Duration::from_secs(100 * 3600));
+    let left: Vec<_> = ids(store.list(&queue, far, 10, None).await.unwrap());
+    assert_eq!(left, vec![noisy.id().clone(), slow.id().clone()]);
 }
 
 fn accepted(attempt: AttemptNo, source: Source) -> Event {
@@ -557,6 +808,36 @@ pub async fn balances_of_every_account_come_back_together(
     }
 }
 
+pub async fn account_controls_are_stored_replaced_and_listed_together(
+    store: Arc<dyn crate::store::BalanceStore>,
+) {
+    use crate::store::{AccountControl, AccountMode};
+    let account = ProviderAccountId::parse(fresh_app("ctl").as_str()).unwrap();
+    let mut control = AccountControl {
+        account: account.clone(),
+        mode: AccountMode::Disabled,
+        low_balance_fen: Some(50_000),
+        escalate_after_secs: Some(600),
+        code_overrides: Some(serde_json::json!({"query": {"9": "unknown"}})),
+        updated_at: T0,
+        updated_by: "alice (app:ops)".into(),
+    };
+    store.put_account_control(&control).await.unwrap();
+    let mine = |all: Vec<AccountControl>| {
+        all.into_iter()
+            .filter(|c| c.account == account)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        mine(store.account_controls().await.unwrap()),
+        vec![control.clone()]
+    );
+    control.mode = AccountMode::Draining;
+    control.code_overrides = None;
+    store.put_account_control(&control).await.unwrap();
+    assert_eq!(mine(store.account_controls().await.unwrap()), vec![control]);
+}
+
 /// Expands to one `#[tokio::test]` per balance-store contract case.
 #[macro_export]
 macro_rules! balance_store_contract {
@@ -564,6 +845,7 @@ macro_rules! balance_store_contract {
         $crate::order_store_contract!(@cases_balance $factory;
             a_newer_balance_replaces_an_older_one_and_not_the_reverse,
             balances_of_every_account_come_back_together,
+            account_controls_are_stored_replaced_and_listed_together,
         );
     };
 }
@@ -585,6 +867,9 @@ macro_rules! order_store_contract {
             concurrent_transitions_from_one_version_apply_once,
             racing_events_through_record_each_take_effect_once,
             failover_history_round_trips_through_the_store,
+            listing_is_newest_first_and_pages_without_gaps_or_repeats,
+            listing_filters_by_status_account_and_age,
+            the_operator_queue_holds_stuck_attempts_and_abandoned_notifications,
             client_attempts_are_counted_up_to_the_limit_per_order,
         );
     };

@@ -236,7 +236,40 @@ const CASES: &[Case] = &[
         before: None,
         expect: Expect::Done(r#""failed":["dingyin-1","wikeyun-1"]"#),
     },
+    Case {
+        file: "ops/list-processing.json",
+        function: Function::Ops,
+        before: Some("mobile.100"),
+        expect: Expect::Http(200, r#""order_id":"7JUWX4CXN3GSIQOKCCTK""#),
+    },
+    Case {
+        file: "ops/show-order.json",
+        function: Function::Ops,
+        before: Some("mobile.100"),
+        expect: Expect::Http(200, r#""audit":[{"#),
+    },
+    Case {
+        file: "ops/no-iam-principal.json",
+        function: Function::Ops,
+        before: None,
+        expect: Expect::Http(403, r#""code":"forbidden""#),
+    },
 ];
+
+/// An ops request as API Gateway delivers it behind the `AWS_IAM` authorizer (`principal`: the caller's ARN).
+fn ops_event(method: &str, route: &str, path: &str, query: &str, principal: Option<&str>) -> Value {
+    let mut event = http_event(method, route, path, query, vec![], b"", false);
+    if let Some(arn) = principal {
+        event["requestContext"]["authorizer"] = json!({"iam": {
+            "accessKey": "ASIAEXAMPLE", "accountId": "123456789012", "callerId": "AROAEXAMPLE:alice",
+            "principalOrgId": null, "userArn": arn, "userId": "AROAEXAMPLE:alice"
+        }});
+    }
+    if let Some(id) = path.strip_prefix("/ops/orders/") {
+        event["pathParameters"] = json!({"order_id": id});
+    }
+    event
+}
 
 /// The order id of merchant order `M1` of app `demo`.
 const M1: &str = "7JUWX4CXN3GSIQOKCCTK";
@@ -633,6 +666,31 @@ fn generate() -> BTreeMap<&'static str, Value> {
         "check-balance/scheduled.json",
         scheduled("recharge-dev-check-balance"),
     );
+    let alice = "arn:aws:sts::123456789012:assumed-role/recharge-operator/alice";
+    e.insert(
+        "ops/list-processing.json",
+        ops_event(
+            "GET",
+            "GET /ops/orders",
+            "/ops/orders",
+            "status=processing",
+            Some(alice),
+        ),
+    );
+    e.insert(
+        "ops/show-order.json",
+        ops_event(
+            "GET",
+            "GET /ops/orders/{order_id}",
+            "/ops/orders/7JUWX4CXN3GSIQOKCCTK",
+            "",
+            Some(alice),
+        ),
+    );
+    e.insert(
+        "ops/no-iam-principal.json",
+        ops_event("GET", "GET /ops/orders", "/ops/orders", "", None),
+    );
     e
 }
 
@@ -730,6 +788,15 @@ async fn every_event_gives_its_expected_answer() {
                     String::from_utf8_lossy(&response_body(&resp))
                 )
             }
+            Function::Ops => {
+                let event: ApiGatewayV2httpRequest = serde_json::from_str(&text).unwrap();
+                let resp = handlers::ops_request(&service, &event).await;
+                format!(
+                    "{} {}",
+                    resp.status_code,
+                    String::from_utf8_lossy(&response_body(&resp))
+                )
+            }
             Function::Reconcile | Function::CheckBalance => {
                 let payload: Value = serde_json::from_str(&text).unwrap();
                 let result = if case.function == Function::Reconcile {
@@ -811,4 +878,28 @@ async fn the_sweep_counts_an_unknown_order_older_than_ten_minutes_once_per_read(
         .find(|l| l.get("StaleUnknownOrders").is_some())
         .unwrap();
     assert_eq!(line["ProviderAccount"], "dingyin-1");
+}
+
+#[tokio::test]
+async fn the_sweep_counts_the_operator_queue_once_an_order_is_stuck_past_its_limit() {
+    let (service, metrics, clock) = support::service_with_clock(Function::Reconcile).await;
+    create_m1(&service, "mobile.100").await;
+    let queue = |lines: &[Value]| -> Vec<f64> {
+        lines
+            .iter()
+            .filter_map(|l| l.get("OperatorQueue").and_then(Value::as_f64))
+            .collect()
+    };
+    clock.advance(std::time::Duration::from_secs(5 * 60));
+    let done = handlers::reconcile_event(&service, &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(done["operator_queue"], 0, "{done}");
+    // mobile.100 is a fast product: 30 minutes without a definite answer and an operator must look.
+    clock.advance(std::time::Duration::from_secs(30 * 60));
+    let done = handlers::reconcile_event(&service, &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(done["operator_queue"], 1, "{done}");
+    assert_eq!(queue(&metrics.lock().unwrap()), vec![0.0, 1.0]);
 }

@@ -14,7 +14,9 @@
 //! the provider: submit-order creates two orders (one with a notify URL) and replays one, and takes a client
 //! verification request (issue 18's client routes, with the order's client secret); provider-callback
 //! takes the provider's signed callback for the first (success: a merchant notification is due and signed);
-//! order-status reads it (merchant and client routes) and lists the balances; reconcile, two hours later, queries the second and retries the
+//! order-status reads it (merchant and client routes) and lists the balances; ops (an IAM principal) lists
+//! orders and the operator queue, shows one, queries the second now and drains an account; reconcile, two
+//! hours later, queries the second and retries the
 //! first one's notification; check-balance asks the provider and stores the balance.
 
 use crate::deployed::{Deployment, good_provider_secrets, signed};
@@ -277,6 +279,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         Function::OrderStatus,
         Function::Reconcile,
         Function::CheckBalance,
+        Function::Ops,
     ]
     .into_iter()
     .map(|f| (f, CallCounter::recording()))
@@ -387,6 +390,45 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", status_of(&r));
+
+    // ops: an operator (an IAM principal, as API Gateway's authorizer hands it over) lists orders by status
+    // and the queue, shows M1 with its audit trail, looks M2 up, and drains and lists an account.
+    let (ops, _) = d.cold_start(Function::Ops, counter(Function::Ops)).await;
+    let m2_lookup = "app=demo&merchant_order_no=M2".to_owned();
+    let operator = |method: &str, path: &str, query: &str, body: &str| -> ApiGatewayV2httpRequest {
+        serde_json::from_value(json!({
+            "version": "2.0", "routeKey": format!("{method} {path}"), "rawPath": path, "rawQueryString": query,
+            "headers": {"content-type": "application/json"},
+            "requestContext": {
+                "accountId": ACCOUNT, "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7",
+                         "userAgent": "recharge-ops"},
+                "requestId": "ops-1", "routeKey": format!("{method} {path}"), "stage": "$default",
+                "time": "22/Nov/2025:03:33:20 +0000", "timeEpoch": 0,
+                "authorizer": {"iam": {"accountId": ACCOUNT,
+                                       "userArn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/operator/alice")}}
+            },
+            "body": body, "isBase64Encoded": false
+        }))
+        .unwrap()
+    };
+    for (method, path, query, body) in [
+        ("GET", "/ops/orders".to_owned(), "status=processing", ""),
+        ("GET", "/ops/orders".to_owned(), "needs_operator=true", ""),
+        ("GET", format!("/ops/orders/{order_id}"), "", ""),
+        // Looked up by merchant number (M2 stays open for the sweep below).
+        ("GET", "/ops/orders".to_owned(), &m2_lookup, ""),
+        (
+            "PUT",
+            "/ops/accounts/dingyin-1".to_owned(),
+            "",
+            r#"{"mode":"draining","operator":"alice"}"#,
+        ),
+        ("GET", "/ops/accounts".to_owned(), "", ""),
+    ] {
+        let resp = handlers::ops_request(&ops, &operator(method, &path, query, body)).await;
+        assert_eq!(resp.status_code, 200, "{method} {path}?{query}");
+    }
 
     // reconcile, two hours on: M2 is queried, M1's failed notification is due again.
     d.clock.advance(std::time::Duration::from_secs(2 * 3600));

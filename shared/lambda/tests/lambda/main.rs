@@ -6,5 +6,6 @@ mod degraded;
 mod deployed;
 mod events;
 mod iam;
+mod openapi;
 mod support;
 mod template;

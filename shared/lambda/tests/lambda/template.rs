@@ -303,3 +303,140 @@ fn the_secrets_example_lists_every_configured_secret_in_its_shape() {
         );
     }
 }
+
+#[test]
+fn ops_routes_and_only_they_carry_the_iam_authorizer() {
+    let t = template();
+    assert_eq!(
+        t["Resources"]["HttpApi"]["Properties"]["Auth"]["EnableIamAuthorizer"],
+        true
+    );
+    let mut ops_routes = 0;
+    for (name, f) in resources_of(&t, "AWS::Serverless::Function") {
+        let Some(events) = f["Properties"]["Events"].as_object() else {
+            continue;
+        };
+        for e in events.values().filter(|e| e["Type"] == "HttpApi") {
+            let path = e["Properties"]["Path"].as_str().unwrap();
+            let auth = &e["Properties"]["Auth"]["Authorizer"];
+            if path.starts_with("/ops/") {
+                assert_eq!(
+                    binary(&f),
+                    "ops",
+                    "{name}: {path} is served by the ops function"
+                );
+                assert_eq!(auth, "AWS_IAM", "{name}: {path} needs the IAM authorizer");
+                ops_routes += 1;
+            } else {
+                assert!(
+                    auth.is_null(),
+                    "{name}: {path} is verified in code, not by IAM"
+                );
+            }
+        }
+    }
+    assert_eq!(ops_routes, recharge_api::ops::OPS_ROUTES.len());
+}
+
+#[test]
+fn only_the_ops_function_may_create_or_change_secrets() {
+    let t = template();
+    let writes = [
+        "secretsmanager:CreateSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecret",
+        "secretsmanager:DeleteSecret",
+    ];
+    for (name, f) in resources_of(&t, "AWS::Serverless::Function") {
+        for p in f["Properties"]["Policies"].as_array().unwrap() {
+            for s in p["Statement"].as_array().unwrap() {
+                let actions: Vec<String> = match &s["Action"] {
+                    Value::String(a) => vec![a.clone()],
+                    Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
+                    other => panic!("{name}: {other}"),
+                };
+                for a in actions {
+                    if writes.contains(&a.as_str()) {
+                        assert_eq!(binary(&f), "ops", "{name} may not {a}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_operator_queue_metric_has_an_alarm_and_the_sweep_may_count_it() {
+    let t = template();
+    let alarms = resources_of(&t, "AWS::CloudWatch::Alarm");
+    assert!(
+        alarms
+            .iter()
+            .any(|(_, a)| a["Properties"]["MetricName"] == "OperatorQueue"),
+        "no alarm on OperatorQueue"
+    );
+    let (_, reconcile) = resources_of(&t, "AWS::Serverless::Function")
+        .into_iter()
+        .find(|(_, f)| binary(f) == "reconcile")
+        .unwrap();
+    let text = reconcile["Properties"]["Policies"].to_string();
+    assert!(text.contains("/index/attention"), "{text}");
+}
+
+#[test]
+fn only_the_ops_function_may_write_the_operators_configuration() {
+    // One table: every other function's DynamoDB writes are limited by partition key, and none reaches CONFIG.
+    let t = template();
+    let writes = [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:TransactWriteItems",
+        "dynamodb:BatchWriteItem",
+    ];
+    let mut ops_writes_config = false;
+    for (name, f) in resources_of(&t, "AWS::Serverless::Function") {
+        for p in f["Properties"]["Policies"].as_array().unwrap() {
+            for s in p["Statement"].as_array().unwrap() {
+                let actions: Vec<String> = match &s["Action"] {
+                    Value::String(a) => vec![a.clone()],
+                    Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
+                    other => panic!("{name}: {other}"),
+                };
+                if !actions.iter().any(|a| writes.contains(&a.as_str())) {
+                    continue;
+                }
+                let cond = &s["Condition"];
+                let keys: Vec<String> = ["ForAllValues:StringLike", "ForAllValues:StringEquals"]
+                    .iter()
+                    .flat_map(|op| {
+                        cond[op]["dynamodb:LeadingKeys"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect();
+                if binary(&f) == "ops" {
+                    ops_writes_config |= keys.iter().any(|k| k == "CONFIG");
+                    continue;
+                }
+                assert!(
+                    !keys.is_empty(),
+                    "{name}: {actions:?} without a dynamodb:LeadingKeys condition"
+                );
+                for k in &keys {
+                    assert!(
+                        !k.starts_with("CONFIG") && k != "*",
+                        "{name}: may write {k}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        ops_writes_config,
+        "the ops function writes the CONFIG partition"
+    );
+    assert_eq!(recharge_aws::dynamo::CONFIG_PK, "CONFIG");
+}

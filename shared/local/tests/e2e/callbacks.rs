@@ -190,3 +190,41 @@ async fn forged_callbacks_cause_at_most_the_budgeted_provider_queries_per_minute
         "and none changed the order"
     );
 }
+
+#[tokio::test]
+async fn unsigned_by_protocol_callbacks_are_each_confirmed_by_a_query_past_the_forged_callback_budget()
+ {
+    // wikeyun's callbacks carry no signature anyone can check: each is the provider's own report, confirmed
+    // by one query. Throttling them like forged ones would lose results (a reversal after success is only
+    // ever learned this way).
+    let logs = LogCount::install();
+    let h = Harness::start_with(recharge_local::LocalOptions {
+        sweep_every: Duration::from_secs(3600),
+        ..options()
+    })
+    .await;
+    let demo = h.demo();
+    let no = order_no("unsigned-budget");
+    let body = json!({"merchant_order_no": no, "product_code": "mobile.single.100", "account": "13800139009"});
+    let created = demo.create_order(&body).await.unwrap();
+    assert_eq!(created.status, 201, "{}", created.body);
+    let attempt = format!("{}01", created.body["order_id"].as_str().unwrap());
+    let per_minute = h.stack.state().settings.callback_queries_per_minute as usize;
+    let sent = 2 * per_minute + 10;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..sent {
+        let r = http
+            .post(format!("{}/v1/callbacks/wikeyun-main", h.stack.base_url()))
+            .header("content-type", "application/json")
+            .body(json!({"order_no": attempt, "status": "1"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let queries = logs.lines_with("/rest/Recharge/query");
+    assert!(
+        queries >= sent,
+        "{sent} unsigned callbacks caused only {queries} queries (budget {per_minute}/min)"
+    );
+}

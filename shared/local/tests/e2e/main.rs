@@ -10,11 +10,14 @@
 
 mod browser;
 mod callbacks;
+mod cli;
 mod client_routes;
 mod crash;
 mod helpers;
 mod log_secrets;
 mod merchant_api;
 mod notifications;
+mod ops;
 mod provider_safety;
+mod sample_client;
 mod scripted;

@@ -106,7 +106,7 @@ async fn a_first_route_whose_connection_is_refused_fails_over_at_once_for_every_
             .unwrap();
         assert_eq!(created.status, 201, "{code}: {}", created.body);
         // The refusal and the failover happen inside the create: the answer already shows the backup's work.
-        let view = wait_status(&h.demo(), &no, "succeeded", Duration::from_secs(15)).await;
+        let view = wait_status(&h.demo(), &no, "succeeded", Duration::from_secs(30)).await;
         let stored = h.stored(DEMO.0, &no).await;
         let accounts: Vec<&str> = stored
             .attempts()

@@ -1,0 +1,965 @@
+//! `recharge-ops`: the operators' command line over the gateway's `/ops` API (DESIGN §11).
+//!
+//! ```text
+//! recharge-ops [--base URL] [--app ID --secret S | --sigv4 [--region R]] [--json] <command>
+//!   orders list [--status S] [--account A] [--app-filter A] [--older-than 30m] [--needs-operator] [--limit N] [--all]
+//!   orders show <order_id | attempt_id | app/merchant_order_no>
+//!   orders query <order_id>
+//!   orders resolve <order_id> --attempt N --outcome succeeded|failed|partially_succeeded|not_submitted
+//!                  [--delivered-fen N] [--failover true|false] --reason R --evidence E --operator O
+//!   orders notify <order_id>
+//!   notifications                       abandoned merchant notifications
+//!   balances                            last known provider balances
+//!   accounts list | show A | enable A | disable A | drain A --operator O | set A --operator O [--low-balance-fen N] [--escalate-after-secs S]
+//! ```
+//!
+//! Authentication: against the local stack, an admin app's HMAC signature (`--app`/`--secret`, or
+//! `RECHARGE_OPS_APP`/`RECHARGE_OPS_SECRET`); against a deployment, SigV4 for `execute-api` with the default
+//! AWS credential chain (`--sigv4`; region from `--region` or the AWS config). The base URL comes from `--base`
+//! or `RECHARGE_OPS_URL` (default `http://127.0.0.1:8080`). Tables for people, `--json` for scripts; a listing
+//! with `--all` follows every page and shows its progress on stderr.
+
+use aws_credential_types::provider::ProvideCredentials;
+use clap::{Parser, Subcommand};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "recharge-ops",
+    about = "Operate the recharge gateway: orders, the operator queue, notifications, balances"
+)]
+pub struct Cli {
+    /// The gateway's base URL (default: $RECHARGE_OPS_URL, else http://127.0.0.1:8080).
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Admin app id for HMAC signing (local stack; default $RECHARGE_OPS_APP, else `ops`).
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Admin app secret (default $RECHARGE_OPS_SECRET).
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Sign with SigV4 and the default AWS credential chain (a deployment behind the IAM authorizer).
+    #[arg(long)]
+    pub sigv4: bool,
+    /// AWS region for SigV4 (default: the AWS config's).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find, inspect and resolve orders.
+    #[command(subcommand)]
+    Orders(OrdersCommand),
+    /// Orders whose merchant notification was abandoned.
+    Notifications {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Last known provider balances.
+    Balances,
+    /// Provider accounts: runtime control with no deploy (every function sees a change within 60 s).
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Every provider account with its mode, thresholds and balance.
+    List,
+    Show {
+        account: String,
+    },
+    /// Route new orders to it again.
+    Enable {
+        account: String,
+        #[arg(long)]
+        operator: String,
+    },
+    /// No new orders and no balance checks; open orders are still followed to the end.
+    Disable {
+        account: String,
+        #[arg(long)]
+        operator: String,
+    },
+    /// No new orders; open ones continue.
+    Drain {
+        account: String,
+        #[arg(long)]
+        operator: String,
+    },
+    /// Change thresholds: the low-balance alarm, the escalation limit of new orders.
+    Set {
+        account: String,
+        #[arg(long)]
+        operator: String,
+        #[arg(long)]
+        low_balance_fen: Option<i64>,
+        #[arg(long)]
+        escalate_after_secs: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrdersCommand {
+    /// List orders, newest first (the operator queue: oldest first).
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        /// Provider account of the latest attempt.
+        #[arg(long)]
+        account: Option<String>,
+        /// Merchant app.
+        #[arg(long = "app-filter")]
+        app_filter: Option<String>,
+        /// Created at least this long ago: 90, 30m, 2h, 3d.
+        #[arg(long)]
+        older_than: Option<String>,
+        /// Only orders in the operator queue.
+        #[arg(long)]
+        needs_operator: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Follow every page.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One order with its attempts and audit trail: by order id, attempt id or `app/merchant_order_no`.
+    Show { id: String },
+    /// Query the open attempt now.
+    Query { order_id: String },
+    /// Close an attempt with an outcome and evidence.
+    Resolve {
+        order_id: String,
+        #[arg(long)]
+        attempt: u8,
+        /// succeeded, failed, partially_succeeded or not_submitted.
+        #[arg(long)]
+        outcome: String,
+        #[arg(long)]
+        delivered_fen: Option<i64>,
+        /// After failed / not_submitted: may the order go on to the next route?
+        #[arg(long)]
+        failover: Option<bool>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        evidence: String,
+        #[arg(long)]
+        operator: String,
+    },
+    /// Redeliver the merchant notification now.
+    Notify { order_id: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("AWS credentials: {0}")]
+    Credentials(String),
+    #[error("SigV4 signing: {0}")]
+    Signing(String),
+    /// The API answered with an error: status and `{"error":{code,message}}`.
+    #[error("HTTP {status} {code}: {message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        body: Value,
+    },
+}
+
+/// How requests are signed.
+#[derive(Debug, Clone)]
+enum Signer {
+    Hmac {
+        app: String,
+        secret: String,
+    },
+    SigV4 {
+        identity: aws_smithy_runtime_api::client::identity::Identity,
+        region: String,
+    },
+}
+
+/// A signed client of the `/ops` API.
+#[derive(Debug, Clone)]
+pub struct OpsClient {
+    base: String,
+    signer: Signer,
+    http: reqwest::Client,
+}
+
+fn hex_hmac(secret: &[u8], message: &[u8]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(message);
+    data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
+}
+
+fn nonce() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("ops{nanos:x}{:x}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+impl OpsClient {
+    /// HMAC signing as the admin app `app` (the local stack).
+    pub fn hmac(base: &str, app: &str, secret: &str) -> OpsClient {
+        OpsClient {
+            base: base.trim_end_matches('/').to_owned(),
+            signer: Signer::Hmac {
+                app: app.to_owned(),
+                secret: secret.to_owned(),
+            },
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// SigV4 with the default AWS credential chain (a deployment).
+    pub async fn sigv4(base: &str, region: Option<String>) -> Result<OpsClient, CliError> {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let provider = sdk
+            .credentials_provider()
+            .ok_or_else(|| CliError::Credentials("no credential provider configured".into()))?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| CliError::Credentials(e.to_string()))?;
+        let region = region
+            .or_else(|| sdk.region().map(ToString::to_string))
+            .ok_or_else(|| CliError::Usage("no AWS region: pass --region".into()))?;
+        Ok(OpsClient {
+            base: base.trim_end_matches('/').to_owned(),
+            signer: Signer::SigV4 {
+                identity: credentials.into(),
+                region,
+            },
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// Sends a signed request; `path_and_query` is signed as sent. An error answer is `CliError::Api`.
+    pub async fn send(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Result<Value, CliError> {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let url = format!("{}{path_and_query}", self.base);
+        let m = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| CliError::Usage(format!("bad method {method}")))?;
+        let mut req = self
+            .http
+            .request(m, &url)
+            .header("content-type", "application/json");
+        match &self.signer {
+            Signer::Hmac { app, secret } => {
+                let ts = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+                    .to_string();
+                let nonce = nonce();
+                let body_hash = data_encoding::HEXLOWER.encode(&Sha256::digest(body));
+                let sts = format!("{method}\n{path}\n{query}\n{ts}\n{nonce}\n{body_hash}");
+                req = req
+                    .header("X-Recharge-App", app)
+                    .header("X-Recharge-Timestamp", ts)
+                    .header("X-Recharge-Nonce", nonce)
+                    .header(
+                        "X-Recharge-Signature",
+                        hex_hmac(secret.as_bytes(), sts.as_bytes()),
+                    );
+            }
+            Signer::SigV4 { identity, region } => {
+                use aws_sigv4::http_request::{
+                    SignableBody, SignableRequest, SigningSettings, sign,
+                };
+                let params = aws_sigv4::sign::v4::SigningParams::builder()
+                    .identity(identity)
+                    .region(region)
+                    .name("execute-api")
+                    .time(SystemTime::now())
+                    .settings(SigningSettings::default())
+                    .build()
+                    .map_err(|e| CliError::Signing(e.to_string()))?
+                    .into();
+                let headers = [("content-type", "application/json")];
+                let signable = SignableRequest::new(
+                    method,
+                    url.as_str(),
+                    headers.into_iter(),
+                    SignableBody::Bytes(body),
+                )
+                .map_err(|e| CliError::Signing(e.to_string()))?;
+                let (instructions, _) = sign(signable, &params)
+                    .map_err(|e| CliError::Signing(e.to_string()))?
+                    .into_parts();
+                for (name, value) in instructions.headers() {
+                    req = req.header(name, value);
+                }
+            }
+        }
+        let resp = req.body(body.to_vec()).send().await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await?;
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or_else(
+            |_| json!({"error": {"code": "not_json", "message": String::from_utf8_lossy(&bytes)}}),
+        );
+        if (200..300).contains(&status) {
+            Ok(value)
+        } else {
+            Err(CliError::Api {
+                status,
+                code: value["error"]["code"].as_str().unwrap_or("?").to_owned(),
+                message: value["error"]["message"].as_str().unwrap_or("").to_owned(),
+                body: value,
+            })
+        }
+    }
+}
+
+/// What a command produced: the API's JSON and the table for people.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub json: Value,
+    pub text: String,
+}
+
+fn enc(s: &str) -> String {
+    // Query values: ids, statuses and ages are plain; escape the few characters that could break a query.
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// A table: header row, then rows, columns padded to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = vec![line(header.iter().map(|h| (*h).to_owned()).collect())];
+    out.extend(rows.iter().map(|r| line(r.clone())));
+    out.join("\n")
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn orders_table(orders: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = orders
+        .iter()
+        .map(|o| {
+            vec![
+                s(&o["order_id"]),
+                s(&o["app"]),
+                s(&o["status"]),
+                s(&o["provider_account"]),
+                s(&o["product_code"]),
+                s(&o["created_at"]),
+                if o["needs_operator"] == true {
+                    format!(
+                        "{} since {}",
+                        s(&o["attention"]["reason"]),
+                        s(&o["attention"]["since"])
+                    )
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ORDER",
+            "APP",
+            "STATUS",
+            "ACCOUNT",
+            "PRODUCT",
+            "CREATED",
+            "NEEDS OPERATOR",
+        ],
+        &rows,
+    )
+}
+
+fn order_text(o: &Value) -> String {
+    let mut out = vec![
+        format!(
+            "order     {}  ({} / {})",
+            s(&o["order_id"]),
+            s(&o["app"]),
+            s(&o["merchant_order_no"])
+        ),
+        format!(
+            "product   {}  account {}  face value {} fen",
+            s(&o["product_code"]),
+            s(&o["account"]),
+            s(&o["face_value_fen"])
+        ),
+        format!(
+            "status    {}  failure {}  raw {}",
+            s(&o["status"]),
+            s(&o["failure"]["code"]),
+            s(&o["raw_failure"]["code"])
+        ),
+        format!(
+            "queue     {}{}",
+            if o["needs_operator"] == true {
+                "NEEDS AN OPERATOR: "
+            } else {
+                ""
+            },
+            s(&o["attention"]["reason"])
+        ),
+        format!(
+            "notify    acknowledged {} of {}, failed tries {}, abandoned {}",
+            s(&o["notification"]["notified_sequence"]),
+            s(&o["sequence"]),
+            s(&o["notification"]["failed_tries"]),
+            s(&o["notification"]["abandoned"])
+        ),
+        String::new(),
+    ];
+    let attempts: Vec<Vec<String>> = o["attempts"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .map(|a| {
+            vec![
+                s(&a["attempt"]),
+                s(&a["attempt_id"]),
+                s(&a["provider_account"]),
+                s(&a["state"]["state"]),
+                format!(
+                    "{} {}",
+                    s(&a["state"]["reason"]["code"]),
+                    s(&a["state"]["reason"]["message"])
+                ),
+                s(&a["opened_at"]),
+                s(&a["polls"]),
+            ]
+        })
+        .collect();
+    out.push(table(
+        &[
+            "#",
+            "ATTEMPT ID",
+            "ACCOUNT",
+            "STATE",
+            "REASON",
+            "OPENED",
+            "POLLS",
+        ],
+        &attempts,
+    ));
+    if let Some(audit) = o["audit"].as_array() {
+        out.push(String::new());
+        let rows: Vec<Vec<String>> = audit
+            .iter()
+            .map(|e| {
+                vec![
+                    s(&e["version"]),
+                    s(&e["at"]),
+                    s(&e["summary"]),
+                    s(&e["detail"]),
+                ]
+            })
+            .collect();
+        out.push(table(&["V", "AT", "CHANGE", "DETAIL"], &rows));
+    }
+    out.join("\n")
+}
+
+/// Resolves `orders show`'s argument: an order id, an attempt id, or `app/merchant_order_no`.
+async fn find_order(client: &OpsClient, id: &str) -> Result<String, CliError> {
+    let query = match id.split_once('/') {
+        Some((app, no)) => format!("app={}&merchant_order_no={}", enc(app), enc(no)),
+        None if id.len() == 22 => format!("attempt_id={}", enc(id)),
+        None => return Ok(id.to_owned()),
+    };
+    let page = client
+        .send("GET", &format!("/ops/orders?{query}"), b"")
+        .await?;
+    page["orders"][0]["order_id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| CliError::Usage(format!("no order {id}")))
+}
+
+/// Runs one command.
+pub async fn run(client: &OpsClient, command: &Command) -> Result<Output, CliError> {
+    match command {
+        Command::Orders(OrdersCommand::List {
+            status,
+            account,
+            app_filter,
+            older_than,
+            needs_operator,
+            limit,
+            all,
+        }) => {
+            let mut query = vec![format!("limit={limit}")];
+            let mut push = |k: &str, v: &Option<String>| {
+                if let Some(v) = v {
+                    query.push(format!("{k}={}", enc(v)));
+                }
+            };
+            push("status", status);
+            push("provider_account", account);
+            push("app", app_filter);
+            push("older_than", older_than);
+            if *needs_operator {
+                query.push("needs_operator=true".into());
+            }
+            let base = query.join("&");
+            let mut orders: Vec<Value> = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let q = match &cursor {
+                    Some(c) => format!("{base}&cursor={}", enc(c)),
+                    None => base.clone(),
+                };
+                let page = client.send("GET", &format!("/ops/orders?{q}"), b"").await?;
+                orders.extend(page["orders"].as_array().cloned().unwrap_or_default());
+                cursor = page["next"].as_str().map(str::to_owned);
+                if !*all || cursor.is_none() {
+                    break;
+                }
+                eprint!("\rfetched {} orders…", orders.len());
+            }
+            if *all {
+                eprintln!("\rfetched {} orders", orders.len());
+            }
+            let text = orders_table(&orders);
+            Ok(Output {
+                json: json!({"orders": orders, "next": cursor}),
+                text,
+            })
+        }
+        Command::Orders(OrdersCommand::Show { id }) => {
+            let id = find_order(client, id).await?;
+            let v = client
+                .send("GET", &format!("/ops/orders/{}", enc(&id)), b"")
+                .await?;
+            Ok(Output {
+                text: order_text(&v["order"]),
+                json: v,
+            })
+        }
+        Command::Orders(OrdersCommand::Query { order_id }) => {
+            let v = client
+                .send(
+                    "POST",
+                    &format!("/ops/orders/{}/query", enc(order_id)),
+                    b"{}",
+                )
+                .await?;
+            Ok(Output {
+                text: order_text(&v["order"]),
+                json: v,
+            })
+        }
+        Command::Orders(OrdersCommand::Resolve {
+            order_id,
+            attempt,
+            outcome,
+            delivered_fen,
+            failover,
+            reason,
+            evidence,
+            operator,
+        }) => {
+            let mut body = json!({"attempt": attempt, "outcome": outcome, "reason": reason,
+                                  "evidence": evidence, "operator": operator});
+            if let Some(d) = delivered_fen {
+                body["delivered_fen"] = json!(d);
+            }
+            if let Some(f) = failover {
+                body["failover"] = json!(f);
+            }
+            let v = client
+                .send(
+                    "POST",
+                    &format!("/ops/orders/{}/resolve", enc(order_id)),
+                    body.to_string().as_bytes(),
+                )
+                .await?;
+            Ok(Output {
+                text: format!("resolved.\n{}", order_text(&v["order"])),
+                json: v,
+            })
+        }
+        Command::Orders(OrdersCommand::Notify { order_id }) => {
+            let v = client
+                .send(
+                    "POST",
+                    &format!("/ops/orders/{}/notify", enc(order_id)),
+                    b"{}",
+                )
+                .await?;
+            let text = if v["delivered"] == true {
+                format!("delivered sequence {}", s(&v["sequence"]))
+            } else {
+                format!("not delivered: {}", s(&v["failure"]))
+            };
+            Ok(Output { json: v, text })
+        }
+        Command::Notifications { limit } => {
+            let v = client
+                .send(
+                    "GET",
+                    &format!("/ops/notifications?abandoned=true&limit={limit}"),
+                    b"",
+                )
+                .await?;
+            let text = orders_table(v["orders"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            Ok(Output { json: v, text })
+        }
+        Command::Accounts(AccountsCommand::List) => {
+            let v = client.send("GET", "/ops/accounts", b"").await?;
+            let text = accounts_table(v["accounts"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            Ok(Output { json: v, text })
+        }
+        Command::Accounts(AccountsCommand::Show { account }) => {
+            let v = client
+                .send("GET", &format!("/ops/accounts/{}", enc(account)), b"")
+                .await?;
+            let text = accounts_table(std::slice::from_ref(&v["account"]));
+            Ok(Output { json: v, text })
+        }
+        Command::Accounts(
+            AccountsCommand::Enable { account, operator }
+            | AccountsCommand::Disable { account, operator }
+            | AccountsCommand::Drain { account, operator },
+        ) => {
+            let mode = match command {
+                Command::Accounts(AccountsCommand::Enable { .. }) => "enabled",
+                Command::Accounts(AccountsCommand::Disable { .. }) => "disabled",
+                _ => "draining",
+            };
+            let body = json!({"mode": mode, "operator": operator});
+            put_account(client, account, &body).await
+        }
+        Command::Accounts(AccountsCommand::Set {
+            account,
+            operator,
+            low_balance_fen,
+            escalate_after_secs,
+        }) => {
+            let mut body = json!({"operator": operator});
+            if let Some(f) = low_balance_fen {
+                body["low_balance_fen"] = json!(f);
+            }
+            if let Some(secs) = escalate_after_secs {
+                body["escalate_after_secs"] = json!(secs);
+            }
+            put_account(client, account, &body).await
+        }
+        Command::Balances => {
+            let v = client.send("GET", "/ops/balances", b"").await?;
+            let rows: Vec<Vec<String>> = v["accounts"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+                .iter()
+                .map(|a| {
+                    vec![
+                        s(&a["provider_account"]),
+                        s(&a["protocol"]),
+                        s(&a["enabled"]),
+                        s(&a["balance_fen"]),
+                        s(&a["checked_at"]),
+                        if a["low"] == true {
+                            "LOW".into()
+                        } else {
+                            String::new()
+                        },
+                    ]
+                })
+                .collect();
+            let text = table(
+                &[
+                    "ACCOUNT",
+                    "PROTOCOL",
+                    "ENABLED",
+                    "BALANCE FEN",
+                    "CHECKED",
+                    "",
+                ],
+                &rows,
+            );
+            Ok(Output { json: v, text })
+        }
+    }
+}
+
+async fn put_account(client: &OpsClient, account: &str, body: &Value) -> Result<Output, CliError> {
+    let v = client
+        .send(
+            "PUT",
+            &format!("/ops/accounts/{}", enc(account)),
+            body.to_string().as_bytes(),
+        )
+        .await?;
+    let text = format!(
+        "{} is {} (every function follows within 60 s)\n{}",
+        s(&v["account"]["provider_account"]),
+        s(&v["account"]["mode"]),
+        accounts_table(std::slice::from_ref(&v["account"]))
+    );
+    Ok(Output { json: v, text })
+}
+
+fn accounts_table(accounts: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = accounts
+        .iter()
+        .map(|a| {
+            vec![
+                s(&a["provider_account"]),
+                s(&a["protocol"]),
+                s(&a["mode"]),
+                s(&a["balance_fen"]),
+                s(&a["low_balance_fen"]),
+                s(&a["escalate_after_secs"]),
+                s(&a["updated_by"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ACCOUNT",
+            "PROTOCOL",
+            "MODE",
+            "BALANCE FEN",
+            "LOW BELOW",
+            "ESCALATE S",
+            "CHANGED BY",
+        ],
+        &rows,
+    )
+}
+
+/// Builds the client the flags ask for.
+pub async fn client_for(cli: &Cli) -> Result<OpsClient, CliError> {
+    let base = cli
+        .base
+        .clone()
+        .or_else(|| std::env::var("RECHARGE_OPS_URL").ok())
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    if cli.sigv4 {
+        return OpsClient::sigv4(&base, cli.region.clone()).await;
+    }
+    let app = cli
+        .app
+        .clone()
+        .or_else(|| std::env::var("RECHARGE_OPS_APP").ok())
+        .unwrap_or_else(|| "ops".to_owned());
+    let secret = cli
+        .secret
+        .clone()
+        .or_else(|| std::env::var("RECHARGE_OPS_SECRET").ok())
+        .ok_or_else(|| {
+            CliError::Usage(
+                "an admin app secret is needed: --secret or RECHARGE_OPS_SECRET (or --sigv4)"
+                    .into(),
+            )
+        })?;
+    Ok(OpsClient::hmac(&base, &app, &secret))
+}
+
+/// Parses `args`, runs the command and prints its output: the whole program.
+pub async fn main(args: impl IntoIterator<Item = String>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match client_for(&cli).await {
+        Ok(client) => run(&client, &cli.command).await,
+        Err(e) => Err(e),
+    };
+    let mut stdout = std::io::stdout().lock();
+    match result {
+        Ok(out) => {
+            let shown = if cli.json {
+                serde_json::to_string_pretty(&out.json).unwrap_or_default()
+            } else {
+                out.text
+            };
+            let _ = writeln!(stdout, "{shown}");
+            ExitCode::SUCCESS
+        }
+        Err(CliError::Api {
+            body,
+            status,
+            code,
+            message,
+        }) if cli.json => {
+            let _ = writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string_pretty(&body).unwrap_or_default()
+            );
+            eprintln!("HTTP {status} {code}: {message}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("recharge-ops: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_pad_every_column_to_its_widest_cell() {
+        let t = table(
+            &["A", "BB"],
+            &[
+                vec!["xyz".into(), "1".into()],
+                vec!["q".into(), "22".into()],
+            ],
+        );
+        assert_eq!(t, "A    BB\nxyz  1\nq    22");
+    }
+
+    #[test]
+    fn query_values_are_escaped() {
+        assert_eq!(enc("30m"), "30m");
+        assert_eq!(enc("a&b=c d"), "a%26b%3Dc%20d");
+    }
+
+    #[test]
+    fn the_hmac_signature_has_the_gateway_s_known_answer() {
+        // README's known answer for the merchant signature, which the admin app's requests use too.
+        let body_hash = data_encoding::HEXLOWER.encode(&Sha256::digest(br#"{"a":1}"#));
+        let sts = format!("POST\n/v1/orders\n\n1700000000\nabcdef12\n{body_hash}");
+        assert_eq!(
+            hex_hmac(b"demo-secret", sts.as_bytes()),
+            "242ca62aaf7390cb851c37a9223d18396ca48ac8517d3646e22612e3fe652f89"
+        );
+    }
+
+    #[test]
+    fn every_command_parses() {
+        for args in [
+            vec![
+                "recharge-ops",
+                "orders",
+                "list",
+                "--needs-operator",
+                "--all",
+            ],
+            vec!["recharge-ops", "--json", "orders", "show", "demo/M1"],
+            vec![
+                "recharge-ops",
+                "orders",
+                "resolve",
+                "ABC",
+                "--attempt",
+                "1",
+                "--outcome",
+                "succeeded",
+                "--reason",
+                "r",
+                "--evidence",
+                "e",
+                "--operator",
+                "o",
+            ],
+            vec![
+                "recharge-ops",
+                "--sigv4",
+                "--region",
+                "us-east-1",
+                "balances",
+            ],
+            vec!["recharge-ops", "notifications"],
+            vec![
+                "recharge-ops",
+                "accounts",
+                "disable",
+                "wikeyun-main",
+                "--operator",
+                "dave",
+            ],
+            vec![
+                "recharge-ops",
+                "accounts",
+                "set",
+                "x",
+                "--operator",
+                "d",
+                "--low-balance-fen",
+                "5",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(args.clone()).is_ok(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["recharge-ops", "orders", "resolve", "ABC"]).is_err());
+    }
+}
