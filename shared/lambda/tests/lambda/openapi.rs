@@ -77,7 +77,7 @@ fn conforms(body: &Value, properties: &Value, what: &str) {
 }
 
 #[test]
-fn the_spec_has_exactly_the_merchant_routes_of_the_router() {
+fn the_spec_has_exactly_the_merchant_and_client_routes_of_the_router() {
     let spec = spec();
     assert_eq!(spec["openapi"], "3.1.0");
     let mut documented = BTreeSet::new();
@@ -86,12 +86,18 @@ fn the_spec_has_exactly_the_merchant_routes_of_the_router() {
             documented.insert((method.to_uppercase(), path.clone()));
         }
     }
-    let merchant: BTreeSet<(String, String)> = ROUTES
+    let routed: BTreeSet<(String, String)> = ROUTES
         .iter()
-        .filter(|(_, path, _)| path.starts_with("/v1/orders") || path.starts_with("/v1/balances"))
+        .filter(|(_, path, _)| {
+            path.starts_with("/v1/orders")
+                || path.starts_with("/v1/balances")
+                || path.starts_with("/v1/client/")
+        })
+        // CORS preflights are answered by the client routes and described there, not operations of their own.
+        .filter(|(method, _, _)| *method != "OPTIONS")
         .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
-    assert_eq!(documented, merchant);
+    assert_eq!(documented, routed);
 }
 
 #[tokio::test]
@@ -155,6 +161,27 @@ async fn the_answers_of_the_handlers_conform_to_the_spec_schemas() {
         &serde_json::from_slice(&r.body).unwrap(),
         &view["properties"],
         "GET /v1/orders/{no} 200",
+    );
+
+    // The client route, with the client secret the create handed out (issue 18).
+    let secret = created["client_secret"].as_str().expect("a client secret");
+    let order_id = created["order_id"].as_str().unwrap();
+    let r = recharge_api::router::handle(
+        &status.state,
+        recharge_api::http::ApiRequest {
+            method: "GET".to_owned(),
+            path: format!("/v1/client/orders/{order_id}"),
+            raw_query: String::new(),
+            headers: vec![("Authorization".to_owned(), format!("Bearer {secret}"))],
+            body: Vec::new(),
+        },
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    conforms(
+        &serde_json::from_slice(&r.body).unwrap(),
+        &schema(&spec, "ClientOrderView")["properties"],
+        "GET /v1/client/orders/{order_id} 200",
     );
 
     let r = recharge_api::router::handle(

@@ -533,3 +533,24 @@ pub fn comparable(view: &Value) -> Value {
     v["updated_at"] = Value::Null;
     v
 }
+
+/// Plays the end user of an MP carrier-billing order: waits for the order in `account`'s simulator ledger,
+/// then tells the simulator the user's SMS arrived (`/_sim/mo`). Returns the provider's order id.
+pub async fn user_sends_the_sms(h: &Harness, account: &str, order_id: &str) -> String {
+    let sim = h.sim(account);
+    let provider_id = poll(Duration::from_secs(5), "the MP order in the ledger", || {
+        sim.orders()
+            .into_iter()
+            .find(|o| o.caller_order_id.starts_with(order_id))
+            .map(|o| o.provider_order_id)
+    })
+    .await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mo = http
+        .post(format!("{}/_sim/mo/{provider_id}", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mo.status(), 200, "MO for {provider_id}");
+    provider_id
+}

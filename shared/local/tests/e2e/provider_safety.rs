@@ -170,22 +170,9 @@ async fn an_unsigned_sync_on_a_channel_with_no_query_is_kept_for_an_operator_and
         created.body
     );
     let order_id = created.body["order_id"].as_str().unwrap().to_owned();
-    let sim = h.sim("sms-mp");
-    let provider_id = poll(Duration::from_secs(5), "the MP order in the ledger", || {
-        sim.orders()
-            .into_iter()
-            .find(|o| o.caller_order_id.starts_with(&order_id))
-            .map(|o| o.provider_order_id)
-    })
-    .await;
     // The user sends the SMS: the channel bills and syncs, unsigned.
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let mo = http
-        .post(format!("{}/_sim/mo/{provider_id}", sim.base_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mo.status(), 200);
+    let provider_id = user_sends_the_sms(&h, "sms-mp", &order_id).await;
+    let sim = h.sim("sms-mp");
     let kept = poll_async(
         Duration::from_secs(10),
         "the unverified sync kept",

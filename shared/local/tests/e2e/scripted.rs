@@ -205,21 +205,7 @@ async fn act_as_user(
             }
             // Even when our submit timed out (0003) or got a 500 (0004), the provider recorded the order and
             // the user may send the SMS: the provider's order id is in its ledger.
-            let sim = h.sim(p.first);
-            let provider_id = poll(Duration::from_secs(5), "the MP order in the ledger", || {
-                sim.orders()
-                    .into_iter()
-                    .find(|o| o.caller_order_id.starts_with(order_id))
-                    .map(|o| o.provider_order_id)
-            })
-            .await;
-            let http = reqwest::Client::builder().no_proxy().build().unwrap();
-            let mo = http
-                .post(format!("{}/_sim/mo/{provider_id}", sim.base_url()))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(mo.status(), 200, "MO for {provider_id}");
+            user_sends_the_sms(h, p.first, order_id).await;
         }
         Flow::Pc => {
             if created["status"] == "failed" {
