@@ -9,14 +9,16 @@
 //! Nonces are not stored: every write is idempotent on the merchant order number and every read is
 //! tenant-scoped, so a replay inside the window repeats an answer the attacker has already seen.
 
+use crate::apps::{AppDirectory, secret_error};
 use crate::error::ApiError;
 use crate::http::ApiRequest;
 use hmac::{Hmac, Mac};
 use recharge_core::AppId;
-use recharge_core::secrets::{MerchantSecret, SecretError, SecretSource, parse_json};
+use recharge_core::secrets::{MerchantSecret, Rotating};
+use recharge_core::store::AppStatus;
 use recharge_core::time::Timestamp;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
@@ -28,7 +30,7 @@ pub const HEADER_SIGNATURE: &str = "X-Recharge-Signature";
 pub const MAX_SKEW_SECS: i64 = 300;
 
 /// What an app may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Merchant,
@@ -37,20 +39,20 @@ pub enum Role {
 }
 
 /// One merchant application (not secret): its id, role and where its secret lives.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     pub id: AppId,
     pub role: Role,
     /// Secret name; default `<RECHARGE_MERCHANT_SECRET_PREFIX><id>`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
     /// Client secrets and browser origins of this app's end-user pages (issue 18; `crate::client`).
     #[serde(default)]
     pub client: crate::client::ClientAccess,
 }
 
-/// The configured apps.
+/// The deployed apps (`apps.json`): the seed of the app directory (`crate::apps`).
 #[derive(Debug, Clone, Default)]
 pub struct Apps {
     by_id: HashMap<AppId, AppConfig>,
@@ -78,6 +80,11 @@ impl Apps {
     pub fn ids(&self) -> impl Iterator<Item = &AppId> {
         self.by_id.keys()
     }
+
+    /// Secret names default to this prefix and the app id.
+    pub fn secret_prefix(&self) -> &str {
+        &self.secret_prefix
+    }
 }
 
 /// An authenticated caller.
@@ -85,6 +92,8 @@ impl Apps {
 pub struct Caller {
     pub app: AppId,
     pub role: Role,
+    /// Lifetime of the client secrets of this app's orders (issue 18).
+    pub client_ttl: std::time::Duration,
 }
 
 /// The canonical string a merchant signs.
@@ -124,11 +133,12 @@ fn valid_nonce(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Verifies a merchant request. Errors are 401s with a stable code, except a secret store outage (503).
+/// Verifies a merchant request. Errors are 401s with a stable code (`app_disabled` for an app an operator
+/// switched off), except a secret store outage (503). The app and its secret are found on first use and
+/// cached (`crate::apps`); a signature that matches no cached key makes one fresh look (a rotation just made).
 pub async fn authenticate(
     req: &ApiRequest,
-    apps: &Apps,
-    secrets: &dyn SecretSource,
+    apps: &AppDirectory,
     now: Timestamp,
 ) -> Result<Caller, ApiError> {
     let header = |name: &'static str| {
@@ -144,10 +154,8 @@ pub async fn authenticate(
     let nonce = header(HEADER_NONCE)?;
     let signature = header(HEADER_SIGNATURE)?;
 
-    let app = AppId::parse(app_header)
-        .ok()
-        .and_then(|id| apps.get(&id))
-        .ok_or_else(|| ApiError::unauthorized("unknown_app", "no such app"))?;
+    let unknown = || ApiError::unauthorized("unknown_app", "no such app");
+    let id = AppId::parse(app_header).map_err(|_| unknown())?;
     let ts_secs: i64 = ts.parse().map_err(|_| {
         ApiError::unauthorized("invalid_timestamp", "timestamp must be unix seconds")
     })?;
@@ -163,48 +171,56 @@ pub async fn authenticate(
             "nonce must be 8 to 64 characters of [A-Za-z0-9_-]",
         ));
     }
-    let name = apps.secret_name(app);
-    let versions = secrets.fetch(&name).await.map_err(|e| match e {
-        SecretError::Unavailable { .. } => {
-            tracing::error!(app = %app.id, error = %e, "merchant secret unavailable");
-            ApiError::Unavailable
-        }
-        SecretError::NotFound(_) | SecretError::Malformed { .. } => {
-            tracing::error!(app = %app.id, error = %e, "merchant secret missing or malformed");
-            ApiError::Internal
-        }
-    })?;
-    let keys = parse_json::<MerchantSecret>(&name, &versions).map_err(|e| {
-        tracing::error!(app = %app.id, error = %e, "merchant secret malformed");
-        ApiError::Internal
-    })?;
+    let mut app = apps.get(&id).await?.ok_or_else(unknown)?;
     let message = string_to_sign(&req.method, &req.path, &req.raw_query, ts, nonce, &req.body);
     let given = signature.to_ascii_lowercase();
-    let matched = keys.candidates().any(|k| {
-        let expected = hmac_hex(k.app_secret.expose_secret().as_bytes(), message.as_bytes());
-        recharge_providers::sign::ct_eq(&expected, &given)
-    });
-    if !matched {
-        return Err(ApiError::unauthorized(
-            "bad_signature",
-            "signature does not match",
-        ));
+    let matches = |keys: &Rotating<MerchantSecret>| {
+        keys.candidates().any(|k| {
+            let expected = hmac_hex(k.app_secret.expose_secret().as_bytes(), message.as_bytes());
+            recharge_providers::sign::ct_eq(&expected, &given)
+        })
+    };
+    let keys = apps.keys(&app).await.map_err(secret_error(&id))?;
+    if !matches(&keys) {
+        let again = apps.refreshed(&app).await?;
+        match again {
+            Some((fresh, keys)) if matches(&keys) => app = fresh,
+            Some(_) | None => {
+                return Err(ApiError::unauthorized(
+                    "bad_signature",
+                    "signature does not match",
+                ));
+            }
+        }
+    }
+    match app.status {
+        AppStatus::Enabled => {}
+        AppStatus::Disabled | AppStatus::Pending => {
+            // Told only to a caller that proved it holds the app's secret.
+            return Err(ApiError::unauthorized(
+                "app_disabled",
+                "this app is disabled by an operator",
+            ));
+        }
     }
     Ok(Caller {
-        app: app.id.clone(),
-        role: app.role,
+        app: app.config.id.clone(),
+        role: app.config.role,
+        client_ttl: app.config.client.ttl(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use recharge_core::memory::InMemoryOrderStore;
     use recharge_core::secrets::InMemorySecretSource;
+    use std::sync::Arc;
 
     const NOW: Timestamp = Timestamp::from_millis(1_700_000_000_000);
 
-    fn apps() -> (Apps, InMemorySecretSource) {
-        let apps = Apps::new(
+    fn apps() -> (AppDirectory, Arc<InMemorySecretSource>) {
+        let seed = Apps::new(
             vec![AppConfig {
                 id: AppId::parse("demo").unwrap(),
                 role: Role::Merchant,
@@ -213,9 +229,16 @@ mod tests {
             }],
             "merchant/",
         );
-        let secrets = InMemorySecretSource::new();
+        let secrets = Arc::new(InMemorySecretSource::new());
         secrets.put("merchant/demo", r#"{"app_secret":"demo-secret"}"#);
-        (apps, secrets)
+        let dir = AppDirectory::new(
+            seed,
+            Arc::new(InMemoryOrderStore::new(4)),
+            secrets.clone(),
+            Arc::new(recharge_core::ManualClock::new(NOW)),
+            std::time::Duration::from_secs(30),
+        );
+        (dir, secrets)
     }
 
     fn signed(secret: &str, ts: i64, body: &[u8]) -> ApiRequest {
@@ -261,95 +284,90 @@ mod tests {
 
     #[tokio::test]
     async fn a_correctly_signed_request_is_accepted() {
-        let (apps, secrets) = apps();
-        let caller = authenticate(
-            &signed("demo-secret", NOW.seconds(), b"{}"),
-            &apps,
-            &secrets,
-            NOW,
-        )
-        .await
-        .unwrap();
+        let (apps, _secrets) = apps();
+        let caller = authenticate(&signed("demo-secret", NOW.seconds(), b"{}"), &apps, NOW)
+            .await
+            .unwrap();
         assert_eq!(caller.app.as_str(), "demo");
     }
 
     #[tokio::test]
     async fn each_auth_failure_has_its_own_code() {
-        let (apps, secrets) = apps();
+        let (apps, _secrets) = apps();
         let code = |r: Result<Caller, ApiError>| r.unwrap_err().code();
         let good = signed("demo-secret", NOW.seconds(), b"{}");
 
         let mut missing = good.clone();
         missing.headers.retain(|(k, _)| k != HEADER_SIGNATURE);
         assert_eq!(
-            code(authenticate(&missing, &apps, &secrets, NOW).await),
+            code(authenticate(&missing, &apps, NOW).await),
             "missing_auth"
         );
 
         let mut unknown = good.clone();
         unknown.headers[0].1 = "nobody".into();
         assert_eq!(
-            code(authenticate(&unknown, &apps, &secrets, NOW).await),
+            code(authenticate(&unknown, &apps, NOW).await),
             "unknown_app"
         );
 
         let stale = signed("demo-secret", NOW.seconds() - 301, b"{}");
         assert_eq!(
-            code(authenticate(&stale, &apps, &secrets, NOW).await),
+            code(authenticate(&stale, &apps, NOW).await),
             "stale_timestamp"
         );
         let future = signed("demo-secret", NOW.seconds() + 301, b"{}");
         assert_eq!(
-            code(authenticate(&future, &apps, &secrets, NOW).await),
+            code(authenticate(&future, &apps, NOW).await),
             "stale_timestamp"
         );
         let edge = signed("demo-secret", NOW.seconds() - 300, b"{}");
-        assert!(authenticate(&edge, &apps, &secrets, NOW).await.is_ok());
+        assert!(authenticate(&edge, &apps, NOW).await.is_ok());
 
         let wrong_key = signed("not-the-secret", NOW.seconds(), b"{}");
         assert_eq!(
-            code(authenticate(&wrong_key, &apps, &secrets, NOW).await),
+            code(authenticate(&wrong_key, &apps, NOW).await),
             "bad_signature"
         );
 
         let mut tampered = good.clone();
         tampered.body = b"{\"x\":1}".to_vec();
         assert_eq!(
-            code(authenticate(&tampered, &apps, &secrets, NOW).await),
+            code(authenticate(&tampered, &apps, NOW).await),
             "bad_signature"
         );
 
         let mut other_path = good.clone();
         other_path.path = "/v1/orders/M1".into();
         assert_eq!(
-            code(authenticate(&other_path, &apps, &secrets, NOW).await),
+            code(authenticate(&other_path, &apps, NOW).await),
             "bad_signature"
         );
 
         let mut bad_nonce = good.clone();
         bad_nonce.headers[2].1 = "short".into();
         assert_eq!(
-            code(authenticate(&bad_nonce, &apps, &secrets, NOW).await),
+            code(authenticate(&bad_nonce, &apps, NOW).await),
             "invalid_nonce"
         );
 
         let mut bad_ts = good;
         bad_ts.headers[1].1 = "yesterday".into();
         assert_eq!(
-            code(authenticate(&bad_ts, &apps, &secrets, NOW).await),
+            code(authenticate(&bad_ts, &apps, NOW).await),
             "invalid_timestamp"
         );
     }
 
     #[tokio::test]
     async fn a_timestamp_at_the_far_end_of_i64_is_stale_not_an_overflow() {
-        let (apps, secrets) = apps();
+        let (apps, _secrets) = apps();
         let code = |r: Result<Caller, ApiError>| r.unwrap_err().code();
         // now − 2^63 wrapped to a small difference before the window check used abs_diff.
         for ts in [i64::MIN, i64::MAX, NOW.seconds().wrapping_sub(i64::MIN)] {
             let req = signed("demo-secret", ts, b"{}");
             assert_eq!(
-                code(authenticate(&req, &apps, &secrets, NOW).await),
+                code(authenticate(&req, &apps, NOW).await),
                 "stale_timestamp",
                 "{ts}"
             );
@@ -386,18 +404,15 @@ mod tests {
         secrets.put("merchant/demo", r#"{"app_secret":"rotated-secret"}"#);
         for key in ["rotated-secret", "demo-secret"] {
             let req = signed(key, NOW.seconds(), b"{}");
-            assert!(
-                authenticate(&req, &apps, &secrets, NOW).await.is_ok(),
-                "{key}"
-            );
+            assert!(authenticate(&req, &apps, NOW).await.is_ok(), "{key}");
         }
     }
 
     #[tokio::test]
     async fn uppercase_hex_signatures_are_accepted() {
-        let (apps, secrets) = apps();
+        let (apps, _secrets) = apps();
         let mut req = signed("demo-secret", NOW.seconds(), b"{}");
         req.headers[3].1 = req.headers[3].1.to_ascii_uppercase();
-        assert!(authenticate(&req, &apps, &secrets, NOW).await.is_ok());
+        assert!(authenticate(&req, &apps, NOW).await.is_ok());
     }
 }

@@ -20,7 +20,6 @@
 //! preflight carries no credentials, so it cannot know the order's app); the request itself is then held to
 //! the order's own app's list.
 
-use crate::auth::Apps;
 use crate::client_secret::{self, DEFAULT_TTL, KeyError, TTL_RANGE_SECS};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse, MAX_BODY};
@@ -48,7 +47,7 @@ const PREFLIGHT_MAX_AGE_SECS: u32 = 600;
 // ---- configuration --------------------------------------------------------------------------------------
 
 /// An app's client settings (`apps.json`: `"client": {"secret_ttl_secs": 86400, "allowed_origins": [...]}`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientAccess {
     /// Lifetime of this app's client secrets (1 s to 30 days; default 24 h).
@@ -96,7 +95,7 @@ fn ttl_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 
 /// A web origin as browsers send it: `https://host[:port]`, lowercase, no path. `http` only for loopback
 /// (a local H5 page under test).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(try_from = "String")]
 pub struct Origin(String);
 
@@ -203,7 +202,10 @@ pub async fn handle(state: &AppState, route: ClientRoute<'_>, req: &ApiRequest) 
         .header("Origin")
         .map(str::trim)
         .filter(|o| !o.is_empty());
-    let known_origin = origin.filter(|o| any_app_allows(&state.apps, o));
+    let known_origin = match origin {
+        Some(o) if state.apps.any_allows_origin(o).await => Some(o),
+        Some(_) | None => None,
+    };
     if method == "OPTIONS" {
         return preflight(route, known_origin, req);
     }
@@ -224,12 +226,6 @@ pub async fn handle(state: &AppState, route: ClientRoute<'_>, req: &ApiRequest) 
     resp.headers
         .push(("cache-control".to_owned(), "no-store".to_owned()));
     resp
-}
-
-fn any_app_allows(apps: &Apps, origin: &str) -> bool {
-    apps.ids()
-        .filter_map(|id| apps.get(id))
-        .any(|a| a.client.allows(origin))
 }
 
 fn cors_headers(resp: &mut ApiResponse, origin: &str) {
@@ -328,7 +324,8 @@ async fn serve(
     // Every secret we issued names a stored order; an order gone (or an app removed) is a secret that no
     // longer opens anything.
     let order = state.store.get(&id).await?.ok_or_else(invalid)?;
-    let app = state.apps.get(order.app_id()).ok_or_else(invalid)?;
+    let app = state.apps.get(order.app_id()).await?.ok_or_else(invalid)?;
+    let app = &app.config;
     if let Some(o) = origin
         && !app.client.allows(o)
     {

@@ -16,6 +16,9 @@ pub enum ApiError {
     /// 404 `order_not_found`: no such order for this app (another app's order is not found either).
     #[error("order not found")]
     OrderNotFound,
+    /// 404 with a code naming what is missing (`app_not_found`).
+    #[error("{code}: {message}")]
+    NotFound { code: &'static str, message: String },
     /// 404 `not_found`: no such route.
     #[error("no such route")]
     RouteNotFound,
@@ -68,7 +71,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => 401,
             ApiError::Forbidden(_) | ApiError::OriginNotAllowed => 403,
             ApiError::TooManyRequests { .. } => 429,
-            ApiError::OrderNotFound | ApiError::RouteNotFound => 404,
+            ApiError::OrderNotFound | ApiError::RouteNotFound | ApiError::NotFound { .. } => 404,
             ApiError::MethodNotAllowed => 405,
             ApiError::BadRequest { .. } => 400,
             ApiError::Conflict { .. } => 409,
@@ -85,6 +88,7 @@ impl ApiError {
             | ApiError::BadRequest { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Unprocessable { code, .. }
+            | ApiError::NotFound { code, .. }
             | ApiError::TooManyRequests { code, .. } => code,
             ApiError::Forbidden(_) => "forbidden",
             ApiError::OriginNotAllowed => "origin_not_allowed",
@@ -103,6 +107,7 @@ impl ApiError {
             | ApiError::BadRequest { message, .. }
             | ApiError::Conflict { message, .. }
             | ApiError::Unprocessable { message, .. }
+            | ApiError::NotFound { message, .. }
             | ApiError::TooManyRequests { message, .. } => message.clone(),
             ApiError::Forbidden(why) => (*why).to_owned(),
             other => other.to_string(),

@@ -10,7 +10,6 @@ use crate::routing;
 use crate::state::AppState;
 use crate::view::OrderView;
 use recharge_core::mask::mask;
-use recharge_core::secrets::{MerchantSecret, parse_json};
 use recharge_core::store::{Recorded, StoreError, record};
 use recharge_core::{
     AttemptNo, AttemptState, Event, Order, Outcome, ProductKind, Reason, Refusal, Report, Source,
@@ -129,32 +128,25 @@ pub async fn deliver_view(state: &AppState, order: &Order) -> Delivery {
     };
     let now = state.clock.now();
     let body = serde_json::to_vec(&OrderView::of(order)).unwrap_or_default();
-    match state.apps.get(order.app_id()) {
-        Some(app) => {
-            let name = state.apps.secret_name(app);
-            match state
-                .secrets
-                .fetch(&name)
-                .await
-                .and_then(|v| parse_json::<MerchantSecret>(&name, &v))
-            {
-                Ok(keys) => {
-                    let ts = now.seconds();
-                    let sig = notify::signature(
-                        keys.current.app_secret.expose_secret().as_bytes(),
-                        ts,
-                        &body,
-                    );
-                    let headers = vec![
-                        (notify::HEADER_TIMESTAMP.to_owned(), ts.to_string()),
-                        (notify::HEADER_SIGNATURE.to_owned(), sig),
-                    ];
-                    state.notifier.deliver(&url, &headers, &body).await
-                }
-                Err(e) => Delivery::Failed(format!("merchant secret: {e}")),
+    match state.apps.get(order.app_id()).await {
+        Ok(Some(app)) => match state.apps.keys(&app).await {
+            Ok(keys) => {
+                let ts = now.seconds();
+                let sig = notify::signature(
+                    keys.current.app_secret.expose_secret().as_bytes(),
+                    ts,
+                    &body,
+                );
+                let headers = vec![
+                    (notify::HEADER_TIMESTAMP.to_owned(), ts.to_string()),
+                    (notify::HEADER_SIGNATURE.to_owned(), sig),
+                ];
+                state.notifier.deliver(&url, &headers, &body).await
             }
-        }
-        None => Delivery::Failed("app no longer configured".to_owned()),
+            Err(e) => Delivery::Failed(format!("merchant secret: {e}")),
+        },
+        Ok(None) => Delivery::Failed("app no longer configured".to_owned()),
+        Err(e) => Delivery::Failed(format!("app store: {e}")),
     }
 }
 

@@ -2,6 +2,7 @@
 //! (DESIGN §2). The Lambda functions and the local stack are thin wiring around `router::handle`,
 //! `sweep::sweep` and `balance_check::check_balances`.
 
+pub mod apps;
 pub mod auth;
 pub mod balance_check;
 pub mod callbacks;
@@ -13,6 +14,7 @@ pub mod flow;
 pub mod http;
 pub mod notify;
 pub mod ops;
+pub mod ops_apps;
 pub mod orders;
 pub mod router;
 pub mod routing;

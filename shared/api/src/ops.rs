@@ -14,6 +14,9 @@
 //! | `GET /ops/balances` | last known balance of every provider account | 1 Query (the balance partition) |
 //! | `GET /ops/accounts`, `GET /ops/accounts/{id}` | every account's runtime control | 1 Query (the config partition) + 1 Query (balances) |
 //! | `PUT /ops/accounts/{id}` | enable, disable, drain; thresholds; code overrides | 1 Query + 1 PutItem |
+//! | `GET /ops/apps`, `GET /ops/apps/{id}` | merchant apps (seed and table), no secrets | 1 Query / 1 GetItem |
+//! | `POST /ops/apps` | a new app; its secret created in Secrets Manager and shown once | 1 GetItem + 2 PutItem + 1 CreateSecret |
+//! | `PUT /ops/apps/{id}` | disable, enable, rotate (previous secret verifies for a grace period) | 1 GetItem + 1 PutItem (+ 1 PutSecretValue) |
 //!
 //! Every change goes through the state machine (`recharge_core::apply`) as any other event: an operator's
 //! outcome is an `Event::Outcome` with `Source::Operator`, audited with who, why and the evidence.
@@ -64,6 +67,10 @@ pub const OPS_ROUTES: &[(&str, &str)] = &[
     ("GET", "/ops/accounts"),
     ("GET", "/ops/accounts/{provider_account}"),
     ("PUT", "/ops/accounts/{provider_account}"),
+    ("GET", "/ops/apps"),
+    ("POST", "/ops/apps"),
+    ("GET", "/ops/apps/{app_id}"),
+    ("PUT", "/ops/apps/{app_id}"),
 ];
 
 const DEFAULT_PAGE: usize = 50;
@@ -101,14 +108,23 @@ async fn route(
         ("GET", ["ops", "accounts"]) => list_accounts(state).await,
         ("GET", ["ops", "accounts", id]) => show_account(state, id).await,
         ("PUT", ["ops", "accounts", id]) => put_account(state, id, &req.body, principal).await,
+        ("GET", ["ops", "apps"]) => crate::ops_apps::list(state).await,
+        ("POST", ["ops", "apps"]) => crate::ops_apps::create(state, &req.body, principal).await,
+        ("GET", ["ops", "apps", id]) => crate::ops_apps::show(state, id).await,
+        ("PUT", ["ops", "apps", id]) => {
+            crate::ops_apps::change(state, id, &req.body, principal).await
+        }
         ("GET", ["ops", "balances"]) => Ok(ApiResponse::json(
             200,
             &crate::orders::balances_json(state).await?,
         )),
         (
             _,
-            ["ops", "orders" | "notifications" | "balances" | "accounts"]
-            | ["ops", "orders" | "accounts", _],
+            [
+                "ops",
+                "orders" | "notifications" | "balances" | "accounts" | "apps",
+            ]
+            | ["ops", "orders" | "accounts" | "apps", _],
         )
         | (_, ["ops", "orders", _, "query" | "resolve" | "notify"]) => {
             Err(ApiError::MethodNotAllowed)
@@ -513,7 +529,7 @@ struct ResolveBody {
     operator: String,
 }
 
-fn text_field(name: &str, value: &str, max: usize) -> Result<String, ApiError> {
+pub(crate) fn text_field(name: &str, value: &str, max: usize) -> Result<String, ApiError> {
     let v = value.trim();
     if v.is_empty() || v.chars().count() > max || v.chars().any(|c| c.is_control() && c != '\n') {
         return Err(ApiError::bad_request(

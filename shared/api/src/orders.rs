@@ -156,10 +156,7 @@ pub async fn create_order(
     // Read before anything is written, so a key outage refuses the create instead of losing the secret.
     let client_keys = client_keys(state).await?;
     let respond = |status: u16, order: &Order| {
-        ApiResponse::json(
-            status,
-            &created_view(state, caller, order, client_keys.as_ref()),
-        )
+        ApiResponse::json(status, &created_view(caller, order, client_keys.as_ref()))
     };
 
     let balances = state.known_balances().await;
@@ -242,16 +239,8 @@ struct CreatedView {
     client_secret_expires_at: Option<String>,
 }
 
-fn created_view(
-    state: &AppState,
-    caller: &Caller,
-    order: &Order,
-    keys: Option<&Rotating<ClientKey>>,
-) -> CreatedView {
-    let ttl = state
-        .apps
-        .get(&caller.app)
-        .map_or(client_secret::DEFAULT_TTL, |a| a.client.ttl());
+fn created_view(caller: &Caller, order: &Order, keys: Option<&Rotating<ClientKey>>) -> CreatedView {
+    let ttl = caller.client_ttl;
     let expires = client_secret::expiry_of(order.created_at(), ttl);
     let secret = keys.and_then(|k| k.current.issue(order.id(), expires));
     CreatedView {

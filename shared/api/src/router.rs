@@ -41,6 +41,10 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/ops/accounts", "ops"),
     ("GET", "/ops/accounts/{provider_account}", "ops"),
     ("PUT", "/ops/accounts/{provider_account}", "ops"),
+    ("GET", "/ops/apps", "ops"),
+    ("POST", "/ops/apps", "ops"),
+    ("GET", "/ops/apps/{app_id}", "ops"),
+    ("PUT", "/ops/apps/{app_id}", "ops"),
     // ---- client routes (issue 18): client secret only, CORS for 公众号 H5 pages -------------------------
     ("GET", "/v1/client/orders/{order_id}", "order-status"),
     ("OPTIONS", "/v1/client/orders/{order_id}", "order-status"),
@@ -109,7 +113,7 @@ async fn operator(state: &AppState, req: &ApiRequest) -> Result<crate::ops::Prin
     if req.body.len() > MAX_BODY {
         return Err(ApiError::TooLarge(MAX_BODY));
     }
-    let caller = authenticate(req, &state.apps, &*state.secrets, state.clock.now()).await?;
+    let caller = authenticate(req, &state.apps, state.clock.now()).await?;
     match caller.role {
         Role::Admin => Ok(crate::ops::Principal::App(caller.app)),
         Role::Merchant => Err(ApiError::Forbidden("ops routes are for admin apps only")),
@@ -132,7 +136,7 @@ async fn merchant(
     if req.body.len() > MAX_BODY {
         return Err(ApiError::TooLarge(MAX_BODY));
     }
-    let caller = authenticate(req, &state.apps, &*state.secrets, state.clock.now()).await?;
+    let caller = authenticate(req, &state.apps, state.clock.now()).await?;
     match segments {
         ["v1", "orders"] => orders::create_order(state, &caller, &req.body).await,
         ["v1", "orders", no] => orders::get_order(state, &caller, &percent_decode(no)).await,

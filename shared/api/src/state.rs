@@ -1,12 +1,13 @@
 //! `AppState`: the ports and configuration every handler works over, built once per process (Lambda cold start,
 //! local stack start). Handlers take `&AppState`; nothing in it is rebuilt per request.
 
+use crate::apps::AppDirectory;
 use crate::auth::Apps;
 use crate::catalog::Catalog;
 use crate::notify::Notifier;
 use crate::routing::AccountView;
-use recharge_core::secrets::{SecretError, SecretSource};
-use recharge_core::store::{AccountControl, BalanceSnapshot, BalanceStore, OrderStore};
+use recharge_core::secrets::{SecretError, SecretSource, SecretWriter};
+use recharge_core::store::{AccountControl, AppStore, BalanceSnapshot, BalanceStore, OrderStore};
 use recharge_core::{Clock, Policy, ProviderAccountId, Timestamp};
 use recharge_providers::{Capabilities, ConfigError, Executor, Provider, ProviderAccount};
 use secrecy::ExposeSecret;
@@ -239,7 +240,10 @@ pub struct AppState {
     pub catalog: Catalog,
     pub providers: Providers,
     pub executor: Executor,
-    pub apps: Apps,
+    /// Merchant apps: the seed (`apps.json`) and the operators' records, found on first use (`crate::apps`).
+    pub apps: AppDirectory,
+    /// Creates and rotates merchant app secrets: the ops function's only (`None` everywhere else).
+    pub secret_writer: Option<Arc<dyn SecretWriter>>,
     pub notifier: Arc<dyn Notifier>,
     pub settings: Settings,
     /// The per-order rate limit of the client routes (issue 18), in this process.
@@ -285,13 +289,24 @@ pub struct Parts {
     pub catalog: Catalog,
     pub providers: Providers,
     pub executor: Executor,
+    /// The deployed apps (`apps.json`), the seed of the app directory.
     pub apps: Apps,
+    /// Where the operators' app records live (the orders table's config partition).
+    pub app_store: Arc<dyn AppStore>,
+    pub secret_writer: Option<Arc<dyn SecretWriter>>,
     pub notifier: Arc<dyn Notifier>,
     pub settings: Settings,
 }
 
 impl AppState {
     pub fn new(p: Parts) -> AppState {
+        let apps = AppDirectory::new(
+            p.apps,
+            p.app_store,
+            Arc::clone(&p.secrets),
+            Arc::clone(&p.clock),
+            p.settings.control_cache_ttl,
+        );
         AppState {
             store: p.store,
             balances: p.balances,
@@ -300,7 +315,8 @@ impl AppState {
             catalog: p.catalog,
             providers: p.providers,
             executor: p.executor,
-            apps: p.apps,
+            apps,
+            secret_writer: p.secret_writer,
             notifier: p.notifier,
             settings: p.settings,
             client_limiter: crate::client::Limiter::default(),

@@ -14,8 +14,9 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use recharge_core::store::{
-    AccountControl, AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderFilter,
-    OrderPage, OrderStore, OrderSummary, Replaced, StoreError, sort_key, valid_cursor,
+    AccountControl, AppRecord, AppStore, AuditEntry, BalanceSnapshot, BalanceStore, Created,
+    DueOrder, OrderFilter, OrderPage, OrderStore, OrderSummary, Replaced, StoreError, sort_key,
+    valid_cursor,
 };
 use recharge_core::{
     AppId, Attention, Fen, Order, OrderId, ProductCode, ProviderAccountId, PublicStatus, Timestamp,
@@ -56,6 +57,8 @@ const BALANCE_PK: &str = "BALANCE";
 /// the ops function's IAM policy may write it (`dynamodb:LeadingKeys`, infra/template.yaml).
 pub const CONFIG_PK: &str = "CONFIG";
 const ACCOUNT_CONTROL_PREFIX: &str = "ACCOUNT#";
+/// Merchant apps the operators created or changed (`apps.json` is the seed), beside the account controls.
+const APP_PREFIX: &str = "APP#";
 
 const ORDER_SK: &str = "ORDER";
 /// The client verification counter of an order (issue 18), beside its order item.
@@ -843,5 +846,112 @@ impl BalanceStore for DynamoOrderStore {
             .await
             .map_err(|e| unavailable("put_account_control", e))?;
         Ok(())
+    }
+}
+
+/// Merchant apps in the config partition: `pk = CONFIG`, `sk = APP#<id>`, `v` (the record's version, the
+/// condition of every write), `doc` (the record as JSON). Round trips: get 1 `GetItem`, list 1 `Query` per
+/// page, put 1 conditional `PutItem`.
+#[async_trait]
+impl AppStore for DynamoOrderStore {
+    async fn get_app(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::PK, AttributeValue::S(CONFIG_PK.into()))
+            .key(attr::SK, AttributeValue::S(format!("{APP_PREFIX}{id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("get_app", e))?;
+        out.item().map(|item| app_of(item, id.as_str())).transpose()
+    }
+
+    async fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        let mut all = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :a)")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(":pk", AttributeValue::S(CONFIG_PK.into()))
+                .expression_attribute_values(":a", AttributeValue::S(APP_PREFIX.into()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("list_apps", e))?;
+            for item in out.items() {
+                match app_of(item, "?") {
+                    Ok(r) => all.push(r),
+                    Err(e) => tracing::warn!(error = %e, "skipping an unreadable app record"),
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        all.sort_by(|a: &AppRecord, b| a.app.cmp(&b.app));
+        Ok(all)
+    }
+
+    async fn put_app(&self, record: &AppRecord) -> Result<bool, StoreError> {
+        if record.version == 0 {
+            return Ok(false);
+        }
+        let doc = serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
+            order_id: format!("app {}", record.app),
+            reason: e.to_string(),
+        })?;
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(attr::PK, AttributeValue::S(CONFIG_PK.into()))
+            .item(
+                attr::SK,
+                AttributeValue::S(format!("{APP_PREFIX}{}", record.app)),
+            )
+            .item(attr::VERSION, AttributeValue::N(record.version.to_string()))
+            .item(attr::DOC, AttributeValue::S(doc));
+        put = if record.version == 1 {
+            put.condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", attr::PK)
+        } else {
+            put.condition_expression("#v = :v")
+                .expression_attribute_names("#v", attr::VERSION)
+                .expression_attribute_values(
+                    ":v",
+                    AttributeValue::N((record.version - 1).to_string()),
+                )
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("put_app", e)),
+        }
+    }
+}
+
+fn app_of(item: &Item, id: &str) -> Result<AppRecord, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        order_id: format!("app {id}"),
+        reason,
+    };
+    match item.get(attr::DOC) {
+        Some(AttributeValue::S(doc)) => {
+            serde_json::from_str(doc).map_err(|e| corrupt(e.to_string()))
+        }
+        _ => Err(corrupt("no doc".into())),
     }
 }

@@ -5,7 +5,10 @@
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
-use recharge_core::secrets::{SecretError, SecretSource, SecretVersions};
+use recharge_core::secrets::{
+    SecretError, SecretSource, SecretVersions, SecretWriteError, SecretWriter,
+};
+use secrecy::ExposeSecret;
 use secrecy::SecretString;
 use std::collections::HashMap;
 
@@ -167,6 +170,59 @@ impl SecretsManagerSource {
                 Some(t) if !t.is_empty() => token = Some(t.to_owned()),
                 _ => return Ok(()),
             }
+        }
+    }
+}
+
+/// `CreateSecret` and `PutSecretValue`: the operators' function creates and rotates merchant app secrets.
+/// `PutSecretValue` moves the `AWSCURRENT` stage to the new version and `AWSPREVIOUS` to the old one, which
+/// `fetch` reads back as the previous value.
+#[async_trait]
+impl SecretWriter for SecretsManagerSource {
+    async fn create(&self, name: &str, value: &SecretString) -> Result<(), SecretWriteError> {
+        let result = self
+            .client
+            .create_secret()
+            .name(name)
+            .description("recharge merchant app secret, created by the ops API")
+            .secret_string(value.expose_secret())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_exists_exception()) =>
+            {
+                Err(SecretWriteError::Exists(name.to_owned()))
+            }
+            Err(e) => Err(SecretWriteError::Unavailable {
+                name: name.to_owned(),
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    async fn rotate(&self, name: &str, value: &SecretString) -> Result<(), SecretWriteError> {
+        let result = self
+            .client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value.expose_secret())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Err(SecretWriteError::NotFound(name.to_owned()))
+            }
+            Err(e) => Err(SecretWriteError::Unavailable {
+                name: name.to_owned(),
+                source: Box::new(e),
+            }),
         }
     }
 }

@@ -1,12 +1,12 @@
 //! The in-memory `OrderStore`: for unit tests and the local stack. Same contract as DynamoDB (the suite in
 //! `store::contract` runs against both); a mutex makes each operation atomic.
 
-use crate::ids::OrderId;
 use crate::ids::ProviderAccountId;
+use crate::ids::{AppId, OrderId};
 use crate::order::Order;
 use crate::store::{
-    AccountControl, AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderFilter,
-    OrderPage, OrderStore, OrderSummary, Replaced, StoreError, valid_cursor,
+    AccountControl, AppRecord, AppStore, AuditEntry, BalanceSnapshot, BalanceStore, Created,
+    DueOrder, OrderFilter, OrderPage, OrderStore, OrderSummary, Replaced, StoreError, valid_cursor,
 };
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -19,6 +19,7 @@ struct Inner {
     audit: HashMap<OrderId, Vec<AuditEntry>>,
     balances: HashMap<ProviderAccountId, BalanceSnapshot>,
     controls: HashMap<ProviderAccountId, AccountControl>,
+    apps: std::collections::BTreeMap<AppId, AppRecord>,
     /// The sparse due index, one sorted set per shard, kept in step with `orders` on every write (a scan of
     /// every order per sweep tick held the lock long enough to throttle creates).
     due: Vec<BTreeSet<(Timestamp, OrderId)>>,
@@ -244,6 +245,31 @@ impl BalanceStore for InMemoryOrderStore {
     }
 }
 
+#[async_trait]
+impl AppStore for InMemoryOrderStore {
+    async fn get_app(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError> {
+        Ok(self.lock().apps.get(id).cloned())
+    }
+
+    async fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        Ok(self.lock().apps.values().cloned().collect())
+    }
+
+    async fn put_app(&self, record: &AppRecord) -> Result<bool, StoreError> {
+        if record.version == 0 {
+            return Ok(false);
+        }
+        let mut inner = self.lock();
+        let stored = inner.apps.get(&record.app).map(|r| r.version);
+        let expected = record.version.checked_sub(1).filter(|v| *v > 0);
+        if stored != expected {
+            return Ok(false);
+        }
+        inner.apps.insert(record.app.clone(), record.clone());
+        Ok(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     async fn store() -> std::sync::Arc<dyn crate::store::OrderStore> {
@@ -257,4 +283,10 @@ mod tests {
     }
 
     crate::balance_store_contract!(balance_store);
+
+    async fn app_store() -> std::sync::Arc<dyn crate::store::AppStore> {
+        std::sync::Arc::new(super::InMemoryOrderStore::new(4))
+    }
+
+    crate::app_store_contract!(app_store);
 }

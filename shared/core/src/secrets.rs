@@ -61,6 +61,43 @@ pub trait SecretSource: Send + Sync + std::fmt::Debug {
         }
         out
     }
+
+    /// Like `fetch`, but never served from a cache: for a caller that knows the secret changed (an app's
+    /// rotation counter moved). A cache in front refreshes its entry with what this read. Errors as `fetch`.
+    async fn fetch_fresh(&self, name: &str) -> Result<SecretVersions, SecretError> {
+        self.fetch(name).await
+    }
+}
+
+/// Why a secret could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretWriteError {
+    /// `create` of a name that exists.
+    #[error("secret {0} already exists")]
+    Exists(String),
+    /// `rotate` of a name that does not exist.
+    #[error("secret {0} does not exist")]
+    NotFound(String),
+    #[error("secret {name} could not be written")]
+    Unavailable {
+        name: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Creates and rotates secrets: only the operators' function holds one (its IAM policy alone may
+/// `CreateSecret` / `PutSecretValue`; docs/security.md §2).
+#[async_trait]
+pub trait SecretWriter: Send + Sync + std::fmt::Debug {
+    /// Creates `name` with `value` as its current version: one call. `Exists` if the name is taken (nothing
+    /// is written).
+    async fn create(&self, name: &str, value: &SecretString) -> Result<(), SecretWriteError>;
+
+    /// Makes `value` the current version of `name`; the version that was current becomes the previous one
+    /// (Secrets Manager's `AWSPREVIOUS`), which keeps verifying for the grace period the caller records.
+    /// One call. `NotFound` if the secret does not exist.
+    async fn rotate(&self, name: &str, value: &SecretString) -> Result<(), SecretWriteError>;
 }
 
 /// A parsed secret with its rotation partner.
@@ -188,6 +225,15 @@ impl<S: SecretSource> SecretSource for CachedSecretSource<S> {
         }
     }
 
+    async fn fetch_fresh(&self, name: &str) -> Result<SecretVersions, SecretError> {
+        let fresh = self.inner.fetch_fresh(name).await?;
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), (self.clock.now(), fresh.clone()));
+        Ok(fresh)
+    }
+
     /// Fresh cached values are served; the rest are read in one batch and not cached (a batch read has no
     /// previous version, which `fetch` must return).
     async fn fetch_current_many(&self, names: &[String]) -> Vec<Result<SecretString, SecretError>> {
@@ -255,6 +301,47 @@ impl SecretSource for InMemorySecretSource {
             .cloned()
             .ok_or_else(|| SecretError::NotFound(name.to_owned()))
     }
+}
+
+#[async_trait]
+impl SecretWriter for InMemorySecretSource {
+    async fn create(&self, name: &str, value: &SecretString) -> Result<(), SecretWriteError> {
+        let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        if values.contains_key(name) {
+            return Err(SecretWriteError::Exists(name.to_owned()));
+        }
+        values.insert(
+            name.to_owned(),
+            SecretVersions {
+                current: value.clone(),
+                previous: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn rotate(&self, name: &str, value: &SecretString) -> Result<(), SecretWriteError> {
+        let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(old) = values.remove(name) else {
+            return Err(SecretWriteError::NotFound(name.to_owned()));
+        };
+        values.insert(
+            name.to_owned(),
+            SecretVersions {
+                current: value.clone(),
+                previous: Some(old.current),
+            },
+        );
+        Ok(())
+    }
+}
+
+/// A fresh random secret for a merchant app: 32 bytes from the kernel as 64 lowercase hex characters.
+pub fn generate_app_secret() -> std::io::Result<SecretString> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(SecretString::from(data_encoding::HEXLOWER.encode(&bytes)))
 }
 
 #[cfg(test)]
@@ -415,6 +502,55 @@ mod tests {
             .to_string();
         assert!(err.contains("`app_secret`"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_fresh_read_bypasses_the_cache_and_refreshes_it() {
+        let (cache, _) = cached();
+        cache.fetch("merchant/demo").await.unwrap();
+        cache
+            .inner
+            .inner
+            .put("merchant/demo", r#"{"app_secret":"rotated"}"#);
+        let cached = cache.fetch("merchant/demo").await.unwrap();
+        assert!(cached.current.expose_secret().contains("demo-secret"));
+        let fresh = cache.fetch_fresh("merchant/demo").await.unwrap();
+        assert!(fresh.current.expose_secret().contains("rotated"));
+        let after = cache.fetch("merchant/demo").await.unwrap();
+        assert!(after.current.expose_secret().contains("rotated"));
+        assert!(
+            after
+                .previous
+                .unwrap()
+                .expose_secret()
+                .contains("demo-secret")
+        );
+        assert_eq!(cache.inner().calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_written_secret_is_created_once_and_rotation_keeps_the_old_one_as_previous() {
+        let s = InMemorySecretSource::new();
+        let v = |x: &str| SecretString::from(x.to_owned());
+        assert!(matches!(
+            s.rotate("m", &v("a")).await,
+            Err(SecretWriteError::NotFound(_))
+        ));
+        s.create("m", &v("a")).await.unwrap();
+        assert!(matches!(
+            s.create("m", &v("b")).await,
+            Err(SecretWriteError::Exists(_))
+        ));
+        s.rotate("m", &v("c")).await.unwrap();
+        let got = s.fetch("m").await.unwrap();
+        assert_eq!(got.current.expose_secret(), "c");
+        assert_eq!(got.previous.unwrap().expose_secret(), "a");
+        let generated = generate_app_secret().unwrap();
+        assert_eq!(generated.expose_secret().len(), 64);
+        assert_ne!(
+            generated.expose_secret(),
+            generate_app_secret().unwrap().expose_secret()
+        );
     }
 
     #[test]

@@ -330,6 +330,66 @@ pub trait BalanceStore: Send + Sync + std::fmt::Debug {
     async fn put_account_control(&self, control: &AccountControl) -> Result<(), StoreError>;
 }
 
+/// Whether a merchant app may call the API (DESIGN §11: an operator adds, disables or rotates an app with no
+/// deploy; see docs/operations.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppStatus {
+    /// Being created: its secret is being written. Not usable; a create that failed half-way leaves it here,
+    /// and a later create of the same id takes it over.
+    Pending,
+    Enabled,
+    /// Refused with `app_disabled` by every function within its app cache's TTL. Its orders go on.
+    Disabled,
+}
+
+impl AppStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppStatus::Pending => "pending",
+            AppStatus::Enabled => "enabled",
+            AppStatus::Disabled => "disabled",
+        }
+    }
+}
+
+/// A merchant app as the operators' API stores it (pk `CONFIG`, sk `APP#<id>` in DynamoDB). `apps.json` stays
+/// the seed: an app with no record is the deployed file's; a record replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRecord {
+    pub app: AppId,
+    pub status: AppStatus,
+    /// The app's configuration as the API defines it (`recharge_api::auth::AppConfig`: role, secret name,
+    /// client access), kept as JSON so the store need not know its shape.
+    pub config: serde_json::Value,
+    /// Grows with every rotation of the app's secret: a function that saw another number reads the secret
+    /// again instead of trusting its cache.
+    pub secret_version: u64,
+    /// Until when the previous secret (Secrets Manager's `AWSPREVIOUS`) still verifies; `None`: it does not.
+    #[serde(default)]
+    pub previous_secret_valid_until: Option<Timestamp>,
+    /// The record's own version: every write is conditional on it (1 for a new record).
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Who changed it last (an operator's name and principal).
+    pub updated_by: String,
+}
+
+/// Where the operators' merchant apps live.
+#[async_trait]
+pub trait AppStore: Send + Sync + std::fmt::Debug {
+    /// One app's record: one read. `None` if the operators never wrote one (the seed may still know it).
+    async fn get_app(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError>;
+
+    /// Every app record, ordered by id: one query per page (1 MB) of the config partition.
+    async fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError>;
+
+    /// Writes `record` if and only if the stored record's version is `record.version - 1` (no record at all for
+    /// version 1): one conditional write. `Ok(false)`: another write got there first and nothing was written.
+    async fn put_app(&self, record: &AppRecord) -> Result<bool, StoreError>;
+}
+
 /// The result of `record`.
 #[derive(Debug, Clone)]
 pub enum Recorded {

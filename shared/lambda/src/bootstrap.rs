@@ -10,8 +10,8 @@ use recharge_api::catalog::Catalog;
 use recharge_api::notify::HttpNotifier;
 use recharge_api::{AppState, BootError, Parts, Providers, Settings};
 use recharge_aws::{Config, ConfigError, DynamoOrderStore, FunctionConfig, SecretsManagerSource};
-use recharge_core::secrets::{CachedSecretSource, SecretSource};
-use recharge_core::store::{BalanceStore, OrderStore};
+use recharge_core::secrets::{CachedSecretSource, SecretSource, SecretWriter};
+use recharge_core::store::{AppStore, BalanceStore, OrderStore};
 use recharge_core::{Clock, SystemClock};
 use recharge_providers::{Executor, ProviderAccount};
 use std::sync::Arc;
@@ -55,7 +55,8 @@ impl Function {
         }
     }
 
-    /// Functions serving merchant routes read merchant secrets: they warm that cache at cold start.
+    /// Functions serving the client routes read the client-secret key: they warm it at cold start (one
+    /// secret, whatever the number of apps; merchant secrets are read on first use, `recharge_api::apps`).
     fn serves_merchants(self) -> bool {
         match self {
             Function::SubmitOrder | Function::OrderStatus => true,
@@ -136,7 +137,11 @@ impl Files {
 pub struct Ports {
     pub store: Arc<dyn OrderStore>,
     pub balances: Arc<dyn BalanceStore>,
+    /// The operators' merchant apps (the same table in production).
+    pub apps: Arc<dyn AppStore>,
     pub secrets: Arc<dyn SecretSource>,
+    /// Creates and rotates app secrets: given to the ops function only.
+    pub secret_writer: Option<Arc<dyn SecretWriter>>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -203,6 +208,8 @@ pub async fn assemble(
         providers,
         executor,
         apps,
+        app_store: ports.apps,
+        secret_writer: ports.secret_writer,
         notifier: Arc::new(notifier),
         settings,
     }))
@@ -256,7 +263,7 @@ pub async fn bootstrap_with(
     let files = Files::read(&fcfg).await?;
     let dynamo = clients.dynamodb;
     let secrets: Arc<dyn SecretSource> = Arc::new(CachedSecretSource::new(
-        SecretsManagerSource::new(clients.secrets_manager),
+        SecretsManagerSource::new(clients.secrets_manager.clone()),
         config.secret_ttl,
         Arc::clone(&clock),
     ));
@@ -265,21 +272,29 @@ pub async fn bootstrap_with(
         config.table.clone(),
         config.due_shards,
     ));
-    let merchant_secrets = if function.serves_merchants() {
-        let apps = Apps::new(files.apps.clone(), config.merchant_secret_prefix.clone());
-        apps.ids()
-            .filter_map(|id| apps.get(id))
-            .map(|app| apps.secret_name(app))
-            // The client-secret key (issue 18) is read on the same routes' functions: warm it alongside.
-            .chain(fcfg.client_key_secret.clone())
-            .collect()
+    // No merchant secret is read here: each is read on its app's first request and cached, so a cold start
+    // makes the same AWS calls for 3 apps as for 1,000 (issue 16). The client-secret key is one secret.
+    let warm_names: Vec<String> = if function.serves_merchants() {
+        fcfg.client_key_secret.clone().into_iter().collect()
     } else {
         Vec::new()
     };
+    let secret_writer: Option<Arc<dyn SecretWriter>> = match function {
+        Function::Ops => Some(Arc::new(SecretsManagerSource::new(
+            clients.secrets_manager.clone(),
+        ))),
+        Function::SubmitOrder
+        | Function::OrderStatus
+        | Function::ProviderCallback
+        | Function::Reconcile
+        | Function::CheckBalance => None,
+    };
     let ports = Ports {
         store: Arc::clone(&store) as Arc<dyn OrderStore>,
-        balances: store,
+        balances: Arc::clone(&store) as Arc<dyn BalanceStore>,
+        apps: store,
         secrets: Arc::clone(&secrets),
+        secret_writer,
         clock,
     };
     let setup = Setup {
@@ -294,11 +309,11 @@ pub async fn bootstrap_with(
         catalog_path: fcfg.catalog_path.clone(),
     };
     // The three waits of a cold start overlap: the provider credentials (one batch read) while the DynamoDB
-    // connection opens and the merchant secrets fill the cache.
+    // connection opens and the client-secret key fills the cache.
     let (state, (), ()) = tokio::join!(
         assemble(setup, files, ports),
         warm_dynamodb(&dynamo, &config.table),
-        warm_merchant_secrets(secrets, merchant_secrets),
+        warm_secrets(secrets, warm_names),
     );
     let state = state?;
     tracing::info!(
@@ -329,10 +344,9 @@ async fn warm_dynamodb(client: &aws_sdk_dynamodb::Client, table: &str) {
     }
 }
 
-/// Reads each app's secret once, all at once, so the cache is filled (and Secrets Manager's connection open)
-/// before the first merchant request. A missing secret only disables that app; it is logged by name, never
-/// by value.
-async fn warm_merchant_secrets(secrets: Arc<dyn SecretSource>, names: Vec<String>) {
+/// Reads the given secrets once, all at once, so the cache is filled (and Secrets Manager's connection open)
+/// before the first request. A missing secret is logged by name, never by value.
+async fn warm_secrets(secrets: Arc<dyn SecretSource>, names: Vec<String>) {
     let mut reads = tokio::task::JoinSet::new();
     for name in names {
         let secrets = Arc::clone(&secrets);

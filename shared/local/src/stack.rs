@@ -11,8 +11,10 @@ use recharge_api::catalog::Catalog;
 use recharge_api::notify::HttpNotifier;
 use recharge_api::{ApiRequest, AppState, Parts, Providers, Settings};
 use recharge_core::memory::InMemoryOrderStore;
-use recharge_core::secrets::{CachedSecretSource, InMemorySecretSource, SecretSource};
-use recharge_core::store::{BalanceStore, OrderStore};
+use recharge_core::secrets::{
+    CachedSecretSource, InMemorySecretSource, SecretSource, SecretWriter,
+};
+use recharge_core::store::{AppStore, BalanceStore, OrderStore};
 use recharge_core::{AppId, ProviderAccountId, SystemClock};
 use recharge_providers::{Executor, ProviderAccount};
 use recharge_sim::{RunningSim, SimConfig};
@@ -261,10 +263,15 @@ impl LocalStack {
         secrets.put(CLIENT_KEY_SECRET, &client_key);
         secret_values.push((CLIENT_KEY_SECRET.to_owned(), client_key));
 
-        let (store, balances): (Arc<dyn OrderStore>, Arc<dyn BalanceStore>) = match &options.store {
+        type Stores = (
+            Arc<dyn OrderStore>,
+            Arc<dyn BalanceStore>,
+            Arc<dyn AppStore>,
+        );
+        let (store, balances, app_store): Stores = match &options.store {
             StoreChoice::Memory => {
                 let s = Arc::new(InMemoryOrderStore::new(8));
-                (s.clone(), s)
+                (s.clone(), s.clone(), s)
             }
             StoreChoice::DynamoDb { endpoint, table } => {
                 let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
@@ -283,22 +290,24 @@ impl LocalStack {
                     table.clone(),
                     8,
                 ));
-                (s.clone(), s)
+                (s.clone(), s.clone(), s)
             }
         };
         let clock: Arc<dyn recharge_core::Clock> = Arc::new(SystemClock);
-        let secrets: Arc<dyn SecretSource> = if options.secrets_manager {
-            Arc::new(
-                secrets_manager(
+        // The operators' API creates and rotates app secrets in the same store the stack reads them from.
+        let (secrets, secret_writer): (Arc<dyn SecretSource>, Arc<dyn SecretWriter>) =
+            if options.secrets_manager {
+                let cached = secrets_manager(
                     &secret_values,
                     options.aws_calls.as_ref(),
                     Arc::clone(&clock),
                 )
-                .await?,
-            )
-        } else {
-            secrets
-        };
+                .await?;
+                let writer = Arc::new(cached.inner().clone());
+                (Arc::new(cached), writer)
+            } else {
+                (secrets.clone(), secrets)
+            };
         let executor = Executor::new().map_err(|e| LocalError::Config(e.to_string()))?;
         let notifier = HttpNotifier::new(Duration::from_secs(5), options.local_mode)
             .map_err(|e| LocalError::Config(e.to_string()))?;
@@ -323,6 +332,8 @@ impl LocalStack {
             providers,
             executor,
             apps: Apps::new(app_configs, prefix),
+            app_store,
+            secret_writer: Some(secret_writer),
             notifier: Arc::new(notifier),
             settings,
         }));

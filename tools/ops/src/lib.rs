@@ -11,6 +11,10 @@
 //!   notifications                       abandoned merchant notifications
 //!   balances                            last known provider balances
 //!   accounts list | show A | enable A | disable A | drain A --operator O | set A --operator O [--low-balance-fen N] [--escalate-after-secs S]
+//!   apps list | show APP
+//!   apps create APP --operator O [--role merchant|admin] [--client-secret-ttl-secs S] [--allowed-origin URL]...
+//!   apps disable APP | enable APP --operator O
+//!   apps rotate APP --operator O [--grace-secs S]     the new secret is printed once
 //! ```
 //!
 //! Authentication: against the local stack, an admin app's HMAC signature (`--app`/`--secret`, or
@@ -71,6 +75,53 @@ pub enum Command {
     /// Provider accounts: runtime control with no deploy (every function sees a change within 60 s).
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Merchant apps: create, disable, enable, rotate with no deploy (every function follows within 60 s).
+    #[command(subcommand)]
+    Apps(AppsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// Every app (apps.json's and the operators'), without secrets.
+    List,
+    Show {
+        app: String,
+    },
+    /// A new app; its secret is generated, stored in Secrets Manager and printed once.
+    Create {
+        app: String,
+        #[arg(long)]
+        operator: String,
+        /// merchant (default) or admin (may also read balances and, locally, the ops routes).
+        #[arg(long)]
+        role: Option<String>,
+        /// Lifetime of the client secrets of its orders (default 86400).
+        #[arg(long)]
+        client_secret_ttl_secs: Option<u64>,
+        /// An origin of its H5 pages (repeatable).
+        #[arg(long = "allowed-origin")]
+        allowed_origins: Vec<String>,
+    },
+    /// Refuse its requests (`app_disabled`) everywhere within 60 s; its orders go on.
+    Disable {
+        app: String,
+        #[arg(long)]
+        operator: String,
+    },
+    Enable {
+        app: String,
+        #[arg(long)]
+        operator: String,
+    },
+    /// A new secret, printed once; the previous one keeps verifying for the grace period.
+    Rotate {
+        app: String,
+        #[arg(long)]
+        operator: String,
+        /// How long the previous secret keeps verifying (default 86400; 0: not at all).
+        #[arg(long)]
+        grace_secs: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,30 +351,20 @@ impl OpsClient {
                     );
             }
             Signer::SigV4 { identity, region } => {
-                use aws_sigv4::http_request::{
-                    SignableBody, SignableRequest, SigningSettings, sign,
-                };
-                let params = aws_sigv4::sign::v4::SigningParams::builder()
-                    .identity(identity)
-                    .region(region)
-                    .name("execute-api")
-                    .time(SystemTime::now())
-                    .settings(SigningSettings::default())
-                    .build()
-                    .map_err(|e| CliError::Signing(e.to_string()))?
-                    .into();
                 let headers = [("content-type", "application/json")];
-                let signable = SignableRequest::new(
-                    method,
-                    url.as_str(),
-                    headers.into_iter(),
-                    SignableBody::Bytes(body),
-                )
-                .map_err(|e| CliError::Signing(e.to_string()))?;
-                let (instructions, _) = sign(signable, &params)
-                    .map_err(|e| CliError::Signing(e.to_string()))?
-                    .into_parts();
-                for (name, value) in instructions.headers() {
+                let signed = sigv4_headers(
+                    &SigV4Request {
+                        method,
+                        url: &url,
+                        headers: &headers,
+                        body,
+                    },
+                    identity,
+                    region,
+                    "execute-api",
+                    SystemTime::now(),
+                )?;
+                for (name, value) in signed {
                     req = req.header(name, value);
                 }
             }
@@ -345,6 +386,52 @@ impl OpsClient {
             })
         }
     }
+}
+
+/// A request to sign with SigV4, as it will be sent.
+#[derive(Debug, Clone, Copy)]
+pub struct SigV4Request<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    /// Headers that are sent and signed (the `host` comes from the URL).
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+}
+
+/// The headers SigV4 adds to `req` (`authorization`, `x-amz-date`, and `x-amz-security-token` with temporary
+/// credentials) for `service` in `region` at `time`: what the CLI sends to a deployment's IAM authorizer
+/// (service `execute-api`). Checked against AWS's published SigV4 test suite (`get-vanilla`).
+pub fn sigv4_headers(
+    req: &SigV4Request<'_>,
+    identity: &aws_smithy_runtime_api::client::identity::Identity,
+    region: &str,
+    service: &str,
+    time: SystemTime,
+) -> Result<Vec<(String, String)>, CliError> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(identity)
+        .region(region)
+        .name(service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| CliError::Signing(e.to_string()))?
+        .into();
+    let signable = SignableRequest::new(
+        req.method,
+        req.url,
+        req.headers.iter().copied(),
+        SignableBody::Bytes(req.body),
+    )
+    .map_err(|e| CliError::Signing(e.to_string()))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| CliError::Signing(e.to_string()))?
+        .into_parts();
+    Ok(instructions
+        .headers()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect())
 }
 
 /// What a command produced: the API's JSON and the table for people.
@@ -710,6 +797,7 @@ pub async fn run(client: &OpsClient, command: &Command) -> Result<Output, CliErr
             }
             put_account(client, account, &body).await
         }
+        Command::Apps(cmd) => apps(client, cmd).await,
         Command::Balances => {
             let v = client.send("GET", "/ops/balances", b"").await?;
             let rows: Vec<Vec<String>> = v["accounts"]
@@ -763,6 +851,132 @@ async fn put_account(client: &OpsClient, account: &str, body: &Value) -> Result<
         accounts_table(std::slice::from_ref(&v["account"]))
     );
     Ok(Output { json: v, text })
+}
+
+async fn apps(client: &OpsClient, cmd: &AppsCommand) -> Result<Output, CliError> {
+    match cmd {
+        AppsCommand::List => {
+            let v = client.send("GET", "/ops/apps", b"").await?;
+            let text = apps_table(v["apps"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            Ok(Output { json: v, text })
+        }
+        AppsCommand::Show { app } => {
+            let v = client
+                .send("GET", &format!("/ops/apps/{}", enc(app)), b"")
+                .await?;
+            let text = apps_table(std::slice::from_ref(&v["app"]));
+            Ok(Output { json: v, text })
+        }
+        AppsCommand::Create {
+            app,
+            operator,
+            role,
+            client_secret_ttl_secs,
+            allowed_origins,
+        } => {
+            let mut body = json!({"id": app, "operator": operator});
+            if let Some(r) = role {
+                body["role"] = json!(r);
+            }
+            if client_secret_ttl_secs.is_some() || !allowed_origins.is_empty() {
+                let mut c = json!({"allowed_origins": allowed_origins});
+                if let Some(t) = client_secret_ttl_secs {
+                    c["secret_ttl_secs"] = json!(t);
+                }
+                body["client"] = c;
+            }
+            let v = client
+                .send("POST", "/ops/apps", body.to_string().as_bytes())
+                .await?;
+            Ok(with_secret(v, "created"))
+        }
+        AppsCommand::Disable { app, operator } | AppsCommand::Enable { app, operator } => {
+            let action = match cmd {
+                AppsCommand::Disable { .. } => "disable",
+                _ => "enable",
+            };
+            let body = json!({"action": action, "operator": operator});
+            let v = client
+                .send(
+                    "PUT",
+                    &format!("/ops/apps/{}", enc(app)),
+                    body.to_string().as_bytes(),
+                )
+                .await?;
+            let text = format!(
+                "{} is {} (every function follows within 60 s)\n{}",
+                s(&v["app"]["app_id"]),
+                s(&v["app"]["status"]),
+                apps_table(std::slice::from_ref(&v["app"]))
+            );
+            Ok(Output { json: v, text })
+        }
+        AppsCommand::Rotate {
+            app,
+            operator,
+            grace_secs,
+        } => {
+            let mut body = json!({"action": "rotate", "operator": operator});
+            if let Some(g) = grace_secs {
+                body["grace_secs"] = json!(g);
+            }
+            let v = client
+                .send(
+                    "PUT",
+                    &format!("/ops/apps/{}", enc(app)),
+                    body.to_string().as_bytes(),
+                )
+                .await?;
+            Ok(with_secret(v, "rotated"))
+        }
+    }
+}
+
+/// The answer of a create or rotate: the secret on its own line, said to be shown once.
+fn with_secret(v: Value, what: &str) -> Output {
+    let previous = match v["app"]["previous_secret_valid_until"].as_str() {
+        Some(until) => format!("\nthe previous secret verifies until {until}"),
+        None => String::new(),
+    };
+    let text = format!(
+        "{} {what}; role {}, status {}, secret {} (version {}){previous}\n\nsecret: {}\n\nthe secret is shown once: store it now (it signs requests and verifies notifications)",
+        s(&v["app"]["app_id"]),
+        s(&v["app"]["role"]),
+        s(&v["app"]["status"]),
+        s(&v["app"]["secret_name"]),
+        s(&v["app"]["secret_version"]),
+        s(&v["secret"]),
+    );
+    Output { json: v, text }
+}
+
+fn apps_table(apps: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = apps
+        .iter()
+        .map(|a| {
+            vec![
+                s(&a["app_id"]),
+                s(&a["role"]),
+                s(&a["status"]),
+                s(&a["source"]),
+                s(&a["secret_version"]),
+                s(&a["previous_secret_valid_until"]),
+                s(&a["updated_by"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "APP",
+            "ROLE",
+            "STATUS",
+            "SOURCE",
+            "SECRET V",
+            "PREVIOUS VALID UNTIL",
+            "CHANGED BY",
+        ],
+        &rows,
+    )
 }
 
 fn accounts_table(accounts: &[Value]) -> String {
@@ -905,6 +1119,49 @@ mod tests {
     }
 
     #[test]
+    fn the_sigv4_signer_gives_the_aws_test_suite_answer_for_get_vanilla() {
+        // AWS SigV4 test suite, case get-vanilla: GET / on example.amazonaws.com at 20150830T123600Z, region
+        // us-east-1, service "service", credentials AKIDEXAMPLE / wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY.
+        let credentials = aws_credential_types::Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "sigv4-test-suite",
+        );
+        let identity = credentials.into();
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160);
+        let headers = sigv4_headers(
+            &SigV4Request {
+                method: "GET",
+                url: "https://example.amazonaws.com/",
+                headers: &[],
+                body: b"",
+            },
+            &identity,
+            "us-east-1",
+            "service",
+            at,
+        )
+        .unwrap();
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("x-amz-date"), Some("20150830T123600Z"));
+        assert_eq!(
+            get("authorization"),
+            Some(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+                 SignedHeaders=host;x-amz-date, \
+                 Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+            )
+        );
+    }
+
+    #[test]
     fn every_command_parses() {
         for args in [
             vec![
@@ -939,6 +1196,35 @@ mod tests {
                 "balances",
             ],
             vec!["recharge-ops", "notifications"],
+            vec![
+                "recharge-ops",
+                "apps",
+                "create",
+                "shop-7",
+                "--operator",
+                "alice",
+                "--allowed-origin",
+                "https://h5.shop.example",
+            ],
+            vec![
+                "recharge-ops",
+                "apps",
+                "rotate",
+                "shop-7",
+                "--operator",
+                "alice",
+                "--grace-secs",
+                "3600",
+            ],
+            vec!["recharge-ops", "--json", "apps", "list"],
+            vec![
+                "recharge-ops",
+                "apps",
+                "disable",
+                "shop-7",
+                "--operator",
+                "a",
+            ],
             vec![
                 "recharge-ops",
                 "accounts",

@@ -9,3 +9,9 @@ async fn balance_store() -> std::sync::Arc<dyn recharge_core::store::BalanceStor
 }
 
 recharge_core::balance_store_contract!(balance_store);
+
+async fn app_store() -> std::sync::Arc<dyn recharge_core::store::AppStore> {
+    std::sync::Arc::new(crate::store(None).await)
+}
+
+recharge_core::app_store_contract!(app_store);

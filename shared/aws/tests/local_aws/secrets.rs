@@ -177,3 +177,35 @@ async fn a_cold_start_reads_many_current_values_in_one_batch_call_and_names_the_
     );
     assert_eq!(calls.get("GetSecretValue"), 0, "{:?}", calls.snapshot());
 }
+
+#[tokio::test]
+async fn the_writer_creates_once_and_a_rotation_leaves_the_old_value_as_previous() {
+    use recharge_core::secrets::{SecretWriteError, SecretWriter};
+    use secrecy::SecretString;
+    let calls = CallCounter::new();
+    let source = SecretsManagerSource::new(client(&calls).await);
+    let name = unique("merchant-written");
+    let v = |s: &str| SecretString::from(s.to_owned());
+    assert!(matches!(
+        source.rotate(&name, &v("{}")).await,
+        Err(SecretWriteError::NotFound(_))
+    ));
+    source
+        .create(&name, &v(r#"{"app_secret":"first"}"#))
+        .await
+        .unwrap();
+    assert!(matches!(
+        source.create(&name, &v(r#"{"app_secret":"again"}"#)).await,
+        Err(SecretWriteError::Exists(_))
+    ));
+    source
+        .rotate(&name, &v(r#"{"app_secret":"second"}"#))
+        .await
+        .unwrap();
+    let got = source.fetch(&name).await.unwrap();
+    assert_eq!(got.current.expose_secret(), r#"{"app_secret":"second"}"#);
+    assert_eq!(
+        got.previous.unwrap().expose_secret(),
+        r#"{"app_secret":"first"}"#
+    );
+}

@@ -838,6 +838,106 @@ pub async fn account_controls_are_stored_replaced_and_listed_together(
     assert_eq!(mine(store.account_controls().await.unwrap()), vec![control]);
 }
 
+fn app_record(id: &AppId, version: u64) -> crate::store::AppRecord {
+    crate::store::AppRecord {
+        app: id.clone(),
+        status: crate::store::AppStatus::Enabled,
+        config: serde_json::json!({"id": id.as_str(), "role": "merchant",
+                                   "client": {"secret_ttl_secs": 600, "allowed_origins": ["https://h5.example.com"]}}),
+        secret_version: 1,
+        previous_secret_valid_until: None,
+        version,
+        created_at: T0,
+        updated_at: T0,
+        updated_by: "alice (app:ops)".into(),
+    }
+}
+
+pub async fn an_app_is_created_once_and_replaced_only_on_the_expected_version(
+    store: Arc<dyn crate::store::AppStore>,
+) {
+    use crate::store::AppStatus;
+    let id = fresh_app("app");
+    assert_eq!(store.get_app(&id).await.unwrap(), None);
+    let first = app_record(&id, 1);
+    assert!(
+        store.put_app(&first).await.unwrap(),
+        "the create is written"
+    );
+    assert_eq!(store.get_app(&id).await.unwrap(), Some(first.clone()));
+    let mut rival = first.clone();
+    rival.updated_by = "bob (app:ops)".into();
+    assert!(
+        !store.put_app(&rival).await.unwrap(),
+        "a second create of the same id writes nothing"
+    );
+    assert_eq!(store.get_app(&id).await.unwrap(), Some(first.clone()));
+
+    let mut disabled = first.clone();
+    disabled.status = AppStatus::Disabled;
+    disabled.version = 2;
+    disabled.updated_at = T0.plus(Duration::from_secs(60));
+    let mut rotated = first.clone();
+    rotated.version = 2;
+    rotated.secret_version = 2;
+    rotated.previous_secret_valid_until = Some(T0.plus(Duration::from_secs(86_400)));
+    assert!(store.put_app(&disabled).await.unwrap());
+    assert!(
+        !store.put_app(&rotated).await.unwrap(),
+        "a change computed from version 1 after version 2 was written is refused"
+    );
+    assert_eq!(store.get_app(&id).await.unwrap(), Some(disabled.clone()));
+    let mut stale = disabled.clone();
+    stale.version = 4;
+    assert!(
+        !store.put_app(&stale).await.unwrap(),
+        "skipping a version is refused"
+    );
+    rotated.version = 3;
+    rotated.status = AppStatus::Disabled;
+    assert!(store.put_app(&rotated).await.unwrap());
+    assert_eq!(store.get_app(&id).await.unwrap(), Some(rotated));
+}
+
+pub async fn apps_are_listed_together_in_id_order(store: Arc<dyn crate::store::AppStore>) {
+    let base = fresh_app("lst");
+    let ids: Vec<AppId> = ["c", "a", "b"]
+        .iter()
+        .map(|s| {
+            AppId::parse(&format!(
+                "{}{s}",
+                &base.as_str()[..base.as_str().len().min(30)]
+            ))
+            .unwrap()
+        })
+        .collect();
+    for id in &ids {
+        assert!(store.put_app(&app_record(id, 1)).await.unwrap());
+    }
+    let listed: Vec<AppId> = store
+        .list_apps()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.app)
+        .filter(|a| ids.contains(a))
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted);
+}
+
+/// Expands to one `#[tokio::test]` per app-store contract case.
+#[macro_export]
+macro_rules! app_store_contract {
+    ($factory:path) => {
+        $crate::order_store_contract!(@cases_balance $factory;
+            an_app_is_created_once_and_replaced_only_on_the_expected_version,
+            apps_are_listed_together_in_id_order,
+        );
+    };
+}
+
 /// Expands to one `#[tokio::test]` per balance-store contract case.
 #[macro_export]
 macro_rules! balance_store_contract {

@@ -186,9 +186,14 @@ fn iam_requests(call: &RecordedCall) -> Vec<(String, String)> {
             .keys()
             .map(|t| (format!("dynamodb:{op}"), table(&json!(t))))
             .collect(),
-        "GetSecretValue" | "DescribeSecret" => {
+        "GetSecretValue" | "DescribeSecret" | "PutSecretValue" => {
             vec![(format!("secretsmanager:{op}"), secret(&body["SecretId"]))]
         }
+        // CreateSecret is authorized on the ARN the new secret gets.
+        "CreateSecret" => vec![(
+            "secretsmanager:CreateSecret".to_owned(),
+            secret(&body["Name"]),
+        )],
         // BatchGetSecretValue needs its own action (resource "*") and GetSecretValue on every secret it returns.
         "BatchGetSecretValue" => {
             let mut out = vec![(
@@ -428,6 +433,51 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
     ] {
         let resp = handlers::ops_request(&ops, &operator(method, &path, query, body)).await;
         assert_eq!(resp.status_code, 200, "{method} {path}?{query}");
+    }
+    // ops: a merchant app created (its secret created in Secrets Manager), rotated, listed; then the new app
+    // places an order through submit-order, which finds it in the table and reads its secret on first use.
+    let resp = handlers::ops_request(
+        &ops,
+        &operator(
+            "POST",
+            "/ops/apps",
+            "",
+            r#"{"id":"shop-iam","operator":"alice"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status_code, 201, "{:?}", resp.body);
+    let rotate = r#"{"action":"rotate","grace_secs":60,"operator":"alice"}"#;
+    for (method, path, body, want) in [
+        ("PUT", "/ops/apps/shop-iam", rotate, 200),
+        ("GET", "/ops/apps", "", 200),
+    ] {
+        let resp = handlers::ops_request(&ops, &operator(method, path, "", body)).await;
+        assert_eq!(resp.status_code, want, "{method} {path}: {:?}", resp.body);
+        if method == "PUT" {
+            let text = match resp.body.as_ref().unwrap() {
+                aws_lambda_events::encodings::Body::Text(t) => t.clone(),
+                other => panic!("{other:?}"),
+            };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let secret = v["secret"].as_str().unwrap().to_owned();
+            let order = json!({"merchant_order_no": "S1", "product_code": "mobile.100",
+                               "account": "13800138002"})
+            .to_string()
+            .into_bytes();
+            let r = recharge_api::router::handle(
+                &submit.state,
+                signed(
+                    ("shop-iam", &secret),
+                    d.now_secs(),
+                    "POST",
+                    "/v1/orders",
+                    &order,
+                ),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{:?}", status_of(&r));
+        }
     }
 
     // reconcile, two hours on: M2 is queried, M1's failed notification is due again.

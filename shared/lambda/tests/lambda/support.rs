@@ -148,10 +148,16 @@ pub async fn service_over(
         apps: serde_json::from_value(apps()).unwrap(),
         catalog_text: catalog().to_string(),
     };
+    let secrets = Arc::new(secrets());
     let ports = Ports {
         store: store.clone(),
-        balances: store,
-        secrets: Arc::new(secrets()),
+        balances: store.clone(),
+        apps: store,
+        secrets: secrets.clone(),
+        secret_writer: match function {
+            Function::Ops => Some(secrets),
+            _ => None,
+        },
         clock: Arc::new(clock.clone()),
     };
     let (metrics, lines) = Metrics::capturing(function.name());

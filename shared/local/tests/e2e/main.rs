@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test binary: failing loudly is its job
 
+mod apps;
 mod browser;
 mod callbacks;
 mod cli;
