@@ -160,5 +160,11 @@ fn print_banner(stack: &LocalStack) {
         "  GET {}/_local shows the accounts and the catalog",
         stack.base_url()
     );
+    if stack.state().settings.local_mode {
+        println!(
+            "  operator console: {}/ops/console (signed as the admin app ops)",
+            stack.base_url()
+        );
+    }
     println!("  try: cargo run -p recharge-local -- order mobile.100 13800138000");
 }

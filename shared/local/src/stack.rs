@@ -1,5 +1,6 @@
 //! The local stack: the gateway's API and callback routes on one loopback port, the sweep and the balance
-//! check on a fast tick, the five provider simulators on their own ports, and an in-memory store (or DynamoDB).
+//! check on a fast tick, the five provider simulators on their own ports, and an in-memory store (or DynamoDB);
+//! in local mode also the operator console at `/ops/console` (docs/console.md).
 //! Every timing is divided by `time_scale`, so each scripted scenario ends within a minute.
 
 use crate::demo::{DEMO_VERIFICATION_CODE, LocalConfig};
@@ -328,9 +329,22 @@ impl LocalStack {
         }));
 
         let local_info = Arc::new(local_info(&base_url, &sims, &apps, &config, &options));
-        let router = axum::Router::new()
+        let mut router = axum::Router::new()
             .fallback(serve)
             .with_state((Arc::clone(&state), local_info));
+        // The operator console at /ops/console (docs/console.md), local mode only like `/_local`: its proxy
+        // signs the page's calls as the first admin app, as `recharge-ops` does against this stack.
+        if options.local_mode
+            && let Some(admin) = apps.iter().find(|a| a.role == "admin")
+        {
+            let client = recharge_ops::OpsClient::hmac(&base_url, &admin.id, &admin.secret);
+            let console = recharge_ops::console::Console::new(
+                client,
+                recharge_ops::console::Console::hosts_for(addr),
+                None,
+            );
+            router = recharge_ops::console::router(console).merge(router);
+        }
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {

@@ -12,6 +12,7 @@ mod browser;
 mod callbacks;
 mod cli;
 mod client_routes;
+mod console;
 mod crash;
 mod helpers;
 mod log_secrets;
