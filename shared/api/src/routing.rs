@@ -1,6 +1,6 @@
-//! Routing (docs/architecture.md §4): the first usable route of a product, in catalog order. A route is skipped when its
-//! account is disabled, not loaded, lacks the capability the product needs, serves other carriers, has a last
-//! known balance below the cost, costs more than the price, or was already tried for this order.
+//! Routing (docs/architecture.md §4): the first usable route of a product, in catalog order. A route is skipped when
+//! its account is disabled, not loaded, lacks the capability the product needs, serves other carriers, has a last known
+//! balance below the cost, costs more than the price, or was already tried for this order.
 
 use crate::catalog::{Catalog, Product};
 use recharge_core::msisdn::Carrier;

@@ -26,8 +26,8 @@ pub struct OrderView {
     pub sequence: u64,
 }
 
-/// The merchant-facing failure codes (docs/operations.md §6): a small, stable set, whatever a provider answered. The raw
-/// provider code and message stay in the operators' view (`GET /ops/orders/{order_id}`).
+/// The merchant-facing failure codes (docs/operations.md §6): a small, stable set, whatever a provider answered. The
+/// raw provider code and message stay in the operators' view (`GET /ops/orders/{order_id}`).
 ///
 /// | code | meaning |
 /// |---|---|

@@ -122,8 +122,8 @@ impl DynamoOrderStore {
                 AttributeValue::N(order.updated_at().millis().to_string()),
             ),
         ]);
-        // The operators' listing and queue (docs/operations.md §1, §2): every order in `by_status`, the ones with an attention
-        // time (sparse) in `attention`. Both partitions are sharded like the due index, so no index partition
+        // The operators' listing and queue (docs/operations.md §1, §2): every order in `by_status`, the ones with an
+        // attention time (sparse) in `attention`. Both partitions are sharded like the due index, so no index partition
         // takes more than its share of the write rate.
         let shard = order.id().shard(self.shards);
         let summary = OrderSummary::of(order);

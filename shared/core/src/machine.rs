@@ -1,6 +1,6 @@
-//! The order state machine of docs/state-machine.md as one pure function: `apply(order, event, now, policy)` returns the
-//! next order (version + 1) or a typed refusal that says why nothing changes. Every store write goes through
-//! it, so the invariants hold whatever order callbacks, queries and the sweep arrive in.
+//! The order state machine of docs/state-machine.md as one pure function: `apply(order, event, now, policy)` returns
+//! the next order (version + 1) or a typed refusal that says why nothing changes. Every store write goes through it, so
+//! the invariants hold whatever order callbacks, queries and the sweep arrive in.
 //!
 //! Refusals are not errors to the caller: `Duplicate` and `Stale` events are acknowledged and forgotten;
 //! `Conflicting` ones are acknowledged and alerted.
@@ -339,8 +339,9 @@ fn step(cur: &AttemptState, outcome: &Outcome, source: Source) -> Step {
                 reason: reason.clone(),
             }),
             // A refusal means "never accepted, nothing charged": it can only answer a submit, or be an
-            // operator's finding with evidence that an unknown submit never reached the provider (docs/operations.md §1).
-            // After an acceptance (or from a query) it is a late or confused answer, and changes nothing.
+            // operator's finding with evidence that an unknown submit never reached the provider
+            // (docs/operations.md §1). After an acceptance (or from a query) it is a late or confused answer, and
+            // changes nothing.
             O::Rejected {
                 failover_allowed,
                 reason,
@@ -489,8 +490,8 @@ fn apply_outcome(
 
     let new_state = match step(&old, outcome, source) {
         Step::To(s) => Some(s),
-        // "Not found" never fails an attempt the provider once acknowledged (docs/providers/README.md §4 rule 4), nor one
-        // on a provider whose reused-id refusal gives a safe probe instead.
+        // "Not found" never fails an attempt the provider once acknowledged (docs/providers/README.md §4 rule 4), nor
+        // one on a provider whose reused-id refusal gives a safe probe instead.
         Step::NotFound if a.acknowledged || policy.not_found_probe => {
             let track = a.not_found.get_or_insert(NotFoundTrack {
                 first_at: now,

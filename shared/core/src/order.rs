@@ -688,8 +688,8 @@ impl Order {
         }
     }
 
-    /// True when attempt `no` should be probed by resubmitting it under the same id (docs/providers/README.md §4 rule 4):
-    /// the provider refuses reused ids (`policy.not_found_probe`), the attempt is open and was never
+    /// True when attempt `no` should be probed by resubmitting it under the same id (docs/providers/README.md §4
+    /// rule 4): the provider refuses reused ids (`policy.not_found_probe`), the attempt is open and was never
     /// acknowledged, and "not found" has been answered often enough for long enough.
     pub fn probe_due(
         &self,

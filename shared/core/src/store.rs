@@ -229,10 +229,10 @@ pub trait OrderStore: Send + Sync + std::fmt::Debug {
     /// The order's audit trail, oldest first.
     async fn audit_trail(&self, id: &OrderId) -> Result<Vec<AuditEntry>, StoreError>;
 
-    /// An operator's listing (docs/operations.md §1): at most `limit` orders passing `filter` at `now`, newest first, or
-    /// with `needs_operator` oldest queue entry first; `after` is the previous page's `next` cursor (an invalid
-    /// cursor is `StoreError::Corrupt`). Never a scan: queries of an index, one per index partition and page
-    /// (the DynamoDB store's round trips are in docs/storage.md §4 and docs/operations.md §1).
+    /// An operator's listing (docs/operations.md §1): at most `limit` orders passing `filter` at `now`, newest first,
+    /// or with `needs_operator` oldest queue entry first; `after` is the previous page's `next` cursor (an invalid
+    /// cursor is `StoreError::Corrupt`). Never a scan: queries of an index, one per index partition and page (the
+    /// DynamoDB store's round trips are in docs/storage.md §4 and docs/operations.md §1).
     async fn list(
         &self,
         filter: &OrderFilter,

@@ -1,5 +1,5 @@
-//! The adapter contract every protocol implements (docs/providers/README.md §2), and the helpers the adapters share for turning
-//! HTTP trouble into `Outcome::Unknown`.
+//! The adapter contract every protocol implements (docs/providers/README.md §2), and the helpers the adapters share for
+//! turning HTTP trouble into `Outcome::Unknown`.
 
 use crate::codec::CodecError;
 use crate::codes::{Classified, Meaning, Unlisted};

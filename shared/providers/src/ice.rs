@@ -1,6 +1,6 @@
-//! 003 话费充值微服务 (彩生活 behind the ICE gateway, docs/providers/ice-microservice.md): ICE reserved params `ts, appID, sign` in
-//! the query string with `sign = md5(appID + ts + token + "false")` lowercase; business params in the form
-//! body (order, POST) or the query (status, GET). No callback, no balance.
+//! 003 话费充值微服务 (彩生活 behind the ICE gateway, docs/providers/ice-microservice.md): ICE reserved params `ts, appID, sign`
+//! in the query string with `sign = md5(appID + ts + token + "false")` lowercase; business params in the form body
+//! (order, POST) or the query (status, GET). No callback, no balance.
 
 pub mod wire;
 

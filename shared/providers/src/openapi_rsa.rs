@@ -127,8 +127,8 @@ pub struct Options {
     /// Unknown. Off by default: whether responses carry them is not documented.
     pub verify_response_sign: bool,
     /// How to check a callback or response that carries no `signType` header. Unset: the documented MD5
-    /// routine when the secret has a `sign_key` (docs/providers/openapi-rsa.md §4 step 4: the doc verifies callbacks with MD5,
-    /// and the RSA key exchange for callbacks is undocumented), else the account's own `sign_type`.
+    /// routine when the secret has a `sign_key` (docs/providers/openapi-rsa.md §4 step 4: the doc verifies callbacks
+    /// with MD5, and the RSA key exchange for callbacks is undocumented), else the account's own `sign_type`.
     pub callback_sign_type: Option<SignType>,
 }
 

@@ -1,8 +1,8 @@
 //! The registry: the one place that knows every adapter. It loads an account with its credentials into a
 //! [`Provider`], and runs each flow of a provider call (submit, probe, query, verify, balance, callback
 //! review) once for every protocol: fresh context, build, execute, parse, then the checks every answer gets
-//! (docs/providers/README.md §4): unlisted codes counted, answers about another order and amounts that do not fit turned
-//! into findings (and the former into Unknown), a connection never made into a refusal.
+//! (docs/providers/README.md §4): unlisted codes counted, answers about another order and amounts that do not fit
+//! turned into findings (and the former into Unknown), a connection never made into a refusal.
 
 use crate::account::{ConfigError, Protocol, ProviderAccount, redacted};
 use crate::adapter::{
@@ -102,8 +102,9 @@ impl Provider {
             call_timeout: Duration::from_millis(self.account.timeouts.call_ms)
                 .saturating_add(Duration::from_secs(20)),
             not_found_grace: Duration::from_secs(self.account.not_found_grace_secs),
-            // Only a provider that refuses a reused id makes "not found" safe to fail over (docs/providers/README.md §3 rule 3); and
-            // there a resubmit of the same id is the safe probe that replaces "not found" altogether (docs/providers/README.md §4 rule 4).
+            // Only a provider that refuses a reused id makes "not found" safe to fail over (docs/providers/README.md §3
+            // rule 3); and there a resubmit of the same id is the safe probe that replaces "not found" altogether
+            // (docs/providers/README.md §4 rule 4).
             not_found_failover: caps.dedupes_our_id,
             not_found_probe: caps.dedupes_our_id,
             ..Policy::default()

@@ -323,7 +323,8 @@ impl ProviderAdapter for SmsBilling {
             Err(o) => return o.into(),
         };
         // 验证码支付 is the step that charges: `0` 交易成功, and only the codes the account lists mean
-        // anything else; an unlisted one may have charged the user, so it is UNKNOWN (docs/providers/README.md §4 rule 1).
+        // anything else; an unlisted one may have charged the user, so it is UNKNOWN (docs/providers/README.md §4
+        // rule 1).
         let c = self.codes.classify(
             Phase::Submit,
             &a.result_code,

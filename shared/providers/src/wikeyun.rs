@@ -69,8 +69,8 @@ pub struct Options {
     pub client: String,
     /// `recharge_type` when the route's product does not say (1 快充, 0 慢充).
     pub recharge_type: String,
-    /// `change`: 0 = the provider must not switch channels (we fail over ourselves, docs/providers/README.md §3 rule 7); `null` = omit
-    /// (account setting).
+    /// `change`: 0 = the provider must not switch channels (we fail over ourselves, docs/providers/README.md §3
+    /// rule 7); `null` = omit (account setting).
     pub change: Option<u8>,
     /// `source` (force a channel), omitted when unset.
     pub source: Option<String>,

@@ -335,8 +335,8 @@ async fn query(
     if get("userid") != s.creds.userid {
         return order_error(&p, "5001");
     }
-    // Assumed (docs/providers/suka-xml.md §3): a missing query sign is accepted (the family doc sends none) unless configured
-    // otherwise; a present one is verified case-insensitively (the PHP client sends it lowercase).
+    // Assumed (docs/providers/suka-xml.md §3): a missing query sign is accepted (the family doc sends none) unless
+    // configured otherwise; a present one is verified case-insensitively (the PHP client sends it lowercase).
     if s.creds.query_sign_required && get("sign").is_empty() {
         return order_error(&p, "5005");
     }

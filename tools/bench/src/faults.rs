@@ -255,9 +255,9 @@ pub struct FaultReport {
     pub by_account: BTreeMap<String, (usize, BTreeMap<String, usize>, usize)>,
     /// Orders left processing or waiting for the user.
     pub open: usize,
-    /// Of those, in the operator queue (docs/operations.md §2) at the end of the campaign, and with an attention time at
-    /// all (in the queue once their escalation limit passes; a PC billing order waiting for its code has none:
-    /// it expires instead).
+    /// Of those, in the operator queue (docs/operations.md §2) at the end of the campaign, and with an attention time
+    /// at all (in the queue once their escalation limit passes; a PC billing order waiting for its code has none: it
+    /// expires instead).
     pub queued_now: usize,
     pub queued_eventually: usize,
     /// Ledger totals.
@@ -978,9 +978,9 @@ fn explain_open(
                 open.route().provider_account
             ))
         }
-        // The provider refused it (nothing recorded) with a code its dialect made up: Unknown by docs/providers/README.md §4
-        // rule 1, and every probe (the same attempt id resubmitted) gets the same code, so even a provider with
-        // a "not found" answer cannot close it. An operator who learns the code closes it.
+        // The provider refused it (nothing recorded) with a code its dialect made up: Unknown by
+        // docs/providers/README.md §4 rule 1, and every probe (the same attempt id resubmitted) gets the same code, so
+        // even a provider with a "not found" answer cannot close it. An operator who learns the code closes it.
         None if matches!(open.state(), AttemptState::Unknown { .. })
             && unlisted_refusal.contains_key(open.route().provider_account.as_str())
             && recharge_sim::script::choose(

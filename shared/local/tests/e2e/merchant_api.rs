@@ -1,5 +1,5 @@
-//! The merchant API's contract (docs/merchant-api.md §2) over HTTP: idempotent replay and conflict, every authentication
-//! failure, tenant isolation, the admin-only balances, and every kind of malformed request.
+//! The merchant API's contract (docs/merchant-api.md §2) over HTTP: idempotent replay and conflict, every
+//! authentication failure, tenant isolation, the admin-only balances, and every kind of malformed request.
 
 use crate::helpers::*;
 use serde_json::{Value, json};

@@ -594,8 +594,8 @@ fn rsa_secret_with_sign_key() -> String {
 
 #[test]
 fn an_rsa_account_with_a_sign_key_verifies_callbacks_with_the_documented_md5_routine() {
-    // docs/providers/openapi-rsa.md §4 step 4: callbacks carry no signType and the doc verifies them with the MD5 routine,
-    // whatever the account signs its own requests with.
+    // docs/providers/openapi-rsa.md §4 step 4: callbacks carry no signType and the doc verifies them with the MD5
+    // routine, whatever the account signs its own requests with.
     let p = Provider::load(acct(serde_json::Value::Null), &rsa_secret_with_sign_key()).unwrap();
     let raw = signed_callback(&callback_body(), md5_with("TestSignKey0123"));
     assert_eq!(

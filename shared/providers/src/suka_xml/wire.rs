@@ -46,7 +46,8 @@ pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] = &[
             // Row 9: failed and refunded, failover allowed.
             ("9", Failure),
             // Rows 5001–5005, 5008–5013: refusals before acceptance (auth/sign, balance, product, mismatch,
-            // params, IP): nothing was charged (docs/providers/README.md §3 rule 1). The code tells operators which alert it is.
+            // params, IP): nothing was charged (docs/providers/README.md §3 rule 1). The code tells operators which
+            // alert it is.
             ("5001", Refusal),
             ("5002", Refusal),
             ("5003", Refusal),

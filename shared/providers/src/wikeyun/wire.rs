@@ -57,7 +57,8 @@ pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] = &[
         &[
             (CODE_SUCCESS, Accepted),
             // The one public error (`app_key不能为空`): the request was refused before any order existed.
-            // Every other pushOrder code is UNKNOWN (docs/providers/README.md §4 rule 1): the order may have been recorded first.
+            // Every other pushOrder code is UNKNOWN (docs/providers/README.md §4 rule 1): the order may have been
+            // recorded first.
             ("1003", Refusal),
         ],
     ),
@@ -74,7 +75,8 @@ const STATUSES: &[(&str, Meaning)] = &[
     ("8", Accepted),
     ("12", Accepted),
     ("2", Success),
-    // Rows 3 (refund pending), 4 (refunded), 9 (cancelled): FAILED; docs/providers/README.md §3 rule 1 lists 3/4/9 as failover-safe.
+    // Rows 3 (refund pending), 4 (refunded), 9 (cancelled): FAILED; docs/providers/README.md §3 rule 1 lists 3/4/9 as
+    // failover-safe.
     ("3", Failure),
     ("4", Failure),
     ("9", Failure),
