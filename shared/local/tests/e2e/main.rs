@@ -18,6 +18,7 @@ mod log_secrets;
 mod merchant_api;
 mod notifications;
 mod ops;
+mod order_command;
 mod provider_safety;
 mod sample_client;
 mod scripted;
