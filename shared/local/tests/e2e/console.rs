@@ -16,8 +16,9 @@ async fn ops_get(h: &Harness, path: &str) -> Value {
     r.body
 }
 
-/// A stuck order: 0009 keeps it processing on the provider side, so it enters the operator queue once its
-/// account's limit (30 min / time scale 100 = 18 s) has passed. Returns (merchant order no, order id).
+/// A stuck order: 0009 keeps it processing on the provider side (1 h / time scale 100 = 36 s), so it enters the
+/// operator queue once its account's limit (30 min / 100 = 18 s) has passed. Returns (merchant order no, order
+/// id). The browser is started before it, so the operator acts well within the window.
 async fn stuck_order(h: &Harness) -> (String, String) {
     let no = order_no("console");
     let created = h
@@ -72,14 +73,23 @@ async fn wait_attribute(session: &Session<'_>, css: &str, name: &str, want: &str
 async fn an_operator_resolves_a_stuck_order_and_drains_an_account_through_the_console_in_headless_chromium()
  {
     let h = Harness::start().await;
-    let (no, id) = stuck_order(&h).await;
-
     let driver = Driver::start().await;
     let profile = std::env::temp_dir().join(format!("recharge-console-{}", order_no("profile")));
     let session = driver.session(&profile).await;
     session.window(1280, 800).await;
     let console = format!("{}/ops/console/", h.stack.base_url());
     session.post("/url", json!({ "url": console })).await;
+
+    // Calm while nothing is wrong.
+    wait_attribute(&session, "body", "data-state", "calm").await;
+    assert_eq!(
+        session.text("#health").await,
+        "All clear: nothing needs an operator."
+    );
+
+    // A stuck order; once it is in the queue the next refresh shows it (the page also refreshes every 15 s).
+    let (no, id) = stuck_order(&h).await;
+    session.click("#refresh").await;
 
     // Loud: the queue count on top, the banner, the order in the queue.
     wait_attribute(&session, "#count-queue", "data-count", "1").await;

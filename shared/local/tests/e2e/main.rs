@@ -19,6 +19,7 @@ mod log_secrets;
 mod merchant_api;
 mod notifications;
 mod ops;
+mod order_command;
 mod provider_safety;
 mod sample_client;
 mod scripted;
