@@ -8,7 +8,7 @@ use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::reader::Reader;
 use recharge_core::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 /// A text decoding or parsing failure. Callers map it to `Unknown` (responses) or a refused callback.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,22 +79,10 @@ pub fn check_cap(body: &[u8], cap: usize) -> Result<(), CodecError> {
     Ok(())
 }
 
-/// Percent-encodes bytes as `application/x-www-form-urlencoded` does (Java `URLEncoder`): `A-Za-z0-9*-._`
-/// stay, space becomes `+`, everything else `%XX` uppercase.
+/// Percent-encodes bytes as `application/x-www-form-urlencoded` does (Java `URLEncoder`, WHATWG's
+/// serializer): `A-Za-z0-9*-._` stay, space becomes `+`, everything else `%XX` uppercase.
 pub fn percent_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 3);
-    for &b in bytes {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(char::from(b))
-            }
-            b' ' => out.push('+'),
-            _ => {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(bytes).collect()
 }
 
 /// Encodes `k=v&…` in the given charset, keeping the pair order given.
@@ -111,35 +99,23 @@ pub fn encode_form(pairs: &[(&str, &str)], charset: Charset) -> Result<String, C
     Ok(out)
 }
 
-fn unhex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
+/// `+` is a space and `%XX` a byte. percent-encoding passes a malformed `%G1` through as it is; a form whose
+/// signature we check must not be readable two ways, so a `%` not followed by two hex digits is an error.
 fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.get(i + 1).copied().and_then(unhex);
-                let lo = bytes.get(i + 2).copied().and_then(unhex);
-                match (hi, lo) {
-                    (Some(h), Some(l)) => out.push((h << 4) | l),
-                    _ => return Err(CodecError::Percent),
-                }
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
+    let malformed = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return Err(CodecError::Percent);
     }
-    Ok(out)
+    let spaced: Vec<u8> = bytes
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    Ok(percent_encoding::percent_decode(&spaced).collect())
 }
 
 /// Parses a form body or query string: percent-decodes each part to bytes, then decodes those bytes strictly
@@ -185,32 +161,28 @@ pub fn ordered_json(fields: &[(&str, &str)]) -> String {
     out
 }
 
-/// `yyyyMMddHHmmss` in Beijing time (UTC+8, no DST), as the 001 family wants `spordertime`.
+/// `yyyyMMddHHmmss` in Beijing time (UTC+8, no DST), as the 001 family wants `spordertime`. Beijing time is
+/// a fixed shift, so the UTC calendar of the shifted instant is Beijing's calendar. Instants outside the
+/// calendar's years ±9999 (no clock gives one) are clamped to its ends.
 pub fn beijing_compact(ts: Timestamp) -> String {
-    let secs = ts.seconds() + 8 * 3600;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let t = OffsetDateTime::from_unix_timestamp(ts.seconds().saturating_add(8 * 3600))
+        .unwrap_or_else(|_| {
+            if ts.seconds() < 0 {
+                PrimitiveDateTime::MIN
+            } else {
+                PrimitiveDateTime::MAX
+            }
+            .assume_utc()
+        });
     format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// One XML element: its name, its text (concatenated, entity-decoded, untrimmed) and its child elements.
@@ -463,6 +435,19 @@ mod tests {
             "20210224134552"
         );
         assert_eq!(beijing_compact(Timestamp::from_millis(0)), "19700101080000");
+        // A leap day, and the Beijing date running a day ahead of UTC's.
+        assert_eq!(
+            beijing_compact(Timestamp::from_millis(951_839_999_000)),
+            "20000229235959"
+        );
+        assert_eq!(
+            beijing_compact(Timestamp::from_millis(951_868_800_000)),
+            "20000301080000"
+        );
+        assert_eq!(
+            beijing_compact(Timestamp::from_millis(i64::MAX)),
+            "99991231235959"
+        );
     }
 
     #[test]
