@@ -1,4 +1,4 @@
-//! Merchant apps at run time (DESIGN §11; docs/operations.md §4): the operators create, disable, enable and
+//! Merchant apps at run time (docs/operations.md §9): the operators create, disable, enable and
 //! rotate apps through `/ops/apps` with no deploy; `apps.json` stays the seed.
 //!
 //! Every function finds an app **on first use**: one `GetItem` of its record (`pk = CONFIG`, `sk = APP#<id>`),

@@ -4,9 +4,9 @@
 //!
 //! | route | store round trips |
 //! |---|---|
-//! | `GET /v1/client/orders/{order_id}` | 1 `GetItem` (0 when the secret is refused: it is checked before any read) |
+//! | `GET /v1/client/orders/{order_id}` | 1 `GetItem` (0 when the secret is refused: it is checked before any read); a request with an `Origin` adds the app's `GetItem` on an app-cache miss (`crate::apps`) |
 //! | `POST /v1/client/orders/{order_id}/verification` | 1 `GetItem` + 1 `UpdateItem` (the attempt counter); then, when the order waits for a code, the existing verification flow: 1 `TransactWriteItems` before the provider call and 1 after |
-//! | `OPTIONS` (preflight) on both | 0 |
+//! | `OPTIONS` (preflight) on both | 0, but for 1 `Query` of the config partition per app-cache TTL (`AppDirectory::any_allows_origin`) |
 //!
 //! The gateway key is read through the cached secret source (no Secrets Manager call when warm).
 //!
@@ -321,22 +321,28 @@ async fn serve(
             message: "too many requests for this order; slow down".into(),
         });
     }
-    // Every secret we issued names a stored order; an order gone (or an app removed) is a secret that no
-    // longer opens anything.
+    // Every secret we issued names a stored order; an order gone is a secret that no longer opens anything.
     let order = state.store.get(&id).await?.ok_or_else(invalid)?;
-    let app = state.apps.get(order.app_id()).await?.ok_or_else(invalid)?;
-    let app = &app.config;
-    if let Some(o) = origin
-        && !app.client.allows(o)
-    {
-        return Err(ApiError::OriginNotAllowed);
+    // A browser page must be of an origin the order's own app lists. The app is looked up only then (a
+    // mini-program sends no Origin): found on first use and cached, `crate::apps`; an app gone from the seed
+    // and the table opens nothing to a browser.
+    if let Some(o) = origin {
+        let app = state.apps.get(order.app_id()).await?.ok_or_else(invalid)?;
+        if !app.config.client.allows(o) {
+            return Err(ApiError::OriginNotAllowed);
+        }
     }
     match route {
         ClientRoute::Order(_) => Ok(ApiResponse::json(200, &ClientOrderView::of(&order))),
         ClientRoute::Verification(_) => {
-            // Counted before the body is looked at: every request counts, whatever it says.
+            // Counted before the body is looked at: every request counts, whatever it says. The counter is
+            // kept as long as the (verified) secret presented lives.
             let expires = Timestamp::from_millis(
-                client_secret::expiry_of(order.created_at(), app.client.ttl()).saturating_mul(1000),
+                client_secret::presented_expiry(presented)
+                    .unwrap_or_else(|| {
+                        client_secret::expiry_of(order.created_at(), client_secret::DEFAULT_TTL)
+                    })
+                    .saturating_mul(1000),
             );
             if !state
                 .store

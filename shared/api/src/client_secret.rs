@@ -10,7 +10,8 @@
 //! and the expiry, instead of a random value stored as a hash:
 //! - a replay of the create (same merchant order number, same body) must return the secret again, but a stored
 //!   hash cannot give back its secret, and minting a new one would need a write on a path that writes nothing
-//!   (DESIGN §6: a duplicate create costs 0 writes). The derivation gives the same secret from the stored order;
+//!   (docs/storage.md §4: a duplicate create costs 0 writes). The derivation gives the same secret from the stored
+//!   order;
 //! - checking one costs no store round trip: a wrong, forged or other-order secret is refused before the order is
 //!   read, so "no such order" and "wrong secret" are the same answer at the same cost;
 //! - the expiry travels inside the secret, covered by the MAC, so it cannot be stretched.
@@ -151,6 +152,17 @@ pub fn check(
     Ok(())
 }
 
+/// The expiry (unix seconds) a client secret states; `None` if it is not of the form. Trust it only after
+/// [`check`] accepted the secret.
+pub fn presented_expiry(presented: &str) -> Option<i64> {
+    presented
+        .strip_prefix(PREFIX)?
+        .split_once('_')?
+        .0
+        .parse()
+        .ok()
+}
+
 /// The expiry of an order's client secret: its creation (whole seconds) plus the app's lifetime. Derived from
 /// the stored order, so a replay of the create gives the same secret.
 pub fn expiry_of(created_at: Timestamp, ttl: Duration) -> i64 {
@@ -222,6 +234,7 @@ mod tests {
         let s = k.issue(&order, expires).unwrap();
         let keys = one(k);
         assert_eq!(check(&keys, &order, s.expose_secret(), NOW), Ok(()));
+        assert_eq!(presented_expiry(s.expose_secret()), Some(expires));
         let just_before = Timestamp::from_millis((expires - 1) * 1000);
         assert_eq!(check(&keys, &order, s.expose_secret(), just_before), Ok(()));
         let at = Timestamp::from_millis(expires * 1000);

@@ -7,7 +7,7 @@ use serde_json::json;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
     /// 401: missing or bad authentication (`missing_auth`, `unknown_app`, `invalid_timestamp`,
-    /// `stale_timestamp`, `invalid_nonce`, `bad_signature`).
+    /// `stale_timestamp`, `invalid_nonce`, `bad_signature`, `app_disabled`).
     #[error("{code}: {message}")]
     Unauthorized { code: &'static str, message: String },
     /// 403: authenticated, but the app may not do this.

@@ -1,4 +1,4 @@
-//! The operators' merchant apps (DESIGN §11; docs/operations.md §4): create, disable, enable and rotate an
+//! The operators' merchant apps (docs/operations.md §9): create, disable, enable and rotate an
 //! app with no deploy. Records live in the orders table's config partition (`pk = CONFIG`, `sk = APP#<id>`);
 //! secrets in Secrets Manager (`<prefix><id>`, `{"app_secret": "…"}`). A new secret is shown once, in the answer
 //! that made it, and never again: it is not stored anywhere but the secret store, and never logged.

@@ -1,6 +1,6 @@
 //! Merchant apps created, disabled, enabled and rotated through `recharge-ops` (tools/ops) against the local
 //! stack, with no restart: the stack's functions find apps in the table on first use and cache them for at
-//! most a minute (docs/operations.md §4).
+//! most a minute (docs/operations.md §9).
 
 use crate::helpers::*;
 use recharge_ops::{Cli, CliError, Output, client_for, run};
