@@ -1,6 +1,7 @@
 //! The local stack: the gateway's API and callback routes on one loopback port, the sweep and the balance
 //! check on a fast tick, the five provider simulators on their own ports, and an in-memory store (or DynamoDB).
-//! Every timing is divided by `time_scale`, so each scripted scenario ends within a minute.
+//! Every timing is divided by `time_scale` (default 20), so each scripted scenario ends within a minute but
+//! account `0009`'s long processing, which takes the simulators' hour divided by it (3 minutes by default).
 
 use crate::demo::{DEMO_VERIFICATION_CODE, LocalConfig};
 use axum::body::Body;
@@ -175,6 +176,9 @@ impl LocalStack {
         let secrets = Arc::new(InMemorySecretSource::new());
         let mut secret_values: Vec<(String, String)> = Vec::new();
         let mut sims = BTreeMap::new();
+        // The simulators' longest scripted behaviour (account `0009`), shown at `/_local` so that `order`
+        // waits long enough.
+        let mut long_processing = Duration::ZERO;
         let mut provider_accounts = Vec::new();
         for a in &accounts {
             let mut account_json = a.account.clone();
@@ -192,6 +196,7 @@ impl LocalStack {
                 sc.time_scale = options.time_scale;
                 sc.scripts = sim.scripts;
                 sc.hang = options.sim_hang;
+                long_processing = long_processing.max(sc.long_processing);
                 sc.chaos = options.chaos.clone();
                 if let Some(d) = options.dialects.get(&id) {
                     sc.dialect = d.clone();
@@ -327,7 +332,14 @@ impl LocalStack {
             settings,
         }));
 
-        let local_info = Arc::new(local_info(&base_url, &sims, &apps, &config, &options));
+        let local_info = Arc::new(local_info(
+            &base_url,
+            &sims,
+            &apps,
+            &config,
+            &options,
+            long_processing,
+        ));
         let router = axum::Router::new()
             .fallback(serve)
             .with_state((Arc::clone(&state), local_info));
@@ -476,6 +488,7 @@ fn local_info(
     apps: &[crate::demo::LocalApp],
     config: &LocalConfig,
     options: &LocalOptions,
+    long_processing: Duration,
 ) -> Value {
     let accounts: Vec<Value> = config
         .accounts
@@ -504,6 +517,7 @@ fn local_info(
         "accounts": accounts,
         "catalog": config.catalog,
         "time_scale": options.time_scale,
+        "longest_scenario_secs": long_processing.as_secs_f64() / options.time_scale.max(f64::MIN_POSITIVE),
         "demo": {"verification_code": DEMO_VERIFICATION_CODE},
     })
 }
