@@ -1,4 +1,4 @@
-//! Merchant request authentication (DESIGN §8): HMAC-SHA256 over a canonical string, ±300 s clock window,
+//! Merchant request authentication (docs/merchant-api.md §1): HMAC-SHA256 over a canonical string, ±300 s clock window,
 //! constant-time comparison, current and previous key during a rotation.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! `recharge-ops`: the operators' command line over the gateway's `/ops` API (DESIGN §11).
+//! `recharge-ops`: the operators' command line over the gateway's `/ops` API (docs/operations.md §4).
 //!
 //! ```text
 //! recharge-ops [--base URL] [--app ID --secret S | --sigv4 [--region R]] [--json] <command>
@@ -895,7 +895,7 @@ mod tests {
 
     #[test]
     fn the_hmac_signature_has_the_gateway_s_known_answer() {
-        // README's known answer for the merchant signature, which the admin app's requests use too.
+        // known answer of docs/merchant-api.md §1 for the merchant signature, which the admin app's requests use too.
         let body_hash = data_encoding::HEXLOWER.encode(&Sha256::digest(br#"{"a":1}"#));
         let sts = format!("POST\n/v1/orders\n\n1700000000\nabcdef12\n{body_hash}");
         assert_eq!(
