@@ -3,7 +3,7 @@
 //! an open attempt is queried on its backoff schedule; a definite failure fails over; a pending merchant
 //! notification is (re)sent.
 //!
-//! Two lanes with their own pools, so neither waits on the other (docs/architecture.md §4, bulkheads):
+//! Two lanes with their own pools, so neither waits on the other (docs/architecture.md §8, bulkheads):
 //! - **work**: provider work (deadlines, queries, failovers, expiries), `sweep_concurrency` at a time;
 //! - **notifications**: merchant notifications, `sweep_concurrency` at a time, each claimed before it is sent
 //!   (`flow::notify_merchant`), so a change has one sender however many sweeps and handlers race.

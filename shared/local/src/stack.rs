@@ -342,7 +342,7 @@ impl LocalStack {
             }
         }));
         // The sweep's two lanes as two loops: a pass of notifications waiting on a hanging notify URL never
-        // holds up the next pass of provider work (docs/architecture.md §4).
+        // holds up the next pass of provider work (docs/architecture.md §8).
         for lanes in [
             recharge_api::sweep::Lanes::Work,
             recharge_api::sweep::Lanes::Notifications,

@@ -1,4 +1,4 @@
-//! The noisy-neighbour row (issue 15, docs/benchmarks.md §3): one app with many orders whose notify URL hangs
+//! The noisy-neighbour row (issue 15, docs/benchmarks.md §6): one app with many orders whose notify URL hangs
 //! must not slow another app's orders. App `demo` places `loud` orders of `mobile.100` (callbacks, so each
 //! one changes status and is notified) with a notify URL that holds every request `hang` before answering;
 //! app `demo2` places `quiet` query-driven orders (script 0006: no callback, only the sweep's query settles
