@@ -15,6 +15,9 @@ pub fn banner<'a>(base_url: &str, sims: impl IntoIterator<Item = (&'a str, &'a s
     text.push_str(&format!(
         "  GET {base_url}/_local shows the accounts and the catalog\n"
     ));
+    text.push_str(&format!(
+        "  operator console: {base_url}/ops/console (local mode; signed as the admin app ops)\n"
+    ));
     let base = if base_url.trim_end_matches('/') == DEFAULT_BASE {
         String::new()
     } else {

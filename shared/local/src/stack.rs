@@ -1,5 +1,6 @@
 //! The local stack: the gateway's API and callback routes on one loopback port, the sweep and the balance
-//! check on a fast tick, the five provider simulators on their own ports, and an in-memory store (or DynamoDB).
+//! check on a fast tick, the five provider simulators on their own ports, and an in-memory store (or DynamoDB);
+//! in local mode also the operator console at `/ops/console` (docs/console.md).
 //! Every timing is divided by `time_scale` (default 20), so each scripted scenario ends within a minute but
 //! account `0009`'s long processing, which takes the simulators' hour divided by it (3 minutes by default).
 
@@ -305,7 +306,8 @@ impl LocalStack {
             secrets
         };
         let executor = Executor::new().map_err(|e| LocalError::Config(e.to_string()))?;
-        let notifier = HttpNotifier::new(Duration::from_secs(5), options.local_mode)
+        let notify_timeout = Duration::from_secs(5);
+        let notifier = HttpNotifier::new(notify_timeout, options.local_mode)
             .map_err(|e| LocalError::Config(e.to_string()))?;
         let mut settings = Settings::production(base_url.clone());
         settings.local_mode = options.local_mode;
@@ -319,6 +321,9 @@ impl LocalStack {
             .max(Duration::from_secs(60))
         });
         settings.client_key_secret = Some(CLIENT_KEY_SECRET.to_owned());
+        // A claim outlasts the notifier's timeout; shorter than production's, so a sweep aborted after its
+        // claim (the fault campaign does that) is retried within seconds.
+        settings.notify_lease = notify_timeout + Duration::from_secs(3);
         let state = Arc::new(AppState::new(Parts {
             store,
             balances,
@@ -340,23 +345,43 @@ impl LocalStack {
             &options,
             long_processing,
         ));
-        let router = axum::Router::new()
+        let mut router = axum::Router::new()
             .fallback(serve)
             .with_state((Arc::clone(&state), local_info));
+        // The operator console at /ops/console (docs/console.md), local mode only like `/_local`: its proxy
+        // signs the page's calls as the first admin app, as `recharge-ops` does against this stack.
+        if options.local_mode
+            && let Some(admin) = apps.iter().find(|a| a.role == "admin")
+        {
+            let client = recharge_ops::OpsClient::hmac(&base_url, &admin.id, &admin.secret);
+            let console = recharge_ops::console::Console::new(
+                client,
+                recharge_ops::console::Console::hosts_for(addr),
+                None,
+            );
+            router = recharge_ops::console::router(console).merge(router);
+        }
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!(error = %e, "local server stopped");
             }
         }));
-        let sweep_state = Arc::clone(&state);
-        let sweep_every = options.sweep_every;
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(sweep_every).await;
-                recharge_api::sweep::sweep(Arc::clone(&sweep_state)).await;
-            }
-        }));
+        // The sweep's two lanes as two loops: a pass of notifications waiting on a hanging notify URL never
+        // holds up the next pass of provider work (docs/architecture.md §8).
+        for lanes in [
+            recharge_api::sweep::Lanes::Work,
+            recharge_api::sweep::Lanes::Notifications,
+        ] {
+            let sweep_state = Arc::clone(&state);
+            let sweep_every = options.sweep_every;
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(sweep_every).await;
+                    recharge_api::sweep::sweep_lanes(Arc::clone(&sweep_state), lanes).await;
+                }
+            }));
+        }
         let balance_state = Arc::clone(&state);
         let balance_every = options.balance_every;
         tasks.push(tokio::spawn(async move {
