@@ -102,6 +102,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Vec<Row>> {
     rows.extend(throughput(opts.orders).await?);
     eprintln!("sweep: {} due orders ...", opts.due);
     rows.extend(sweep_rate(opts.due).await?);
+    rows.extend(crate::noisy::run(&crate::noisy::NoisyOptions::default()).await?);
     if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some()
         && std::env::var_os("AWS_ENDPOINT_URL_SECRETS_MANAGER").is_some()
     {
