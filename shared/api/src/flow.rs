@@ -8,7 +8,7 @@
 
 use crate::catalog::validate_account;
 use crate::notify::{self, Delivery};
-use crate::routing;
+use crate::route_choice;
 use crate::state::AppState;
 use crate::view::OrderView;
 use recharge_core::mask::mask;
@@ -339,7 +339,7 @@ pub async fn advance(state: &AppState, order: Order) -> Result<Order, StoreError
             .collect();
         let balances = state.known_balances().await;
         let controls = state.account_controls().await;
-        let decision = routing::choose(
+        let decision = route_choice::choose(
             &state.catalog,
             product,
             carrier,

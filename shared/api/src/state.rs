@@ -4,7 +4,7 @@
 use crate::auth::Apps;
 use crate::catalog::Catalog;
 use crate::notify::Notifier;
-use crate::routing::AccountView;
+use crate::route_choice::AccountView;
 use recharge_core::secrets::{SecretError, SecretSource};
 use recharge_core::store::{AccountControl, BalanceSnapshot, BalanceStore, OrderStore};
 use recharge_core::{Clock, Policy, ProviderAccountId, Timestamp};

@@ -576,7 +576,7 @@ async fn serve(State((state, info)): State<Shared>, req: Request<Body>) -> Respo
             .collect(),
         body,
     };
-    respond(recharge_api::router::handle(&state, api).await)
+    respond(recharge_api::http_routes::handle(&state, api).await)
 }
 
 fn respond(r: recharge_api::ApiResponse) -> Response<Body> {

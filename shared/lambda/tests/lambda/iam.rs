@@ -299,7 +299,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         json!({"merchant_order_no": "M2", "product_code": "mobile.100", "account": "13800138001"}),
     ] {
         let bytes = body.to_string().into_bytes();
-        let r = recharge_api::router::handle(
+        let r = recharge_api::http_routes::handle(
             &submit.state,
             signed(demo, d.now_secs(), "POST", "/v1/orders", &bytes),
         )
@@ -322,7 +322,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         ],
         body: body.to_vec(),
     };
-    let r = recharge_api::router::handle(
+    let r = recharge_api::http_routes::handle(
         &submit.state,
         client(
             "POST",
@@ -362,7 +362,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
     let (status, _) = d
         .cold_start(Function::OrderStatus, counter(Function::OrderStatus))
         .await;
-    let r = recharge_api::router::handle(
+    let r = recharge_api::http_routes::handle(
         &status.state,
         signed(demo, d.now_secs(), "GET", "/v1/orders/M1", b""),
     )
@@ -373,7 +373,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         body.contains("\"succeeded\""),
         "the callback was applied: {body}"
     );
-    let r = recharge_api::router::handle(
+    let r = recharge_api::http_routes::handle(
         &status.state,
         signed(
             ("ops", OPS_SECRET),
@@ -385,7 +385,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", status_of(&r));
-    let r = recharge_api::router::handle(
+    let r = recharge_api::http_routes::handle(
         &status.state,
         client("GET", format!("/v1/client/orders/{order_id}"), b""),
     )
