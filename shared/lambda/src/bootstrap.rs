@@ -9,7 +9,9 @@ use recharge_api::auth::{AppConfig, Apps};
 use recharge_api::catalog::Catalog;
 use recharge_api::notify::HttpNotifier;
 use recharge_api::{AppState, BootError, Parts, Providers, Settings};
-use recharge_aws::{Config, ConfigError, DynamoOrderStore, FunctionConfig, SecretsManagerSource};
+use recharge_aws::{
+    Config, DynamoOrderStore, EnvConfigError, FunctionConfig, SecretsManagerSource,
+};
 use recharge_core::secrets::{CachedSecretSource, SecretSource, SecretWriter};
 use recharge_core::store::{AppStore, BalanceStore, OrderStore};
 use recharge_core::{Clock, SystemClock};
@@ -72,7 +74,7 @@ impl Function {
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     #[error(transparent)]
-    Env(#[from] ConfigError),
+    Env(#[from] EnvConfigError),
     #[error("{var} = {path}: cannot read the file")]
     File {
         var: &'static str,
@@ -191,6 +193,11 @@ pub async fn assemble(
     })?;
     let apps = Apps::new(files.apps, merchant_secret_prefix);
     let executor = Executor::new().map_err(|e| BootstrapError::Client(e.to_string()))?;
+    // A claim on a notification must outlast the try it covers (docs/state-machine.md §5).
+    let mut settings = settings;
+    settings.notify_lease = settings
+        .notify_lease
+        .max(notify_timeout.saturating_add(std::time::Duration::from_secs(10)));
     let notifier = HttpNotifier::new(notify_timeout, settings.local_mode)
         .map_err(|e| BootstrapError::Client(e.to_string()))?;
     let store = Arc::new(ObservedStore::new(

@@ -10,6 +10,7 @@
 
 mod apps;
 mod browser;
+mod bulkheads;
 mod callbacks;
 mod cli;
 mod client_routes;
