@@ -16,6 +16,7 @@ pub mod openapi_rsa;
 pub mod script;
 pub mod sms_billing;
 pub mod suka_xml;
+pub mod timing;
 pub mod wikeyun;
 
 use std::net::SocketAddr;
