@@ -83,6 +83,7 @@ pub async fn http_request(
         service.metrics.function_error();
     }
     service.metrics.unlisted_codes();
+    service.metrics.provider_latency();
     from_api_response(resp)
 }
 
@@ -126,6 +127,7 @@ pub async fn ops_request(
     if resp.status >= 500 {
         service.metrics.function_error();
     }
+    service.metrics.provider_latency();
     from_api_response(resp)
 }
 
@@ -159,6 +161,7 @@ pub async fn reconcile_event(service: &Service, payload: &Value) -> Result<Value
     }
     let report = sweep::sweep(Arc::clone(&service.state)).await;
     service.metrics.unlisted_codes();
+    service.metrics.provider_latency();
     if report.errors > 0 {
         service.metrics.function_error();
     }
@@ -230,6 +233,7 @@ pub async fn check_balance_event(
         return Err(e);
     }
     let report = balance_check::check_balances(&service.state).await;
+    service.metrics.provider_latency();
     for account in &report.low {
         service.metrics.low_balance(account);
     }
