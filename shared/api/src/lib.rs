@@ -14,9 +14,11 @@ pub mod http;
 pub mod notify;
 pub mod ops;
 pub mod orders;
+pub mod recon;
 pub mod router;
 pub mod routing;
 pub mod state;
+pub mod statement;
 pub mod sweep;
 pub mod view;
 
