@@ -1,4 +1,4 @@
-//! Maps a request to its handler: the merchant routes of DESIGN §8 (authenticated here), the provider
+//! Maps a request to its handler: the merchant routes of docs/merchant-api.md §2 (authenticated here), the provider
 //! callback route (authenticated by each protocol's own signature) and the client routes of issue 18
 //! (authenticated by an order's client secret in `client`; the only routes that answer cross-origin).
 

@@ -1,4 +1,4 @@
-//! The order as a merchant sees it (DESIGN §8), in responses and notifications.
+//! The order as a merchant sees it (docs/merchant-api.md §4), in responses and notifications.
 
 use recharge_core::{AttemptState, Fen, NextAction, Order, PublicStatus, Timestamp};
 use serde::Serialize;
@@ -26,8 +26,8 @@ pub struct OrderView {
     pub sequence: u64,
 }
 
-/// The merchant-facing failure codes (DESIGN §11): a small, stable set, whatever a provider answered. The raw
-/// provider code and message stay in the operators' view (`GET /ops/orders/{order_id}`).
+/// The merchant-facing failure codes (docs/operations.md §6): a small, stable set, whatever a provider answered. The
+/// raw provider code and message stay in the operators' view (`GET /ops/orders/{order_id}`).
 ///
 /// | code | meaning |
 /// |---|---|

@@ -92,7 +92,7 @@ impl Config {
     }
 }
 
-/// The configuration of a deployed function beyond the store (Lambda cold start; see the README's table).
+/// The configuration of a deployed function beyond the store (Lambda cold start; see docs/deploy.md §6).
 /// Paths are files packaged with the function (or mounted); a bad value names its variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionConfig {

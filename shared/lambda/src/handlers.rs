@@ -216,7 +216,7 @@ async fn daily_recon(service: &Service, mode: &Value) -> Result<Value, Invocatio
     Ok(json!({"recon": {"date": day.date(), "reports": summary}}))
 }
 
-/// Counts the operator queue (DESIGN §11: nothing is open without someone being told) after each sweep and
+/// Counts the operator queue (docs/operations.md §2: nothing is open without someone being told) after each sweep and
 /// emits `OperatorQueue`, which the template alarms on. Counted up to `QUEUE_COUNT_CAP`, one page of the
 /// attention index per shard at a time; a store failure is logged and counts as an error, not as zero.
 pub async fn operator_queue(service: &Service) -> Option<usize> {

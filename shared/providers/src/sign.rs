@@ -73,7 +73,7 @@ pub fn md5_gbk_hex(text: &str, case: HexCase) -> Result<String, SignError> {
 }
 
 /// TOP-style signature: `MD5(secret + k1 + v1 + k2 + v2 + … + secret)` over UTF-8, keys in ascending byte
-/// order, no separators, uppercase hex (PROVIDERS 002). `params` must not contain `sign`.
+/// order, no separators, uppercase hex (docs/providers/wikeyun.md §4). `params` must not contain `sign`.
 pub fn top_md5(secret: &str, params: &BTreeMap<String, String>) -> String {
     md5_hex(top_sign_string(secret, params).as_bytes(), HexCase::Upper)
 }

@@ -1,4 +1,4 @@
-//! 004 兑换系统开放接口 (PROVIDERS.md §004): header-signed JSON API. Verifies `businessId, nonce, timestamp,
+//! 004 兑换系统开放接口 (docs/providers/openapi-rsa.md): header-signed JSON API. Verifies `businessId, nonce, timestamp,
 //! sign[, signType]` over `sorted k=v&… + raw body` with SHA256withRSA (merchant public key) or MD5
 //! (`MD5(content + signKey)`, uppercase), rejects replayed nonces and timestamps outside ±5 min, answers in the
 //! `{status, message, data}` envelope, and sends header-signed JSON callbacks retried on the documented
