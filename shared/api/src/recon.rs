@@ -300,20 +300,59 @@ async fn reconcile_account(
             }
         }
     }
-    // Balance.
+    // Re-query first: what the provider says now corrects what was delivered.
+    let (check, correction) =
+        requery(state, account, &day_of, options, &mut report.mismatches).await;
+    report.requery = check;
+    // Balance: refunds we expect (attempts we hold as failed after acceptance, or partly delivered), by when.
+    let refunds: Vec<(recharge_core::Timestamp, i64)> = day_of
+        .attempts
+        .iter()
+        .filter_map(|r| {
+            let cost = r
+                .attempt
+                .reported()
+                .cost
+                .unwrap_or(r.attempt.route().cost)
+                .get();
+            let refund = match r.attempt.state() {
+                AttemptState::Failed { .. } | AttemptState::Reversed { .. } => cost,
+                AttemptState::PartiallySucceeded { .. } => {
+                    cost.saturating_sub(delivered_cost(r.order, r.attempt))
+                }
+                AttemptState::Succeeded
+                | AttemptState::Submitting
+                | AttemptState::Accepted
+                | AttemptState::ActionRequired { .. }
+                | AttemptState::Unknown { .. }
+                | AttemptState::Rejected { .. } => 0,
+            };
+            (refund > 0).then(|| (r.attempt.updated_at(), refund))
+        })
+        .collect();
     let history = state
         .balances
         .balance_history(account, day.start(), day.end())
         .await?;
-    balance_check(&mut report, &history, delivered_cost_fen);
-    // Re-query.
-    report.requery = requery(state, account, &day_of, options, &mut report.mismatches).await;
+    balance_check(
+        &mut report,
+        &history,
+        delivered_cost_fen.saturating_add(correction),
+        &refunds,
+    );
     Ok(report)
 }
 
-/// The balance history against what was delivered: rises are top-ups, drops beyond the delivered cost are
-/// unexplained.
-fn balance_check(report: &mut ReconReport, history: &[BalanceSnapshot], delivered_cost_fen: i64) {
+/// The balance history against what was delivered (docs/reconciliation.md §4). A rise between two snapshots
+/// beyond the refunds we expect in that interval is a top-up. The day's net movement, less the top-ups, should
+/// be minus the cost of what was delivered; a larger fall is unexplained (orders we do not know about, or
+/// charges). A debit and its refund inside the day cancel out in the net movement, wherever snapshots fall.
+fn balance_check(
+    report: &mut ReconReport,
+    history: &[BalanceSnapshot],
+    delivered_cost_fen: i64,
+    refunds: &[(recharge_core::Timestamp, i64)],
+) {
     let b = &mut report.balance;
     b.snapshots = history.len() as u64;
     b.delivered_cost_fen = delivered_cost_fen;
@@ -324,22 +363,39 @@ fn balance_check(report: &mut ReconReport, history: &[BalanceSnapshot], delivere
         let (before, after) = (&pair[0], &pair[1]);
         let delta = after.balance.get().saturating_sub(before.balance.get());
         if delta > 0 {
-            b.top_ups_fen = b.top_ups_fen.saturating_add(delta);
-            report.mismatches.push(Mismatch {
-                kind: MismatchKind::BalanceTopUp,
-                order_id: None,
-                attempt_id: None,
-                ours: "no order of ours raises the balance".to_owned(),
-                theirs: format!("balance rose by {delta} fen"),
-                amount_fen: Some(delta),
-                evidence: snapshot_pair(before, after),
-            });
+            let expected: i64 = refunds
+                .iter()
+                .filter(|(at, _)| *at > before.at && *at <= after.at)
+                .map(|(_, fen)| *fen)
+                .sum();
+            let top_up = delta.saturating_sub(expected);
+            if top_up > 0 {
+                b.top_ups_fen = b.top_ups_fen.saturating_add(top_up);
+                report.mismatches.push(Mismatch {
+                    kind: MismatchKind::BalanceTopUp,
+                    order_id: None,
+                    attempt_id: None,
+                    ours: format!("refunds expected in the interval: {expected} fen"),
+                    theirs: format!("balance rose by {delta} fen"),
+                    amount_fen: Some(top_up),
+                    evidence: snapshot_pair(before, after),
+                });
+            }
         } else {
             b.drops_fen = b.drops_fen.saturating_add(-delta);
         }
     }
     if b.judged {
-        b.unexplained_fen = b.drops_fen.saturating_sub(delivered_cost_fen).max(0);
+        let movement = b
+            .closing_fen
+            .unwrap_or_default()
+            .saturating_sub(b.opening_fen.unwrap_or_default());
+        // movement = top-ups - delivered - unexplained
+        b.unexplained_fen = b
+            .top_ups_fen
+            .saturating_sub(delivered_cost_fen)
+            .saturating_sub(movement)
+            .max(0);
         if b.unexplained_fen > 0 {
             let evidence = format!(
                 "opening {} fen, closing {} fen, {} snapshots, drops {} fen, top-ups {} fen",
@@ -349,13 +405,13 @@ fn balance_check(report: &mut ReconReport, history: &[BalanceSnapshot], delivere
                 b.drops_fen,
                 b.top_ups_fen
             );
-            let (drops, unexplained) = (b.drops_fen, b.unexplained_fen);
+            let unexplained = b.unexplained_fen;
             report.mismatches.push(Mismatch {
                 kind: MismatchKind::UnexplainedBalanceDrop,
                 order_id: None,
                 attempt_id: None,
                 ours: format!("delivered {delivered_cost_fen} fen"),
-                theirs: format!("balance fell {drops} fen"),
+                theirs: format!("net movement {movement} fen"),
                 amount_fen: Some(unexplained),
                 evidence,
             });
@@ -380,8 +436,10 @@ async fn requery(
     day_of: &AccountDay<'_>,
     options: &ReconOptions,
     mismatches: &mut Vec<Mismatch>,
-) -> RequeryCheck {
+) -> (RequeryCheck, i64) {
     let mut check = RequeryCheck::default();
+    // What the divergences change in the cost of what was delivered, as the provider now has it.
+    let mut correction: i64 = 0;
     let finals: Vec<&AttemptRef<'_>> = day_of
         .attempts
         .iter()
@@ -390,12 +448,12 @@ async fn requery(
     check.eligible = finals.len() as u64;
     let Some(provider) = state.providers.get(account) else {
         check.skipped = check.eligible;
-        return check;
+        return (check, 0);
     };
     check.supported = provider.adapter.has_query();
     if !check.supported {
         check.skipped = check.eligible;
-        return check;
+        return (check, 0);
     }
     let interval = if options.queries_per_second > 0.0 {
         Duration::from_secs_f64(1.0 / options.queries_per_second)
@@ -430,6 +488,24 @@ async fn requery(
             Ok(None) => {}
             Ok(Some(kind)) => {
                 check.diverged += 1;
+                let cost = r
+                    .attempt
+                    .reported()
+                    .cost
+                    .unwrap_or(r.attempt.route().cost)
+                    .get();
+                correction = correction.saturating_add(match kind {
+                    MismatchKind::LateReversal | MismatchKind::TheirFailureOurSuccess => {
+                        -delivered_cost(r.order, r.attempt)
+                    }
+                    MismatchKind::TheirSuccessOurFailure => {
+                        cost.saturating_sub(delivered_cost(r.order, r.attempt))
+                    }
+                    MismatchKind::PartialDelivery
+                    | MismatchKind::PriceMismatch
+                    | MismatchKind::UnexplainedBalanceDrop
+                    | MismatchKind::BalanceTopUp => 0,
+                });
                 tracing::warn!(
                     order_id = %r.order.id(),
                     provider_account = %account,
@@ -454,7 +530,7 @@ async fn requery(
             }
         }
     }
-    check
+    (check, correction)
 }
 
 /// A report's amount as yuan text for CSV and the CLI.
@@ -605,6 +681,65 @@ pub async fn ops_mismatches(
 mod tests {
     use super::*;
     use recharge_core::Reason;
+    use recharge_core::Timestamp;
+
+    fn snaps(points: &[(i64, i64)]) -> Vec<BalanceSnapshot> {
+        points
+            .iter()
+            .map(|(t, fen)| BalanceSnapshot {
+                account: ProviderAccountId::parse("acct-a").unwrap(),
+                balance: Fen::new(*fen),
+                at: Timestamp::from_millis(*t),
+            })
+            .collect()
+    }
+
+    fn judged(history: &[(i64, i64)], delivered: i64, refunds: &[(i64, i64)]) -> ReconReport {
+        let day = ReconDay::parse("2025-11-13", 480).unwrap();
+        let mut r = ReconReport::empty(
+            ProviderAccountId::parse("acct-a").unwrap(),
+            day,
+            Timestamp::from_millis(0),
+        );
+        let refunds: Vec<(Timestamp, i64)> = refunds
+            .iter()
+            .map(|(t, f)| (Timestamp::from_millis(*t), *f))
+            .collect();
+        balance_check(&mut r, &snaps(history), delivered, &refunds);
+        r
+    }
+
+    #[test]
+    fn a_refund_in_a_later_interval_is_neither_a_top_up_nor_a_drop() {
+        // 100 and 50 delivered; a 30 order debited, then refunded in the next interval.
+        let r = judged(&[(0, 1_000), (10, 820), (20, 850)], 150, &[(15, 30)]);
+        assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
+        assert!(r.balance.judged);
+        assert_eq!(r.balance.unexplained_fen, 0);
+    }
+
+    #[test]
+    fn a_top_up_is_shown_and_a_foreign_order_is_an_unexplained_drop_even_on_the_same_day() {
+        let r = judged(&[(0, 1_000), (10, 900), (20, 1_400), (30, 1_370)], 100, &[]);
+        let kinds: Vec<MismatchKind> = r.mismatches.iter().map(|m| m.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                MismatchKind::BalanceTopUp,
+                MismatchKind::UnexplainedBalanceDrop
+            ]
+        );
+        assert_eq!(r.mismatches[0].amount_fen, Some(500));
+        assert_eq!(r.mismatches[1].amount_fen, Some(30));
+        assert_eq!(r.alarming(), 1);
+    }
+
+    #[test]
+    fn one_snapshot_is_not_judged() {
+        let r = judged(&[(0, 1_000)], 500, &[]);
+        assert!(!r.balance.judged);
+        assert!(r.mismatches.is_empty());
+    }
 
     #[test]
     fn a_reversal_of_our_success_is_a_late_reversal_and_a_late_success_of_our_failure_is_theirs() {

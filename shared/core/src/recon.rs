@@ -158,13 +158,15 @@ pub struct BalanceCheck {
     pub snapshots: u64,
     pub opening_fen: Option<i64>,
     pub closing_fen: Option<i64>,
-    /// Sum of the rises between consecutive snapshots: top-ups (deliveries only ever lower a balance).
+    /// Sum of the rises between consecutive snapshots beyond the refunds we expected in them: top-ups.
     pub top_ups_fen: i64,
     /// Sum of the drops between consecutive snapshots.
     pub drops_fen: i64,
-    /// What the account's delivered attempts cost (reported cost where the provider gave one, else the route's).
+    /// What the account's delivered attempts cost (reported cost where the provider gave one, else the route's),
+    /// corrected by the re-query's divergences (a late reversal delivered nothing).
     pub delivered_cost_fen: i64,
-    /// `drops - delivered cost` when positive: money gone with no order of ours to show for it.
+    /// `top-ups - delivered cost - (closing - opening)` when positive: money gone with no order of ours to
+    /// show for it.
     pub unexplained_fen: i64,
     /// The history was too thin to judge (fewer than two snapshots, or the account has no balance API).
     pub judged: bool,
