@@ -2,7 +2,7 @@
 //!
 //! * [`sign`] and [`codec`]: byte-level primitives (MD5 over GBK, TOP MD5, HMAC, SHA256withRSA, constant-time
 //!   compare, GBK forms, strict XML).
-//! * One sans-I/O adapter per protocol family: [`suka_xml`] (001), [`wikeyun`] (002), [`ice`] (003),
+//! * One sans-I/O adapter per protocol family: [`suka_xml`] (001), [`wikeyun`] (002), [`ice_microservice`] (003),
 //!   [`openapi_rsa`] (004), [`sms_billing`] (000). Builders return exact request bytes; parsers classify every
 //!   answer into [`recharge_core::Outcome`], defaulting to `Unknown`.
 //! * [`account`]: the vocabulary (provider accounts, protocols, config errors) the adapters share.
@@ -17,7 +17,7 @@ pub mod codec;
 pub mod codes;
 pub mod executor;
 pub mod http;
-pub mod ice;
+pub mod ice_microservice;
 pub mod json;
 pub mod openapi_rsa;
 pub mod registry;

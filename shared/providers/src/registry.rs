@@ -11,7 +11,7 @@ use crate::adapter::{
 };
 use crate::codes::{self, Meaning, Phase};
 use crate::executor::{Executor, TransportError};
-use crate::{ice, openapi_rsa, sms_billing, suka_xml, wikeyun};
+use crate::{ice_microservice, openapi_rsa, sms_billing, suka_xml, wikeyun};
 use recharge_core::{
     AttemptId, AttemptNo, Fen, Finding, Order, Outcome, Policy, Reason, Report, Reported, Timestamp,
 };
@@ -22,7 +22,7 @@ use std::time::Duration;
 pub enum Credentials {
     SukaXml(suka_xml::Credentials),
     Wikeyun(wikeyun::Credentials),
-    IceMicroservice(ice::Credentials),
+    IceMicroservice(ice_microservice::Credentials),
     OpenapiRsa(openapi_rsa::Credentials),
     SmsBilling(sms_billing::Credentials),
 }
@@ -48,7 +48,7 @@ impl Credentials {
                 Credentials::OpenapiRsa(openapi_rsa::Credentials::from_json(text).map_err(err)?)
             }
             Protocol::IceMicroservice => Credentials::IceMicroservice(
-                serde_json::from_str::<ice::Credentials>(text)
+                serde_json::from_str::<ice_microservice::Credentials>(text)
                     .map_err(|e| err(redacted(&e)))?
                     .validated()
                     .map_err(err)?,
@@ -77,7 +77,9 @@ impl Provider {
         let adapter: Box<dyn ProviderAdapter> = match creds {
             Credentials::SukaXml(c) => Box::new(suka_xml::SukaXml::new(&account, c)?),
             Credentials::Wikeyun(c) => Box::new(wikeyun::Wikeyun::new(&account, c)?),
-            Credentials::IceMicroservice(c) => Box::new(ice::Ice::new(&account, c)?),
+            Credentials::IceMicroservice(c) => {
+                Box::new(ice_microservice::IceMicroservice::new(&account, c)?)
+            }
             Credentials::OpenapiRsa(c) => Box::new(openapi_rsa::OpenapiRsa::new(&account, c)?),
             Credentials::SmsBilling(c) => Box::new(sms_billing::SmsBilling::new(&account, c)?),
         };
