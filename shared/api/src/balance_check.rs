@@ -57,7 +57,7 @@ pub async fn check_balances(state: &AppState) -> BalanceReport {
                     continue;
                 }
                 // The history the daily reconciliation compares with what was delivered
-                // (docs/reconciliation.md §3); without it the day's balance is not judged.
+                // (docs/reconciliation.md §4); without it the day's balance is not judged.
                 let expires = snapshot.at.plus(BALANCE_HISTORY_RETENTION);
                 if let Err(e) = state.balances.put_balance_history(&snapshot, expires).await {
                     tracing::error!(provider_account = %id, error = %e, "balance history not stored");

@@ -5,7 +5,7 @@
 //! order: every difference is a mismatch, listed order by order with the evidence, for an operator to resolve
 //! through `POST /ops/orders/{id}/resolve`.
 //!
-//! DynamoDB round trips of a run (docs/reconciliation.md §4): 1 Query per `by_status` partition (6 statuses ×
+//! DynamoDB round trips of a run (docs/reconciliation.md §5): 1 Query per `by_status` partition (6 statuses ×
 //! shards) and page; 1 BatchGetItem per 100 orders; per account 2 Queries of the balance history (+1 per
 //! further page); 1 BatchWriteItem per 25 mismatches and 1 PutItem of the report.
 
@@ -538,7 +538,7 @@ pub fn fen_text(fen: i64) -> String {
     Fen::new(fen).to_string()
 }
 
-// ---- The ops routes (docs/operations.md §4, docs/reconciliation.md §5) ----
+// ---- The ops routes (docs/operations.md §4, docs/reconciliation.md §6) ----
 
 /// The query string's `name`, if given and not empty.
 fn param(raw_query: &str, name: &str) -> Option<String> {

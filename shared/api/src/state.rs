@@ -41,7 +41,7 @@ pub struct Settings {
     /// Provider queries that unverifiable callbacks (refused signatures, unsigned hints) may cause per provider
     /// account and minute, in this process: a forged callback is cheap to send, a query is not.
     pub callback_queries_per_minute: u32,
-    /// The daily reconciliation's day boundary, minutes east of UTC (docs/reconciliation.md §1; default
+    /// The daily reconciliation's day boundary, minutes east of UTC (docs/reconciliation.md §3; default
     /// Beijing time, 480).
     pub recon_utc_offset_minutes: i32,
     /// How the daily reconciliation paces its re-queries.

@@ -1,4 +1,4 @@
-//! The merchant's daily statement (docs/reconciliation.md §7, docs/merchant-api.md): `GET /v1/statements/{date}`,
+//! The merchant's daily statement (docs/reconciliation.md §8, docs/merchant-api.md): `GET /v1/statements/{date}`,
 //! signed like any merchant request, lists the app's orders created that day (in the reconciliation's day
 //! boundary, Beijing time by default) with face values, prices, what was charged and the statuses. JSON, or CSV
 //! with `Accept: text/csv`.

@@ -58,7 +58,7 @@ const BALANCE_PK: &str = "BALANCE";
 pub const CONFIG_PK: &str = "CONFIG";
 const ACCOUNT_CONTROL_PREFIX: &str = "ACCOUNT#";
 
-/// An account's balance history (docs/reconciliation.md §3): pk `BALHIST#<account>`, sk `<13-digit millis>`.
+/// An account's balance history (docs/reconciliation.md §5): pk `BALHIST#<account>`, sk `<13-digit millis>`.
 pub const BALANCE_HISTORY_PREFIX: &str = "BALHIST#";
 /// Reconciliation reports: pk `RECON#<account>`, sk `<date>#R` (the report) and `<date>#M#<6-digit seq>` (its
 /// mismatches, one item each; a report names how many are its own, so a shorter rerun needs no deletes).

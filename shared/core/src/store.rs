@@ -246,7 +246,7 @@ pub trait OrderStore: Send + Sync + std::fmt::Debug {
     fn due_shards(&self) -> u32;
 
     /// Every order created in `[from, to)`, of every status, app and account, in no particular order: the daily
-    /// reconciliation's input (docs/reconciliation.md §2). Never a scan: the DynamoDB store queries each
+    /// reconciliation's input (docs/reconciliation.md §5). Never a scan: the DynamoDB store queries each
     /// `by_status` index partition once per page over the creation-time range. This default pages through
     /// `list`, which every store has.
     async fn created_between(
@@ -378,7 +378,7 @@ pub trait BalanceStore: Send + Sync + std::fmt::Debug {
     async fn put_account_control(&self, control: &AccountControl) -> Result<(), StoreError>;
 
     /// Appends a snapshot to the account's balance history (the daily reconciliation's input, see
-    /// docs/reconciliation.md §3): one write. It may be forgotten after `expires_at` (TTL). Writing the same
+    /// docs/reconciliation.md §4): one write. It may be forgotten after `expires_at` (TTL). Writing the same
     /// account and instant twice keeps one.
     async fn put_balance_history(
         &self,

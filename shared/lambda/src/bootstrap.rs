@@ -289,7 +289,7 @@ pub async fn bootstrap_with(
         merchant_secret_prefix: config.merchant_secret_prefix.clone(),
         settings: Settings {
             client_key_secret: fcfg.client_key_secret.clone(),
-            // The day boundary of the daily reconciliation (docs/reconciliation.md §1), minutes east of UTC.
+            // The day boundary of the daily reconciliation (docs/reconciliation.md §3), minutes east of UTC.
             recon_utc_offset_minutes: std::env::var("RECON_UTC_OFFSET_MINUTES")
                 .ok()
                 .and_then(|v| v.parse().ok())

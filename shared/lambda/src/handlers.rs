@@ -153,7 +153,7 @@ pub async fn reconcile(
 }
 
 pub async fn reconcile_event(service: &Service, payload: &Value) -> Result<Value, InvocationError> {
-    // The daily rule's constant input (docs/reconciliation.md §1): the reconciliation mode.
+    // The daily rule's constant input (docs/reconciliation.md §3): the reconciliation mode.
     if let Some(mode) = payload.get("recon") {
         return daily_recon(service, mode).await;
     }

@@ -166,7 +166,7 @@ impl Metrics {
         );
     }
 
-    /// Mismatches of one reconciliation report that raise the alarm (docs/reconciliation.md §6), 0 on a
+    /// Mismatches of one reconciliation report that raise the alarm (docs/reconciliation.md §7), 0 on a
     /// clean day; the template alarms on any.
     pub fn recon_mismatches(&self, account: &str, alarming: usize) {
         #[allow(clippy::cast_precision_loss)]

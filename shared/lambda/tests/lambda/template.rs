@@ -192,7 +192,7 @@ fn template_schedules_are_the_sweep_every_minute_and_the_balance_check_every_fiv
     }
     let want: BTreeSet<(String, String)> = [
         ("reconcile", "rate(1 minute)"),
-        // The daily reconciliation, 00:30 Beijing time (docs/reconciliation.md §1).
+        // The daily reconciliation, 00:30 Beijing time (docs/reconciliation.md §3).
         ("reconcile", "cron(30 16 * * ? *)"),
         ("check-balance", "rate(5 minutes)"),
     ]
