@@ -55,7 +55,7 @@ impl Principal {
     }
 }
 
-/// The ops routes, as `recharge_api::router::ROUTES` lists them (function `ops`).
+/// The ops routes, as `recharge_api::http_routes::ROUTES` lists them (function `ops`).
 pub const OPS_ROUTES: &[(&str, &str)] = &[
     ("GET", "/ops/orders"),
     ("GET", "/ops/orders/{order_id}"),

@@ -4,7 +4,7 @@
 use crate::auth::Apps;
 use crate::catalog::Catalog;
 use crate::notify::Notifier;
-use crate::routing::AccountView;
+use crate::route_choice::AccountView;
 use recharge_core::secrets::{SecretError, SecretSource};
 use recharge_core::store::{AccountControl, BalanceSnapshot, BalanceStore, OrderStore};
 use recharge_core::{Clock, Policy, ProviderAccountId, Timestamp};
@@ -25,8 +25,16 @@ pub struct Settings {
     pub time_scale: f64,
     /// Due orders taken per shard per sweep.
     pub sweep_batch: usize,
-    /// Due orders worked on at once by one sweep.
+    /// Due orders worked on at once by one sweep (provider work; notifications have as many again).
     pub sweep_concurrency: usize,
+    /// Due orders of one merchant app worked on per sweep pass: one app's backlog cannot fill a pass.
+    pub sweep_per_app: usize,
+    /// Merchant notifications of one app sent per sweep pass: a hanging notify URL holds at most this many
+    /// senders for one notifier timeout each.
+    pub notify_per_app: usize,
+    /// How long a sender's claim on a notification holds it (`Event::NotifyClaimed`); longer than the
+    /// notifier's timeout plus the writes around it, so a claim only lapses when its sender died.
+    pub notify_lease: Duration,
     /// How long routing trusts its copy of the balance snapshots.
     pub balance_cache_ttl: Duration,
     /// How long every function trusts its copy of the operators' account controls (docs/operations.md §3: a change
@@ -56,6 +64,9 @@ impl Settings {
             time_scale: 1.0,
             sweep_batch: 500,
             sweep_concurrency: 32,
+            sweep_per_app: 100,
+            notify_per_app: 8,
+            notify_lease: Duration::from_secs(30),
             balance_cache_ttl: Duration::from_secs(30),
             verification_expiry: Duration::from_secs(15 * 60),
             control_cache_ttl: Duration::from_secs(30),

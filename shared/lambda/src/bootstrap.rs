@@ -188,6 +188,11 @@ pub async fn assemble(
     })?;
     let apps = Apps::new(files.apps, merchant_secret_prefix);
     let executor = Executor::new().map_err(|e| BootstrapError::Client(e.to_string()))?;
+    // A claim on a notification must outlast the try it covers (docs/state-machine.md §5).
+    let mut settings = settings;
+    settings.notify_lease = settings
+        .notify_lease
+        .max(notify_timeout.saturating_add(std::time::Duration::from_secs(10)));
     let notifier = HttpNotifier::new(notify_timeout, settings.local_mode)
         .map_err(|e| BootstrapError::Client(e.to_string()))?;
     let store = Arc::new(ObservedStore::new(

@@ -1,7 +1,7 @@
 //! The three handler shapes, and how their failures reach Lambda.
 //!
 //! Error mapping, on purpose:
-//! - HTTP functions never fail the invocation for a request problem: `router::handle` already answers every
+//! - HTTP functions never fail the invocation for a request problem: `http_routes::handle` already answers every
 //!   request (4xx with a stable code, or the provider's own "retry" acknowledgement), and an event that cannot
 //!   be converted is a 400. A failed invocation would reach the caller as API Gateway's bare 500.
 //! - Schedule functions fail the invocation only when the whole run could not work (the order store was
@@ -16,7 +16,7 @@ use crate::bootstrap::Service;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use recharge_api::error::ApiError;
-use recharge_api::{balance_check, ops, router, sweep};
+use recharge_api::{balance_check, http_routes, ops, sweep};
 use recharge_core::store::OrderFilter;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -73,7 +73,7 @@ pub async fn http_request(
     event: &ApiGatewayV2httpRequest,
 ) -> ApiGatewayV2httpResponse {
     let resp = match to_api_request(event) {
-        Ok(req) => router::handle(&service.state, req).await,
+        Ok(req) => http_routes::handle(&service.state, req).await,
         Err(e) => {
             tracing::warn!(error = %e, "unusable API Gateway event");
             ApiError::bad_request("bad_request", "the request could not be read").to_response()

@@ -585,7 +585,8 @@ async fn send(state: &Arc<recharge_api::AppState>, client: &SigningClient, p: &P
                 p.body.to_string().into_bytes(),
             );
             let st = Arc::clone(state);
-            let task = tokio::spawn(async move { recharge_api::router::handle(&st, req).await });
+            let task =
+                tokio::spawn(async move { recharge_api::http_routes::handle(&st, req).await });
             tokio::time::sleep(p.abort_after).await;
             task.abort();
             match task.await {
@@ -609,7 +610,7 @@ async fn crash_after_write(state: &recharge_api::AppState, p: &Planned) -> anyho
     let target = recharge_api::catalog::validate_account(product, s("account"))
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let balances = state.known_balances().await;
-    let decision = recharge_api::routing::choose(
+    let decision = recharge_api::route_choice::choose(
         &state.catalog,
         product,
         target.carrier,

@@ -3,6 +3,7 @@
 
 pub mod faults;
 pub mod lambda;
+pub mod noisy;
 pub mod perf;
 pub mod receiver;
 pub mod runtime_api;

@@ -102,6 +102,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Vec<Row>> {
     rows.extend(throughput(opts.orders).await?);
     eprintln!("sweep: {} due orders ...", opts.due);
     rows.extend(sweep_rate(opts.due).await?);
+    rows.extend(crate::noisy::run(&crate::noisy::NoisyOptions::default()).await?);
     if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some()
         && std::env::var_os("AWS_ENDPOINT_URL_SECRETS_MANAGER").is_some()
     {
@@ -383,7 +384,7 @@ async fn sweep_rate(n: usize) -> anyhow::Result<Vec<Row>> {
         let permit = Arc::clone(&permits).acquire_owned().await?;
         let st = Arc::clone(&state);
         tasks.spawn(async move {
-            let r = recharge_api::router::handle(&st, req).await;
+            let r = recharge_api::http_routes::handle(&st, req).await;
             drop(permit);
             r.status
         });
@@ -488,7 +489,7 @@ async fn lifecycle(
     }
     let body = body.to_string().into_bytes();
     let before = calls.snapshot();
-    let r = recharge_api::router::handle(
+    let r = recharge_api::http_routes::handle(
         state,
         signed_request(APP, APP_SECRET, "POST", "/v1/orders", body.clone()),
     )
@@ -515,7 +516,7 @@ async fn lifecycle(
     // The acknowledgement is sent after the write: give the handler's follow-up (notification) a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after_callback = calls.snapshot();
-    let r = recharge_api::router::handle(
+    let r = recharge_api::http_routes::handle(
         state,
         signed_request(
             APP,
@@ -528,7 +529,7 @@ async fn lifecycle(
     .await;
     anyhow::ensure!(r.status == 200, "get: HTTP {}", r.status);
     let after_get = calls.snapshot();
-    let r = recharge_api::router::handle(
+    let r = recharge_api::http_routes::handle(
         state,
         signed_request(APP, APP_SECRET, "POST", "/v1/orders", body),
     )
@@ -756,7 +757,7 @@ pub struct Floor {
     pub get: (f64, f64),
 }
 
-/// Warm handler latency (no HTTP server in front: `router::handle` as the Lambda runtime loop calls it) beside
+/// Warm handler latency (no HTTP server in front: `http_routes::handle` as the Lambda runtime loop calls it) beside
 /// the store calls each one needs, on the same DynamoDB Local.
 async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<(Vec<Row>, Floor)> {
     let state: &Arc<AppState> = stack.state();
@@ -766,7 +767,7 @@ async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<(Vec<Row>
     let mut post = Vec::new();
     let mut get = Vec::new();
     let mut cb = Vec::new();
-    let handle = |req: ApiRequest| recharge_api::router::handle(state, req);
+    let handle = |req: ApiRequest| recharge_api::http_routes::handle(state, req);
     // Orders on script 0006: accepted, never called back; the harness sends the success callback itself.
     for i in 0..samples {
         let no = format!("L{i}");

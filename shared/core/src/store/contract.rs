@@ -660,6 +660,50 @@ pub async fn racing_events_through_record_each_take_effect_once(store: Arc<dyn O
     );
 }
 
+/// One sender per change: twenty senders racing to claim the same due notification (the callback's follow-up,
+/// the sweep, a retry), each through `record` from the version it read: exactly one claim applies, and the
+/// order is not due for that notification until the claim ends.
+pub async fn racing_notification_claims_give_the_change_one_sender(store: Arc<dyn OrderStore>) {
+    let mut order = sample_order("race-claim");
+    order.notify_url = Some("https://merchant.example/notify".into());
+    stored(&*store, &order).await;
+    let order = record_ok(&*store, order, succeeded(AttemptNo::FIRST), T0).await;
+    let sequence = order.sequence();
+    assert_eq!(order.notify_due_at(), Some(T0));
+    let until = T0.plus(Duration::from_secs(30));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            let order = order.clone();
+            let event = Event::NotifyClaimed { sequence, until };
+            tokio::spawn(async move {
+                record(&*store, order, &event, T0, &Policy::default(), None).await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in tasks {
+        if let Recorded::Applied(_) = t.await.unwrap().unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one sender may hold the notification");
+    let stored = store.get(order.id()).await.unwrap().unwrap();
+    assert_eq!(stored.notify_due_at(), Some(until));
+    assert_eq!(stored.version(), order.version() + 1);
+    // The due index follows the claim: not due at T0 any more, due again once the claim expires.
+    let due_now: Vec<_> = store
+        .due(order.id().shard(store.due_shards()), T0, 10_000)
+        .await
+        .unwrap();
+    assert!(!due_now.iter().any(|d| &d.order_id == order.id()));
+    let due_later = store
+        .due(order.id().shard(store.due_shards()), until, 10_000)
+        .await
+        .unwrap();
+    assert!(due_later.iter().any(|d| &d.order_id == order.id()));
+}
+
 pub async fn failover_history_round_trips_through_the_store(store: Arc<dyn OrderStore>) {
     let order = sample_order("roundtrip");
     store
@@ -868,6 +912,7 @@ macro_rules! order_store_contract {
             concurrent_creates_of_one_order_write_once_and_agree,
             concurrent_transitions_from_one_version_apply_once,
             racing_events_through_record_each_take_effect_once,
+            racing_notification_claims_give_the_change_one_sender,
             failover_history_round_trips_through_the_store,
             listing_is_newest_first_and_pages_without_gaps_or_repeats,
             listing_filters_by_status_account_and_age,

@@ -762,7 +762,7 @@ async fn create_m1(service: &recharge_lambda::Service, product: &str) {
         headers: signed("demo", DEMO_SECRET, "POST", "/v1/orders", "", &body),
         body,
     };
-    let resp = recharge_api::router::handle(&service.state, req).await;
+    let resp = recharge_api::http_routes::handle(&service.state, req).await;
     assert_eq!(resp.status, 201, "{}", String::from_utf8_lossy(&resp.body));
 }
 

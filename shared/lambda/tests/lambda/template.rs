@@ -1,12 +1,12 @@
 //! `infra/template.yaml` against the code it deploys: every function is a bin of `functions/` (and every bin
-//! is deployed), the HTTP routes are exactly `recharge_api::router::ROUTES` with the same function, the table
+//! is deployed), the HTTP routes are exactly `recharge_api::http_routes::ROUTES` with the same function, the table
 //! is `infra/table.json`, IAM is explicit statements (no wildcard actions, no SAM policy templates), and the
 //! sample config of `infra/config/` loads as the functions load it.
 
 use crate::support::repo_root;
 use recharge_api::auth::AppConfig;
 use recharge_api::catalog::Catalog;
-use recharge_api::router::ROUTES;
+use recharge_api::http_routes::ROUTES;
 use recharge_providers::ProviderAccount;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;

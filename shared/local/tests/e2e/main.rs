@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test binary: failing loudly is its job
 
 mod browser;
+mod bulkheads;
 mod callbacks;
 mod cli;
 mod client_routes;
