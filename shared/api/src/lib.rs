@@ -15,8 +15,10 @@ pub mod http_routes;
 pub mod notify;
 pub mod ops;
 pub mod orders;
+pub mod recon;
 pub mod route_choice;
 pub mod state;
+pub mod statement;
 pub mod sweep;
 pub mod view;
 

@@ -205,6 +205,20 @@ impl Metrics {
         );
     }
 
+    /// Mismatches of one reconciliation report that raise the alarm (docs/reconciliation.md §7), 0 on a
+    /// clean day; the template alarms on any.
+    pub fn recon_mismatches(&self, account: &str, alarming: usize) {
+        #[allow(clippy::cast_precision_loss)]
+        let value = alarming as f64;
+        self.emit(
+            "ReconMismatches",
+            value,
+            "Count",
+            &[("ProviderAccount", account)],
+            &[&[], &["ProviderAccount"]],
+        );
+    }
+
     /// How many orders need an operator now (a gauge, emitted after every sweep).
     pub fn operator_queue(&self, orders: usize) {
         #[allow(clippy::cast_precision_loss)]
@@ -353,6 +367,18 @@ impl OrderStore for ObservedStore {
         after: Option<&str>,
     ) -> Result<OrderPage, StoreError> {
         self.inner.list(filter, now, limit, after).await
+    }
+
+    async fn created_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<recharge_core::store::OrderSummary>, StoreError> {
+        self.inner.created_between(from, to).await
+    }
+
+    async fn get_many(&self, ids: &[OrderId]) -> Result<Vec<Order>, StoreError> {
+        self.inner.get_many(ids).await
     }
 
     fn due_shards(&self) -> u32 {
