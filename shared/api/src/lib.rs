@@ -17,8 +17,10 @@ pub mod notify;
 pub mod ops;
 pub mod ops_apps;
 pub mod orders;
+pub mod recon;
 pub mod route_choice;
 pub mod state;
+pub mod statement;
 pub mod sweep;
 pub mod view;
 

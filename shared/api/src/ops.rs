@@ -17,6 +17,9 @@
 //! | `GET /ops/apps`, `GET /ops/apps/{id}` | merchant apps (seed and table), no secrets | 1 Query / 1 GetItem |
 //! | `POST /ops/apps` | a new app; its secret created in Secrets Manager and shown once | 1 GetItem + 2 PutItem + 1 CreateSecret |
 //! | `PUT /ops/apps/{id}` | disable, enable, rotate (previous secret verifies for a grace period) | 1 GetItem + 1 PutItem (+ 1 PutSecretValue) |
+//! | `POST /ops/recon/run` | run the daily reconciliation now (docs/reconciliation.md) | see `recon` |
+//! | `GET /ops/recon?date=D&account=ID` | stored reports of a day | 1 Query per account |
+//! | `GET /ops/recon/mismatches?date=D&account=ID&kind=K` | their mismatches, with each order's status now | 1 Query per account + 1 BatchGetItem per 100 orders |
 //!
 //! Every change goes through the state machine (`recharge_core::apply`) as any other event: an operator's
 //! outcome is an `Event::Outcome` with `Source::Operator`, audited with who, why and the evidence.
@@ -71,6 +74,9 @@ pub const OPS_ROUTES: &[(&str, &str)] = &[
     ("POST", "/ops/apps"),
     ("GET", "/ops/apps/{app_id}"),
     ("PUT", "/ops/apps/{app_id}"),
+    ("POST", "/ops/recon/run"),
+    ("GET", "/ops/recon"),
+    ("GET", "/ops/recon/mismatches"),
 ];
 
 const DEFAULT_PAGE: usize = 50;
@@ -113,6 +119,14 @@ async fn route(
         ("GET", ["ops", "apps", id]) => crate::ops_apps::show(state, id).await,
         ("PUT", ["ops", "apps", id]) => {
             crate::ops_apps::change(state, id, &req.body, principal).await
+        }
+        ("POST", ["ops", "recon", "run"]) => crate::recon::ops_run(state, &req.body).await,
+        ("GET", ["ops", "recon"]) => crate::recon::ops_show(state, &req.raw_query).await,
+        ("GET", ["ops", "recon", "mismatches"]) => {
+            crate::recon::ops_mismatches(state, &req.raw_query).await
+        }
+        (_, ["ops", "recon"] | ["ops", "recon", "run" | "mismatches"]) => {
+            Err(ApiError::MethodNotAllowed)
         }
         ("GET", ["ops", "balances"]) => Ok(ApiResponse::json(
             200,

@@ -50,6 +50,11 @@ pub struct Settings {
     /// Provider queries that unverifiable callbacks (refused signatures, unsigned hints) may cause per provider
     /// account and minute, in this process: a forged callback is cheap to send, a query is not.
     pub callback_queries_per_minute: u32,
+    /// The daily reconciliation's day boundary, minutes east of UTC (docs/reconciliation.md §3; default
+    /// Beijing time, 480).
+    pub recon_utc_offset_minutes: i32,
+    /// How the daily reconciliation paces its re-queries.
+    pub recon: crate::recon::ReconOptions,
 }
 
 impl Settings {
@@ -68,6 +73,8 @@ impl Settings {
             control_cache_ttl: Duration::from_secs(30),
             client_key_secret: None,
             callback_queries_per_minute: 30,
+            recon_utc_offset_minutes: recharge_core::recon::BEIJING_OFFSET_MINUTES,
+            recon: crate::recon::ReconOptions::default(),
         }
     }
 }

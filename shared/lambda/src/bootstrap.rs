@@ -309,6 +309,23 @@ pub async fn bootstrap_with(
         merchant_secret_prefix: config.merchant_secret_prefix.clone(),
         settings: Settings {
             client_key_secret: fcfg.client_key_secret.clone(),
+            // The day boundary of the daily reconciliation (docs/reconciliation.md §3), minutes east of UTC.
+            recon_utc_offset_minutes: std::env::var("RECON_UTC_OFFSET_MINUTES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(recharge_core::recon::BEIJING_OFFSET_MINUTES),
+            // Re-queries stop well inside the function's time limit (reconcile 55 s, ops 29 s); the report is
+            // written either way, with the rest counted as skipped.
+            recon: recharge_api::recon::ReconOptions {
+                requery_budget: std::time::Duration::from_secs(
+                    if function == Function::Reconcile {
+                        35
+                    } else {
+                        15
+                    },
+                ),
+                ..recharge_api::recon::ReconOptions::default()
+            },
             ..Settings::production(fcfg.public_base_url.clone())
         },
         notify_timeout: fcfg.notify_timeout,

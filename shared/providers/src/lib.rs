@@ -9,6 +9,7 @@
 //! * [`codes`]: code tables as data, per account and phase; every unlisted code is `Unknown`.
 //! * [`registry`]: the only module that knows every adapter: loads accounts into [`Provider`]s and runs
 //!   each flow of a provider call (submit, probe, query, verify, balance, callback review) once for all.
+//! * [`latency`]: every provider call's duration per account, phase and outcome class, for the metrics.
 //! * [`executor`]: the one HTTP client; a connection never made is a refusal, anything later `Unknown`.
 
 pub mod account;
@@ -19,6 +20,7 @@ pub mod executor;
 pub mod http;
 pub mod ice_microservice;
 pub mod json;
+pub mod latency;
 pub mod openapi_rsa;
 pub mod registry;
 pub mod sign;

@@ -608,7 +608,7 @@ async function showRecon(date) {
     return el('div', { class: 'report', 'data-account': r.account },
       el('h3', {}, el('span', { class: 'mono', text: r.account }), ' ', n ? badge(`${n} mismatch${n === 1 ? '' : 'es'}`, 'alarm') : badge('clean', 'ok'),
         el('small', { class: 'muted', text: ` generated ${millisText(r.generated_at)}` })),
-      el('table', { class: 'list' },
+      !(r.totals || []).length ? el('p', { class: 'muted', text: 'No order on this account that day.' }) : el('table', { class: 'list' },
         el('thead', {}, el('tr', {}, ...['Status', 'Orders', 'Face value', 'Cost'].map((h) => el('th', { text: h })))),
         el('tbody', {}, ...(r.totals || []).map((t) => el('tr', {},
           el('td', {}, statusBadge(t.status)), el('td', { text: t.orders }), el('td', { text: yuan(t.face_fen) }), el('td', { text: yuan(t.cost_fen) }))))),

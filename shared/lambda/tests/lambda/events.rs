@@ -55,6 +55,19 @@ const METRICS: &[(&str, &str, &str, &str)] = &[
         "ProviderAccount",
         "dingyin-1",
     ),
+    // The submit's duration, per provider account and phase (issue 15).
+    (
+        "submit-order/create-order.json",
+        "ProviderLatency",
+        "ProviderAccount",
+        "dingyin-1",
+    ),
+    (
+        "submit-order/create-order.json",
+        "ProviderLatency",
+        "Phase",
+        "submit",
+    ),
     (
         "provider-callback/suka-xml-gbk-form.json",
         "OrderOutcomes",

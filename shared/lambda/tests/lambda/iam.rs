@@ -396,11 +396,35 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", status_of(&r));
+    // The merchant's statement of today: M1 on it.
+    let statement_path = format!(
+        "/v1/statements/{}",
+        recharge_core::recon::ReconDay::containing(
+            recharge_core::Clock::now(&d.clock),
+            recharge_core::recon::BEIJING_OFFSET_MINUTES,
+        )
+        .date()
+    );
+    let r = recharge_api::http_routes::handle(
+        &status.state,
+        signed(demo, d.now_secs(), "GET", &statement_path, b""),
+    )
+    .await;
+    let (code, body) = status_of(&r);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"M1\""), "{body}");
 
     // ops: an operator (an IAM principal, as API Gateway's authorizer hands it over) lists orders by status
     // and the queue, shows M1 with its audit trail, looks M2 up, and drains and lists an account.
     let (ops, _) = d.cold_start(Function::Ops, counter(Function::Ops)).await;
     let m2_lookup = "app=demo&merchant_order_no=M2".to_owned();
+    let today = recharge_core::recon::ReconDay::containing(
+        recharge_core::Clock::now(&d.clock),
+        recharge_core::recon::BEIJING_OFFSET_MINUTES,
+    )
+    .date();
+    let recon_body = json!({"date": today}).to_string();
+    let recon_query = format!("date={today}");
     let operator = |method: &str, path: &str, query: &str, body: &str| -> ApiGatewayV2httpRequest {
         serde_json::from_value(json!({
             "version": "2.0", "routeKey": format!("{method} {path}"), "rawPath": path, "rawQueryString": query,
@@ -431,6 +455,9 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
             r#"{"mode":"draining","operator":"alice"}"#,
         ),
         ("GET", "/ops/accounts".to_owned(), "", ""),
+        // The reconciliation of today (the orders above), on demand, and its mismatches.
+        ("POST", "/ops/recon/run".to_owned(), "", &recon_body),
+        ("GET", "/ops/recon/mismatches".to_owned(), &recon_query, ""),
     ] {
         let resp = handlers::ops_request(&ops, &operator(method, &path, query, body)).await;
         assert_eq!(resp.status_code, 200, "{method} {path}?{query}");
@@ -490,6 +517,11 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         .await
         .unwrap();
     assert!(report["sweep"]["due"].as_u64().unwrap() >= 2, "{report}");
+    // The daily rule's input: the reconciliation mode of the same function.
+    let report = handlers::reconcile_event(&reconcile, &json!({"recon": {"date": today}}))
+        .await
+        .unwrap();
+    assert_eq!(report["recon"]["date"], today.as_str(), "{report}");
     // M1's notification was signed and tried (merchant.example.com does not answer here).
     assert!(
         reconcile_metrics

@@ -91,6 +91,7 @@ fn the_spec_has_exactly_the_merchant_and_client_routes_of_the_router() {
         .filter(|(_, path, _)| {
             path.starts_with("/v1/orders")
                 || path.starts_with("/v1/balances")
+                || path.starts_with("/v1/statements/")
                 || path.starts_with("/v1/client/")
         })
         // CORS preflights are answered by the client routes and described there, not operations of their own.

@@ -23,5 +23,6 @@ mod notifications;
 mod ops;
 mod order_command;
 mod provider_safety;
+mod recon;
 mod sample_client;
 mod scripted;
