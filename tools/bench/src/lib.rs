@@ -1,9 +1,12 @@
 //! `recharge-bench`: the benchmark table (`make bench`) and the fault campaign (`make faults`) of issue 7.
 //! See the README's "Benchmarks and fault campaign".
 
+pub mod cost;
 pub mod faults;
 pub mod lambda;
 pub mod perf;
 pub mod receiver;
 pub mod runtime_api;
+pub mod scale;
+pub mod table;
 pub mod util;
