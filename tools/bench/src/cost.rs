@@ -116,9 +116,13 @@ pub fn rows(inputs: &CostInputs) -> (Vec<Row>, u32) {
     let refresh_calls_per_month: f64 = inputs
         .functions
         .iter()
-        .map(|f| f.init_secret_calls.max(1.0) * CONTAINERS_PER_FUNCTION * 30.0 * 86_400.0 / SECRET_TTL_SECS)
+        .map(|f| {
+            f.init_secret_calls.max(1.0) * CONTAINERS_PER_FUNCTION * 30.0 * 86_400.0
+                / SECRET_TTL_SECS
+        })
         .sum();
-    let secrets = cold_secret_calls * SECRETS_CALL + refresh_calls_per_month / ORDERS_PER_MONTH * SECRETS_CALL;
+    let secrets = cold_secret_calls * SECRETS_CALL
+        + refresh_calls_per_month / ORDERS_PER_MONTH * SECRETS_CALL;
     let fixed_metrics = METRIC_SERIES * METRIC_MONTH / ORDERS_PER_MONTH;
     let durations = |mb: f64| {
         inputs
@@ -195,7 +199,13 @@ pub fn rows(inputs: &CostInputs) -> (Vec<Row>, u32) {
     ];
     let common_total: f64 = common.iter().map(|(_, d)| d).sum();
     for (name, dollars) in common {
-        rows.push(row(sec, &name, format!("${:.3}", per_million(dollars)), "", ""));
+        rows.push(row(
+            sec,
+            &name,
+            format!("${:.3}", per_million(dollars)),
+            "",
+            "",
+        ));
     }
     let totals: Vec<(f64, f64)> = sizes
         .iter()
@@ -252,7 +262,10 @@ mod tests {
     fn a_smaller_memory_stretches_only_the_cpu_part_of_a_duration() {
         let f = function(10.0, 2.0);
         // 8 ms of waiting stay; 2 ms of CPU at 256/1769 of a vCPU become 13.8 ms.
-        assert_eq!(f.duration_ms(256.0), (8.0_f64 + 2.0 * 1769.0 / 256.0).ceil());
+        assert_eq!(
+            f.duration_ms(256.0),
+            (8.0_f64 + 2.0 * 1769.0 / 256.0).ceil()
+        );
         assert!(f.duration_ms(128.0) > f.duration_ms(256.0));
         assert_eq!(f.duration_ms(4096.0), 10.0);
     }
@@ -272,6 +285,11 @@ mod tests {
         // 4 units at $0.625 per million units: $2.50 per million orders.
         assert_eq!(dynamo.as_deref(), Some("$2.500"));
         assert!(chosen == 128 || chosen == 256);
-        assert_eq!(rows.iter().filter(|r| r.verdict.starts_with("chosen")).count(), 1);
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.verdict.starts_with("chosen"))
+                .count(),
+            1
+        );
     }
 }

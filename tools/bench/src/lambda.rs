@@ -12,8 +12,8 @@
 //! - init with the demo's 3 apps and 7 accounts beside 1,000 apps and 100 accounts (issue 16);
 //! - what the cost model needs: CPU time and log bytes per warm invocation ([`crate::cost`]).
 
-use crate::table::{Floor, Row, row};
 use crate::runtime_api::{Answer, RuntimeApi};
+use crate::table::{Floor, Row, row};
 use crate::util::{percentile, signed_request};
 use recharge_api::ApiRequest;
 use recharge_local::LocalStack;
@@ -562,24 +562,48 @@ async fn tenant_scale(
     opts: &LambdaOptions,
     measured: &Measured,
 ) -> anyhow::Result<Vec<Row>> {
-    eprintln!("init with {MANY_APPS} apps and {MANY_ACCOUNTS} accounts: creating their secrets ...");
+    eprintln!(
+        "init with {MANY_APPS} apps and {MANY_ACCOUNTS} accounts: creating their secrets ..."
+    );
     Deployment::extra_secrets(MANY_APPS, MANY_ACCOUNTS).await?;
-    let large =
-        Deployment::write_scaled(stack, table, &opts.work_dir.join("scaled"), Some((MANY_APPS, MANY_ACCOUNTS)))?;
+    let large = Deployment::write_scaled(
+        stack,
+        table,
+        &opts.work_dir.join("scaled"),
+        Some((MANY_APPS, MANY_ACCOUNTS)),
+    )?;
     let sec = "Lambda init by tenant count: exec to first /next, median";
     let mut rows = Vec::new();
     for name in ["submit-order", "order-status", "provider-callback"] {
-        eprintln!("cold start: {name} with {} apps, {} accounts x{} ...", large.apps, large.accounts, opts.starts);
-        let times = cold_starts(name, &opts.bin_dir.join(name), &[], &large, &[], opts.starts).await?;
+        eprintln!(
+            "cold start: {name} with {} apps, {} accounts x{} ...",
+            large.apps, large.accounts, opts.starts
+        );
+        let times = cold_starts(
+            name,
+            &opts.bin_dir.join(name),
+            &[],
+            &large,
+            &[],
+            opts.starts,
+        )
+        .await?;
         let big = percentile(&times, 50.0);
         let base = measured.init_ms.get(name).copied().unwrap_or(f64::NAN);
         let ratio = big / base;
         rows.push(row(
             sec,
-            &format!("{name}: {} apps / {} accounts vs {} / {}", large.apps, large.accounts, small.apps, small.accounts),
+            &format!(
+                "{name}: {} apps / {} accounts vs {} / {}",
+                large.apps, large.accounts, small.apps, small.accounts
+            ),
             format!("{big:.1} ms vs {base:.1} ms = {ratio:.2}x"),
             &format!("<= {SCALE_RATIO_GOAL}x"),
-            if ratio <= SCALE_RATIO_GOAL { "meets" } else { "MISSES" },
+            if ratio <= SCALE_RATIO_GOAL {
+                "meets"
+            } else {
+                "MISSES"
+            },
         ));
     }
     Ok(rows)
@@ -610,15 +634,31 @@ async fn first_invocations(
             let no = format!("FI{run_id}-{i}");
             let create = |no: &str| {
                 let body = json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800130006"});
-                signed_request(app, secret, "POST", "/v1/orders", body.to_string().into_bytes())
+                signed_request(
+                    app,
+                    secret,
+                    "POST",
+                    "/v1/orders",
+                    body.to_string().into_bytes(),
+                )
             };
             let event = match name {
                 "submit-order" => http_event(&create(&no))?,
                 "order-status" | "provider-callback" => {
                     let r = recharge_api::router::handle(stack.state(), create(&no)).await;
-                    anyhow::ensure!(r.status == 201, "first invocation: create HTTP {}", r.status);
+                    anyhow::ensure!(
+                        r.status == 201,
+                        "first invocation: create HTTP {}",
+                        r.status
+                    );
                     if name == "order-status" {
-                        http_event(&signed_request(app, secret, "GET", &format!("/v1/orders/{no}"), Vec::new()))?
+                        http_event(&signed_request(
+                            app,
+                            secret,
+                            "GET",
+                            &format!("/v1/orders/{no}"),
+                            Vec::new(),
+                        ))?
                     } else {
                         let id = recharge_core::OrderId::derive(
                             &recharge_core::AppId::parse(app)?,
@@ -709,7 +749,10 @@ async fn warm(
         );
         post.push(ms(took));
     }
-    use_of.insert("submit-order", warm_use(&submit, deployment, cpu0, log0, &post)?);
+    use_of.insert(
+        "submit-order",
+        warm_use(&submit, deployment, cpu0, log0, &post)?,
+    );
     peaks.push(("submit-order", samples, submit.peak_rss_kib()?));
     submit.stop().await;
 
@@ -747,7 +790,10 @@ async fn warm(
         );
         cb.push(ms(took));
     }
-    use_of.insert("provider-callback", warm_use(&callback, deployment, cpu0, log0, &cb)?);
+    use_of.insert(
+        "provider-callback",
+        warm_use(&callback, deployment, cpu0, log0, &cb)?,
+    );
     peaks.push(("provider-callback", samples, callback.peak_rss_kib()?));
     callback.stop().await;
 
@@ -765,7 +811,10 @@ async fn warm(
         );
         get.push(ms(took));
     }
-    use_of.insert("order-status", warm_use(&status, deployment, cpu0, log0, &get)?);
+    use_of.insert(
+        "order-status",
+        warm_use(&status, deployment, cpu0, log0, &get)?,
+    );
     peaks.push(("order-status", samples, status.peak_rss_kib()?));
     status.stop().await;
 

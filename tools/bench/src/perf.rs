@@ -853,14 +853,34 @@ fn capacity_rows([post, callback, get]: &[Vec<(String, Units)>; 3]) -> (Vec<Row>
             u.write,
             u.read,
             u.index,
-            if ops.is_empty() { "no call".to_owned() } else { ops.join(" + ") }
+            if ops.is_empty() {
+                "no call".to_owned()
+            } else {
+                ops.join(" + ")
+            }
         )
     };
     let mut rows: Vec<Row> = [
-        ("create (POST /v1/orders, the order written)", &create, "1 plain conditional write"),
-        ("accepted (the provider's answer recorded)", &accepted, "1 plain conditional write"),
-        ("callback to final (succeeded)", &final_state, "1 read + 1 plain conditional write"),
-        ("notification recorded", &notified, "1 plain conditional write"),
+        (
+            "create (POST /v1/orders, the order written)",
+            &create,
+            "1 plain conditional write",
+        ),
+        (
+            "accepted (the provider's answer recorded)",
+            &accepted,
+            "1 plain conditional write",
+        ),
+        (
+            "callback to final (succeeded)",
+            &final_state,
+            "1 read + 1 plain conditional write",
+        ),
+        (
+            "notification recorded",
+            &notified,
+            "1 plain conditional write",
+        ),
         ("merchant GET /v1/orders/{no}", &get.clone(), "1 read"),
     ]
     .into_iter()
@@ -877,7 +897,11 @@ fn capacity_rows([post, callback, get]: &[Vec<(String, Units)>; 3]) -> (Vec<Row>
             life.write, life.read
         ),
         &format!("<= {goal:.1} WCU (half of before)"),
-        if life.write <= goal { "meets" } else { "MISSES" },
+        if life.write <= goal {
+            "meets"
+        } else {
+            "MISSES"
+        },
     ));
     (rows, life)
 }

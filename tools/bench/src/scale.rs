@@ -39,7 +39,11 @@ fn describe(calls: &[(String, Units)]) -> String {
     let ops: Vec<String> = by_op.iter().map(|(k, v)| format!("{v} {k}")).collect();
     format!(
         "{} ({:.1} RCU, {:.1} WCU)",
-        if ops.is_empty() { "no call".to_owned() } else { ops.join(" + ") },
+        if ops.is_empty() {
+            "no call".to_owned()
+        } else {
+            ops.join(" + ")
+        },
         units.read,
         units.write
     )
@@ -52,9 +56,16 @@ async fn due_queries(stack: &LocalStack, calls: &CallCounter) -> anyhow::Result<
     let now = state.clock.now();
     let mut due = 0;
     for shard in 0..state.store.due_shards() {
-        due += state.store.due(shard, now, state.settings.sweep_batch).await?.len();
+        due += state
+            .store
+            .due(shard, now, state.settings.sweep_batch)
+            .await?
+            .len();
     }
-    Ok((due, calls.metered().get(from..).unwrap_or_default().to_vec()))
+    Ok((
+        due,
+        calls.metered().get(from..).unwrap_or_default().to_vec(),
+    ))
 }
 
 /// Loads `n` copies of `template` (an order item) under fresh keys, without the due index's attributes.
@@ -120,7 +131,8 @@ async fn load_filler(
 
 /// The scale rows: `stored` orders of which `due` are due, on a fresh DynamoDB Local table.
 pub async fn run(stored: usize, due: usize) -> anyhow::Result<Vec<Row>> {
-    let sec = "sweep at scale on DynamoDB Local: store calls per pass (metered, ReturnConsumedCapacity)";
+    let sec =
+        "sweep at scale on DynamoDB Local: store calls per pass (metered, ReturnConsumedCapacity)";
     let calls = CallCounter::metering();
     let table = format!(
         "scale-{}",
@@ -149,7 +161,13 @@ pub async fn run(stored: usize, due: usize) -> anyhow::Result<Vec<Row>> {
     for i in 0..due {
         let body = json!({"merchant_order_no": format!("Z{i}"), "product_code": "mobile.100",
                           "account": "13800130006"});
-        let req = signed_request(APP, APP_SECRET, "POST", "/v1/orders", body.to_string().into_bytes());
+        let req = signed_request(
+            APP,
+            APP_SECRET,
+            "POST",
+            "/v1/orders",
+            body.to_string().into_bytes(),
+        );
         let permit = Arc::clone(&permits).acquire_owned().await?;
         let st = Arc::clone(&state);
         tasks.spawn(async move {
@@ -193,7 +211,9 @@ pub async fn run(stored: usize, due: usize) -> anyhow::Result<Vec<Row>> {
 
     let mut rows = vec![row(
         sec,
-        &format!("loading: {created} due orders through the handlers, {filler} filler items by BatchWriteItem"),
+        &format!(
+            "loading: {created} due orders through the handlers, {filler} filler items by BatchWriteItem"
+        ),
         format!(
             "{create_secs:.0} s ({:.0} orders/s) + {load_secs:.0} s ({:.0} items/s)",
             created as f64 / create_secs,
@@ -214,7 +234,10 @@ pub async fn run(stored: usize, due: usize) -> anyhow::Result<Vec<Row>> {
     ));
     rows.push(row(
         sec,
-        &format!("due queries of a pass: {due_after} due of {} stored", created + filler),
+        &format!(
+            "due queries of a pass: {due_after} due of {} stored",
+            created + filler
+        ),
         describe(&after),
         "the same calls and read units as with only the due stored",
         if same { "meets" } else { "MISSES" },
@@ -241,7 +264,10 @@ pub async fn run(stored: usize, due: usize) -> anyhow::Result<Vec<Row>> {
         let per_due = this.len() as f64 / r.due as f64;
         rows.push(row(
             sec,
-            &format!("pass {pass}: {} due, {} queried, {} errors, {secs:.1} s", r.due, r.queried, r.errors),
+            &format!(
+                "pass {pass}: {} due, {} queried, {} errors, {secs:.1} s",
+                r.due, r.queried, r.errors
+            ),
             format!("{} = {per_due:.2} calls per due order", describe(this)),
             "",
             "",

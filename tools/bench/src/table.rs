@@ -117,4 +117,3 @@ pub struct Floor {
     pub callback: (f64, f64),
     pub get: (f64, f64),
 }
-

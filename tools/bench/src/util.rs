@@ -102,4 +102,3 @@ pub(crate) fn wikeyun_success_callback(rec: &recharge_sim::OrderRecord) -> ApiRe
         body: serde_json::to_string(&p).unwrap_or_default().into_bytes(),
     }
 }
-
