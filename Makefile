@@ -24,7 +24,7 @@ package: $(VENV)/bin/cargo-lambda $(VENV)/bin/sam
 	  [ "$$size" -le 6291456 ] || { echo "  $$(basename $$d): over 6 MB"; exit 1; }; \
 	done
 
-# make bench    the figures table (README "Benchmarks and fault campaign")
+# make bench    the figures table (docs/benchmarks.md)
 # make faults   N orders under chaos and crashes, checked against the simulators' ledgers
 #               (STORE=dynamodb: against DynamoDB Local, started and stopped by scripts/faults; N default 5000;
 #               DIALECTS=random: every simulator account speaks a seeded random dialect)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""A merchant back end calling the recharge gateway: signs requests exactly as the README's
-"Merchant API" section says. Standard library only. Usage:
+"""A merchant back end calling the recharge gateway: signs requests exactly as docs/merchant-api.md §1
+says. Standard library only. Usage:
 
     python3 examples/merchant_client.py http://127.0.0.1:8080 demo demo-secret mobile.100 13800138000
 

@@ -1,4 +1,4 @@
-//! Merchant request authentication (DESIGN §8): HMAC-SHA256 over a canonical string, ±300 s clock window,
+//! Merchant request authentication (docs/merchant-api.md §1): HMAC-SHA256 over a canonical string, ±300 s clock window,
 //! constant-time comparison, current and previous key during a rotation.
 //!
 //! ```text
@@ -118,6 +118,22 @@ pub fn within_window(now_secs: i64, ts_secs: i64) -> bool {
     now_secs.abs_diff(ts_secs) <= MAX_SKEW_SECS.unsigned_abs()
 }
 
+/// Why a timestamp outside the window was refused. A timestamp in milliseconds (a common slip: JavaScript's
+/// `Date.now()`, Java's `currentTimeMillis`) is named as such, since "stale" alone sends the merchant looking at
+/// their clock.
+fn stale_message(now_secs: i64, ts_secs: i64) -> String {
+    if within_window(now_secs, ts_secs / 1000) {
+        format!(
+            "timestamp {ts_secs} looks like milliseconds: X-Recharge-Timestamp is unix seconds \
+             (within {MAX_SKEW_SECS} s of the server clock)"
+        )
+    } else {
+        format!(
+            "timestamp is more than {MAX_SKEW_SECS} s from the server clock (X-Recharge-Timestamp is unix seconds)"
+        )
+    }
+}
+
 fn valid_nonce(n: &str) -> bool {
     (8..=64).contains(&n.len())
         && n.bytes()
@@ -154,7 +170,7 @@ pub async fn authenticate(
     if !within_window(now.seconds(), ts_secs) {
         return Err(ApiError::unauthorized(
             "stale_timestamp",
-            format!("timestamp is more than {MAX_SKEW_SECS} s from the server clock"),
+            stale_message(now.seconds(), ts_secs),
         ));
     }
     if !valid_nonce(nonce) {
@@ -339,6 +355,28 @@ mod tests {
             code(authenticate(&bad_ts, &apps, &secrets, NOW).await),
             "invalid_timestamp"
         );
+    }
+
+    #[tokio::test]
+    async fn a_timestamp_in_milliseconds_is_stale_and_the_message_says_seconds_are_expected() {
+        let (apps, secrets) = apps();
+        let millis = signed("demo-secret", NOW.seconds() * 1000 + 123, b"{}");
+        let err = authenticate(&millis, &apps, &secrets, NOW)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "stale_timestamp");
+        let text = err.to_string();
+        assert!(text.contains("milliseconds"), "{text}");
+        assert!(text.contains("unix seconds"), "{text}");
+
+        // A timestamp that is merely old says the unit too, but does not guess milliseconds.
+        let old = signed("demo-secret", NOW.seconds() - 3600, b"{}");
+        let text = authenticate(&old, &apps, &secrets, NOW)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("unix seconds"), "{text}");
+        assert!(!text.contains("milliseconds"), "{text}");
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 //! must not be able to hide a real result either. An unsigned-by-protocol callback is only a hint: the
 //! attempt is queried and the query's answer is applied. Where the protocol has no query (carrier-billing
 //! syncs), an unsigned result cannot be confirmed at all: it is kept on the attempt (masked) for an operator,
-//! raised as an anomaly, and not acknowledged, so the channel resends it (PROVIDERS §0.4).
+//! raised as an anomaly, and not acknowledged, so the channel resends it (docs/providers/README.md §4).
 //!
 //! The queries that callbacks which *failed* verification cause are budgeted (issue 15): at most
 //! `Settings::callback_queries_per_minute` per provider account and minute, in this process, so a stream of

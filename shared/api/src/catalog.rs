@@ -1,5 +1,5 @@
-//! The product catalog (DESIGN §5): data, loaded and checked once at cold start. Maps our product codes to a
-//! kind, a face value, a merchant price, and an ordered list of routes to provider accounts.
+//! The product catalog (docs/architecture.md §4): data, loaded and checked once at cold start. Maps our product codes
+//! to a kind, a face value, a merchant price, and an ordered list of routes to provider accounts.
 
 use crate::error::ApiError;
 use recharge_core::msisdn::{Carrier, Msisdn};
@@ -34,7 +34,8 @@ pub struct Product {
     #[serde(default)]
     pub required_extra: Vec<String>,
     /// `extra` fields a merchant may send. Any key in neither list is refused: what is delivered (quantity,
-    /// fast/slow, supplier, product) comes from the route, never from the merchant (PROVIDERS §0.4 rule 6).
+    /// fast/slow, supplier, product) comes from the route, never from the merchant (docs/providers/README.md §4
+    /// rule 6).
     #[serde(default)]
     pub optional_extra: Vec<String>,
     pub routes: Vec<CatalogRoute>,

@@ -10,7 +10,8 @@
 //! and the expiry, instead of a random value stored as a hash:
 //! - a replay of the create (same merchant order number, same body) must return the secret again, but a stored
 //!   hash cannot give back its secret, and minting a new one would need a write on a path that writes nothing
-//!   (DESIGN §6: a duplicate create costs 0 writes). The derivation gives the same secret from the stored order;
+//!   (docs/storage.md §4: a duplicate create costs 0 writes). The derivation gives the same secret from the stored
+//!   order;
 //! - checking one costs no store round trip: a wrong, forged or other-order secret is refused before the order is
 //!   read, so "no such order" and "wrong secret" are the same answer at the same cost;
 //! - the expiry travels inside the secret, covered by the MAC, so it cannot be stretched.

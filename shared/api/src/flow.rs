@@ -360,7 +360,7 @@ pub async fn advance(state: &AppState, order: Order) -> Result<Order, StoreError
 
 /// Queries the provider about an open attempt and records the answer (a query also moves the poll schedule).
 /// On a provider that refuses reused ids, an attempt that keeps answering "not found" past the grace window is
-/// then probed by resubmitting the same attempt id (PROVIDERS §0.4 rule 4).
+/// then probed by resubmitting the same attempt id (docs/providers/README.md §4 rule 4).
 pub async fn query_attempt(
     state: &AppState,
     order: Order,

@@ -1,5 +1,5 @@
 //! `recharge-api`: the gateway's use cases and their HTTP and event handlers, over an `AppState` of ports
-//! (DESIGN §2). The Lambda functions and the local stack are thin wiring around `router::handle`,
+//! (docs/architecture.md §2). The Lambda functions and the local stack are thin wiring around `router::handle`,
 //! `sweep::sweep` and `balance_check::check_balances`.
 
 pub mod auth;

@@ -1,5 +1,5 @@
-//! Merchant notifications (DESIGN §8): when an order's public status changes, POST its view to the merchant's
-//! `notify_url`, signed; a 2xx acknowledges; otherwise retry on a schedule of 15 tries over about 23 hours.
+//! Merchant notifications (docs/merchant-api.md §5): when an order's public status changes, POST its view to the
+//! merchant's `notify_url`, signed; a 2xx acknowledges; otherwise retry on a schedule of 15 tries over about 23 hours.
 //!
 //! Notify URLs are attacker-controlled input (SSRF): outside the local stack they must be `https` to a public
 //! address. The check runs twice: on the URL when the order is created (IP literals, `localhost`), and on

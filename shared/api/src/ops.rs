@@ -1,5 +1,5 @@
-//! The operators' API (DESIGN §11): every order has an owner. Routes under `/ops/`, served in AWS by the `ops`
-//! function behind the HTTP API's `AWS_IAM` authorizer (operators sign with their AWS credentials; the caller's
+//! The operators' API (docs/operations.md §1): every order has an owner. Routes under `/ops/`, served in AWS by the
+//! `ops` function behind the HTTP API's `AWS_IAM` authorizer (operators sign with their AWS credentials; the caller's
 //! ARN is the principal), and in the local stack by the router, authorised by an admin app's HMAC signature.
 //!
 //! | route | what | DynamoDB round trips |

@@ -90,7 +90,7 @@ pub async fn create_order(
         ));
     }
     // Only the extras the product declares: nothing that decides what is delivered is the merchant's
-    // (PROVIDERS §0.4 rule 6).
+    // (docs/providers/README.md §4 rule 6).
     if let Some(key) = req.extra.keys().find(|k| !product.allows_extra(k)) {
         return Err(ApiError::bad_request(
             "invalid_field",

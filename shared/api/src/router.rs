@@ -1,4 +1,4 @@
-//! Maps a request to its handler: the merchant routes of DESIGN §8 (authenticated here), the provider
+//! Maps a request to its handler: the merchant routes of docs/merchant-api.md §2 (authenticated here), the provider
 //! callback route (authenticated by each protocol's own signature) and the client routes of issue 18
 //! (authenticated by an order's client secret in `client`; the only routes that answer cross-origin).
 
@@ -144,25 +144,10 @@ async fn merchant(
     }
 }
 
-/// Merchant order numbers are `[A-Za-z0-9_-]`, so decoding only has to undo what a client may have escaped.
+/// Merchant order numbers are `[A-Za-z0-9_-]`, so decoding only has to undo what a client may have escaped;
+/// anything else fails the order number's own parse.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(
-                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                16,
-            )
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }

@@ -1,6 +1,6 @@
-//! Routing (DESIGN §5): the first usable route of a product, in catalog order. A route is skipped when its
-//! account is disabled, not loaded, lacks the capability the product needs, serves other carriers, has a last
-//! known balance below the cost, costs more than the price, or was already tried for this order.
+//! Routing (docs/architecture.md §4): the first usable route of a product, in catalog order. A route is skipped when
+//! its account is disabled, not loaded, lacks the capability the product needs, serves other carriers, has a last known
+//! balance below the cost, costs more than the price, or was already tried for this order.
 
 use crate::catalog::{Catalog, Product};
 use recharge_core::msisdn::Carrier;
@@ -32,7 +32,7 @@ pub struct Decision {
 pub trait AccountView {
     fn capabilities(&self, account: &ProviderAccountId) -> Option<Capabilities>;
 
-    /// An operator's runtime switch (DESIGN §11), if one was set: `Some(false)` for a disabled or draining
+    /// An operator's runtime switch (docs/operations.md §3), if one was set: `Some(false)` for a disabled or draining
     /// account. `None` keeps the catalog's `enabled`.
     fn takes_new_orders(&self, _account: &ProviderAccountId) -> Option<bool> {
         None

@@ -29,7 +29,7 @@ pub struct Settings {
     pub sweep_concurrency: usize,
     /// How long routing trusts its copy of the balance snapshots.
     pub balance_cache_ttl: Duration,
-    /// How long every function trusts its copy of the operators' account controls (DESIGN §11: a change
+    /// How long every function trusts its copy of the operators' account controls (docs/operations.md §3: a change
     /// reaches every function within a minute, with no deploy).
     pub control_cache_ttl: Duration,
     /// How long a PC carrier-billing order waits for its verification code before it expires as failed
@@ -425,7 +425,7 @@ impl AppState {
         Duration::from_secs_f64(d.as_secs_f64() / scale)
     }
 
-    /// The escalation limit of a new order of this kind (DESIGN §11), scaled in the local stack.
+    /// The escalation limit of a new order of this kind (docs/operations.md §2), scaled in the local stack.
     pub fn escalate_after(&self, kind: crate::catalog::ProductKind) -> Duration {
         self.scaled(kind.escalate_after())
     }

@@ -1,7 +1,8 @@
-//! The order as a merchant sees it (DESIGN §8), in responses and notifications.
+//! The order as a merchant sees it (docs/merchant-api.md §4), in responses and notifications.
 
 use recharge_core::{AttemptState, Fen, NextAction, Order, PublicStatus, Timestamp};
 use serde::Serialize;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
@@ -26,8 +27,8 @@ pub struct OrderView {
     pub sequence: u64,
 }
 
-/// The merchant-facing failure codes (DESIGN §11): a small, stable set, whatever a provider answered. The raw
-/// provider code and message stay in the operators' view (`GET /ops/orders/{order_id}`).
+/// The merchant-facing failure codes (docs/operations.md §6): a small, stable set, whatever a provider answered. The
+/// raw provider code and message stay in the operators' view (`GET /ops/orders/{order_id}`).
 ///
 /// | code | meaning |
 /// |---|---|
@@ -118,27 +119,27 @@ impl OrderView {
     }
 }
 
-/// `2026-11-22T04:24:25.123Z`. Days-from-civil inverse (Howard Hinnant's algorithm), no time crate needed.
+/// `2026-11-22T04:24:25.123Z`, from the `time` crate's calendar. Instants outside its years ±9999 (no clock
+/// gives one) are clamped to its ends.
 pub fn rfc3339(t: Timestamp) -> String {
-    let ms = t.millis();
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let d = OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.millis()) * 1_000_000)
+        .unwrap_or_else(|_| {
+            if t.millis() < 0 {
+                PrimitiveDateTime::MIN
+            } else {
+                PrimitiveDateTime::MAX
+            }
+            .assume_utc()
+        });
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        d.year(),
+        u8::from(d.month()),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second(),
+        d.millisecond()
     )
 }
 
@@ -164,6 +165,15 @@ mod tests {
         assert_eq!(
             rfc3339(Timestamp::from_millis(-1)),
             "1969-12-31T23:59:59.999Z"
+        );
+        // python3: datetime.fromtimestamp(4102444799.999, timezone.utc), the last instant of 2099.
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(4_102_444_799_999)),
+            "2099-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(i64::MAX)),
+            "9999-12-31T23:59:59.999Z"
         );
     }
 }

@@ -1,5 +1,5 @@
 //! Counts SDK round trips per operation (an SDK interceptor), so tests and benchmarks can hold the code to
-//! the DynamoDB budget of DESIGN §6 and show that warm secret reads make no call. Built with
+//! the DynamoDB budget of docs/storage.md §4 and show that warm secret reads make no call. Built with
 //! [`CallCounter::recording`] it also keeps every call's service, operation and request body, from which a test
 //! derives the IAM action and resource of each call (both services speak JSON: the table, index and secret
 //! names are in the body). Built with [`CallCounter::metering`] it also asks DynamoDB for the capacity each

@@ -21,39 +21,39 @@ pub struct Config {
 /// A variable that is missing or does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("environment variable {var}: {problem}")]
-pub struct ConfigError {
+pub struct EnvConfigError {
     pub var: &'static str,
     pub problem: String,
 }
 
 impl Config {
-    pub fn from_env() -> Result<Config, ConfigError> {
+    pub fn from_env() -> Result<Config, EnvConfigError> {
         Config::from_lookup(|k| std::env::var(k).ok())
     }
 
     /// Parses from any lookup (the environment, or a map in tests).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let required = |var: &'static str| -> Result<String, ConfigError> {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, EnvConfigError> {
+        let required = |var: &'static str| -> Result<String, EnvConfigError> {
             match get(var) {
                 Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
-                Some(_) => Err(ConfigError {
+                Some(_) => Err(EnvConfigError {
                     var,
                     problem: "is empty".into(),
                 }),
-                None => Err(ConfigError {
+                None => Err(EnvConfigError {
                     var,
                     problem: "is not set".into(),
                 }),
             }
         };
         let number =
-            |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, EnvConfigError> {
                 let Some(raw) = get(var) else {
                     return Ok(default);
                 };
                 match raw.trim().parse::<u64>() {
                     Ok(n) if (min..=max).contains(&n) => Ok(n),
-                    _ => Err(ConfigError {
+                    _ => Err(EnvConfigError {
                         var,
                         problem: format!("{raw:?} is not a whole number from {min} to {max}"),
                     }),
@@ -65,7 +65,7 @@ impl Config {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
         {
-            return Err(ConfigError {
+            return Err(EnvConfigError {
                 var: "RECHARGE_TABLE",
                 problem: format!(
                     "{table:?} is not a DynamoDB table name (3-255 of [A-Za-z0-9_.-])"
@@ -92,7 +92,7 @@ impl Config {
     }
 }
 
-/// The configuration of a deployed function beyond the store (Lambda cold start; see the README's table).
+/// The configuration of a deployed function beyond the store (Lambda cold start; see docs/deploy.md §6).
 /// Paths are files packaged with the function (or mounted); a bad value names its variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionConfig {
@@ -112,21 +112,21 @@ pub struct FunctionConfig {
 }
 
 impl FunctionConfig {
-    pub fn from_env() -> Result<FunctionConfig, ConfigError> {
+    pub fn from_env() -> Result<FunctionConfig, EnvConfigError> {
         FunctionConfig::from_lookup(|k| std::env::var(k).ok())
     }
 
     pub fn from_lookup(
         get: impl Fn(&str) -> Option<String>,
-    ) -> Result<FunctionConfig, ConfigError> {
-        let required = |var: &'static str| -> Result<String, ConfigError> {
+    ) -> Result<FunctionConfig, EnvConfigError> {
+        let required = |var: &'static str| -> Result<String, EnvConfigError> {
             match get(var) {
                 Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
-                Some(_) => Err(ConfigError {
+                Some(_) => Err(EnvConfigError {
                     var,
                     problem: "is empty".into(),
                 }),
-                None => Err(ConfigError {
+                None => Err(EnvConfigError {
                     var,
                     problem: "is not set".into(),
                 }),
@@ -137,7 +137,7 @@ impl FunctionConfig {
             || public_base_url.starts_with("http://127.0.0.1")
             || public_base_url.starts_with("http://localhost");
         if !scheme_ok || public_base_url.contains('?') || public_base_url.contains('#') {
-            return Err(ConfigError {
+            return Err(EnvConfigError {
                 var: "RECHARGE_PUBLIC_BASE_URL",
                 problem: format!(
                     "{public_base_url:?} is not an https:// base URL (http only for loopback)"
@@ -149,7 +149,7 @@ impl FunctionConfig {
             Some(raw) => match raw.trim().parse::<u64>() {
                 Ok(n) if (100..=60_000).contains(&n) => Duration::from_millis(n),
                 _ => {
-                    return Err(ConfigError {
+                    return Err(EnvConfigError {
                         var: "RECHARGE_NOTIFY_TIMEOUT_MS",
                         problem: format!("{raw:?} is not a whole number from 100 to 60000"),
                     });
@@ -174,7 +174,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, EnvConfigError> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -227,7 +227,7 @@ mod tests {
         assert_eq!(e.var, "RECHARGE_TABLE");
     }
 
-    fn function(vars: &[(&str, &str)]) -> Result<FunctionConfig, ConfigError> {
+    fn function(vars: &[(&str, &str)]) -> Result<FunctionConfig, EnvConfigError> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,4 +1,4 @@
-//! The DynamoDB `OrderStore` (DESIGN §6): one table, conditional writes, a sharded sparse due index.
+//! The DynamoDB `OrderStore` (docs/storage.md): one table, conditional writes, a sharded sparse due index.
 //!
 //! Every write is one plain conditional write of the order item (a `PutItem` to create, an `UpdateItem` to
 //! change), and the audit entry of the change travels inside that same item (`audit`, a list appended to by
@@ -73,7 +73,7 @@ pub const INLINE_AUDIT_BYTES: i64 = 1024;
 
 /// Balance snapshots share one partition: a handful of provider accounts, read together by routing.
 const BALANCE_PK: &str = "BALANCE";
-/// Operators' runtime configuration (DESIGN §11): one partition, read whole by every function's cache. Only
+/// Operators' runtime configuration (docs/operations.md §3): one partition, read whole by every function's cache. Only
 /// the ops function's IAM policy may write it (`dynamodb:LeadingKeys`, infra/template.yaml).
 pub const CONFIG_PK: &str = "CONFIG";
 const ACCOUNT_CONTROL_PREFIX: &str = "ACCOUNT#";
@@ -153,8 +153,8 @@ impl DynamoOrderStore {
                 AttributeValue::N(order.updated_at().millis().to_string()),
             ),
         ]);
-        // The operators' listing and queue (DESIGN §11): every order in `by_status`, the ones with an attention
-        // time (sparse) in `attention`. Both partitions are sharded like the due index, so no index partition
+        // The operators' listing and queue (docs/operations.md §1, §2): every order in `by_status`, the ones with an
+        // attention time (sparse) in `attention`. Both partitions are sharded like the due index, so no index partition
         // takes more than its share of the write rate.
         let shard = order.id().shard(self.shards);
         let summary = OrderSummary::of(order);

@@ -9,7 +9,7 @@ pub mod secrets;
 pub mod table;
 
 pub use calls::{CallCounter, RecordedCall, Units};
-pub use config::{Config, ConfigError, FunctionConfig};
+pub use config::{Config, EnvConfigError, FunctionConfig};
 pub use dynamo::DynamoOrderStore;
 pub use secrets::SecretsManagerSource;
 

@@ -1,7 +1,7 @@
 //! Identifiers. Each newtype has a `parse` that validates; a value that exists is valid.
 //!
 //! `OrderId` is derived deterministically from `(app id, merchant order number)`, so that the create is its own
-//! idempotency check (one conditional write) and a merchant's GET addresses the item directly (DESIGN §6).
+//! idempotency check (one conditional write) and a merchant's GET addresses the item directly (docs/storage.md §2).
 //! The provider-facing `AttemptId` is the order id plus a two-digit attempt number, so a callback carrying it
 //! resolves to the order's key without an index.
 

@@ -1,5 +1,5 @@
 //! `recharge-core`: the domain of the recharge gateway. Types that are valid by construction, the order
-//! state machine (DESIGN §3) as a pure function, and the ports (`OrderStore`, `SecretSource`, `Clock`) that
+//! state machine (docs/state-machine.md) as a pure function, and the ports (`OrderStore`, `SecretSource`, `Clock`) that
 //! adapters implement. Nothing here speaks AWS or HTTP.
 
 pub mod ids;

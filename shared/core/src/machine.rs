@@ -1,6 +1,6 @@
-//! The order state machine of DESIGN §3 as one pure function: `apply(order, event, now, policy)` returns the
-//! next order (version + 1) or a typed refusal that says why nothing changes. Every store write goes through
-//! it, so the invariants hold whatever order callbacks, queries and the sweep arrive in.
+//! The order state machine of docs/state-machine.md as one pure function: `apply(order, event, now, policy)` returns
+//! the next order (version + 1) or a typed refusal that says why nothing changes. Every store write goes through it, so
+//! the invariants hold whatever order callbacks, queries and the sweep arrive in.
 //!
 //! Refusals are not errors to the caller: `Duplicate` and `Stale` events are acknowledged and forgotten;
 //! `Conflicting` ones are acknowledged and alerted.
@@ -22,7 +22,7 @@ pub struct Policy {
     pub call_timeout: Duration,
     /// Delay before the first query, then between queries; the last value repeats.
     pub poll_backoff: Vec<Duration>,
-    /// "Not found" is a definite failure only once the attempt is this old (PROVIDERS §0.3 rule 3) …
+    /// "Not found" is a definite failure only once the attempt is this old (docs/providers/README.md §3 rule 3) …
     pub not_found_grace: Duration,
     /// … and only after this many not-found answers.
     pub not_found_min_answers: u32,
@@ -30,12 +30,12 @@ pub struct Policy {
     pub not_found_failover: bool,
     /// The provider refuses a reused order id, so "not found" never fails an attempt: once the grace window
     /// and the answers are there, the caller probes by resubmitting the same attempt id instead
-    /// ([`Order::probe_due`]; PROVIDERS §0.4 rule 4).
+    /// ([`Order::probe_due`]; docs/providers/README.md §4 rule 4).
     pub not_found_probe: bool,
 }
 
 impl Default for Policy {
-    /// PROVIDERS §0.3: query at 10 s, 30 s, 1 m, 2 m, 5 m, then every 5 m; grace window 10 minutes.
+    /// docs/providers/README.md §3 rule 2: query at 10 s, 30 s, 1 m, 2 m, 5 m, then every 5 m; grace window 10 minutes.
     fn default() -> Policy {
         Policy {
             call_timeout: Duration::from_secs(30),
@@ -339,8 +339,9 @@ fn step(cur: &AttemptState, outcome: &Outcome, source: Source) -> Step {
                 reason: reason.clone(),
             }),
             // A refusal means "never accepted, nothing charged": it can only answer a submit, or be an
-            // operator's finding with evidence that an unknown submit never reached the provider (DESIGN §11).
-            // After an acceptance (or from a query) it is a late or confused answer, and changes nothing.
+            // operator's finding with evidence that an unknown submit never reached the provider
+            // (docs/operations.md §1). After an acceptance (or from a query) it is a late or confused answer, and
+            // changes nothing.
             O::Rejected {
                 failover_allowed,
                 reason,
@@ -390,7 +391,7 @@ fn step(cur: &AttemptState, outcome: &Outcome, source: Source) -> Step {
                 Step::Stale
             }
         },
-        // The one way out of a failure: a late success (alerted, DESIGN §3).
+        // The one way out of a failure: a late success (alerted, docs/state-machine.md §3 invariant 6).
         S::Rejected { .. } | S::Failed { .. } => match outcome {
             O::Failed { .. } | O::Rejected { .. } => Step::Same,
             O::Succeeded { .. } => Step::To(S::Succeeded),
@@ -489,8 +490,8 @@ fn apply_outcome(
 
     let new_state = match step(&old, outcome, source) {
         Step::To(s) => Some(s),
-        // "Not found" never fails an attempt the provider once acknowledged (PROVIDERS §0.4 rule 4), nor one
-        // on a provider whose reused-id refusal gives a safe probe instead.
+        // "Not found" never fails an attempt the provider once acknowledged (docs/providers/README.md §4 rule 4), nor
+        // one on a provider whose reused-id refusal gives a safe probe instead.
         Step::NotFound if a.acknowledged || policy.not_found_probe => {
             let track = a.not_found.get_or_insert(NotFoundTrack {
                 first_at: now,

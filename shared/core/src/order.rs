@@ -1,4 +1,4 @@
-//! The order and its provider attempts (DESIGN §3). Fields are private: an order changes only through
+//! The order and its provider attempts (docs/state-machine.md §1). Fields are private: an order changes only through
 //! `machine::apply`, which keeps the invariants. The order's resolution, public status and due time are
 //! derived from the attempts, never stored on their own, so they cannot disagree with them.
 
@@ -146,10 +146,10 @@ pub struct Attempt {
     pub(crate) next_poll_at: Option<Timestamp>,
     pub(crate) not_found: Option<NotFoundTrack>,
     /// The provider showed it knows this attempt (accepted it, named its own number, or reported a result).
-    /// "Not found" never fails an attempt once this is set (PROVIDERS §0.4 rule 4).
+    /// "Not found" never fails an attempt once this is set (docs/providers/README.md §4 rule 4).
     #[serde(default)]
     pub(crate) acknowledged: bool,
-    /// The amounts the provider reported, newest per field (PROVIDERS §0.4 rule 5), for reconciliation.
+    /// The amounts the provider reported, newest per field (docs/providers/README.md §4 rule 5), for reconciliation.
     #[serde(default, skip_serializing_if = "Reported::is_empty")]
     pub(crate) reported: Reported,
     /// Results we received but could not verify, on a protocol that cannot be queried: kept (masked, newest
@@ -222,7 +222,7 @@ impl Resolution {
     }
 }
 
-/// The status a merchant sees (DESIGN §3).
+/// The status a merchant sees (docs/state-machine.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PublicStatus {
@@ -288,7 +288,7 @@ pub enum AnomalyKind {
     Reversal,
     /// Only part of the value arrived.
     PartialDelivery,
-    /// A provider answer named another order than the attempt it answered (PROVIDERS §0.4 rule 5).
+    /// A provider answer named another order than the attempt it answered (docs/providers/README.md §4 rule 5).
     ForeignAnswer,
     /// A reported amount (cost, face value, quantity, delivery) does not fit the route or the order.
     AmountMismatch,
@@ -371,16 +371,16 @@ pub struct Order {
     #[serde(default)]
     pub(crate) notify_next_at: Option<Timestamp>,
     /// How long an attempt may stay open without a definite answer before an operator must look at it
-    /// (DESIGN §11); chosen at creation from the product kind or the account's configuration. `None` (orders
+    /// (docs/operations.md §2); chosen at creation from the product kind or the account's configuration. `None` (orders
     /// written before it existed): [`DEFAULT_ESCALATE_AFTER`].
     #[serde(default)]
     pub(crate) escalate_after_secs: Option<u64>,
 }
 
-/// The escalation limit of an order that was given none (the fast top-up default of DESIGN §11).
+/// The escalation limit of an order that was given none (the fast top-up default of docs/operations.md §2).
 pub const DEFAULT_ESCALATE_AFTER: Duration = Duration::from_secs(30 * 60);
 
-/// Why an order is (or will be) in the operator queue (DESIGN §11: every order has an owner).
+/// Why an order is (or will be) in the operator queue (docs/operations.md §2: every order has an owner).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Attention {
@@ -688,8 +688,8 @@ impl Order {
         }
     }
 
-    /// True when attempt `no` should be probed by resubmitting it under the same id (PROVIDERS §0.4 rule 4):
-    /// the provider refuses reused ids (`policy.not_found_probe`), the attempt is open and was never
+    /// True when attempt `no` should be probed by resubmitting it under the same id (docs/providers/README.md §4
+    /// rule 4): the provider refuses reused ids (`policy.not_found_probe`), the attempt is open and was never
     /// acknowledged, and "not found" has been answered often enough for long enough.
     pub fn probe_due(
         &self,

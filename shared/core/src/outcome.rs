@@ -1,5 +1,5 @@
-//! What a provider said about one attempt, once an adapter has classified it (DESIGN §4). The set is closed:
-//! every documented code maps to exactly one of these, and anything unrecognised is `Unknown`, never `Failed`.
+//! What a provider said about one attempt, once an adapter has classified it (docs/providers/README.md §2). The set is
+//! closed: every documented code maps to exactly one of these, and anything unrecognised is `Unknown`, never `Failed`.
 
 use crate::money::Fen;
 use serde::{Deserialize, Serialize};
@@ -108,8 +108,8 @@ impl Source {
     }
 }
 
-/// Amounts a provider reported about one attempt (PROVIDERS §0.4 rule 5): kept on the attempt for the daily
-/// reconciliation. Nothing is decided on them alone.
+/// Amounts a provider reported about one attempt (docs/providers/README.md §4 rule 5): kept on the attempt for the
+/// daily reconciliation. Nothing is decided on them alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reported {
     /// What the provider says it charges us (001 `ordercash`, 002 `cost_price`, 004 `settlementPrice`).
@@ -150,7 +150,7 @@ impl Reported {
     }
 }
 
-/// Something in a provider's answer that does not fit the attempt it is about (PROVIDERS §0.4 rule 5).
+/// Something in a provider's answer that does not fit the attempt it is about (docs/providers/README.md §4 rule 5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "finding", rename_all = "snake_case")]
 pub enum Finding {

@@ -35,7 +35,7 @@ impl ProductKind {
     }
 
     /// How long an attempt of this kind may stay open without a definite answer before an operator must look
-    /// at it (DESIGN §11): fast products 30 minutes, slow ones (slow top-ups, electricity) 72 hours.
+    /// at it (docs/operations.md §2): fast products 30 minutes, slow ones (slow top-ups, electricity) 72 hours.
     pub fn escalate_after(self) -> std::time::Duration {
         let minutes = match self {
             ProductKind::MobileFast

@@ -1,4 +1,4 @@
-//! The `SecretSource` port and the in-process cache in front of it (DESIGN §7).
+//! The `SecretSource` port and the in-process cache in front of it (docs/security.md §2).
 //!
 //! A secret has a current value and, during a rotation, a previous one; both verify, so a merchant that has
 //! not yet switched keys keeps working. Values are `SecretString`s: their `Debug` is redacted, and they are

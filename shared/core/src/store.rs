@@ -78,7 +78,7 @@ pub struct DueOrder {
     pub due_at: Timestamp,
 }
 
-/// What an operator's order listing selects (DESIGN §11). Every filter is optional; all given ones hold.
+/// What an operator's order listing selects (docs/operations.md §1). Every filter is optional; all given ones hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderFilter {
     /// Orders with this public status.
@@ -229,10 +229,10 @@ pub trait OrderStore: Send + Sync + std::fmt::Debug {
     /// The order's audit trail, oldest first.
     async fn audit_trail(&self, id: &OrderId) -> Result<Vec<AuditEntry>, StoreError>;
 
-    /// An operator's listing (DESIGN §11): at most `limit` orders passing `filter` at `now`, newest first, or
-    /// with `needs_operator` oldest queue entry first; `after` is the previous page's `next` cursor (an invalid
-    /// cursor is `StoreError::Corrupt`). Never a scan: queries of an index, one per index partition and page
-    /// (the DynamoDB store's round trips are in the README).
+    /// An operator's listing (docs/operations.md §1): at most `limit` orders passing `filter` at `now`, newest first,
+    /// or with `needs_operator` oldest queue entry first; `after` is the previous page's `next` cursor (an invalid
+    /// cursor is `StoreError::Corrupt`). Never a scan: queries of an index, one per index partition and page (the
+    /// DynamoDB store's round trips are in docs/storage.md §4 and docs/operations.md §1).
     async fn list(
         &self,
         filter: &OrderFilter,
@@ -264,7 +264,7 @@ pub struct BalanceSnapshot {
     pub at: Timestamp,
 }
 
-/// Whether routing may send new orders to a provider account (DESIGN §11: runtime control, no deploy).
+/// Whether routing may send new orders to a provider account (docs/operations.md §3: runtime control, no deploy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountMode {
@@ -302,7 +302,7 @@ pub struct AccountControl {
     pub mode: AccountMode,
     #[serde(default)]
     pub low_balance_fen: Option<i64>,
-    /// Escalation limit of new orders routed to the account (DESIGN §11), instead of the product kind's.
+    /// Escalation limit of new orders routed to the account (docs/operations.md §2), instead of the product kind's.
     #[serde(default)]
     pub escalate_after_secs: Option<u64>,
     /// Code-table overrides of the account's protocol (issue 11 defines their shape), kept as given.

@@ -9,7 +9,9 @@ use recharge_api::auth::{AppConfig, Apps};
 use recharge_api::catalog::Catalog;
 use recharge_api::notify::HttpNotifier;
 use recharge_api::{AppState, BootError, Parts, Providers, Settings};
-use recharge_aws::{Config, ConfigError, DynamoOrderStore, FunctionConfig, SecretsManagerSource};
+use recharge_aws::{
+    Config, DynamoOrderStore, EnvConfigError, FunctionConfig, SecretsManagerSource,
+};
 use recharge_core::secrets::{CachedSecretSource, SecretSource};
 use recharge_core::store::{BalanceStore, OrderStore};
 use recharge_core::{Clock, SystemClock};
@@ -71,7 +73,7 @@ impl Function {
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     #[error(transparent)]
-    Env(#[from] ConfigError),
+    Env(#[from] EnvConfigError),
     #[error("{var} = {path}: cannot read the file")]
     File {
         var: &'static str,

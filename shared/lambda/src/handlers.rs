@@ -173,7 +173,7 @@ pub async fn reconcile_event(service: &Service, payload: &Value) -> Result<Value
     Ok(json!({ "sweep": report, "operator_queue": queue }))
 }
 
-/// Counts the operator queue (DESIGN §11: nothing is open without someone being told) after each sweep and
+/// Counts the operator queue (docs/operations.md §2: nothing is open without someone being told) after each sweep and
 /// emits `OperatorQueue`, which the template alarms on. Counted up to `QUEUE_COUNT_CAP`, one page of the
 /// attention index per shard at a time; a store failure is logged and counts as an error, not as zero.
 pub async fn operator_queue(service: &Service) -> Option<usize> {

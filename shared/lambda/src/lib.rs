@@ -1,4 +1,4 @@
-//! `recharge-lambda`: the Lambda glue shared by the gateway's five functions (DESIGN §2), so that
+//! `recharge-lambda`: the Lambda glue shared by the gateway's five functions (docs/architecture.md §2), so that
 //! `lambda_runtime` and the event types stay out of `recharge-api` and the local stack.
 //!
 //! - [`bootstrap`]: builds the `AppState` once per cold start from typed env config, and warms the clients;

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 /// The `Service` dimension value on every metric.
 pub const SERVICE: &str = "recharge";
-/// An `unknown` attempt older than this is an alarm (DESIGN §3: the not-found grace window).
+/// An `unknown` attempt older than this is an alarm (docs/state-machine.md §4: the not-found grace window).
 pub const STALE_UNKNOWN_AFTER: Duration = Duration::from_secs(600);
 
 /// Writes EMF lines. Cheap to clone; tests capture the lines instead of printing them.
@@ -129,7 +129,7 @@ impl Metrics {
         );
     }
 
-    /// The unlisted provider codes seen since the last call (PROVIDERS §0.4 rule 1), one data point per
+    /// The unlisted provider codes seen since the last call (docs/providers/README.md §4 rule 1), one data point per
     /// (account, phase, code) with the count. Called after every invocation.
     pub fn unlisted_codes(&self) {
         for (account, phase, code, n) in recharge_providers::codes::take_unlisted_counts() {

@@ -1,5 +1,5 @@
-//! A small signing client of the merchant API (DESIGN §8): what a merchant back end does, in Rust. Used by
-//! `recharge-local order …` and by the end-to-end tests.
+//! A small signing client of the merchant API (docs/merchant-api.md §1): what a merchant back end does, in Rust. Used
+//! by `recharge-local order …` and by the end-to-end tests.
 
 use recharge_api::auth::{
     HEADER_APP, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, hmac_hex, string_to_sign,

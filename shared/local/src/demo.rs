@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 const PRIVATE_KEY: &str = include_str!("../keys/004_rsa_test_private_key.pem");
 const PUBLIC_KEY: &str = include_str!("../keys/004_rsa_test_public_key.pem");
 
-/// Where the README serves the sample H5 page from; the demo app allows it (and `localhost:8081`).
+/// Where docs/merchant-api.md §6 serves the sample H5 page from; the demo app allows it (and `localhost:8081`).
 pub const DEMO_H5_ORIGIN: &str = "http://127.0.0.1:8081";
 
 /// The code the PC carrier-billing simulator "sends" to the user.
@@ -98,7 +98,7 @@ fn local_account(id: &str, protocol: &str, endpoints: Value, options: Value) -> 
 }
 
 /// An account with the code-table entries the simulator of its protocol documents for itself
-/// (`shared/sim/README.md`): what the seeds leave unsaid must be stated per account (PROVIDERS §0.4).
+/// (docs/simulators.md): what the seeds leave unsaid must be stated per account (docs/providers/README.md §4).
 fn coded_account(
     id: &str,
     protocol: &str,

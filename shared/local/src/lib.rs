@@ -1,6 +1,7 @@
-//! `recharge-local`: the whole gateway in one process on loopback (DESIGN §9), for a first order in a minute,
-//! for merchants' integration work, and for the end-to-end tests. See the README's "Run it locally".
+//! `recharge-local`: the whole gateway in one process on loopback (docs/architecture.md §5), for a first order in a
+//! minute, for merchants' integration work, and for the end-to-end tests. See docs/architecture.md §5.
 
+pub mod banner;
 pub mod client;
 pub mod demo;
 pub mod follow;

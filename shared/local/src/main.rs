@@ -1,9 +1,13 @@
 //! `recharge-local`: start the local stack, or place one order against it. Wiring only; see `lib.rs`.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use recharge_local::banner::{DEFAULT_BASE, banner};
 use recharge_local::follow::{self, OrderCommand};
 use recharge_local::{LocalConfig, LocalOptions, LocalStack, StoreChoice};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
@@ -42,24 +46,31 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Place one order as the demo merchant and follow it to the end.
+    /// Place one order as the demo merchant and follow it to the end: prints the route and every attempt; exits
+    /// 0 if it succeeded, 1 if it ended otherwise, 2 if it is still open when the wait ends.
     Order {
         product: String,
         account: String,
         /// A running local stack; if none answers there, one is started in this process.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        #[arg(long, default_value = DEFAULT_BASE)]
         base: String,
         #[arg(long, default_value = "demo")]
         app: String,
         #[arg(long, default_value = "demo-secret")]
         secret: String,
+        /// The admin app whose signature reads the attempts (the operators' view).
+        #[arg(long, default_value = "ops")]
+        ops_app: String,
+        #[arg(long, default_value = "ops-secret")]
+        ops_secret: String,
         /// `key=value` extras (electricity region, carrier-billing IMSI, ...).
         #[arg(long = "extra", value_parser = parse_pair)]
         extra: Vec<(String, String)>,
         #[arg(long)]
         merchant_order_no: Option<String>,
-        #[arg(long, default_value_t = 60)]
-        timeout_secs: u64,
+        /// How long to follow the order; default: the stack's longest scripted scenario plus a minute.
+        #[arg(long)]
+        timeout_secs: Option<u64>,
     },
 }
 
@@ -70,8 +81,10 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
+        // Colour codes only for a person at a terminal, never into a file or a pipe.
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "warn,recharge_api=info".into()),
@@ -79,9 +92,13 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let config = match &cli.config {
-        Some(path) => Some(serde_json::from_str::<LocalConfig>(
-            &std::fs::read_to_string(path)?,
-        )?),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--config {}: cannot read the file", path.display()))?;
+            Some(serde_json::from_str::<LocalConfig>(&text).with_context(|| {
+                format!("--config {}: not a local configuration", path.display())
+            })?)
+        }
         None => None,
     };
     let store = StoreChoice::from_flags(
@@ -102,9 +119,14 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         None => {
             let stack = LocalStack::start(options).await?;
-            print_banner(&stack);
+            let sims: Vec<(&str, &str)> = stack
+                .sims()
+                .map(|(id, sim)| (id.as_str(), sim.base_url()))
+                .collect();
+            print!("{}", banner(stack.base_url(), sims));
             tokio::signal::ctrl_c().await?;
             stack.stop().await;
+            Ok(ExitCode::SUCCESS)
         }
         Some(Command::Order {
             product,
@@ -112,6 +134,8 @@ async fn main() -> anyhow::Result<()> {
             base,
             app,
             secret,
+            ops_app,
+            ops_secret,
             extra,
             merchant_order_no,
             timeout_secs,
@@ -138,27 +162,16 @@ async fn main() -> anyhow::Result<()> {
                 base_url: base,
                 app,
                 secret,
+                ops_app,
+                ops_secret,
                 product,
                 account,
                 extra,
                 merchant_order_no,
-                timeout: Duration::from_secs(timeout_secs),
+                timeout: timeout_secs.map(Duration::from_secs),
             };
-            follow::run(&cmd).await?;
+            let followed = follow::run(&cmd, &mut std::io::stdout()).await?;
+            Ok(ExitCode::from(followed.ending.exit_code()))
         }
     }
-    Ok(())
-}
-
-fn print_banner(stack: &LocalStack) {
-    println!("recharge gateway (local) at {}", stack.base_url());
-    println!("  apps: demo / demo-secret, demo2 / demo2-secret, ops / ops-secret (admin)");
-    for (id, sim) in stack.sims() {
-        println!("  provider {id:<14} simulator {}", sim.base_url());
-    }
-    println!(
-        "  GET {}/_local shows the accounts and the catalog",
-        stack.base_url()
-    );
-    println!("  try: cargo run -p recharge-local -- order mobile.100 13800138000");
 }

@@ -1,6 +1,8 @@
 //! The local stack: the gateway's API and callback routes on one loopback port, the sweep and the balance
-//! check on a fast tick, the five provider simulators on their own ports, and an in-memory store (or DynamoDB).
-//! Every timing is divided by `time_scale`, so each scripted scenario ends within a minute.
+//! check on a fast tick, the five provider simulators on their own ports, and an in-memory store (or DynamoDB);
+//! in local mode also the operator console at `/ops/console` (docs/console.md).
+//! Every timing is divided by `time_scale` (default 20), so each scripted scenario ends within a minute but
+//! account `0009`'s long processing, which takes the simulators' hour divided by it (3 minutes by default).
 
 use crate::demo::{DEMO_VERIFICATION_CODE, LocalConfig};
 use axum::body::Body;
@@ -175,6 +177,9 @@ impl LocalStack {
         let secrets = Arc::new(InMemorySecretSource::new());
         let mut secret_values: Vec<(String, String)> = Vec::new();
         let mut sims = BTreeMap::new();
+        // The simulators' longest scripted behaviour (account `0009`), shown at `/_local` so that `order`
+        // waits long enough.
+        let mut long_processing = Duration::ZERO;
         let mut provider_accounts = Vec::new();
         for a in &accounts {
             let mut account_json = a.account.clone();
@@ -192,6 +197,7 @@ impl LocalStack {
                 sc.time_scale = options.time_scale;
                 sc.scripts = sim.scripts;
                 sc.hang = options.sim_hang;
+                long_processing = long_processing.max(sc.long_processing);
                 sc.chaos = options.chaos.clone();
                 if let Some(d) = options.dialects.get(&id) {
                     sc.dialect = d.clone();
@@ -327,10 +333,30 @@ impl LocalStack {
             settings,
         }));
 
-        let local_info = Arc::new(local_info(&base_url, &sims, &apps, &config, &options));
-        let router = axum::Router::new()
+        let local_info = Arc::new(local_info(
+            &base_url,
+            &sims,
+            &apps,
+            &config,
+            &options,
+            long_processing,
+        ));
+        let mut router = axum::Router::new()
             .fallback(serve)
             .with_state((Arc::clone(&state), local_info));
+        // The operator console at /ops/console (docs/console.md), local mode only like `/_local`: its proxy
+        // signs the page's calls as the first admin app, as `recharge-ops` does against this stack.
+        if options.local_mode
+            && let Some(admin) = apps.iter().find(|a| a.role == "admin")
+        {
+            let client = recharge_ops::OpsClient::hmac(&base_url, &admin.id, &admin.secret);
+            let console = recharge_ops::console::Console::new(
+                client,
+                recharge_ops::console::Console::hosts_for(addr),
+                None,
+            );
+            router = recharge_ops::console::router(console).merge(router);
+        }
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
@@ -476,6 +502,7 @@ fn local_info(
     apps: &[crate::demo::LocalApp],
     config: &LocalConfig,
     options: &LocalOptions,
+    long_processing: Duration,
 ) -> Value {
     let accounts: Vec<Value> = config
         .accounts
@@ -504,6 +531,7 @@ fn local_info(
         "accounts": accounts,
         "catalog": config.catalog,
         "time_scale": options.time_scale,
+        "longest_scenario_secs": long_processing.as_secs_f64() / options.time_scale.max(f64::MIN_POSITIVE),
         "demo": {"verification_code": DEMO_VERIFICATION_CODE},
     })
 }

@@ -1,4 +1,4 @@
-//! The provider side's vocabulary (DESIGN §4): a provider *account* is configuration `{id, protocol,
+//! The provider side's vocabulary (docs/providers/README.md §1): a provider *account* is configuration `{id, protocol,
 //! endpoints, secret name, capabilities, code table, options}`, and a [`Protocol`] names the adapter that
 //! speaks to it. The adapters import this module; only [`crate::registry`] imports the adapters.
 
@@ -74,7 +74,7 @@ fn default_max_body() -> usize {
     DEFAULT_MAX_BODY
 }
 fn default_grace_secs() -> u64 {
-    // PROVIDERS §0.3 rule 3 (海鑫 doc: ten minutes).
+    // docs/providers/README.md §3 rule 3 (海鑫 doc: ten minutes).
     600
 }
 
@@ -102,7 +102,7 @@ pub struct ProviderAccount {
     pub id: ProviderAccountId,
     pub protocol: Protocol,
     /// Full URLs per endpoint (`submit`, `query`, `balance`, `verify`): hosts and ports differ per endpoint
-    /// on real accounts (PROVIDERS 001).
+    /// on real accounts (docs/providers/suka-xml.md §5).
     pub endpoints: BTreeMap<String, String>,
     /// The Secrets Manager name of the credentials JSON.
     pub secret_name: String,
@@ -115,14 +115,14 @@ pub struct ProviderAccount {
     /// Response bodies larger than this are refused before decoding.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
-    /// "Not found" becomes a failure only after this long (PROVIDERS §0.3 rule 3).
+    /// "Not found" becomes a failure only after this long (docs/providers/README.md §3 rule 3).
     #[serde(default = "default_grace_secs")]
     pub not_found_grace_secs: u64,
     /// Additions to and overrides of the protocol's code table, per phase (`{"submit": {"2001": "unknown"}}`;
-    /// meanings in [`crate::codes::Meaning`]). Every code in no table is Unknown (PROVIDERS §0.4 rule 1).
+    /// meanings in [`crate::codes::Meaning`]). Every code in no table is Unknown (docs/providers/README.md §4 rule 1).
     #[serde(default)]
     pub codes: CodeOverrides,
-    /// Protocol options; every [ASSUME] knob of PROVIDERS.md with its documented default.
+    /// Protocol options; every assumption of the protocol's page under docs/providers/, with its default.
     #[serde(default)]
     pub options: serde_json::Value,
 }

@@ -1,5 +1,5 @@
-//! The adapter contract every protocol implements (DESIGN §4), and the helpers the adapters share for turning
-//! HTTP trouble into `Outcome::Unknown`.
+//! The adapter contract every protocol implements (docs/providers/README.md §2), and the helpers the adapters share for
+//! turning HTTP trouble into `Outcome::Unknown`.
 
 use crate::codec::CodecError;
 use crate::codes::{Classified, Meaning, Unlisted};
@@ -40,7 +40,7 @@ pub struct SubmitRequest {
     pub face_value: Fen,
     /// The extras the catalog lets the merchant send for this product (`areaid`, `imsi`, the electricity
     /// region, …). Nothing that decides what is delivered (quantity, fast/slow, supplier, product) is read
-    /// from here: that comes from the route (PROVIDERS §0.4 rule 6).
+    /// from here: that comes from the route (docs/providers/README.md §4 rule 6).
     pub extra: BTreeMap<String, String>,
     /// Where the provider should send its callback, if the protocol takes one per order.
     pub callback_url: Option<String>,
@@ -154,7 +154,7 @@ pub enum CallbackTrust {
     /// The signature verified against our credentials.
     Signed,
     /// The protocol (or this account's options) has no callback signature: treat the event as a hint and
-    /// confirm it with a query before acting (PROVIDERS 002 "always re-query").
+    /// confirm it with a query before acting (docs/providers/wikeyun.md §7).
     Unverified,
 }
 
@@ -178,7 +178,7 @@ pub struct Parsed {
     /// What the code meant in the account's table, when it was listed there.
     pub meaning: Option<Meaning>,
     /// The order id the answer names as ours (001 `sporderid`, 002 `order_no`, 003 `cstmOrderNo`, 004
-    /// `bizCode`), when it names one: an answer about another order is Unknown (PROVIDERS §0.4 rule 5).
+    /// `bizCode`), when it names one: an answer about another order is Unknown (docs/providers/README.md §4 rule 5).
     pub echoed: Option<String>,
     /// Amounts the answer reported.
     pub reported: Reported,

@@ -1,10 +1,14 @@
 //! Text codecs the protocols need: strict GBK/UTF-8 decoding, `application/x-www-form-urlencoded` in GBK or
-//! UTF-8, query strings, a minimal strict XML reader (no DOCTYPE, no entities beyond XML's five, bounded depth),
+//! UTF-8, query strings, a strict XML reader over quick-xml (no DOCTYPE, no entities beyond XML's five, bounded depth),
 //! and Beijing-time timestamps.
 
+use quick_xml::XmlVersion;
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesRef, BytesStart, Event};
+use quick_xml::reader::Reader;
 use recharge_core::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 /// A text decoding or parsing failure. Callers map it to `Unknown` (responses) or a refused callback.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,6 +21,8 @@ pub enum CodecError {
     Percent,
     #[error("XML refused: {0}")]
     Xml(&'static str),
+    #[error("XML malformed: {0}")]
+    XmlSyntax(String),
     #[error("body of {size} bytes is over the cap of {cap}")]
     TooLarge { size: usize, cap: usize },
 }
@@ -73,22 +79,10 @@ pub fn check_cap(body: &[u8], cap: usize) -> Result<(), CodecError> {
     Ok(())
 }
 
-/// Percent-encodes bytes as `application/x-www-form-urlencoded` does (Java `URLEncoder`): `A-Za-z0-9*-._`
-/// stay, space becomes `+`, everything else `%XX` uppercase.
+/// Percent-encodes bytes as `application/x-www-form-urlencoded` does (Java `URLEncoder`, WHATWG's
+/// serializer): `A-Za-z0-9*-._` stay, space becomes `+`, everything else `%XX` uppercase.
 pub fn percent_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 3);
-    for &b in bytes {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(char::from(b))
-            }
-            b' ' => out.push('+'),
-            _ => {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(bytes).collect()
 }
 
 /// Encodes `k=v&…` in the given charset, keeping the pair order given.
@@ -105,35 +99,23 @@ pub fn encode_form(pairs: &[(&str, &str)], charset: Charset) -> Result<String, C
     Ok(out)
 }
 
-fn unhex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
+/// `+` is a space and `%XX` a byte. percent-encoding passes a malformed `%G1` through as it is; a form whose
+/// signature we check must not be readable two ways, so a `%` not followed by two hex digits is an error.
 fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.get(i + 1).copied().and_then(unhex);
-                let lo = bytes.get(i + 2).copied().and_then(unhex);
-                match (hi, lo) {
-                    (Some(h), Some(l)) => out.push((h << 4) | l),
-                    _ => return Err(CodecError::Percent),
-                }
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
+    let malformed = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return Err(CodecError::Percent);
     }
-    Ok(out)
+    let spaced: Vec<u8> = bytes
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    Ok(percent_encoding::percent_decode(&spaced).collect())
 }
 
 /// Parses a form body or query string: percent-decodes each part to bytes, then decodes those bytes strictly
@@ -179,32 +161,28 @@ pub fn ordered_json(fields: &[(&str, &str)]) -> String {
     out
 }
 
-/// `yyyyMMddHHmmss` in Beijing time (UTC+8, no DST), as the 001 family wants `spordertime`.
+/// `yyyyMMddHHmmss` in Beijing time (UTC+8, no DST), as the 001 family wants `spordertime`. Beijing time is
+/// a fixed shift, so the UTC calendar of the shifted instant is Beijing's calendar. Instants outside the
+/// calendar's years ±9999 (no clock gives one) are clamped to its ends.
 pub fn beijing_compact(ts: Timestamp) -> String {
-    let secs = ts.seconds() + 8 * 3600;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let t = OffsetDateTime::from_unix_timestamp(ts.seconds().saturating_add(8 * 3600))
+        .unwrap_or_else(|_| {
+            if ts.seconds() < 0 {
+                PrimitiveDateTime::MIN
+            } else {
+                PrimitiveDateTime::MAX
+            }
+            .assume_utc()
+        });
     format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// One XML element: its name, its text (concatenated, entity-decoded, untrimmed) and its child elements.
@@ -227,30 +205,26 @@ impl Element {
 
 const MAX_XML_DEPTH: usize = 8;
 
-/// Decodes an XML response. The charset comes from the declaration (`GB2312`, `GBK`, `GB18030` → GBK;
-/// `UTF-8`), else `default`. Refuses DOCTYPE, processing instructions after the declaration, unknown entities
-/// and deep nesting: a provider answer is a flat record and anything richer is suspect. CDATA sections are
-/// read as literal text (some platforms wrap `remark1` or product names in them).
+/// Decodes an XML response with quick-xml. The charset comes from the declaration (`GB2312`, `GBK`,
+/// `GB18030` → GBK; `UTF-8`), else `default`; the body is decoded strictly before quick-xml reads it.
+/// Refuses DOCTYPE (so entity declarations), processing instructions, references other than XML's five and
+/// character references, a byte order mark and nesting deeper than [`MAX_XML_DEPTH`]: a provider answer is a
+/// flat record and anything richer is suspect. CDATA sections are read as literal text (some platforms wrap
+/// `remark1` or product names in them). Text is kept as written (no end-of-line normalisation), as the
+/// hand-written reader before it did. The body's size is capped by the caller ([`check_cap`]) before this.
 pub fn parse_xml(bytes: &[u8], default: Charset) -> Result<Element, CodecError> {
+    // quick-xml strips a UTF-8 byte order mark silently; the reader before it refused one, and so do we
+    // (a BOM would also contradict a declared GB2312).
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        return Err(CodecError::Xml("byte order mark"));
+    }
     let charset = declared_charset(bytes)?.unwrap_or(default);
     let text = charset.decode(bytes)?;
-    let mut p = XmlParser {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    p.skip_ws();
-    if p.starts_with(b"<?xml") {
-        p.skip_past(b"?>")?;
-    }
-    p.skip_misc()?;
-    let root = p.element(0)?;
-    p.skip_misc()?;
-    if p.i != p.s.len() {
-        return Err(CodecError::Xml("content after the root element"));
-    }
-    Ok(root)
+    read_tree(&text)
 }
 
+/// The encoding named by a leading `<?xml … encoding="…"?>`, read by quick-xml from the declaration alone
+/// (it is ASCII whatever the body's charset). `None` without a declaration or without `encoding`.
 fn declared_charset(bytes: &[u8]) -> Result<Option<Charset>, CodecError> {
     let head = &bytes[..bytes.len().min(200)];
     let start = head
@@ -263,214 +237,154 @@ fn declared_charset(bytes: &[u8]) -> Result<Option<Charset>, CodecError> {
     let Some(end) = head.windows(2).position(|w| w == b"?>") else {
         return Err(CodecError::Xml("unterminated declaration"));
     };
-    let decl = String::from_utf8_lossy(&head[start..end]).to_ascii_lowercase();
-    let Some(pos) = decl.find("encoding") else {
+    let decl = std::str::from_utf8(&head[start..end + 2])
+        .map_err(|_| CodecError::Xml("bad declaration"))?;
+    let mut reader = Reader::from_str(decl);
+    let decl = match reader.read_event() {
+        Ok(Event::Decl(d)) => d,
+        // `<?xml-stylesheet …?>` and the like: not a declaration; the tree reader refuses it.
+        Ok(_) => return Ok(None),
+        Err(_) => return Err(CodecError::Xml("bad declaration")),
+    };
+    let Some(label) = decl.encoding() else {
         return Ok(None);
     };
-    let rest = decl[pos + "encoding".len()..].trim_start();
-    let rest = rest
-        .strip_prefix('=')
-        .ok_or(CodecError::Xml("bad declaration"))?
-        .trim_start();
-    let label: String = rest
-        .trim_start_matches(['"', '\''])
-        .chars()
-        .take_while(|c| *c != '"' && *c != '\'')
-        .collect();
-    match label.as_str() {
+    let label = label.map_err(|_| CodecError::Xml("bad declaration"))?;
+    match label.to_ascii_lowercase().as_str() {
         "gb2312" | "gbk" | "gb18030" => Ok(Some(Charset::Gbk)),
         "utf-8" | "utf8" => Ok(Some(Charset::Utf8)),
         _ => Err(CodecError::Xml("unsupported declared encoding")),
     }
 }
 
-struct XmlParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl XmlParser<'_> {
-    fn starts_with(&self, p: &[u8]) -> bool {
-        self.s[self.i..].starts_with(p)
-    }
-
-    fn skip_ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-
-    fn skip_past(&mut self, end: &[u8]) -> Result<(), CodecError> {
-        match self.s[self.i..].windows(end.len()).position(|w| w == end) {
-            Some(p) => {
-                self.i += p + end.len();
-                Ok(())
-            }
-            None => Err(CodecError::Xml("unterminated markup")),
-        }
-    }
-
-    /// Whitespace and comments between top-level items. DOCTYPE and other `<!` / `<?` markup is refused.
-    fn skip_misc(&mut self) -> Result<(), CodecError> {
-        loop {
-            self.skip_ws();
-            if self.starts_with(b"<!--") {
-                self.skip_past(b"-->")?;
-            } else if self.starts_with(b"<!") {
-                return Err(CodecError::Xml("DOCTYPE or declarations are not allowed"));
-            } else if self.starts_with(b"<?") {
+/// Builds the element tree from quick-xml's events, enforcing the rules [`parse_xml`] names.
+fn read_tree(text: &str) -> Result<Element, CodecError> {
+    let mut reader = Reader::from_str(text);
+    // Open elements, innermost last; the root once it has closed.
+    let mut open: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    // Anything but whitespace read yet: a declaration is allowed only before that.
+    let mut started = false;
+    loop {
+        let event = reader.read_event().map_err(syntax)?;
+        let blank = matches!(&event, Event::Text(t) if t.trim_ascii().is_empty());
+        let declaration_allowed = !started;
+        started |= !blank;
+        match event {
+            Event::Decl(_) if declaration_allowed => {}
+            Event::Decl(_) => {
                 return Err(CodecError::Xml("processing instructions are not allowed"));
-            } else {
-                return Ok(());
             }
-        }
-    }
-
-    fn name(&mut self) -> Result<String, CodecError> {
-        let start = self.i;
-        while self.i < self.s.len() {
-            let b = self.s[self.i];
-            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.' || b == b':' {
-                self.i += 1;
-            } else {
-                break;
+            Event::DocType(_) => {
+                return Err(if open.is_empty() {
+                    CodecError::Xml("DOCTYPE or declarations are not allowed")
+                } else {
+                    CodecError::Xml("markup declarations are not allowed")
+                });
             }
-        }
-        if self.i == start {
-            return Err(CodecError::Xml("expected a name"));
-        }
-        Ok(String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
-    }
-
-    fn element(&mut self, depth: usize) -> Result<Element, CodecError> {
-        if depth > MAX_XML_DEPTH {
-            return Err(CodecError::Xml("nesting too deep"));
-        }
-        if !self.starts_with(b"<") {
-            return Err(CodecError::Xml("expected an element"));
-        }
-        self.i += 1;
-        let name = self.name()?;
-        // Attributes are skipped (no provider puts data in them), but they must not hide entities.
-        loop {
-            self.skip_ws();
-            match self.s.get(self.i) {
-                Some(b'/') if self.s.get(self.i + 1) == Some(&b'>') => {
-                    self.i += 2;
-                    return Ok(Element {
-                        name,
-                        ..Element::default()
-                    });
+            Event::PI(_) => {
+                return Err(if open.is_empty() {
+                    CodecError::Xml("processing instructions are not allowed")
+                } else {
+                    CodecError::Xml("markup declarations are not allowed")
+                });
+            }
+            Event::Comment(_) => {}
+            Event::Start(start) => {
+                let el = open_element(&start, root.is_some(), open.len())?;
+                open.push(el);
+            }
+            Event::Empty(start) => {
+                let el = open_element(&start, root.is_some(), open.len())?;
+                close_into(el, &mut open, &mut root);
+            }
+            Event::End(_) => {
+                // quick-xml has checked that the name matches the open element.
+                let el = open.pop().ok_or(CodecError::Xml("mismatched end tag"))?;
+                close_into(el, &mut open, &mut root);
+            }
+            Event::Text(t) => match open.last_mut() {
+                Some(el) => el.text.push_str(&t),
+                None if t.trim_ascii().is_empty() => {}
+                None if root.is_some() => {
+                    return Err(CodecError::Xml("content after the root element"));
                 }
-                Some(b'>') => {
-                    self.i += 1;
-                    break;
+                None => return Err(CodecError::Xml("expected an element")),
+            },
+            Event::CData(c) => match open.last_mut() {
+                Some(el) => el.text.push_str(&c),
+                None => return Err(CodecError::Xml("expected an element")),
+            },
+            Event::GeneralRef(r) => {
+                let c = resolve_reference(&r)?;
+                match open.last_mut() {
+                    Some(el) => el.text.push(c),
+                    None => return Err(CodecError::Xml("expected an element")),
                 }
-                Some(_) => {
-                    self.name()?;
-                    self.skip_ws();
-                    if self.s.get(self.i) != Some(&b'=') {
-                        return Err(CodecError::Xml("bad attribute"));
-                    }
-                    self.i += 1;
-                    self.skip_ws();
-                    let q = *self.s.get(self.i).ok_or(CodecError::Xml("eof"))?;
-                    if q != b'"' && q != b'\'' {
-                        return Err(CodecError::Xml("bad attribute"));
-                    }
-                    self.i += 1;
-                    let start = self.i;
-                    while self.i < self.s.len() && self.s[self.i] != q {
-                        self.i += 1;
-                    }
-                    if self.i >= self.s.len() {
-                        return Err(CodecError::Xml("eof"));
-                    }
-                    decode_entities(&self.s[start..self.i])?;
-                    self.i += 1;
-                }
-                None => return Err(CodecError::Xml("eof")),
             }
-        }
-        let mut el = Element {
-            name,
-            ..Element::default()
-        };
-        loop {
-            let start = self.i;
-            while self.i < self.s.len() && self.s[self.i] != b'<' {
-                self.i += 1;
-            }
-            el.text.push_str(&decode_entities(&self.s[start..self.i])?);
-            if self.i >= self.s.len() {
-                return Err(CodecError::Xml("eof"));
-            }
-            if self.starts_with(b"</") {
-                self.i += 2;
-                let close = self.name()?;
-                self.skip_ws();
-                if close != el.name || self.s.get(self.i) != Some(&b'>') {
-                    return Err(CodecError::Xml("mismatched end tag"));
-                }
-                self.i += 1;
-                return Ok(el);
-            } else if self.starts_with(b"<!--") {
-                self.skip_past(b"-->")?;
-            } else if self.starts_with(b"<![CDATA[") {
-                self.i += b"<![CDATA[".len();
-                let start = self.i;
-                self.skip_past(b"]]>")?;
-                let raw = &self.s[start..self.i - b"]]>".len()];
-                el.text.push_str(
-                    std::str::from_utf8(raw).map_err(|_| CodecError::Malformed("UTF-8"))?,
-                );
-            } else if self.starts_with(b"<!") || self.starts_with(b"<?") {
-                return Err(CodecError::Xml("markup declarations are not allowed"));
-            } else {
-                el.children.push(self.element(depth + 1)?);
+            Event::Eof => {
+                return match (open.is_empty(), root) {
+                    (true, Some(root)) => Ok(root),
+                    (true, None) => Err(CodecError::Xml("expected an element")),
+                    (false, _) => Err(CodecError::Xml("eof")),
+                };
             }
         }
     }
 }
 
-fn decode_entities(raw: &[u8]) -> Result<String, CodecError> {
-    let s = std::str::from_utf8(raw).map_err(|_| CodecError::Malformed("UTF-8"))?;
-    if !s.contains('&') {
-        return Ok(s.to_owned());
+/// A new element for a start tag at nesting `depth`, after checking that it may open there and that its
+/// attributes (skipped: no provider puts data in them) hide no entity.
+fn open_element(
+    start: &BytesStart<'_>,
+    root_closed: bool,
+    depth: usize,
+) -> Result<Element, CodecError> {
+    if root_closed {
+        return Err(CodecError::Xml("content after the root element"));
     }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(pos) = rest.find('&') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        let end = after
-            .find(';')
-            .filter(|&e| e <= 10)
-            .ok_or(CodecError::Xml("bare ampersand"))?;
-        let ent = &after[..end];
-        let c = match ent {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            _ => {
-                let code = if let Some(h) = ent.strip_prefix("#x") {
-                    u32::from_str_radix(h, 16).ok()
-                } else if let Some(d) = ent.strip_prefix('#') {
-                    d.parse().ok()
-                } else {
-                    None
-                };
-                code.and_then(char::from_u32)
-                    .ok_or(CodecError::Xml("entities are not allowed"))?
-            }
-        };
-        out.push(c);
-        rest = &after[end + 1..];
+    if depth > MAX_XML_DEPTH {
+        return Err(CodecError::Xml("nesting too deep"));
     }
-    out.push_str(rest);
-    Ok(out)
+    for attr in start.attributes() {
+        let attr = attr.map_err(|_| CodecError::Xml("bad attribute"))?;
+        attr.normalized_value(XmlVersion::Implicit1_0)
+            .map_err(|_| CodecError::Xml("entities are not allowed"))?;
+    }
+    Ok(Element {
+        name: start.name().as_ref().to_owned(),
+        ..Element::default()
+    })
+}
+
+/// Hands a closed element to its parent, or makes it the root.
+fn close_into(el: Element, open: &mut [Element], root: &mut Option<Element>) {
+    match open.last_mut() {
+        Some(parent) => parent.children.push(el),
+        None => *root = Some(el),
+    }
+}
+
+/// `&amp;` and the other four of XML's own, and character references; any other entity is refused (none can
+/// be declared: DOCTYPE is refused).
+fn resolve_reference(r: &BytesRef<'_>) -> Result<char, CodecError> {
+    if let Some(c) = r
+        .resolve_char_ref()
+        .map_err(|_| CodecError::Xml("bad character reference"))?
+    {
+        return Ok(c);
+    }
+    match resolve_predefined_entity(r) {
+        Some(s) => s
+            .chars()
+            .next()
+            .ok_or(CodecError::Xml("entities are not allowed")),
+        None => Err(CodecError::Xml("entities are not allowed")),
+    }
+}
+
+fn syntax(e: quick_xml::Error) -> CodecError {
+    CodecError::XmlSyntax(e.to_string())
 }
 
 #[cfg(test)]
@@ -521,6 +435,19 @@ mod tests {
             "20210224134552"
         );
         assert_eq!(beijing_compact(Timestamp::from_millis(0)), "19700101080000");
+        // A leap day, and the Beijing date running a day ahead of UTC's.
+        assert_eq!(
+            beijing_compact(Timestamp::from_millis(951_839_999_000)),
+            "20000229235959"
+        );
+        assert_eq!(
+            beijing_compact(Timestamp::from_millis(951_868_800_000)),
+            "20000301080000"
+        );
+        assert_eq!(
+            beijing_compact(Timestamp::from_millis(i64::MAX)),
+            "99991231235959"
+        );
     }
 
     #[test]
@@ -573,12 +500,180 @@ mod tests {
     }
 
     #[test]
+    fn a_declaration_is_read_after_leading_blanks_and_refused_anywhere_else() {
+        let ok = b"  \n<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<order><r>1</r></order>\n";
+        assert_eq!(
+            parse_xml(ok, Charset::Gbk).unwrap().child_text("r"),
+            Some("1")
+        );
+        for bad in [
+            &b"<!--c--><?xml version=\"1.0\"?><order/>"[..],
+            b"<order><?xml version=\"1.0\"?></order>",
+            b"<?pi x?><order/>",
+            b"<order><?pi x?></order>",
+            b"<order/><?pi x?>",
+        ] {
+            assert!(parse_xml(bad, Charset::Utf8).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_xml(
+                b"<?xml version=\"1.0\" encoding=\"Big5\"?><a/>",
+                Charset::Utf8
+            ),
+            Err(CodecError::Xml("unsupported declared encoding"))
+        );
+        assert_eq!(
+            parse_xml(b"<?xml version=\"1.0\" encoding=\"GB2312\"", Charset::Utf8),
+            Err(CodecError::Xml("unterminated declaration"))
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_refused_as_before_quick_xml() {
+        // quick-xml would strip it silently; a BOM beside a declared GB2312 could only be a lie.
+        assert_eq!(
+            parse_xml(b"\xEF\xBB\xBF<order/>", Charset::Utf8),
+            Err(CodecError::Xml("byte order mark"))
+        );
+    }
+
+    #[test]
+    fn comments_are_skipped_and_text_around_them_is_joined() {
+        let root = parse_xml(
+            b"<!--a--><order><!--b--><r>1<!--c-->2</r></order><!--d-->",
+            Charset::Utf8,
+        )
+        .unwrap();
+        assert_eq!(root.child_text("r"), Some("12"));
+        assert_eq!(root.children.len(), 1);
+    }
+
+    #[test]
+    fn text_is_kept_as_written_without_end_of_line_normalisation() {
+        // The reader before quick-xml kept `\r\n`; quick-xml's own `xml_content` would make it `\n`.
+        let root = parse_xml(b"<order><r> a\r\nb </r></order>", Charset::Utf8).unwrap();
+        assert_eq!(root.children[0].text, " a\r\nb ");
+        assert_eq!(root.child_text("r"), Some("a\r\nb"));
+    }
+
+    #[test]
+    fn attributes_are_skipped_but_may_not_hide_entities() {
+        let root = parse_xml(
+            b"<order v=\"1\" w='&amp;'><r k=\"x\">1</r></order>",
+            Charset::Utf8,
+        )
+        .unwrap();
+        assert_eq!(root.child_text("r"), Some("1"));
+        assert!(parse_xml(b"<order v=\"&lol;\"/>", Charset::Utf8).is_err());
+        assert!(parse_xml(b"<order v=1/>", Charset::Utf8).is_err());
+        // quick-xml also refuses a repeated attribute, which the reader before it let through.
+        assert!(parse_xml(b"<order v=\"1\" v=\"2\"/>", Charset::Utf8).is_err());
+    }
+
+    #[test]
+    fn character_references_are_read_but_nul_and_signed_ones_are_refused() {
+        let root = parse_xml(
+            b"<o><r>&#65;&#x6C5F;&lt;&gt;&quot;&apos;</r></o>",
+            Charset::Utf8,
+        )
+        .unwrap();
+        assert_eq!(root.child_text("r"), Some("A江<>\"'"));
+        // Both were accepted by the reader before quick-xml; XML forbids them.
+        assert!(parse_xml(b"<o><r>&#0;</r></o>", Charset::Utf8).is_err());
+        assert!(parse_xml(b"<o><r>&#+65;</r></o>", Charset::Utf8).is_err());
+        assert!(parse_xml(b"<o><r>a & b</r></o>", Charset::Utf8).is_err());
+    }
+
+    #[test]
+    fn nesting_of_nine_levels_is_read_and_ten_are_refused() {
+        let nested = |n: usize| "<a>".repeat(n) + &"</a>".repeat(n);
+        assert!(parse_xml(nested(MAX_XML_DEPTH + 1).as_bytes(), Charset::Utf8).is_ok());
+        assert_eq!(
+            parse_xml(nested(MAX_XML_DEPTH + 2).as_bytes(), Charset::Utf8),
+            Err(CodecError::Xml("nesting too deep"))
+        );
+    }
+
+    #[test]
+    fn truncated_or_rootless_documents_are_refused() {
+        for bad in [
+            &b""[..],
+            b"   ",
+            b"<!--only a comment-->",
+            b"<order><r>1</r>",
+            b"<order><r>1</r></order",
+            b"text<order/>",
+            b"<order/>text",
+            b"<order><r>1</r></order></order>",
+            b"<order><r>1</R></order>",
+        ] {
+            assert!(parse_xml(bad, Charset::Utf8).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn undeclared_xml_is_read_in_the_default_charset_strictly() {
+        let mut gbk = b"<order><r>".to_vec();
+        gbk.extend(Charset::Gbk.encode("充值成功").unwrap());
+        gbk.extend(b"</r></order>");
+        assert_eq!(
+            parse_xml(&gbk, Charset::Gbk).unwrap().child_text("r"),
+            Some("充值成功")
+        );
+        assert_eq!(
+            parse_xml(&gbk, Charset::Utf8),
+            Err(CodecError::Malformed("UTF-8"))
+        );
+    }
+
+    #[test]
     fn bodies_over_the_cap_are_refused() {
         assert!(check_cap(&[0; 10], 10).is_ok());
         assert_eq!(
             check_cap(&[0; 11], 10),
             Err(CodecError::TooLarge { size: 11, cap: 10 })
         );
+    }
+
+    /// Element trees as a provider could send them: short names, text with markup characters and Chinese,
+    /// at most the depth the reader allows.
+    fn xml_tree() -> impl Strategy<Value = Element> {
+        let text = "[a-z0-9 <>&'\"江苏充值\r\n]{0,8}";
+        let leaf = ("[a-z][a-z0-9_]{0,5}", text).prop_map(|(name, text)| Element {
+            name,
+            text,
+            children: Vec::new(),
+        });
+        leaf.prop_recursive(MAX_XML_DEPTH as u32, 48, 4, move |inner| {
+            (
+                "[a-z][a-z0-9_]{0,5}",
+                text,
+                proptest::collection::vec(inner, 0..4),
+            )
+                .prop_map(|(name, text, children)| Element {
+                    name,
+                    text,
+                    children,
+                })
+        })
+    }
+
+    /// Writes `el` with its text first (escaped, or as CDATA when it has no `]]>`), then its children.
+    fn write_xml(el: &Element, out: &mut String) {
+        if el.text.is_empty() && el.children.is_empty() {
+            out.push_str(&format!("<{}/>", el.name));
+            return;
+        }
+        out.push_str(&format!("<{}>", el.name));
+        if el.text.len().is_multiple_of(2) {
+            out.push_str(&el.text.replace('&', "&amp;").replace('<', "&lt;"));
+        } else {
+            out.push_str(&format!("<![CDATA[{}]]>", el.text));
+        }
+        for c in &el.children {
+            write_xml(c, out);
+        }
+        out.push_str(&format!("</{}>", el.name));
     }
 
     proptest! {
@@ -591,6 +686,17 @@ mod tests {
         #[test]
         fn xml_like_text_never_panics(s in "(<[a-z/!?]{0,3}|[a-z0-9]{0,3}|&[a-z#x0-9]{0,4};?|>|\"| ){0,40}") {
             let _ = parse_xml(s.as_bytes(), Charset::Utf8);
+        }
+
+        #[test]
+        fn generated_documents_read_back_as_the_tree_written(tree in xml_tree(), decl in any::<bool>()) {
+            let mut doc = String::new();
+            if decl {
+                doc.push_str("<?xml version=\"1.0\" encoding=\"GBK\"?>\n");
+            }
+            write_xml(&tree, &mut doc);
+            let bytes = if decl { Charset::Gbk.encode(&doc).unwrap() } else { doc.clone().into_bytes() };
+            prop_assert_eq!(parse_xml(&bytes, Charset::Utf8), Ok(tree), "{}", doc);
         }
 
         #[test]

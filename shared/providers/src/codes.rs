@@ -1,11 +1,12 @@
-//! Code tables as data (PROVIDERS §0.4 rule 1; DESIGN §4). Each protocol states the codes its documents give,
-//! per phase (submit, query, callback); a provider account's configuration may add or override entries
-//! (`"codes": {"submit": {"2001": "unknown"}}`). **A code that is in no table is Unknown**, at every phase, and
-//! is reported as *unlisted* so it is logged once and counted: an operator learns it and extends the table
+//! Code tables as data (docs/providers/README.md §4 rule 1; docs/providers/README.md §5). Each protocol states the
+//! codes its documents give, per phase (submit, query, callback); a provider account's configuration may add or
+//! override entries (`"codes": {"submit": {"2001": "unknown"}}`). **A code that is in no table is Unknown**, at every
+//! phase, and is reported as *unlisted* so it is logged once and counted: an operator learns it and extends the table
 //! without a release.
 //!
-//! Vocabularies nobody has confirmed ship empty (§0.4 rule 2): an adapter calls [`CodeTable::require`] for
-//! them, so an account that does not state them fails to load, naming the account and the field.
+//! Vocabularies nobody has confirmed ship empty (docs/providers/README.md §4 rule 2): an adapter calls
+//! [`CodeTable::require`] for them, so an account that does not state them fails to load, naming the account and the
+//! field.
 
 use recharge_core::{Fen, Outcome, Reason};
 use serde::{Deserialize, Serialize};
@@ -139,7 +140,7 @@ impl CodeTable {
                 .unwrap_or_default();
             return Err(format!(
                 "codes.{phase}: no code means {name:?}; the provider's documents do not give one, so the \
-                 account must state it (PROVIDERS §0.4 rule 2)"
+                 account must state it (docs/providers/README.md §4 rule 2)"
             ));
         }
         Ok(())

@@ -1,9 +1,9 @@
 //! The one HTTP executor: a single reqwest client (rustls, keep-alive connection reuse) shared by every
 //! account, per-account timeouts and a response body cap. Transport trouble becomes `Outcome::Unknown`, never
-//! `Failed`: a request that timed out may well have been executed (PROVIDERS §0.3 rule 2). The one exception
-//! is a connection that was never made (DNS failure, refused, TLS handshake failure, connect timeout):
-//! no request byte left, so [`TransportError::NotConnected`] lets the submit flow call it a refusal
-//! (PROVIDERS §0.4 rule 3).
+//! `Failed`: a request that timed out may well have been executed (docs/providers/README.md §3 rule 2). The one
+//! exception is a connection that was never made (DNS failure, refused, TLS handshake failure, connect timeout): no
+//! request byte left, so [`TransportError::NotConnected`] lets the submit flow call it a refusal
+//! (docs/providers/README.md §4 rule 3).
 
 use crate::adapter::unknown;
 use crate::http::{HttpRequest, HttpResponse, Method};

@@ -1,6 +1,6 @@
-//! 003 话费充值微服务 (彩生活 behind the ICE gateway, PROVIDERS 003): ICE reserved params `ts, appID, sign` in
-//! the query string with `sign = md5(appID + ts + token + "false")` lowercase; business params in the form
-//! body (order, POST) or the query (status, GET). No callback, no balance.
+//! 003 话费充值微服务 (彩生活 behind the ICE gateway, docs/providers/ice-microservice.md): ICE reserved params `ts, appID, sign`
+//! in the query string with `sign = md5(appID + ts + token + "false")` lowercase; business params in the form body
+//! (order, POST) or the query (status, GET). No callback, no balance.
 
 pub mod wire;
 
@@ -40,7 +40,7 @@ impl Credentials {
     }
 }
 
-/// Which signature the deployed gateway wants (PROVIDERS 003 [ASSUME] knobs).
+/// Which signature the deployed gateway wants (docs/providers/ice-microservice.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignStyle {
@@ -59,7 +59,7 @@ pub enum TsUnit {
     Millis,
 }
 
-/// The [ASSUME] knobs of PROVIDERS 003 with their defaults.
+/// The assumptions of docs/providers/ice-microservice.md §3 with their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Options {
@@ -209,7 +209,7 @@ impl ProviderAdapter for Ice {
         req: &SubmitRequest,
         ctx: &RequestContext,
     ) -> Result<HttpRequest, AdapterError> {
-        // The supplier comes from the account, never from the merchant (PROVIDERS §0.4 rule 6), and the
+        // The supplier comes from the account, never from the merchant (docs/providers/README.md §4 rule 6), and the
         // query sends the same one.
         let supplier = self.options.supplier.clone();
         let business: Vec<(&str, String)> = vec![

@@ -1,4 +1,4 @@
-//! `recharge-providers`: the provider side of the recharge gateway (DESIGN §4).
+//! `recharge-providers`: the provider side of the recharge gateway (docs/providers/README.md).
 //!
 //! * [`sign`] and [`codec`]: byte-level primitives (MD5 over GBK, TOP MD5, HMAC, SHA256withRSA, constant-time
 //!   compare, GBK forms, strict XML).

@@ -1,4 +1,4 @@
-//! 004 兑换系统开放接口 (PROVIDERS 004): POST-only JSON with auth headers `businessId, nonce, timestamp,
+//! 004 兑换系统开放接口 (docs/providers/openapi-rsa.md): POST-only JSON with auth headers `businessId, nonce, timestamp,
 //! [signType], sign`; the sign covers the sorted non-empty headers (`k=v&…`) followed by the body exactly as
 //! sent, with SHA256withRSA (base64) or `MD5(content + signKey)` uppercase. Callbacks are signed the same way
 //! (without `signType`) and answered `SUCCESS`.
@@ -110,11 +110,11 @@ impl Credentials {
     }
 }
 
-/// The [ASSUME] knobs of PROVIDERS 004 with their defaults.
+/// The assumptions of docs/providers/openapi-rsa.md §3 with their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Options {
-    /// Envelope `status` meaning success. No default (PROVIDERS §0.4 rule 2: the seed's 961 is a smart-doc
+    /// Envelope `status` meaning success. No default (docs/providers/README.md §4 rule 2: the seed's 961 is a smart-doc
     /// placeholder): an account without it refuses to load.
     pub success_status: Option<i64>,
     /// Send the `signType` header (and so sign it). Default true.
@@ -127,8 +127,8 @@ pub struct Options {
     /// Unknown. Off by default: whether responses carry them is not documented.
     pub verify_response_sign: bool,
     /// How to check a callback or response that carries no `signType` header. Unset: the documented MD5
-    /// routine when the secret has a `sign_key` (PROVIDERS 004 step 4: the doc verifies callbacks with MD5,
-    /// and the RSA key exchange for callbacks is undocumented), else the account's own `sign_type`.
+    /// routine when the secret has a `sign_key` (docs/providers/openapi-rsa.md §4 step 4: the doc verifies callbacks
+    /// with MD5, and the RSA key exchange for callbacks is undocumented), else the account's own `sign_type`.
     pub callback_sign_type: Option<SignType>,
 }
 
@@ -198,7 +198,7 @@ impl OpenapiRsa {
         let success_status = options.success_status.ok_or_else(|| ConfigError::Options {
             protocol: Protocol::OpenapiRsa,
             message: "success_status is required: the provider's documents do not give it, so the \
-                      account must state it (PROVIDERS §0.4 rule 2)"
+                      account must state it (docs/providers/README.md §4 rule 2)"
                 .to_owned(),
         })?;
         // Callbacks carry the same order object as queries: unless the account states a callback table, the
@@ -425,7 +425,7 @@ impl ProviderAdapter for OpenapiRsa {
             .reporting(settlement(&env.data));
         }
         // Envelope: only the listed statuses (default: 2 验签失败) refuse; every other one is UNKNOWN, a
-        // "bizCode already exists" answer included (PROVIDERS §0.4 rule 1).
+        // "bizCode already exists" answer included (docs/providers/README.md §4 rule 1).
         let code = env.status.to_string();
         let c = self
             .codes

@@ -1,8 +1,8 @@
 //! The registry: the one place that knows every adapter. It loads an account with its credentials into a
 //! [`Provider`], and runs each flow of a provider call (submit, probe, query, verify, balance, callback
 //! review) once for every protocol: fresh context, build, execute, parse, then the checks every answer gets
-//! (PROVIDERS §0.4): unlisted codes counted, answers about another order and amounts that do not fit turned
-//! into findings (and the former into Unknown), a connection never made into a refusal.
+//! (docs/providers/README.md §4): unlisted codes counted, answers about another order and amounts that do not fit
+//! turned into findings (and the former into Unknown), a connection never made into a refusal.
 
 use crate::account::{ConfigError, Protocol, ProviderAccount, redacted};
 use crate::adapter::{
@@ -102,8 +102,9 @@ impl Provider {
             call_timeout: Duration::from_millis(self.account.timeouts.call_ms)
                 .saturating_add(Duration::from_secs(20)),
             not_found_grace: Duration::from_secs(self.account.not_found_grace_secs),
-            // Only a provider that refuses a reused id makes "not found" safe to fail over (§0.3 rule 3); and
-            // there a resubmit of the same id is the safe probe that replaces "not found" altogether (§0.4 rule 4).
+            // Only a provider that refuses a reused id makes "not found" safe to fail over (docs/providers/README.md §3
+            // rule 3); and there a resubmit of the same id is the safe probe that replaces "not found" altogether
+            // (docs/providers/README.md §4 rule 4).
             not_found_failover: caps.dedupes_our_id,
             not_found_probe: caps.dedupes_our_id,
             ..Policy::default()
@@ -150,7 +151,7 @@ impl<'a> Expect<'a> {
     }
 }
 
-/// Every route sells one unit: the merchant cannot set a quantity (PROVIDERS §0.4 rule 6).
+/// Every route sells one unit: the merchant cannot set a quantity (docs/providers/README.md §4 rule 6).
 const EXPECTED_QUANTITY: u32 = 1;
 
 impl Provider {
@@ -159,7 +160,7 @@ impl Provider {
     }
 
     /// Submits one attempt. A request that could not be built, or whose connection was never made, sent
-    /// nothing: a definite refusal, failover allowed (PROVIDERS §0.4 rule 3). Anything after the first
+    /// nothing: a definite refusal, failover allowed (docs/providers/README.md §4 rule 3). Anything after the first
     /// request byte may have been executed: `Unknown`.
     pub async fn submit(&self, executor: &Executor, req: &SubmitRequest, now: Timestamp) -> Answer {
         let http = match self
@@ -180,7 +181,7 @@ impl Provider {
     }
 
     /// The safe probe of an attempt a deduplicating provider keeps answering "not found" about
-    /// (PROVIDERS §0.4 rule 4): resubmit the *same* attempt id to the same account. "Duplicate" means the
+    /// (docs/providers/README.md §4 rule 4): resubmit the *same* attempt id to the same account. "Duplicate" means the
     /// provider has it (`Accepted`); an acceptance means it has it now, once; a refusal that nothing was
     /// created. A probe that never connected learned nothing: `Unknown`.
     pub async fn probe(&self, executor: &Executor, req: &SubmitRequest, now: Timestamp) -> Answer {
@@ -300,7 +301,7 @@ impl Provider {
         answer
     }
 
-    /// The checks of PROVIDERS §0.4 rules 1 and 5 on one parsed answer.
+    /// The checks of docs/providers/README.md §4 rules 1 and 5 on one parsed answer.
     fn review(&self, phase: Phase, parsed: Parsed, expect: &Expect<'_>) -> Answer {
         let account = self.account.id.as_str();
         if let Some(u) = &parsed.unlisted {
@@ -394,7 +395,7 @@ fn unknown_answer(code: &str, why: String) -> Answer {
     .into()
 }
 
-/// Reported amounts against the route and the order (PROVIDERS §0.4 rule 5). Findings only: nothing is
+/// Reported amounts against the route and the order (docs/providers/README.md §4 rule 5). Findings only: nothing is
 /// decided on a reported amount alone.
 fn amount_findings(r: &Reported, expect: &Expect<'_>) -> Vec<Finding> {
     let mut out = Vec::new();

@@ -11,6 +11,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer};
 use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -73,7 +75,7 @@ pub fn md5_gbk_hex(text: &str, case: HexCase) -> Result<String, SignError> {
 }
 
 /// TOP-style signature: `MD5(secret + k1 + v1 + k2 + v2 + … + secret)` over UTF-8, keys in ascending byte
-/// order, no separators, uppercase hex (PROVIDERS 002). `params` must not contain `sign`.
+/// order, no separators, uppercase hex (docs/providers/wikeyun.md §4). `params` must not contain `sign`.
 pub fn top_md5(secret: &str, params: &BTreeMap<String, String>) -> String {
     md5_hex(top_sign_string(secret, params).as_bytes(), HexCase::Upper)
 }
@@ -114,23 +116,14 @@ pub fn ct_eq_ignore_ascii_case(a: &str, b: &str) -> bool {
     ct_eq(&a, &b)
 }
 
-/// Decodes the base64 body of a PEM block with the given label (`PRIVATE KEY`, `PUBLIC KEY`, …).
-pub fn pem_to_der(pem: &str, label: &str) -> Result<Vec<u8>, SignError> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = pem
-        .find(&begin)
-        .ok_or(SignError::Pem("BEGIN line not found"))?
-        + begin.len();
-    let stop = pem[start..]
-        .find(&end)
-        .ok_or(SignError::Pem("END line not found"))?;
-    let body: String = pem[start..start + stop]
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    B64.decode(body.as_bytes())
-        .map_err(|_| SignError::Pem("body is not base64"))
+/// Why rustls-pki-types refused a PEM, without the PEM's bytes (the private key's PEM is a secret).
+fn pem_error(e: &pem::Error) -> SignError {
+    match e {
+        pem::Error::NoItemsFound => SignError::Pem("no key block found"),
+        pem::Error::MissingSectionEnd { .. } => SignError::Pem("END line not found"),
+        pem::Error::Base64Decode(_) => SignError::Pem("body is not base64"),
+        _ => SignError::Pem("malformed"),
+    }
 }
 
 /// A merchant RSA private key for SHA256withRSA (PKCS#1 v1.5). Debug never shows key material.
@@ -145,15 +138,16 @@ impl fmt::Debug for RsaSigner {
 }
 
 impl RsaSigner {
-    /// Reads a PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`) PEM.
+    /// Reads a PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`) PEM: the first key block in
+    /// `pem`, each marker on a line of its own.
     pub fn from_pem(pem: &str) -> Result<RsaSigner, SignError> {
-        let key = if pem.contains("BEGIN RSA PRIVATE KEY") {
-            let der = pem_to_der(pem, "RSA PRIVATE KEY")?;
-            RsaKeyPair::from_der(&der).map_err(|e| SignError::Key(e.to_string()))?
-        } else {
-            let der = pem_to_der(pem, "PRIVATE KEY")?;
-            RsaKeyPair::from_pkcs8(&der).map_err(|e| SignError::Key(e.to_string()))?
-        };
+        let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| pem_error(&e))?;
+        let key = match &der {
+            PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
+            PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
+            _ => return Err(SignError::Key("not an RSA private key".to_owned())),
+        }
+        .map_err(|e| SignError::Key(e.to_string()))?;
         Ok(RsaSigner { key })
     }
 
@@ -180,14 +174,15 @@ impl fmt::Debug for RsaVerifier {
 }
 
 impl RsaVerifier {
-    /// Reads a `BEGIN PUBLIC KEY` (SubjectPublicKeyInfo) or `BEGIN RSA PUBLIC KEY` (PKCS#1) PEM.
+    /// Reads a `BEGIN PUBLIC KEY` (SubjectPublicKeyInfo) or `BEGIN RSA PUBLIC KEY` (PKCS#1) PEM, each marker
+    /// on a line of its own.
     pub fn from_pem(pem: &str) -> Result<RsaVerifier, SignError> {
-        let der = if pem.contains("BEGIN RSA PUBLIC KEY") {
-            pem_to_der(pem, "RSA PUBLIC KEY")?
-        } else {
-            pem_to_der(pem, "PUBLIC KEY")?
-        };
-        let key = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
+        // rustls-pki-types knows no `RSA PUBLIC KEY` label. aws-lc-rs reads PKCS#1 and SubjectPublicKeyInfo DER
+        // alike, so a PKCS#1 block is read under the SPKI label and its DER handed over unchanged.
+        let pem = pem.replace("RSA PUBLIC KEY-----", "PUBLIC KEY-----");
+        let der =
+            SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).map_err(|e| pem_error(&e))?;
+        let key = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der.as_ref())
             .map_err(|e| SignError::Key(e.to_string()))?;
         Ok(RsaVerifier { key })
     }
@@ -280,6 +275,46 @@ mod tests {
             )
             .contains("redacted")
         );
+    }
+
+    #[test]
+    fn pkcs1_and_pkcs8_pems_of_one_key_sign_and_verify_alike() {
+        let pkcs8 = RsaSigner::from_pem(include_str!(
+            "openapi_rsa/fixtures/004_rsa_test_private_key.pem"
+        ))
+        .unwrap();
+        let pkcs1 = RsaSigner::from_pem(include_str!(
+            "openapi_rsa/fixtures/004_rsa_test_private_key_pkcs1.pem"
+        ))
+        .unwrap();
+        let sig = pkcs8.sign_base64(b"biz_content=1").unwrap();
+        assert_eq!(pkcs1.sign_base64(b"biz_content=1").unwrap(), sig);
+        for public in [
+            include_str!("openapi_rsa/fixtures/004_rsa_test_public_key.pem"),
+            include_str!("openapi_rsa/fixtures/004_rsa_test_public_key_pkcs1.pem"),
+        ] {
+            let v = RsaVerifier::from_pem(public).unwrap();
+            assert!(v.verify_base64(b"biz_content=1", &sig));
+            assert!(!v.verify_base64(b"biz_content=2", &sig));
+        }
+    }
+
+    #[test]
+    fn a_pem_with_text_around_it_or_crlf_lines_is_read() {
+        let public = include_str!("openapi_rsa/fixtures/004_rsa_test_public_key.pem");
+        assert!(RsaVerifier::from_pem(&format!("platform key:\n{public}\ntrailing")).is_ok());
+        assert!(RsaVerifier::from_pem(&public.replace('\n', "\r\n")).is_ok());
+        // A public key where a private key belongs is refused, and the other way round.
+        assert!(matches!(
+            RsaSigner::from_pem(public),
+            Err(SignError::Pem(_))
+        ));
+        assert!(matches!(
+            RsaVerifier::from_pem(include_str!(
+                "openapi_rsa/fixtures/004_rsa_test_private_key.pem"
+            )),
+            Err(SignError::Pem(_))
+        ));
     }
 
     proptest! {

@@ -1,4 +1,4 @@
-//! 000 carrier billing (短代 / 话费代计费, PROVIDERS 000): not a recharge supplier but a payment-collection
+//! 000 carrier billing (短代 / 话费代计费, docs/providers/sms-billing.md): not a recharge supplier but a payment-collection
 //! channel. MP: `获取交易短信` returns SMS instructions the user's phone must send. PC: `获取验证码` makes the
 //! operator text the user a code, and `验证码支付` confirms the charge. Authentication is the plain-text
 //! channel password; the result notification (同步 sync) is an optional, sometimes signed, GET.
@@ -65,7 +65,7 @@ pub enum BodyFormat {
     Json,
 }
 
-/// The [ASSUME] knobs of PROVIDERS 000 with their defaults.
+/// The assumptions of docs/providers/sms-billing.md §3 with their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Options {
@@ -80,7 +80,7 @@ pub struct Options {
     pub require_sync_sign: bool,
     pub sync_charset: Charset,
     /// Send our attempt id as `cpparam` on the PC code request too. The seed lists it only for MP, but the sync
-    /// names the order only by `cpparam` (PROVIDERS 000 "Result notification"), so without it no PC sync can
+    /// names the order only by `cpparam` (docs/providers/sms-billing.md §3), so without it no PC sync can
     /// be matched and a lost payment answer would stay open for good. Off for a channel that refuses it.
     pub pc_cpparam: bool,
 }
@@ -323,7 +323,8 @@ impl ProviderAdapter for SmsBilling {
             Err(o) => return o.into(),
         };
         // 验证码支付 is the step that charges: `0` 交易成功, and only the codes the account lists mean
-        // anything else; an unlisted one may have charged the user, so it is UNKNOWN (PROVIDERS §0.4 rule 1).
+        // anything else; an unlisted one may have charged the user, so it is UNKNOWN (docs/providers/README.md §4
+        // rule 1).
         let c = self.codes.classify(
             Phase::Submit,
             &a.result_code,
@@ -369,7 +370,7 @@ impl ProviderAdapter for SmsBilling {
             .get("status")
             .ok_or_else(|| CallbackError::Malformed("status missing".to_owned()))?;
         // Only `DELIVRD` is known; a channel's failure statuses must be listed by the account, and any other
-        // value is UNKNOWN (PROVIDERS §0.4 rules 1 and 2).
+        // value is UNKNOWN (docs/providers/README.md §4 rules 1 and 2).
         let c = self.codes.classify(
             Phase::Callback,
             status,

@@ -1,4 +1,4 @@
-//! 001 鼎音 and the 速卡 `onlinepay.do` XML family (PROVIDERS 001): GBK form requests signed with
+//! 001 鼎音 and the 速卡 `onlinepay.do` XML family (docs/providers/suka-xml.md): GBK form requests signed with
 //! `MD5(fixed-order k=v&…&key=KEY)` uppercase over GBK bytes, GB2312-declared GBK XML answers, and form
 //! callbacks signed over five fields.
 
@@ -38,7 +38,7 @@ impl Credentials {
     }
 }
 
-/// How the query (`searchpay.do`) is signed: PROVIDERS 001 "Query" [ASSUME] send uppercase.
+/// How the query (`searchpay.do`) is signed: docs/providers/suka-xml.md §3: send uppercase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QuerySign {
@@ -48,7 +48,7 @@ pub enum QuerySign {
     None,
 }
 
-/// The [ASSUME] knobs of PROVIDERS 001 with their defaults.
+/// The assumptions of docs/providers/suka-xml.md §3 with their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Options {
@@ -90,7 +90,7 @@ pub struct SukaXml {
     codes: CodeTable,
 }
 
-/// The submit sign string, in the fixed order of PROVIDERS 001; empty values stay as empty strings.
+/// The submit sign string, in the fixed order of docs/providers/suka-xml.md §4; empty values stay as empty strings.
 #[allow(clippy::too_many_arguments)]
 pub fn submit_sign_string(
     userid: &str,
@@ -250,7 +250,7 @@ impl ProviderAdapter for SukaXml {
     ) -> Result<HttpRequest, AdapterError> {
         let get = |k: &str| req.extra.get(k).map(String::as_str).unwrap_or("");
         // The seed's electricity `account` is a JSON object built from the 户号 and the region, and `areaid`
-        // carries the contact phone (PROVIDERS 001, electricity example).
+        // carries the contact phone (docs/providers/suka-xml.md §1, electricity).
         let (account, areaid) = match req.kind {
             ProductKind::Electricity => (
                 electricity_account(
@@ -269,7 +269,7 @@ impl ProviderAdapter for SukaXml {
             | ProductKind::BillingSms
             | ProductKind::BillingCode => (req.account.clone(), get("areaid")),
         };
-        // One unit per route: the quantity is never the merchant's to choose (PROVIDERS §0.4 rule 6).
+        // One unit per route: the quantity is never the merchant's to choose (docs/providers/README.md §4 rule 6).
         let num = "1";
         let spordertime = codec::beijing_compact(ctx.now);
         let userid = self.creds.userid.as_str();
@@ -411,7 +411,7 @@ impl ProviderAdapter for SukaXml {
             provider_ref.clone(),
             None,
         );
-        // `parvalue` and `fundbalance` are not signed (PROVIDERS 001 callback): nothing is read from them.
+        // `parvalue` and `fundbalance` are not signed (docs/providers/suka-xml.md §2): nothing is read from them.
         Ok(CallbackEvent {
             attempt,
             outcome: c.outcome,

@@ -1,4 +1,4 @@
-//! 002 微客云 wikeyun (PROVIDERS 002): TOP-style MD5 over the common and business params, sent in the query
+//! 002 微客云 wikeyun (docs/providers/wikeyun.md): TOP-style MD5 over the common and business params, sent in the query
 //! string, business params (plus the common ones, as the SDK does) in a UTF-8 form body; JSON envelopes with
 //! `code "0000"`; callbacks as JSON, form or GET whose signature algorithm is not public.
 
@@ -59,7 +59,7 @@ pub enum QueryBy {
     OrderNumber,
 }
 
-/// The [ASSUME] knobs of PROVIDERS 002 with their defaults.
+/// The assumptions of docs/providers/wikeyun.md §3 with their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Options {
@@ -69,8 +69,8 @@ pub struct Options {
     pub client: String,
     /// `recharge_type` when the route's product does not say (1 快充, 0 慢充).
     pub recharge_type: String,
-    /// `change`: 0 = the provider must not switch channels (we fail over ourselves, DESIGN §4); `null` = omit
-    /// (account setting).
+    /// `change`: 0 = the provider must not switch channels (we fail over ourselves, docs/providers/README.md §3
+    /// rule 7); `null` = omit (account setting).
     pub change: Option<u8>,
     /// `source` (force a channel), omitted when unset.
     pub source: Option<String>,
@@ -237,7 +237,7 @@ impl ProviderAdapter for Wikeyun {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             query_by_our_id: true,
-            // PROVIDERS 002 Unknowns: order_no uniqueness is assumed but not documented; never rely on it.
+            // docs/providers/wikeyun.md §3: order_no uniqueness is assumed but not documented; never rely on it.
             dedupes_our_id: false,
             sends_callbacks: true,
             callback_signed: self.options.verify_callback_sign,
@@ -253,7 +253,7 @@ impl ProviderAdapter for Wikeyun {
         ctx: &RequestContext,
     ) -> Result<HttpRequest, AdapterError> {
         let (money, kind) = product(&req.route.provider_product)?;
-        // Fast or slow comes from the route, never from the merchant (PROVIDERS §0.4 rule 6).
+        // Fast or slow comes from the route, never from the merchant (docs/providers/README.md §4 rule 6).
         let recharge_type = kind.unwrap_or(&self.options.recharge_type);
         let mut business: Vec<(&str, String)> = vec![
             ("store_id", self.options.store_id.clone()),
@@ -265,7 +265,7 @@ impl ProviderAdapter for Wikeyun {
         if let Some(url) = &req.callback_url {
             business.push(("notify_url", url.clone()));
         }
-        // Empty optionals are never sent, so both sides sign the same set (PROVIDERS 002 [ASSUME]).
+        // Empty optionals are never sent, so both sides sign the same set (docs/providers/wikeyun.md §3).
         if let Some(c) = self.options.change {
             business.push(("change", c.to_string()));
         }

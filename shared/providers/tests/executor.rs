@@ -1,7 +1,7 @@
 //! The HTTP executor and the registry's runners against a loopback HTTP/1.1 server started in the test:
 //! timeouts, 5xx, garbage, GBK bodies, the body cap, connection reuse, a port nothing listens on and a server
 //! that resets after reading the request. Transport trouble must come out as `Outcome::Unknown`, except a
-//! connection that was never made, which a submit calls a refusal (PROVIDERS §0.4 rule 3).
+//! connection that was never made, which a submit calls a refusal (docs/providers/README.md §4 rule 3).
 
 // Test helpers outside `#[test]` fns are not covered by clippy's allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used)]

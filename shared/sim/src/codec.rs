@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use md5::{Digest, Md5};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_encode};
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 /// Character set of a form body or of a sign string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,31 +150,20 @@ pub fn unix_millis(now: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// `yyyyMMddHHmmss` in Beijing time (UTC+8), as the suka-xml and sms-billing protocols write times.
+/// `yyyyMMddHHmmss` in Beijing time (UTC+8), as the suka-xml and sms-billing protocols write times. Beijing
+/// time is a fixed shift, so the `time` crate's UTC calendar of the shifted instant is Beijing's calendar.
 pub fn beijing_timestamp(now: SystemTime) -> String {
-    let secs = unix_secs(now) + 8 * 3600;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let t = OffsetDateTime::from_unix_timestamp(unix_secs(now).saturating_add(8 * 3600))
+        .unwrap_or_else(|_| PrimitiveDateTime::MAX.assume_utc());
     format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Constant-shape comparison of two ASCII signatures, optionally ignoring case.

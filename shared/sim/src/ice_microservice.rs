@@ -1,4 +1,4 @@
-//! 003 话费充值微服务 behind 彩生活's ICE gateway (PROVIDERS.md §003): 产品订购 (POST) and 订单状态查询 (GET),
+//! 003 话费充值微服务 behind 彩生活's ICE gateway (docs/providers/ice-microservice.md): 产品订购 (POST) and 订单状态查询 (GET),
 //! authenticated by the ICE query parameters `ts`, `appID`, `sign = md5(appID + ts + token + "false")`
 //! (lowercase hex) plus the privilege-service `access_token`; optionally serves `/app/auth` to issue that
 //! token. Orders answer `status "0"` and advance on a timer (0 → 1 → 2 success | 3 failed); there is no
@@ -53,7 +53,7 @@ pub struct Credentials {
     #[serde(default = "default_tolerance")]
     pub ts_tolerance_secs: i64,
     /// [ASSUME] `ice` (default): `md5(appID + ts + token [+ "false"])`; `generic`: the fallback convention of
-    /// PROVIDERS.md §003, see [`generic_sign`].
+    /// docs/providers/ice-microservice.md §4, see [`generic_sign`].
     #[serde(default)]
     pub sign_style: SignStyle,
 }
@@ -219,7 +219,7 @@ impl Ice {
     }
 }
 
-/// Order `status` [ASSUME, PROVIDERS.md §003 simulator default]: 0 accepted, 1 processing, 2 success, 3 failed.
+/// Order `status` [assumed, docs/providers/ice-microservice.md §3]: 0 accepted, 1 processing, 2 success, 3 failed.
 fn status(state: OrderState) -> &'static str {
     match state {
         OrderState::Accepted | OrderState::AwaitingUser => "0",

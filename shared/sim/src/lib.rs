@@ -1,4 +1,4 @@
-//! `recharge-sim`: simulators of the five recharge provider protocol families of `shared/PROVIDERS.md`, each
+//! `recharge-sim`: simulators of the five recharge provider protocol families of `docs/providers/README.md`, each
 //! written from that document alone (this crate depends on no other crate of the workspace, so that a
 //! misreading in the gateway's adapters is caught, not mirrored).
 //!
@@ -116,7 +116,7 @@ pub struct SimConfig {
     pub protocol: Protocol,
     /// Where to listen; `127.0.0.1:0` picks an ephemeral loopback port.
     pub listen: SocketAddr,
-    /// The protocol's credentials JSON (shapes in the README and on each module's `Credentials`).
+    /// The protocol's credentials JSON (shapes in docs/simulators.md §4 and on each module's `Credentials`).
     pub credentials: serde_json::Value,
     /// Callback target when a request names none (suka `back_url`, wikeyun `notify_url`, 004 `callbackUrl`
     /// missing), and the sms-billing sync URL.

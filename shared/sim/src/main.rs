@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use recharge_sim::{ChaosConfig, Protocol, SimConfig};
 
-/// Simulates one recharge provider protocol family over HTTP (see shared/sim/README.md).
+/// Simulates one recharge provider protocol family over HTTP (see docs/simulators.md §2).
 #[derive(Debug, Parser)]
 #[command(name = "recharge-sim")]
 struct Args {
@@ -18,7 +18,7 @@ struct Args {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// JSON credentials file (shape per protocol in the README).
+    /// JSON credentials file (shape per protocol in docs/simulators.md §4).
     #[arg(long)]
     credentials: PathBuf,
     /// Callback (or sms-billing sync) target when a request names none.

@@ -1,4 +1,4 @@
-//! 004 兑换系统开放接口 (PROVIDERS.md §004): header-signed JSON API. Verifies `businessId, nonce, timestamp,
+//! 004 兑换系统开放接口 (docs/providers/openapi-rsa.md): header-signed JSON API. Verifies `businessId, nonce, timestamp,
 //! sign[, signType]` over `sorted k=v&… + raw body` with SHA256withRSA (merchant public key) or MD5
 //! (`MD5(content + signKey)`, uppercase), rejects replayed nonces and timestamps outside ±5 min, answers in the
 //! `{status, message, data}` envelope, and sends header-signed JSON callbacks retried on the documented
@@ -17,6 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use rustls_pki_types::SubjectPublicKeyInfoDer;
+use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -133,14 +135,13 @@ pub fn md5_sign(content: &str, sign_key: &str) -> String {
     md5_upper(format!("{content}{sign_key}").as_bytes())
 }
 
-/// DER bytes of the first PEM block in `pem`.
+/// DER bytes of the first `PUBLIC KEY` (SubjectPublicKeyInfo) or `RSA PUBLIC KEY` (PKCS#1) block in `pem`.
+/// rustls-pki-types knows no PKCS#1 public label; aws-lc-rs reads both DER forms, so it is read as SPKI.
 pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
-    let b64: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .map(str::trim)
-        .collect();
-    STANDARD.decode(b64).ok()
+    let pem = pem.replace("RSA PUBLIC KEY-----", "PUBLIC KEY-----");
+    SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes())
+        .ok()
+        .map(|der| der.as_ref().to_vec())
 }
 
 #[derive(Debug)]
@@ -170,7 +171,7 @@ pub(crate) fn router(
     let public_key = match pem {
         Some(p) => {
             let der = pem_to_der(&p)
-                .ok_or_else(|| SimError::Key("public key PEM is not base64".into()))?;
+                .ok_or_else(|| SimError::Key("no PUBLIC KEY block in the public key PEM".into()))?;
             Some(
                 ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
                     .map_err(|e| SimError::Key(format!("public key refused: {e}")))?,

@@ -1,4 +1,4 @@
-//! What happens to an order: the scripted accounts of DESIGN §9 (chosen by the last four characters of the
+//! What happens to an order: the scripted accounts of docs/simulators.md §5 (chosen by the last four characters of the
 //! account) and the seeded chaos mode. Both produce a [`Plan`]; the protocol modules and the lifecycle task in
 //! [`crate::engine`] carry it out as far as their protocol can express it.
 
@@ -74,7 +74,7 @@ impl Plan {
         }
     }
 
-    /// The plan scripted for `account` (DESIGN §9), or `None` when its last four characters are no script.
+    /// The plan scripted for `account` (docs/simulators.md §5), or `None` when its last four characters are no script.
     pub fn scripted(account: &str) -> Option<Plan> {
         let tail: String = {
             let chars: Vec<char> = account.trim().chars().collect();

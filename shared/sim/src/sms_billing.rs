@@ -1,4 +1,4 @@
-//! 000 SMS proxy billing (PROVIDERS.md §000): MP 获取交易短信 (returns 1–2 `{sms, accessno}` and an `orderId`),
+//! 000 SMS proxy billing (docs/providers/sms-billing.md): MP 获取交易短信 (returns 1–2 `{sms, accessno}` and an `orderId`),
 //! PC 获取验证码 + 验证码支付, authenticated by the plain channel password. The user's MO SMS is simulated by the
 //! harness endpoint `POST /_sim/mo/{orderId}`, which triggers the charge and the sync GET
 //! (`orderid, cpparam, mobile, port, price, status=DELIVRD|FAIL, time`) to the configured sync URL, retried

@@ -1,4 +1,4 @@
-//! 001 鼎音 / 速卡 XML family (PROVIDERS.md §001): `gameonlinepay.do` submit, `searchpay.do` query,
+//! 001 鼎音 / 速卡 XML family (docs/providers/suka-xml.md): `gameonlinepay.do` submit, `searchpay.do` query,
 //! `searchbalance.do` balance, and the GBK form callback to `back_url`. Forms are GBK unless the content type
 //! says otherwise; every MD5 is taken over GBK bytes and written uppercase; responses are GBK XML declared
 //! GB2312.
@@ -87,7 +87,7 @@ fn default_products() -> BTreeMap<String, Product> {
     ])
 }
 
-/// The order of the fields in the submit sign string (PROVIDERS.md §001 Signatures: fixed, empties included).
+/// The order of the fields in the submit sign string (docs/providers/suka-xml.md §4: fixed, empties included).
 pub const SUBMIT_SIGN_FIELDS: [&str; 8] = [
     "userid",
     "productid",
@@ -335,8 +335,8 @@ async fn query(
     if get("userid") != s.creds.userid {
         return order_error(&p, "5001");
     }
-    // [ASSUME] per PROVIDERS.md: a missing query sign is accepted (the family doc sends none) unless configured
-    // otherwise; a present one is verified case-insensitively (the PHP client sends it lowercase).
+    // Assumed (docs/providers/suka-xml.md §3): a missing query sign is accepted (the family doc sends none) unless
+    // configured otherwise; a present one is verified case-insensitively (the PHP client sends it lowercase).
     if s.creds.query_sign_required && get("sign").is_empty() {
         return order_error(&p, "5005");
     }
@@ -405,7 +405,7 @@ async fn balance(
     if !sign_eq(&expected, &get("sign"), false) {
         return fail("5005");
     }
-    // Here resultno 1 means "balance query succeeded" (PROVIDERS.md §001 Responses).
+    // Here resultno 1 means "balance query succeeded" (docs/providers/suka-xml.md §2).
     xml(
         StatusCode::OK,
         "user",

@@ -1,4 +1,4 @@
-//! 002 微客云 wikeyun (PROVIDERS.md §002): `rest/Recharge/pushOrder`, `rest/Recharge/query`, `rest/User/query`,
+//! 002 微客云 wikeyun (docs/providers/wikeyun.md): `rest/Recharge/pushOrder`, `rest/Recharge/query`, `rest/User/query`,
 //! TOP-style MD5 (`secret + k1v1k2v2… + secret`, uppercase) over the union of query-string and form-body
 //! parameters, string `code`s, the status progression including 10 返销 and 11 部分到账, and the JSON callback
 //! to `notify_url` resent up to 5 times until the reply is `success`.
@@ -107,7 +107,7 @@ pub(crate) fn router(
 fn reply(code: &str, msg: &str, data: Value) -> Response {
     let mut body = json!({ "code": code, "msg": msg, "data": data });
     if code != "0000" {
-        // The one documented error carries a `time` field (PROVIDERS.md §002 Responses).
+        // The one documented error carries a `time` field (docs/providers/wikeyun.md §1).
         body["time"] = json!(unix_secs(SystemTime::now()).to_string());
     }
     Json(body).into_response()
@@ -161,7 +161,7 @@ fn authenticate(
     Ok(p)
 }
 
-/// The wikeyun `status` for a ledger state (PROVIDERS.md §002 Order status).
+/// The wikeyun `status` for a ledger state (docs/providers/wikeyun.md §5).
 fn status(state: OrderState) -> &'static str {
     match state {
         OrderState::Accepted | OrderState::AwaitingUser => "1",
@@ -324,7 +324,7 @@ async fn user_query(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes
     )
 }
 
-/// JSON callback, signed TOP-style over its other fields (PROVIDERS.md §002 Callback, [ASSUME] algorithm).
+/// JSON callback, signed TOP-style over its other fields (docs/providers/wikeyun.md §3, an assumed algorithm).
 #[derive(Debug)]
 struct WkNotifier {
     secret: String,

@@ -4,7 +4,7 @@
 //! Faults injected:
 //! - simulator chaos (seeded): refusals, submits that hang past our timeout, HTTP 500 after recording, the
 //!   protocol's "unknown" answer after recording, lost and duplicated callbacks, late failures;
-//! - scripted accounts (DESIGN §9) mixed in: stale out-of-order callbacks (0005), reversals (0007), partial
+//! - scripted accounts (docs/simulators.md §5) mixed in: stale out-of-order callbacks (0005), reversals (0007), partial
 //!   deliveries (0008), long processing (0009) and the rest;
 //! - crashes: an order written as `Submitting` through the store with no provider call (a crash right after
 //!   that write); a create handler aborted after a random delay; duplicate creates racing each other; sweeps
@@ -48,7 +48,7 @@ pub struct FaultOptions {
     pub abort_in_flight: f64,
     /// Share of creates sent twice at once.
     pub duplicate_create: f64,
-    /// Share of orders on a scripted account (DESIGN §9 tails 0001–0009).
+    /// Share of orders on a scripted account (docs/simulators.md §5, tails 0001–0009).
     pub scripted: f64,
     /// Share of first notification tries the merchant refuses.
     pub notify_refuse: f64,
@@ -118,7 +118,7 @@ impl FaultOptions {
             late_failure: 0.03,
             unknown_answer: 0.03,
             // The order is recorded, then the submit is answered an unlisted in-band error: only a query
-            // or a callback may settle it, never a failover (PROVIDERS §0.4 rule 1).
+            // or a callback may settle it, never a failover (docs/providers/README.md §4 rule 1).
             inband_error: 0.03,
         }
     }
@@ -255,9 +255,9 @@ pub struct FaultReport {
     pub by_account: BTreeMap<String, (usize, BTreeMap<String, usize>, usize)>,
     /// Orders left processing or waiting for the user.
     pub open: usize,
-    /// Of those, in the operator queue (DESIGN §11) at the end of the campaign, and with an attention time at
-    /// all (in the queue once their escalation limit passes; a PC billing order waiting for its code has none:
-    /// it expires instead).
+    /// Of those, in the operator queue (docs/operations.md §2) at the end of the campaign, and with an attention time
+    /// at all (in the queue once their escalation limit passes; a PC billing order waiting for its code has none: it
+    /// expires instead).
     pub queued_now: usize,
     pub queued_eventually: usize,
     /// Ledger totals.
@@ -966,7 +966,7 @@ fn explain_open(
         )),
         // Never reached the provider (a crash after the Submitting write, an aborted handler), and the
         // provider's protocol has no "not found" answer: the attempt stays Unknown until an operator with
-        // evidence closes it (DESIGN §3 invariant 3). Only suka-xml can say "not found".
+        // evidence closes it (docs/state-machine.md §3 invariant 3). Only suka-xml can say "not found".
         None if matches!(open.state(), AttemptState::Unknown { .. })
             && state
                 .providers
@@ -978,9 +978,9 @@ fn explain_open(
                 open.route().provider_account
             ))
         }
-        // The provider refused it (nothing recorded) with a code its dialect made up: Unknown by PROVIDERS §0.4
-        // rule 1, and every probe (the same attempt id resubmitted) gets the same code, so even a provider with
-        // a "not found" answer cannot close it. An operator who learns the code closes it.
+        // The provider refused it (nothing recorded) with a code its dialect made up: Unknown by
+        // docs/providers/README.md §4 rule 1, and every probe (the same attempt id resubmitted) gets the same code, so
+        // even a provider with a "not found" answer cannot close it. An operator who learns the code closes it.
         None if matches!(open.state(), AttemptState::Unknown { .. })
             && unlisted_refusal.contains_key(open.route().provider_account.as_str())
             && recharge_sim::script::choose(

@@ -1,5 +1,5 @@
 //! `recharge-bench`: the benchmark table (`make bench`) and the fault campaign (`make faults`) of issue 7.
-//! See the README's "Benchmarks and fault campaign".
+//! See docs/benchmarks.md and docs/faults.md.
 
 pub mod cost;
 pub mod faults;

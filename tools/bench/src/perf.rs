@@ -4,7 +4,7 @@
 //!   sweep's rate of reconciled due orders;
 //! - with DynamoDB and Secrets Manager endpoints in the environment (`AWS_ENDPOINT_URL_DYNAMODB`,
 //!   `AWS_ENDPOINT_URL_SECRETS_MANAGER`; `scripts/bench` starts DynamoDB Local and moto): SDK round trips per
-//!   step of an order's life against DESIGN §6, and warm handler latency beside the bare store calls.
+//!   step of an order's life against docs/storage.md §4, and warm handler latency beside the bare store calls.
 
 use crate::receiver::Receiver;
 use crate::table::{Floor, Row, latency_rows, ms, print_table, row, stats};

@@ -1,4 +1,4 @@
-//! `recharge-ops`: the operators' command line over the gateway's `/ops` API (DESIGN §11).
+//! `recharge-ops`: the operators' command line over the gateway's `/ops` API (docs/operations.md §4).
 //!
 //! ```text
 //! recharge-ops [--base URL] [--app ID --secret S | --sigv4 [--region R]] [--json] <command>
@@ -11,6 +11,7 @@
 //!   notifications                       abandoned merchant notifications
 //!   balances                            last known provider balances
 //!   accounts list | show A | enable A | disable A | drain A --operator O | set A --operator O [--low-balance-fen N] [--escalate-after-secs S]
+//!   console [--listen 127.0.0.1:PORT]   the operator console in a browser, signed here (docs/console.md)
 //! ```
 //!
 //! Authentication: against the local stack, an admin app's HMAC signature (`--app`/`--secret`, or
@@ -19,7 +20,10 @@
 //! or `RECHARGE_OPS_URL` (default `http://127.0.0.1:8080`). Tables for people, `--json` for scripts; a listing
 //! with `--all` follows every page and shows its progress on stderr.
 
-use aws_credential_types::provider::ProvideCredentials;
+pub mod console;
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use clap::{Parser, Subcommand};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -71,6 +75,12 @@ pub enum Command {
     /// Provider accounts: runtime control with no deploy (every function sees a change within 60 s).
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Serve the operator console on loopback; its API calls are signed here, as this CLI signs its own.
+    Console {
+        /// A loopback address (default 127.0.0.1 on an ephemeral port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,8 +199,10 @@ enum Signer {
         app: String,
         secret: String,
     },
+    /// The credentials are asked for on every request: the default chain caches them and renews them before
+    /// they expire, so a long-running `recharge-ops console` keeps signing with a session's fresh keys.
     SigV4 {
-        identity: aws_smithy_runtime_api::client::identity::Identity,
+        credentials: SharedCredentialsProvider,
         region: String,
     },
 }
@@ -201,6 +213,14 @@ pub struct OpsClient {
     base: String,
     signer: Signer,
     http: reqwest::Client,
+}
+
+/// The API's answer as it came: status, content type and body (the console's proxy passes it on untouched).
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
 }
 
 fn hex_hmac(secret: &[u8], message: &[u8]) -> String {
@@ -222,6 +242,41 @@ fn nonce() -> String {
     format!("ops{nanos:x}{:x}", N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-security-token` with session credentials) of a
+/// request to API Gateway (`execute-api`) carrying `content-type: application/json`: what every request of the
+/// CLI and of the console's proxy is signed with.
+pub fn sigv4_headers(
+    method: &str,
+    url: &str,
+    body: &[u8],
+    credentials: Credentials,
+    region: &str,
+    time: SystemTime,
+) -> Result<Vec<(String, String)>, CliError> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let identity: aws_smithy_runtime_api::client::identity::Identity = credentials.into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("execute-api")
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| CliError::Signing(e.to_string()))?
+        .into();
+    let headers = [("content-type", "application/json")];
+    let signable =
+        SignableRequest::new(method, url, headers.into_iter(), SignableBody::Bytes(body))
+            .map_err(|e| CliError::Signing(e.to_string()))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| CliError::Signing(e.to_string()))?
+        .into_parts();
+    Ok(instructions
+        .headers()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect())
+}
+
 impl OpsClient {
     /// HMAC signing as the admin app `app` (the local stack).
     pub fn hmac(base: &str, app: &str, secret: &str) -> OpsClient {
@@ -238,7 +293,8 @@ impl OpsClient {
         }
     }
 
-    /// SigV4 with the default AWS credential chain (a deployment).
+    /// SigV4 with the default AWS credential chain (a deployment). The credentials are fetched once here, so
+    /// a missing or expired login is reported before anything is served.
     pub async fn sigv4(base: &str, region: Option<String>) -> Result<OpsClient, CliError> {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
@@ -246,21 +302,35 @@ impl OpsClient {
         let provider = sdk
             .credentials_provider()
             .ok_or_else(|| CliError::Credentials("no credential provider configured".into()))?;
-        let credentials = provider
+        provider
             .provide_credentials()
             .await
             .map_err(|e| CliError::Credentials(e.to_string()))?;
         let region = region
             .or_else(|| sdk.region().map(ToString::to_string))
             .ok_or_else(|| CliError::Usage("no AWS region: pass --region".into()))?;
-        Ok(OpsClient {
+        Ok(OpsClient::sigv4_with(base, provider, &region))
+    }
+
+    /// SigV4 with the given credentials provider.
+    pub fn sigv4_with(
+        base: &str,
+        credentials: SharedCredentialsProvider,
+        region: &str,
+    ) -> OpsClient {
+        OpsClient {
             base: base.trim_end_matches('/').to_owned(),
             signer: Signer::SigV4 {
-                identity: credentials.into(),
-                region,
+                credentials,
+                region: region.to_owned(),
             },
             http: reqwest::Client::new(),
-        })
+        }
+    }
+
+    /// The base URL requests go to.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// Sends a signed request; `path_and_query` is signed as sent. An error answer is `CliError::Api`.
@@ -270,6 +340,30 @@ impl OpsClient {
         path_and_query: &str,
         body: &[u8],
     ) -> Result<Value, CliError> {
+        let raw = self.send_raw(method, path_and_query, body).await?;
+        let value: Value = serde_json::from_slice(&raw.body).unwrap_or_else(
+            |_| json!({"error": {"code": "not_json", "message": String::from_utf8_lossy(&raw.body)}}),
+        );
+        if (200..300).contains(&raw.status) {
+            Ok(value)
+        } else {
+            Err(CliError::Api {
+                status: raw.status,
+                code: value["error"]["code"].as_str().unwrap_or("?").to_owned(),
+                message: value["error"]["message"].as_str().unwrap_or("").to_owned(),
+                body: value,
+            })
+        }
+    }
+
+    /// Sends a signed request and returns the answer whatever its status; only a failure to sign or to reach
+    /// the API is an error.
+    pub async fn send_raw(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Result<RawResponse, CliError> {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
@@ -299,51 +393,34 @@ impl OpsClient {
                         hex_hmac(secret.as_bytes(), sts.as_bytes()),
                     );
             }
-            Signer::SigV4 { identity, region } => {
-                use aws_sigv4::http_request::{
-                    SignableBody, SignableRequest, SigningSettings, sign,
-                };
-                let params = aws_sigv4::sign::v4::SigningParams::builder()
-                    .identity(identity)
-                    .region(region)
-                    .name("execute-api")
-                    .time(SystemTime::now())
-                    .settings(SigningSettings::default())
-                    .build()
-                    .map_err(|e| CliError::Signing(e.to_string()))?
-                    .into();
-                let headers = [("content-type", "application/json")];
-                let signable = SignableRequest::new(
-                    method,
-                    url.as_str(),
-                    headers.into_iter(),
-                    SignableBody::Bytes(body),
-                )
-                .map_err(|e| CliError::Signing(e.to_string()))?;
-                let (instructions, _) = sign(signable, &params)
-                    .map_err(|e| CliError::Signing(e.to_string()))?
-                    .into_parts();
-                for (name, value) in instructions.headers() {
+            Signer::SigV4 {
+                credentials,
+                region,
+            } => {
+                let credentials = credentials
+                    .provide_credentials()
+                    .await
+                    .map_err(|e| CliError::Credentials(e.to_string()))?;
+                for (name, value) in
+                    sigv4_headers(method, &url, body, credentials, region, SystemTime::now())?
+                {
                     req = req.header(name, value);
                 }
             }
         }
         let resp = req.body(body.to_vec()).send().await?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await?;
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or_else(
-            |_| json!({"error": {"code": "not_json", "message": String::from_utf8_lossy(&bytes)}}),
-        );
-        if (200..300).contains(&status) {
-            Ok(value)
-        } else {
-            Err(CliError::Api {
-                status,
-                code: value["error"]["code"].as_str().unwrap_or("?").to_owned(),
-                message: value["error"]["message"].as_str().unwrap_or("").to_owned(),
-                body: value,
-            })
-        }
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp.bytes().await?.to_vec();
+        Ok(RawResponse {
+            status,
+            content_type,
+            body,
+        })
     }
 }
 
@@ -710,6 +787,20 @@ pub async fn run(client: &OpsClient, command: &Command) -> Result<Output, CliErr
             }
             put_account(client, account, &body).await
         }
+        Command::Console { listen } => {
+            let bound = console::Bound::bind(*listen).await?;
+            // The address goes to the terminal only: it carries the token that admits the page.
+            println!(
+                "operator console: {}\nsigning for {} (Ctrl-C stops it)",
+                bound.url(),
+                client.base()
+            );
+            bound.serve(client.clone()).await?;
+            Ok(Output {
+                json: json!({"stopped": true}),
+                text: "console stopped".into(),
+            })
+        }
         Command::Balances => {
             let v = client.send("GET", "/ops/balances", b"").await?;
             let rows: Vec<Vec<String>> = v["accounts"]
@@ -895,7 +986,7 @@ mod tests {
 
     #[test]
     fn the_hmac_signature_has_the_gateway_s_known_answer() {
-        // README's known answer for the merchant signature, which the admin app's requests use too.
+        // known answer of docs/merchant-api.md §1 for the merchant signature, which the admin app's requests use too.
         let body_hash = data_encoding::HEXLOWER.encode(&Sha256::digest(br#"{"a":1}"#));
         let sts = format!("POST\n/v1/orders\n\n1700000000\nabcdef12\n{body_hash}");
         assert_eq!(
@@ -939,6 +1030,8 @@ mod tests {
                 "balances",
             ],
             vec!["recharge-ops", "notifications"],
+            vec!["recharge-ops", "--sigv4", "console"],
+            vec!["recharge-ops", "console", "--listen", "127.0.0.1:8099"],
             vec![
                 "recharge-ops",
                 "accounts",

@@ -1,4 +1,4 @@
-//! The DynamoDB round-trip budget of DESIGN §6, counted at the SDK (every HTTP attempt) on DynamoDB Local.
+//! The DynamoDB round-trip budget of docs/storage.md §4, counted at the SDK (every HTTP attempt) on DynamoDB Local.
 
 use crate::store;
 use recharge_aws::CallCounter;

@@ -1,4 +1,4 @@
-//! One test per invariant of DESIGN §3, then a property test that drives random event sequences
+//! One test per invariant of docs/state-machine.md §3, then a property test that drives random event sequences
 //! (duplicates, late, out-of-order and conflicting answers, crashes) and checks every invariant after each step.
 
 use super::*;
@@ -287,7 +287,7 @@ fn a_single_not_found_after_the_window_is_not_enough() {
 
 #[test]
 fn not_found_never_fails_an_attempt_the_provider_once_acknowledged() {
-    // PROVIDERS §0.4 rule 4: the provider accepted it, so "not found" is the provider's confusion.
+    // docs/providers/README.md §4 rule 4: the provider accepted it, so "not found" is the provider's confusion.
     let p = Policy::default();
     let o = run(&new_order(), &[out(1, Source::Submit, accepted())], T0);
     assert!(o.attempts()[0].acknowledged());
@@ -1031,7 +1031,7 @@ fn check_step(before: &Order, event: &Event, after: &Order, applied: &Applied, n
                 } => {
                     assert!(now.since(a.opened_at()) >= p.not_found_grace);
                     assert!(a.not_found().unwrap().answers >= p.not_found_min_answers);
-                    // PROVIDERS §0.4 rule 4: never an attempt the provider once acknowledged.
+                    // docs/providers/README.md §4 rule 4: never an attempt the provider once acknowledged.
                     assert!(
                         !b.acknowledged(),
                         "not-found failed an acknowledged attempt: {b:?}"

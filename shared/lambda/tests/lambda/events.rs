@@ -278,7 +278,7 @@ fn events_dir() -> PathBuf {
     support::repo_root().join("events")
 }
 
-/// Merchant signature headers (DESIGN §8) for a request signed at `SIGNED_AT`.
+/// Merchant signature headers (docs/merchant-api.md §1) for a request signed at `SIGNED_AT`.
 fn signed(
     app: &str,
     secret: &str,

@@ -24,7 +24,7 @@ pub const CLIENT_KEY_SECRET: &str = "recharge/test/client-secret-key";
 pub const CLIENT_KEY: &str = "test-client-key-0123456789abcdef0123";
 pub const DEMO_ORIGIN: &str = "https://h5.demo.example.cn";
 /// A provider that takes the connection, reads the request and hangs up without a word: every call to it
-/// ends Unknown (a refused connection would be a definite refusal, PROVIDERS §0.4 rule 3).
+/// ends Unknown (a refused connection would be a definite refusal, docs/providers/README.md §4 rule 3).
 fn dead() -> &'static str {
     static DEAD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DEAD.get_or_init(|| {

@@ -2,7 +2,8 @@
 //! creates a carrier-billing order and hands its client secret to the page, served from its own loopback origin;
 //! the page follows the order cross-origin (CORS preflights and all) and the "user" types the code into it.
 //!
-//! Chromium is driven through chromedriver's W3C WebDriver protocol over plain HTTP (no client library).
+//! Chromium is driven through chromedriver's W3C WebDriver protocol over plain HTTP (no client library); the
+//! operator console's test (`console.rs`) drives it with the same `Driver` and `Session`.
 //! `./scripts/test` installs Debian's `chromium` and `chromium-driver` when they are missing; the paths can be
 //! given with `RECHARGE_CHROMIUM` and `RECHARGE_CHROMEDRIVER`.
 
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 /// The W3C WebDriver element reference key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-fn tool(var: &str, default: &str) -> PathBuf {
+pub(crate) fn tool(var: &str, default: &str) -> PathBuf {
     let path = std::env::var_os(var)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(default));
@@ -30,7 +31,7 @@ fn tool(var: &str, default: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -39,7 +40,7 @@ fn free_port() -> u16 {
 }
 
 /// chromedriver on a loopback port; killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     base: String,
     http: reqwest::Client,
@@ -53,7 +54,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    async fn start() -> Driver {
+    pub(crate) async fn start() -> Driver {
         let port = free_port();
         let child = Command::new(tool("RECHARGE_CHROMEDRIVER", "/usr/bin/chromedriver"))
             .arg(format!("--port={port}"))
@@ -81,6 +82,18 @@ impl Driver {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (ok, v) = self.try_call(method, path, body).await;
+        assert!(ok, "WebDriver {path}: {v}");
+        v["value"].clone()
+    }
+
+    /// A WebDriver command whose failure the caller handles: (succeeded, whole answer).
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (bool, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             req = req.json(&b);
@@ -88,11 +101,10 @@ impl Driver {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let v: Value = resp.json().await.unwrap();
-        assert!(status.is_success(), "WebDriver {path}: {status} {v}");
-        v["value"].clone()
+        (status.is_success(), v)
     }
 
-    async fn session(&self, profile: &Path) -> Session<'_> {
+    pub(crate) async fn session(&self, profile: &Path) -> Session<'_> {
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -112,13 +124,13 @@ impl Driver {
     }
 }
 
-struct Session<'a> {
+pub(crate) struct Session<'a> {
     driver: &'a Driver,
     id: String,
 }
 
 impl Session<'_> {
-    async fn get(&self, path: &str) -> Value {
+    pub(crate) async fn get(&self, path: &str) -> Value {
         self.driver
             .call(
                 reqwest::Method::GET,
@@ -128,7 +140,7 @@ impl Session<'_> {
             .await
     }
 
-    async fn post(&self, path: &str, body: Value) -> Value {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
         self.driver
             .call(
                 reqwest::Method::POST,
@@ -138,24 +150,24 @@ impl Session<'_> {
             .await
     }
 
-    async fn element(&self, css: &str) -> String {
+    pub(crate) async fn element(&self, css: &str) -> String {
         let v = self
             .post("/element", json!({"using": "css selector", "value": css}))
             .await;
         v[ELEMENT].as_str().unwrap().to_owned()
     }
 
-    async fn attribute(&self, css: &str, name: &str) -> Value {
+    pub(crate) async fn attribute(&self, css: &str, name: &str) -> Value {
         let e = self.element(css).await;
         self.get(&format!("/element/{e}/attribute/{name}")).await
     }
 
-    async fn displayed(&self, css: &str) -> bool {
+    pub(crate) async fn displayed(&self, css: &str) -> bool {
         let e = self.element(css).await;
         self.get(&format!("/element/{e}/displayed")).await == true
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         let e = self.element(css).await;
         self.get(&format!("/element/{e}/text"))
             .await
@@ -165,7 +177,7 @@ impl Session<'_> {
     }
 
     /// Waits until the page's status element says `status`.
-    async fn wait_status(&self, status: &str, timeout: Duration) {
+    pub(crate) async fn wait_status(&self, status: &str, timeout: Duration) {
         let started = Instant::now();
         loop {
             let now = self.attribute("#status", "data-status").await;
@@ -181,7 +193,80 @@ impl Session<'_> {
         }
     }
 
-    async fn close(self) {
+    /// Clicks the first element matching `css`; if the page re-rendered it between finding and clicking (a
+    /// stale element), finds it again.
+    pub(crate) async fn click(&self, css: &str) {
+        for _ in 0..5 {
+            let e = self.element(css).await;
+            let (ok, v) = self
+                .driver
+                .try_call(
+                    reqwest::Method::POST,
+                    &format!("/session/{}/element/{e}/click", self.id),
+                    Some(json!({})),
+                )
+                .await;
+            if ok {
+                return;
+            }
+            assert_eq!(
+                v["value"]["error"], "stale element reference",
+                "click {css}: {v}"
+            );
+        }
+        panic!("{css} went stale five times in a row");
+    }
+
+    /// Types `text` into the first element matching `css`.
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
+        let e = self.element(css).await;
+        self.post(&format!("/element/{e}/value"), json!({ "text": text }))
+            .await;
+    }
+
+    /// Whether an element matches `css` now.
+    pub(crate) async fn exists(&self, css: &str) -> bool {
+        let v = self
+            .post("/elements", json!({"using": "css selector", "value": css}))
+            .await;
+        v.as_array().is_some_and(|a| !a.is_empty())
+    }
+
+    /// Waits until an element matches `css` (the page renders asynchronously); panics with `what` after
+    /// `timeout`, showing the page's error line.
+    pub(crate) async fn wait_for(&self, css: &str, what: &str, timeout: Duration) {
+        let started = Instant::now();
+        while !self.exists(css).await {
+            assert!(
+                started.elapsed() < timeout,
+                "the page did not show {what} ({css}) within {timeout:?}; error line: {:?}",
+                self.text("#error").await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs `script` in the page with `args` and returns what it returns (one atomic read: nothing can go stale).
+    pub(crate) async fn script(&self, script: &str, args: Value) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": args}))
+            .await
+    }
+
+    /// Sets the window's size (a laptop screen for the console).
+    pub(crate) async fn window(&self, width: u32, height: u32) {
+        self.post("/window/rect", json!({"width": width, "height": height}))
+            .await;
+    }
+
+    /// A PNG of the visible page.
+    pub(crate) async fn screenshot(&self) -> Vec<u8> {
+        let v = self.get("/screenshot").await;
+        data_encoding::BASE64
+            .decode(v.as_str().unwrap().as_bytes())
+            .unwrap()
+    }
+
+    pub(crate) async fn close(self) {
         self.driver
             .call(
                 reqwest::Method::DELETE,

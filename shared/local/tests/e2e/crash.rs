@@ -2,9 +2,9 @@
 //! exactly as `POST /v1/orders` writes it just before calling the provider, and the provider is never called.
 //! The sweep must call the attempt Unknown once its call deadline has passed and query the provider. Where the
 //! provider cannot say "not found", the attempt stays Unknown for an operator. On the 001 family, which refuses
-//! a reused order id, "not found" past the grace window leads to the safe probe (PROVIDERS §0.4 rule 4): the
-//! same attempt id is resubmitted to the same account, so the order is delivered once, under that id, or
-//! refused and failed over. No provider ever delivers more than once.
+//! a reused order id, "not found" past the grace window leads to the safe probe (docs/providers/README.md §4 rule 4):
+//! the same attempt id is resubmitted to the same account, so the order is delivered once, under that id, or refused
+//! and failed over. No provider ever delivers more than once.
 
 use crate::helpers::*;
 use recharge_core::store::{AuditEntry, Created};

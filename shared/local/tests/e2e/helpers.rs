@@ -258,7 +258,8 @@ where
     }
 }
 
-// ---- a merchant's own signing (DESIGN §8), independent of the gateway's code --------------------------------
+// ---- a merchant's own signing (docs/merchant-api.md §1), independent of the gateway's code
+// --------------------------------
 
 pub fn hex_hmac(secret: &str, message: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -479,8 +480,8 @@ impl Inbox {
     }
 }
 
-/// The merchant's checks of DESIGN §8 on every notification it got for one order: a fresh timestamp, a valid
-/// `X-Recharge-Signature = hex HMAC-SHA256(app_secret, timestamp + "." + body)`, and a `sequence` that only
+/// The merchant's checks of docs/merchant-api.md §5 on every notification it got for one order: a fresh timestamp, a
+/// valid `X-Recharge-Signature = hex HMAC-SHA256(app_secret, timestamp + "." + body)`, and a `sequence` that only
 /// increases (a repeat of a sequence, a retry, carries the same view). Returns the bodies in arrival order.
 pub fn check_notifications(list: &[Notification], secret: &str) -> Vec<Value> {
     let mut bodies = Vec::new();

@@ -1,4 +1,4 @@
-//! No secret in any log line (DESIGN §7, §10): the end-to-end flows run through the local stack with every log
+//! No secret in any log line (docs/security.md §2, §6): the end-to-end flows run through the local stack with every log
 //! line of the process captured (our crates at `trace`, every other crate at `debug`), and every configured
 //! secret value is looked for in that output. The flows include what makes error paths log: the scripted
 //! simulator accounts (refusals, hangs past the timeout, HTTP 500, reversals), provider accounts whose endpoint

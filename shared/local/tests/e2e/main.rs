@@ -1,6 +1,6 @@
 //! End-to-end tests of the gateway through the local stack, over real HTTP on 127.0.0.1, with the DynamoDB Local
-//! store: the scripted simulator accounts of DESIGN §9 on every product, the merchant API's refusals, SSRF-guarded
-//! notify URLs, and a crash between the `Submitting` write and the provider call.
+//! store: the scripted simulator accounts of docs/simulators.md §5 on every product, the merchant API's refusals,
+//! SSRF-guarded notify URLs, and a crash between the `Submitting` write and the provider call.
 //!
 //! `./scripts/test` starts DynamoDB Local and exports `AWS_ENDPOINT_URL_DYNAMODB`; without it these tests refuse
 //! to run. Each test starts its own stack (ephemeral ports, its own table), so tests never see each other's
@@ -12,12 +12,14 @@ mod browser;
 mod callbacks;
 mod cli;
 mod client_routes;
+mod console;
 mod crash;
 mod helpers;
 mod log_secrets;
 mod merchant_api;
 mod notifications;
 mod ops;
+mod order_command;
 mod provider_safety;
 mod sample_client;
 mod scripted;

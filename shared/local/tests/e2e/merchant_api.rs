@@ -1,5 +1,5 @@
-//! The merchant API's contract (DESIGN §8) over HTTP: idempotent replay and conflict, every authentication
-//! failure, tenant isolation, the admin-only balances, and every kind of malformed request.
+//! The merchant API's contract (docs/merchant-api.md §2) over HTTP: idempotent replay and conflict, every
+//! authentication failure, tenant isolation, the admin-only balances, and every kind of malformed request.
 
 use crate::helpers::*;
 use serde_json::{Value, json};
@@ -371,7 +371,7 @@ async fn malformed_and_invalid_orders_are_refused_with_a_clear_error() {
             "invalid_notify_url",
         ),
         // What is delivered comes from the route: quantity, fast/slow, supplier are not the merchant's
-        // (PROVIDERS §0.4 rule 6), and neither is any extra the product does not declare.
+        // (docs/providers/README.md §4 rule 6), and neither is any extra the product does not declare.
         (
             json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": "player-42",
                 "extra": {"num": "100"}}),

@@ -1,5 +1,5 @@
-//! Merchant notifications (DESIGN §8): notify URLs are SSRF-guarded (loopback allowed in local mode only), and a
-//! notification the merchant does not acknowledge is retried, signed the same way, until it is.
+//! Merchant notifications (docs/merchant-api.md §5): notify URLs are SSRF-guarded (loopback allowed in local mode
+//! only), and a notification the merchant does not acknowledge is retried, signed the same way, until it is.
 
 use crate::helpers::*;
 use recharge_local::LocalOptions;

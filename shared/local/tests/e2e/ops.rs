@@ -1,5 +1,5 @@
-//! The operators' API (DESIGN §11) through the local stack, signed as the admin app `ops`: a stuck order found
-//! in the queue, resolved with evidence and notified to the merchant; lookups; the audit trail; refusals with
+//! The operators' API (docs/operations.md §1) through the local stack, signed as the admin app `ops`: a stuck order
+//! found in the queue, resolved with evidence and notified to the merchant; lookups; the audit trail; refusals with
 //! stable codes; redelivery of an abandoned notification; authorisation.
 
 use crate::helpers::*;

@@ -1,4 +1,4 @@
-//! The first law when a provider speaks differently than we think (PROVIDERS §0.4), end to end:
+//! The first law when a provider speaks differently than we think (docs/providers/README.md §4), end to end:
 //! - a first route whose provider never accepted the connection fails over at once, for every protocol that
 //!   can be a first route (nothing was sent, so nothing can have been charged);
 //! - a carrier-billing sync that cannot be verified, on a channel with no query, is neither taken nor

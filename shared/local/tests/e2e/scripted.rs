@@ -1,5 +1,5 @@
-//! Every scripted account of DESIGN §9 on every demo product whose protocol can express it (the table
-//! "Scripted accounts" of shared/sim/README.md), all orders of a product at once on one stack.
+//! Every scripted account of docs/simulators.md §5 on every demo product whose protocol can express it (the table
+//! docs/simulators.md §5), all orders of a product at once on one stack.
 //!
 //! For each order: the final public status (or, for 0009, that it is still open), the attempts the gateway
 //! made (failover shows as a second attempt on the backup account), what every simulator's ledger holds (never
@@ -45,7 +45,7 @@ struct Product {
     reversal_and_partial: bool,
     /// The first account's code table lists the simulator's refusal as a refusal. ICE's only error code
     /// answers refusals and recorded orders alike, so its refusal (0001) is Unknown and stays for an
-    /// operator: never failed over (PROVIDERS §0.4 rule 1).
+    /// operator: never failed over (docs/providers/README.md §4 rule 1).
     refusal_listed: bool,
 }
 

@@ -9,7 +9,7 @@ const SECRET: &str =
     r#"{"app_id":"ICETESTAPPID01","token":"TestIceToken0123","access_token":"AT-123"}"#;
 const TS_MS: i64 = 1_700_000_000_000;
 
-/// What a test account states about order statuses (the seed gives none: PROVIDERS §0.4 rule 2).
+/// What a test account states about order statuses (the seed gives none: docs/providers/README.md §4 rule 2).
 fn test_codes() -> serde_json::Value {
     json!({"query": {
         "0": "accepted", "1": "accepted",
@@ -156,7 +156,7 @@ fn order_answers_are_classified() {
         Some("7JUWX4CXN3GSIQOKCCTK01")
     );
     // `code 1` is a bare 失败 with no table behind it: the order may have been recorded, so it is Unknown
-    // and reported as unlisted (PROVIDERS §0.4 rule 1), never a refusal that fails over.
+    // and reported as unlisted (docs/providers/README.md §4 rule 1), never a refusal that fails over.
     let failed = p
         .adapter
         .parse_submit(&ok(&include_bytes!("fixtures/order_failed.json")[..]));

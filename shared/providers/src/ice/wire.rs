@@ -1,5 +1,5 @@
 //! 003 wire vocabulary: the `{code, message, data|content}` answer (ICE also uses `result`/`reason`), and the
-//! default code table (PROVIDERS 003 "Responses": only `0` is documented).
+//! default code table (docs/providers/ice-microservice.md §5: only `0` is documented).
 
 use crate::codes::{Meaning, Phase};
 use serde_json::Value;
@@ -34,7 +34,7 @@ pub fn answer(body: &[u8]) -> Option<Answer> {
 
 /// The documented codes: at submit the envelope `code` `0` is the order taken (the order endpoint only ever
 /// returns `data.status "0"`, 订单已受理). `code 1` is a bare 失败 with no table behind it, so it is UNKNOWN
-/// (PROVIDERS §0.4 rule 1). Order-status values are not documented at all: the account states them in
-/// `codes.query` (§0.4 rule 2; the adapter refuses to load without a success status there).
+/// (docs/providers/README.md §4 rule 1). Order-status values are not documented at all: the account states them in
+/// `codes.query` (docs/providers/README.md §4 rule 2; the adapter refuses to load without a success status there).
 pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] =
     &[(Phase::Submit, &[("0", Meaning::Accepted)])];

@@ -30,7 +30,7 @@ fn md5_secret() -> String {
         .to_string()
 }
 
-/// A test account states what the seed does not give (PROVIDERS §0.4 rule 2): the success status (0 unless
+/// A test account states what the seed does not give (docs/providers/README.md §4 rule 2): the success status (0 unless
 /// `options` says otherwise) and the order statuses 1 processing, 2 success, 3 failed.
 fn acct(options: serde_json::Value) -> ProviderAccount {
     let mut options = if options.is_null() {
@@ -84,7 +84,7 @@ fn headers(sign_type: Option<&'static str>) -> BTreeMap<&'static str, &'static s
     h
 }
 
-// ---- worked examples (PROVIDERS 004), byte-exact ----
+// ---- worked examples (docs/providers/openapi-rsa.md §4), byte-exact ----
 
 #[test]
 fn sign_content_matches_the_doc_example() {
@@ -239,7 +239,7 @@ fn submit_answers_are_classified() {
         Outcome::Rejected { failover_allowed: true, reason } if reason.code == "2"
     ));
     // The seed's 961 is a placeholder, not success. Under an account whose success status is 0 it is an
-    // unlisted status: Unknown, never a refusal that fails over (PROVIDERS §0.4 rule 1) …
+    // unlisted status: Unknown, never a refusal that fails over (docs/providers/README.md §4 rule 1) …
     let placeholder = p
         .adapter
         .parse_submit(&ok(&include_bytes!("fixtures/seed_placeholder.json")[..]));
@@ -594,8 +594,8 @@ fn rsa_secret_with_sign_key() -> String {
 
 #[test]
 fn an_rsa_account_with_a_sign_key_verifies_callbacks_with_the_documented_md5_routine() {
-    // PROVIDERS 004 step 4: callbacks carry no signType and the doc verifies them with the MD5 routine,
-    // whatever the account signs its own requests with.
+    // docs/providers/openapi-rsa.md §4 step 4: callbacks carry no signType and the doc verifies them with the MD5
+    // routine, whatever the account signs its own requests with.
     let p = Provider::load(acct(serde_json::Value::Null), &rsa_secret_with_sign_key()).unwrap();
     let raw = signed_callback(&callback_body(), md5_with("TestSignKey0123"));
     assert_eq!(

@@ -1,5 +1,5 @@
 //! 004 wire vocabulary: the `{status, message, data}` envelope, ordered JSON bodies, and the default code
-//! table (PROVIDERS 004: only `status 2` is documented; order-status values are unknown).
+//! table (docs/providers/openapi-rsa.md §5: only `status 2` is documented; order-status values are unknown).
 
 use crate::codes::{Meaning, Phase};
 use serde_json::Value;
@@ -35,7 +35,8 @@ pub fn envelope(body: &[u8]) -> Option<Envelope> {
 pub const STATUS_SIGN_FAILED: i64 = 2;
 
 /// The documented codes: at submit only `2` 验签失败 is a refusal; every other status but the account's
-/// success status is UNKNOWN (PROVIDERS §0.4 rule 1). The success status and the order-status values are not
-/// documented (the seed's 961 is a smart-doc placeholder): the account states them (§0.4 rule 2).
+/// success status is UNKNOWN (docs/providers/README.md §4 rule 1). The success status and the order-status values are
+/// not documented (the seed's 961 is a smart-doc placeholder): the account states them (docs/providers/README.md §4
+/// rule 2).
 pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] =
     &[(Phase::Submit, &[("2", Meaning::Refusal)])];

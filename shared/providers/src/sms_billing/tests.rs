@@ -195,7 +195,7 @@ fn pc_flow_is_code_request_then_verification() {
         }
     );
     // 验证码支付 charges: a code the account does not list may have charged the user, so it is Unknown
-    // (PROVIDERS §0.4 rule 1) …
+    // (docs/providers/README.md §4 rule 1) …
     let refused = p
         .adapter
         .parse_verification(&ok(&include_bytes!("fixtures/refused.json")[..]));

@@ -47,8 +47,8 @@ pub const DELIVERED: &str = "DELIVRD";
 
 /// The documented codes. `codes.submit` classifies the 验证码支付 answer (the one step that charges):
 /// `resultCode 0` 交易成功; the seed's "其他为失败" gives no table, so every other code is UNKNOWN unless the
-/// account lists it (PROVIDERS §0.4 rule 1). `codes.callback` classifies the sync `status`: only `DELIVRD`
-/// is known; failure statuses vary by channel and must be stated by the account (§0.4 rule 2).
+/// account lists it (docs/providers/README.md §4 rule 1). `codes.callback` classifies the sync `status`: only `DELIVRD`
+/// is known; failure statuses vary by channel and must be stated by the account (docs/providers/README.md §4 rule 2).
 pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] = &[
     (Phase::Submit, &[(RESULT_OK, Meaning::Success)]),
     (Phase::Callback, &[(DELIVERED, Meaning::Success)]),

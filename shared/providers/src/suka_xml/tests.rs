@@ -29,7 +29,7 @@ fn md5u(s: &str) -> String {
     sign::md5_gbk_hex(s, HexCase::Upper).unwrap()
 }
 
-// ---- worked examples (PROVIDERS 001), byte-exact ----
+// ---- worked examples (docs/providers/suka-xml.md §4), byte-exact ----
 
 #[test]
 fn submit_sign_matches_the_worked_example() {
@@ -103,7 +103,7 @@ fn query_balance_and_callback_signs_match_the_worked_examples() {
 fn electricity_submit_request_is_byte_exact_gbk_form() {
     let p = provider();
     // The merchant sends the 户号 and the region; the adapter builds the seed's account JSON and puts the
-    // contact phone in `areaid` (PROVIDERS 001, electricity example).
+    // contact phone in `areaid` (docs/providers/suka-xml.md §1, electricity).
     let mut req = submit(
         "8801",
         "123123123",

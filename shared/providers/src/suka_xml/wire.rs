@@ -1,6 +1,6 @@
-//! 001 wire vocabulary: the `resultno` code table (PROVIDERS 001 "Result code table"), per phase, as the
+//! 001 wire vocabulary: the `resultno` code table (docs/providers/suka-xml.md §5), per phase, as the
 //! default [`CodeTable`](crate::codes::CodeTable) of every 001 account. An account's `codes` may add or
-//! override entries; a code in no table is Unknown (PROVIDERS §0.4 rule 1).
+//! override entries; a code in no table is Unknown (docs/providers/README.md §4 rule 1).
 
 use crate::codes::{Meaning, Phase};
 
@@ -46,7 +46,8 @@ pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] = &[
             // Row 9: failed and refunded, failover allowed.
             ("9", Failure),
             // Rows 5001–5005, 5008–5013: refusals before acceptance (auth/sign, balance, product, mismatch,
-            // params, IP): nothing was charged (§0.3 rule 1). The code tells operators which alert it is.
+            // params, IP): nothing was charged (docs/providers/README.md §3 rule 1). The code tells operators which
+            // alert it is.
             ("5001", Refusal),
             ("5002", Refusal),
             ("5003", Refusal),
@@ -59,7 +60,7 @@ pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] = &[
             ("5012", Refusal),
             ("5013", Refusal),
             // Row 5006: the order id is taken, so the order may exist: UNKNOWN (query it); to the resubmit
-            // probe it means the provider has the attempt (§0.4 rule 4).
+            // probe it means the provider has the attempt (docs/providers/README.md §4 rule 4).
             ("5006", Duplicate),
             // Row 9999: 未知错误 → UNKNOWN.
             ("9999", Unknown),
@@ -76,7 +77,7 @@ pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] = &[
             ("9001", Failure),
             ("9002", Failure),
             // Row 5007: NOT_FOUND; the state machine applies the grace window and never fails an
-            // acknowledged attempt on it (§0.4 rule 4).
+            // acknowledged attempt on it (docs/providers/README.md §4 rule 4).
             ("5007", NotFound),
             // Row 9999 at query: UNKNOWN → manual review.
             ("9999", Unknown),

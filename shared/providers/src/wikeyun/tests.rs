@@ -56,7 +56,7 @@ fn common() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-// ---- worked examples (PROVIDERS 002), byte-exact ----
+// ---- worked examples (docs/providers/wikeyun.md §4), byte-exact ----
 
 #[test]
 fn push_order_sign_string_and_sign_match_the_worked_example() {
@@ -221,7 +221,7 @@ fn push_order_answers_are_classified() {
         Outcome::Rejected { failover_allowed: true, reason } if reason.code == "1003"
     ));
     // Every code but the listed 1003 may follow a recorded order ("order number taken", "system busy",
-    // anything unlisted): Unknown, reported as unlisted (PROVIDERS §0.4 rule 1).
+    // anything unlisted): Unknown, reported as unlisted (docs/providers/README.md §4 rule 1).
     for (code, msg) in [
         ("1005", "订单号已存在"),
         ("2001", "系统繁忙"),

@@ -1,5 +1,5 @@
 //! 002 wire vocabulary: the `{code,msg,data}` envelope read leniently (the seed has strings where the SDK has
-//! integers) and the order `status` table (PROVIDERS 002 "Order status") mapped exhaustively.
+//! integers) and the order `status` table (docs/providers/wikeyun.md §5) mapped exhaustively.
 
 use crate::codes::{Meaning, Phase};
 use serde_json::Value;
@@ -50,14 +50,15 @@ pub fn meaning(status: &str) -> &'static str {
 use Meaning::{Accepted, Failure, Partial, Refusal, Reversed, Success};
 
 /// The documented codes per phase: the pushOrder envelope `code`, and the order `status` of queries and
-/// callbacks (PROVIDERS 002 "Order status").
+/// callbacks (docs/providers/wikeyun.md §5).
 pub const DEFAULT_CODES: &[(Phase, &[(&str, Meaning)])] = &[
     (
         Phase::Submit,
         &[
             (CODE_SUCCESS, Accepted),
             // The one public error (`app_key不能为空`): the request was refused before any order existed.
-            // Every other pushOrder code is UNKNOWN (§0.4 rule 1): the order may have been recorded first.
+            // Every other pushOrder code is UNKNOWN (docs/providers/README.md §4 rule 1): the order may have been
+            // recorded first.
             ("1003", Refusal),
         ],
     ),
@@ -74,7 +75,8 @@ const STATUSES: &[(&str, Meaning)] = &[
     ("8", Accepted),
     ("12", Accepted),
     ("2", Success),
-    // Rows 3 (refund pending), 4 (refunded), 9 (cancelled): FAILED; §0.3 rule 1 lists 3/4/9 as failover-safe.
+    // Rows 3 (refund pending), 4 (refunded), 9 (cancelled): FAILED; docs/providers/README.md §3 rule 1 lists 3/4/9 as
+    // failover-safe.
     ("3", Failure),
     ("4", Failure),
     ("9", Failure),

@@ -1,4 +1,4 @@
-//! HTTP tests of every simulator: requests are built and signed here, from PROVIDERS.md, never with the
+//! HTTP tests of every simulator: requests are built and signed here, from the pages of docs/providers/, never with the
 //! simulator's own helpers, and callbacks are received by a tiny loopback server that can refuse to
 //! acknowledge. Everything runs on 127.0.0.1 with a large time scale; every wait has a timeout.
 

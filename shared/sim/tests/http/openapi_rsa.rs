@@ -82,7 +82,7 @@ impl Call<'_> {
     }
 }
 
-/// Sends `body` to `path`, signing exactly as PROVIDERS.md §004 describes.
+/// Sends `body` to `path`, signing exactly as docs/providers/openapi-rsa.md §4 describes.
 async fn call(sim: &RunningSim, path: &str, body: &str, c: Call<'_>) -> Value {
     let fresh = format!("n-{}-{}", now_ms(), NONCE.fetch_add(1, Ordering::Relaxed));
     let nonce = c.nonce.unwrap_or(&fresh);
@@ -197,7 +197,7 @@ fn the_worked_examples_are_reproduced_with_the_test_key() {
     assert!(rsa_sign(&rsa).starts_with(
         "wek13Sv38t4kL8Rk+KuXDXbAWdyowQC/6N3Yw4FzkGMgX1oJi0sUHIdeao0pUXjXzzamB8y+FqGF0/n7nUvQnukF"
     ));
-    // PROVIDERS.md elides the header values (…); they are the doc example's businessId and nonce.
+    // docs/providers/openapi-rsa.md §4 elides the header values (…); they are the doc example's businessId and nonce.
     let cb = format!(
         "businessId={BUSINESS}&nonce={nonce}&timestamp=1628772138668{}",
         r#"{"orderCode":"O1","bizCode":"B1"}"#

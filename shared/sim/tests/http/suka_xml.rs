@@ -20,7 +20,7 @@ async fn sim_with(balance_fen: i64, edit: impl FnOnce(&mut SimConfig)) -> Runnin
     start(c).await
 }
 
-/// The submit sign string exactly as PROVIDERS.md §001 writes it.
+/// The submit sign string exactly as docs/providers/suka-xml.md §1 writes it.
 fn submit_body(
     productid: &str,
     account: &str,
@@ -158,7 +158,7 @@ async fn a_correctly_signed_submit_is_accepted_debited_and_answered_in_gb2312_xm
 #[tokio::test]
 async fn the_worked_example_signature_is_accepted() {
     let sim = sim_with(1_000_000, |_| {}).await;
-    // The known answer from PROVIDERS.md, written out rather than recomputed.
+    // The known answer from docs/providers/suka-xml.md §4, written out rather than recomputed.
     let body = form(
         &[
             ("userid", "10004927"),
@@ -206,7 +206,7 @@ async fn an_electricity_account_with_chinese_is_signed_over_gbk_bytes() {
         body(&gbk_sign).contains("%BD%AD%CB%D5"),
         "account travels as GBK bytes"
     );
-    // The UTF-8 signature from PROVIDERS.md is wrong and must be refused.
+    // The UTF-8 signature of docs/providers/suka-xml.md §4 is wrong and must be refused.
     let wrong = post(
         &sim,
         "/gameonlinepay.do",

@@ -31,7 +31,7 @@ fn now() -> String {
 
 /// Sends `business` params to `method` the way the dtapps SDK does: common params and sign in the query,
 /// business params plus the common ones (minus sign) in the form body. The sign is computed here from
-/// PROVIDERS.md: secret + sorted k+v + secret, MD5, uppercase.
+/// docs/providers/wikeyun.md §4: secret + sorted k+v + secret, MD5, uppercase.
 async fn call(
     sim: &RunningSim,
     method: &str,

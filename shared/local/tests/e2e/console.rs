@@ -1,0 +1,289 @@
+//! The operator console (docs/console.md) in headless Chromium, on a local stack holding a stuck order: the page
+//! is loud about it, the operator resolves it with evidence through the page and drains a provider account, and
+//! the API shows what the page did. And `recharge-ops console`'s proxy against the same stack in HMAC mode.
+//!
+//! `RECHARGE_CONSOLE_SCREENSHOT=docs/console.png` makes the browser test save the console's screenshot there
+//! (how docs/console.png was made).
+
+use crate::browser::{Driver, Session};
+use crate::helpers::*;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+async fn ops_get(h: &Harness, path: &str) -> Value {
+    let r = h.client(OPS).send("GET", path, b"").await.unwrap();
+    assert_eq!(r.status, 200, "{path}: {}", r.body);
+    r.body
+}
+
+/// A stuck order: 0009 keeps it processing on the provider side (1 h / time scale 100 = 36 s), so it enters the
+/// operator queue once its account's limit (30 min / 100 = 18 s) has passed. Returns (merchant order no, order
+/// id). The browser is started before it, so the operator acts well within the window.
+async fn stuck_order(h: &Harness) -> (String, String) {
+    let no = order_no("console");
+    let created = h
+        .demo()
+        .create_order(
+            &json!({"merchant_order_no": no, "product_code": "mobile.100",
+                              "account": "13800130009", "notify_url": h.inbox.url(&no)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["order_id"].as_str().unwrap().to_owned();
+    poll_async(
+        Duration::from_secs(60),
+        "the order in the operator queue",
+        || async {
+            let queue = ops_get(h, "/ops/orders?needs_operator=true").await;
+            queue["orders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["order_id"] == id.as_str())
+                .then_some(())
+        },
+    )
+    .await;
+    (no, id)
+}
+
+async fn wait_attribute(session: &Session<'_>, css: &str, name: &str, want: &str) {
+    let started = Instant::now();
+    loop {
+        let now = session
+            .script(
+                "const e = document.querySelector(arguments[0]); return e && e.getAttribute(arguments[1]);",
+                json!([css, name]),
+            )
+            .await;
+        if now == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{css} never had {name}={want:?} (it has {now}); error line: {:?}",
+            session.text("#error").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_resolves_a_stuck_order_and_drains_an_account_through_the_console_in_headless_chromium()
+ {
+    let h = Harness::start().await;
+    let driver = Driver::start().await;
+    let profile = std::env::temp_dir().join(format!("recharge-console-{}", order_no("profile")));
+    let session = driver.session(&profile).await;
+    session.window(1280, 800).await;
+    let console = format!("{}/ops/console/", h.stack.base_url());
+    session.post("/url", json!({ "url": console })).await;
+
+    // Calm while nothing is wrong.
+    wait_attribute(&session, "body", "data-state", "calm").await;
+    assert_eq!(
+        session.text("#health").await,
+        "All clear: nothing needs an operator."
+    );
+
+    // A stuck order; once it is in the queue the next refresh shows it (the page also refreshes every 15 s).
+    let (no, id) = stuck_order(&h).await;
+    session.click("#refresh").await;
+
+    // Loud: the queue count on top, the banner, the order in the queue.
+    wait_attribute(&session, "#count-queue", "data-count", "1").await;
+    assert_eq!(
+        session.attribute("#count-queue", "data-level").await,
+        "alarm"
+    );
+    wait_attribute(&session, "body", "data-state", "alarm").await;
+    assert!(
+        session.text("#health").await.starts_with("Needs attention"),
+        "{}",
+        session.text("#health").await
+    );
+    assert_eq!(
+        session.attribute("#count-disabled", "data-count").await,
+        "0"
+    );
+    let row = format!("#queue-table tr[data-order-id='{id}']");
+    session
+        .wait_for(
+            &row,
+            "the stuck order in the queue",
+            Duration::from_secs(15),
+        )
+        .await;
+    if let Some(path) = std::env::var_os("RECHARGE_CONSOLE_SCREENSHOT") {
+        std::fs::write(&path, session.screenshot().await).unwrap();
+    }
+
+    // The operator opens it: every attempt, the masked account, the audit trail so far.
+    session.type_into("#operator", "alice").await;
+    session.click(&row).await;
+    wait_attribute(&session, "#detail", "data-order-id", &id).await;
+    session
+        .wait_for(
+            "#attempts-table tr[data-attempt='1']",
+            "the attempts",
+            Duration::from_secs(10),
+        )
+        .await;
+    let detail = session.text("#detail").await;
+    assert!(
+        detail.contains("138****0009") && !detail.contains("13800130009"),
+        "{detail}"
+    );
+    assert!(detail.contains("wikeyun-main"), "{detail}");
+    assert!(session.exists("#audit-table tbody tr").await);
+
+    // Resolves attempt 1 as succeeded, with evidence.
+    session
+        .type_into("#resolve-reason", "provider support confirmed the credit")
+        .await;
+    session
+        .type_into(
+            "#resolve-evidence",
+            "wikeyun ticket 7731, call with 13800138000 at 10:02",
+        )
+        .await;
+    session.click("#resolve-submit").await;
+    wait_attribute(&session, "#resolve-result", "data-status", "ok").await;
+    wait_attribute(&session, "#detail", "data-status", "succeeded").await;
+
+    // What the page did is what the API records: the outcome, who, why, the evidence (masked), the merchant told.
+    let shown = ops_get(&h, &format!("/ops/orders/{id}")).await;
+    assert_eq!(shown["order"]["status"], "succeeded", "{shown}");
+    assert_eq!(shown["order"]["needs_operator"], false);
+    let audit = shown["order"]["audit"].as_array().unwrap();
+    let by_operator = audit
+        .iter()
+        .find(|e| e["summary"].as_str().unwrap().contains("(operator)"))
+        .unwrap_or_else(|| panic!("no operator entry: {audit:?}"));
+    let detail: Value = serde_json::from_str(by_operator["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["operator"], "alice");
+    assert_eq!(detail["principal"], "app:ops");
+    assert_eq!(detail["outcome"], "succeeded");
+    assert_eq!(
+        detail["evidence"],
+        "wikeyun ticket 7731, call with 138****8000 at 10:02"
+    );
+    let last = h
+        .inbox
+        .wait_sequence(
+            &no,
+            DEMO.1,
+            shown["order"]["sequence"].as_u64().unwrap(),
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(last.last().unwrap()["status"], "succeeded");
+    assert!(h.assert_at_most_one_delivery(&id) <= 1);
+
+    // The queue is empty again: calm.
+    session.click("#refresh").await;
+    wait_attribute(&session, "#count-queue", "data-count", "0").await;
+
+    // Drains a provider account (two clicks: arm, confirm); the count of accounts not taking orders shows it.
+    session
+        .post("/url", json!({ "url": format!("{console}#accounts") }))
+        .await;
+    let drain = "#accounts-table tr[data-account='openapi-main'] button[data-mode='draining']";
+    session
+        .wait_for(drain, "the accounts", Duration::from_secs(15))
+        .await;
+    session.click(drain).await;
+    wait_attribute(&session, drain, "data-armed", "true").await;
+    session.click(drain).await;
+    wait_attribute(
+        &session,
+        "#accounts-table tr[data-account='openapi-main']",
+        "data-mode",
+        "draining",
+    )
+    .await;
+    wait_attribute(&session, "#count-disabled", "data-count", "1").await;
+    wait_attribute(&session, "body", "data-state", "warn").await;
+    let account = ops_get(&h, "/ops/accounts/openapi-main").await;
+    assert_eq!(account["account"]["mode"], "draining", "{account}");
+    assert_eq!(account["account"]["takes_new_orders"], false);
+    assert!(
+        account["account"]["updated_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("alice"),
+        "{account}"
+    );
+
+    session.close().await;
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+#[tokio::test]
+async fn recharge_ops_console_signs_the_page_s_calls_against_the_local_stack_in_hmac_mode() {
+    let h = Harness::start().await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    // `recharge-ops console` as its command builds it: bound on loopback, a token in the URL it prints.
+    let serve = |secret: &str| {
+        let client = recharge_ops::OpsClient::hmac(h.stack.base_url(), OPS.0, secret);
+        async move {
+            let bound = recharge_ops::console::Bound::bind("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+            let url = bound.url();
+            let task = tokio::spawn(async move { bound.serve(client).await.unwrap() });
+            (url, task)
+        }
+    };
+    let (url, task) = serve(OPS.1).await;
+    let (page, token) = url.split_once("#token=").unwrap();
+    assert!(
+        page.starts_with("http://127.0.0.1:") && page.ends_with("/ops/console/"),
+        "{url}"
+    );
+    let html = http.get(page).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Recharge operations"));
+
+    let call = |base: &str, path: &str, token: &str| {
+        http.get(format!("{base}api/{path}"))
+            .header(recharge_ops::console::CONSOLE_HEADER, "1")
+            .header(recharge_ops::console::TOKEN_HEADER, token)
+            .send()
+    };
+    let r = call(page, "accounts", token).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let through_console: Value = r.json().await.unwrap();
+    let direct = ops_get(&h, "/ops/accounts").await;
+    let ids = |v: &Value| -> Vec<String> {
+        v["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["provider_account"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&through_console), ids(&direct));
+    assert!(ids(&direct).contains(&"wikeyun-main".to_owned()));
+
+    // A lookup with a query string, signed as sent.
+    let r = call(page, "orders?needs_operator=true&limit=5", token)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page_json: Value = r.json().await.unwrap();
+    assert!(page_json["orders"].is_array(), "{page_json}");
+
+    // Without the token nothing is signed; with a wrong secret the gateway's own refusal comes back as is.
+    assert_eq!(call(page, "accounts", "nope").await.unwrap().status(), 401);
+    task.abort();
+    let (url, task) = serve("not-the-secret").await;
+    let (page, token) = url.split_once("#token=").unwrap();
+    let r = call(page, "accounts", token).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let refused: Value = r.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "bad_signature", "{refused}");
+    task.abort();
+}
