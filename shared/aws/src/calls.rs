@@ -28,8 +28,11 @@ pub struct CallCounter {
     /// `Some` when built with [`CallCounter::recording`].
     calls: Option<Arc<Mutex<Vec<RecordedCall>>>>,
     /// `Some` when built with [`CallCounter::metering`].
-    capacity: Option<Arc<Mutex<Vec<(String, Units)>>>>,
+    capacity: Option<Arc<Mutex<Vec<Metered>>>>,
 }
+
+/// One metered call: its operation and the capacity it consumed.
+pub type Metered = (String, Units);
 
 /// Capacity units DynamoDB reported as consumed (table and indexes together), as it bills them: a write unit
 /// per KB written (twice in a transaction), a read unit per 4 KB read strongly (half for an eventually

@@ -10,6 +10,7 @@ use crate::receiver::Receiver;
 use crate::table::{Floor, Row, latency_rows, ms, print_table, row, stats};
 use crate::util::{Rng, signed_request, wikeyun_success_callback};
 use recharge_api::{ApiRequest, AppState};
+use recharge_aws::calls::Metered;
 use recharge_aws::{CallCounter, Units};
 use recharge_core::store::{AuditEntry, record};
 use recharge_core::{
@@ -830,7 +831,7 @@ fn capacity_rows([post, callback, get]: &[Vec<(String, Units)>; 3]) -> (Vec<Row>
     let is_w = |op: &str| is_write(op);
     // The POST's writes: the create, then the accepted answer. The callback's: the final state, then the
     // notification's outcome.
-    let split = |calls: &[(String, Units)]| -> (Vec<(String, Units)>, Vec<(String, Units)>) {
+    let split = |calls: &[Metered]| -> (Vec<Metered>, Vec<Metered>) {
         let first_write = calls.iter().position(|(op, _)| is_w(op));
         match first_write {
             Some(i) => (calls[..=i].to_vec(), calls[i + 1..].to_vec()),
