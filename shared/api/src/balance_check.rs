@@ -6,6 +6,10 @@ use recharge_core::store::BalanceSnapshot;
 use recharge_providers::BalanceError;
 use serde::Serialize;
 
+/// How long balance history snapshots are kept (TTL): long enough to rerun a month-old reconciliation.
+pub const BALANCE_HISTORY_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(40 * 86_400);
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BalanceReport {
     pub checked: Vec<String>,
@@ -51,6 +55,12 @@ pub async fn check_balances(state: &AppState) -> BalanceReport {
                     tracing::error!(provider_account = %id, error = %e, "balance not stored");
                     report.failed.push(id.to_string());
                     continue;
+                }
+                // The history the daily reconciliation compares with what was delivered
+                // (docs/reconciliation.md §4); without it the day's balance is not judged.
+                let expires = snapshot.at.plus(BALANCE_HISTORY_RETENTION);
+                if let Err(e) = state.balances.put_balance_history(&snapshot, expires).await {
+                    tracing::error!(provider_account = %id, error = %e, "balance history not stored");
                 }
                 let threshold = state.effective_settings(&controls, &id).low_balance_fen;
                 let low = threshold.is_some_and(|t| balance.get() < t);

@@ -1,12 +1,14 @@
-//! The order flows every entry point shares: record an event and follow up on it (notify the merchant, alert
-//! anomalies), submit an attempt, fail over, query a provider. Each writes through `store::record`, so a
+//! The order flows every entry point shares: record an event and follow up on it (alert anomalies), submit an
+//! attempt, fail over, query a provider, notify the merchant. A public change only makes the merchant's
+//! notification due: it is sent by the sweep's notification lane (`sweep`), which claims it first, so no
+//! entry point waits on a merchant's server and each change has one sender (docs/state-machine.md §5). Each writes through `store::record`, so a
 //! racing callback, sweep or retry takes effect once or is refused as a duplicate.
 //!
 //! Logs name the order, the attempt, the provider account and the outcome; the recharge account is masked.
 
 use crate::catalog::validate_account;
 use crate::notify::{self, Delivery};
-use crate::routing;
+use crate::route_choice;
 use crate::state::AppState;
 use crate::view::OrderView;
 use recharge_core::mask::mask;
@@ -37,13 +39,16 @@ fn policy_account(order: &Order, event: &Event) -> Option<recharge_core::Provide
         Event::UnverifiedResult { attempt, .. } => order
             .attempt(*attempt)
             .map(|a| a.route().provider_account.clone()),
-        Event::RoutesExhausted { .. } | Event::Notified { .. } => order
-            .last_attempt()
-            .map(|a| a.route().provider_account.clone()),
+        Event::RoutesExhausted { .. } | Event::Notified { .. } | Event::NotifyClaimed { .. } => {
+            order
+                .last_attempt()
+                .map(|a| a.route().provider_account.clone())
+        }
     }
 }
 
-/// Records `event` on `order` and follows up: an alert per anomaly, a merchant notification on a public change.
+/// Records `event` on `order` and follows up with an alert per anomaly. A public change makes the merchant's
+/// notification due (the write itself sets it); nothing here sends it.
 pub async fn apply_event(
     state: &AppState,
     order: Order,
@@ -79,14 +84,8 @@ pub async fn apply_event(
                     "order anomaly"
                 );
             }
-            let order = applied.order;
-            let order = if applied.public_changed {
-                notify_merchant(state, order).await?
-            } else {
-                order
-            };
             Ok(Step {
-                order,
+                order: applied.order,
                 applied: true,
             })
         }
@@ -118,6 +117,7 @@ fn event_name(event: &Event) -> &'static str {
         Event::OpenAttempt { .. } => "open_attempt",
         Event::RoutesExhausted { .. } => "routes_exhausted",
         Event::Notified { .. } => "notified",
+        Event::NotifyClaimed { .. } => "notify_claimed",
         Event::UnverifiedResult { .. } => "unverified_result",
     }
 }
@@ -158,11 +158,24 @@ pub async fn deliver_view(state: &AppState, order: &Order) -> Delivery {
     }
 }
 
-/// Sends the merchant the order's current view if a notification is due, and records the result.
+/// Sends the merchant the order's current view if its notification is due now, and records the result. The
+/// notification is claimed first (`Event::NotifyClaimed`, one conditional write holding it for
+/// `settings.notify_lease`): a sender that loses the claim, or finds it held, sends nothing, so the same
+/// (order, sequence) is never sent by two senders at once. The try costs at most the notifier's timeout.
 pub async fn notify_merchant(state: &AppState, order: Order) -> Result<Order, StoreError> {
-    if order.notify_url().is_none() || order.notify_due_at().is_none() {
+    let now = state.clock.now();
+    if order.notify_url().is_none() || order.notify_due_at().is_none_or(|t| t > now) {
         return Ok(order);
     }
+    let claim = Event::NotifyClaimed {
+        sequence: order.sequence(),
+        until: now.plus(state.settings.notify_lease),
+    };
+    let order = match record(&*state.store, order, &claim, now, &Default::default(), None).await? {
+        Recorded::Applied(a) => a.order,
+        // Another sender holds it, or it changed under us (a newer sequence is due on its own).
+        Recorded::Refused { order, .. } => return Ok(*order),
+    };
     let delivery = deliver_view(state, &order).await;
     let now = state.clock.now();
     let sequence = order.sequence();
@@ -326,7 +339,7 @@ pub async fn advance(state: &AppState, order: Order) -> Result<Order, StoreError
             .collect();
         let balances = state.known_balances().await;
         let controls = state.account_controls().await;
-        let decision = routing::choose(
+        let decision = route_choice::choose(
             &state.catalog,
             product,
             carrier,

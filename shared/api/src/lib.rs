@@ -1,5 +1,5 @@
 //! `recharge-api`: the gateway's use cases and their HTTP and event handlers, over an `AppState` of ports
-//! (docs/architecture.md §2). The Lambda functions and the local stack are thin wiring around `router::handle`,
+//! (docs/architecture.md §2). The Lambda functions and the local stack are thin wiring around `http_routes::handle`,
 //! `sweep::sweep` and `balance_check::check_balances`.
 
 pub mod auth;
@@ -11,12 +11,14 @@ pub mod client_secret;
 pub mod error;
 pub mod flow;
 pub mod http;
+pub mod http_routes;
 pub mod notify;
 pub mod ops;
 pub mod orders;
-pub mod router;
-pub mod routing;
+pub mod recon;
+pub mod route_choice;
 pub mod state;
+pub mod statement;
 pub mod sweep;
 pub mod view;
 

@@ -14,6 +14,9 @@
 //! | `GET /ops/balances` | last known balance of every provider account | 1 Query (the balance partition) |
 //! | `GET /ops/accounts`, `GET /ops/accounts/{id}` | every account's runtime control | 1 Query (the config partition) + 1 Query (balances) |
 //! | `PUT /ops/accounts/{id}` | enable, disable, drain; thresholds; code overrides | 1 Query + 1 PutItem |
+//! | `POST /ops/recon/run` | run the daily reconciliation now (docs/reconciliation.md) | see `recon` |
+//! | `GET /ops/recon?date=D&account=ID` | stored reports of a day | 1 Query per account |
+//! | `GET /ops/recon/mismatches?date=D&account=ID&kind=K` | their mismatches, with each order's status now | 1 Query per account + 1 BatchGetItem per 100 orders |
 //!
 //! Every change goes through the state machine (`recharge_core::apply`) as any other event: an operator's
 //! outcome is an `Event::Outcome` with `Source::Operator`, audited with who, why and the evidence.
@@ -52,7 +55,7 @@ impl Principal {
     }
 }
 
-/// The ops routes, as `recharge_api::router::ROUTES` lists them (function `ops`).
+/// The ops routes, as `recharge_api::http_routes::ROUTES` lists them (function `ops`).
 pub const OPS_ROUTES: &[(&str, &str)] = &[
     ("GET", "/ops/orders"),
     ("GET", "/ops/orders/{order_id}"),
@@ -64,6 +67,9 @@ pub const OPS_ROUTES: &[(&str, &str)] = &[
     ("GET", "/ops/accounts"),
     ("GET", "/ops/accounts/{provider_account}"),
     ("PUT", "/ops/accounts/{provider_account}"),
+    ("POST", "/ops/recon/run"),
+    ("GET", "/ops/recon"),
+    ("GET", "/ops/recon/mismatches"),
 ];
 
 const DEFAULT_PAGE: usize = 50;
@@ -101,6 +107,14 @@ async fn route(
         ("GET", ["ops", "accounts"]) => list_accounts(state).await,
         ("GET", ["ops", "accounts", id]) => show_account(state, id).await,
         ("PUT", ["ops", "accounts", id]) => put_account(state, id, &req.body, principal).await,
+        ("POST", ["ops", "recon", "run"]) => crate::recon::ops_run(state, &req.body).await,
+        ("GET", ["ops", "recon"]) => crate::recon::ops_show(state, &req.raw_query).await,
+        ("GET", ["ops", "recon", "mismatches"]) => {
+            crate::recon::ops_mismatches(state, &req.raw_query).await
+        }
+        (_, ["ops", "recon"] | ["ops", "recon", "run" | "mismatches"]) => {
+            Err(ApiError::MethodNotAllowed)
+        }
         ("GET", ["ops", "balances"]) => Ok(ApiResponse::json(
             200,
             &crate::orders::balances_json(state).await?,

@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::flow::{self, apply_event};
 use crate::http::ApiResponse;
 use crate::notify::check_notify_url;
-use crate::routing;
+use crate::route_choice;
 use crate::state::{AppState, RuntimeAccounts};
 use crate::view::{OrderView, rfc3339};
 use recharge_core::Timestamp;
@@ -164,7 +164,7 @@ pub async fn create_order(
 
     let balances = state.known_balances().await;
     let controls = state.account_controls().await;
-    let decision = routing::choose(
+    let decision = route_choice::choose(
         &state.catalog,
         product,
         target.carrier,

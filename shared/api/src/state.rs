@@ -4,7 +4,7 @@
 use crate::auth::Apps;
 use crate::catalog::Catalog;
 use crate::notify::Notifier;
-use crate::routing::AccountView;
+use crate::route_choice::AccountView;
 use recharge_core::secrets::{SecretError, SecretSource};
 use recharge_core::store::{AccountControl, BalanceSnapshot, BalanceStore, OrderStore};
 use recharge_core::{Clock, Policy, ProviderAccountId, Timestamp};
@@ -25,8 +25,16 @@ pub struct Settings {
     pub time_scale: f64,
     /// Due orders taken per shard per sweep.
     pub sweep_batch: usize,
-    /// Due orders worked on at once by one sweep.
+    /// Due orders worked on at once by one sweep (provider work; notifications have as many again).
     pub sweep_concurrency: usize,
+    /// Due orders of one merchant app worked on per sweep pass: one app's backlog cannot fill a pass.
+    pub sweep_per_app: usize,
+    /// Merchant notifications of one app sent per sweep pass: a hanging notify URL holds at most this many
+    /// senders for one notifier timeout each.
+    pub notify_per_app: usize,
+    /// How long a sender's claim on a notification holds it (`Event::NotifyClaimed`); longer than the
+    /// notifier's timeout plus the writes around it, so a claim only lapses when its sender died.
+    pub notify_lease: Duration,
     /// How long routing trusts its copy of the balance snapshots.
     pub balance_cache_ttl: Duration,
     /// How long every function trusts its copy of the operators' account controls (docs/operations.md §3: a change
@@ -41,6 +49,11 @@ pub struct Settings {
     /// Provider queries that unverifiable callbacks (refused signatures, unsigned hints) may cause per provider
     /// account and minute, in this process: a forged callback is cheap to send, a query is not.
     pub callback_queries_per_minute: u32,
+    /// The daily reconciliation's day boundary, minutes east of UTC (docs/reconciliation.md §3; default
+    /// Beijing time, 480).
+    pub recon_utc_offset_minutes: i32,
+    /// How the daily reconciliation paces its re-queries.
+    pub recon: crate::recon::ReconOptions,
 }
 
 impl Settings {
@@ -51,11 +64,16 @@ impl Settings {
             time_scale: 1.0,
             sweep_batch: 500,
             sweep_concurrency: 32,
+            sweep_per_app: 100,
+            notify_per_app: 8,
+            notify_lease: Duration::from_secs(30),
             balance_cache_ttl: Duration::from_secs(30),
             verification_expiry: Duration::from_secs(15 * 60),
             control_cache_ttl: Duration::from_secs(30),
             client_key_secret: None,
             callback_queries_per_minute: 30,
+            recon_utc_offset_minutes: recharge_core::recon::BEIJING_OFFSET_MINUTES,
+            recon: crate::recon::ReconOptions::default(),
         }
     }
 }

@@ -20,6 +20,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
+use recharge_core::recon::{Mismatch, ReconReport};
 use recharge_core::store::{
     AccountControl, AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderFilter,
     OrderPage, OrderStore, OrderSummary, Replaced, StoreError, sort_key, valid_cursor,
@@ -77,6 +78,14 @@ const BALANCE_PK: &str = "BALANCE";
 /// the ops function's IAM policy may write it (`dynamodb:LeadingKeys`, infra/template.yaml).
 pub const CONFIG_PK: &str = "CONFIG";
 const ACCOUNT_CONTROL_PREFIX: &str = "ACCOUNT#";
+
+/// An account's balance history (docs/reconciliation.md §5): pk `BALHIST#<account>`, sk `<13-digit millis>`.
+pub const BALANCE_HISTORY_PREFIX: &str = "BALHIST#";
+/// Reconciliation reports: pk `RECON#<account>`, sk `<date>#R` (the report) and `<date>#M#<6-digit seq>` (its
+/// mismatches, one item each; a report names how many are its own, so a shorter rerun needs no deletes).
+pub const RECON_PREFIX: &str = "RECON#";
+/// Reports and balance history expire (TTL) this long after they were written.
+const RECON_RETENTION: Duration = Duration::from_secs(400 * 86_400);
 
 const ORDER_SK: &str = "ORDER";
 /// The client verification counter of an order (issue 18), beside its order item.
@@ -725,6 +734,106 @@ impl OrderStore for DynamoOrderStore {
         })
     }
 
+    /// One Query per `by_status` partition (status × shard) and 1 MB page over the creation-time range
+    /// (`ops_sk BETWEEN`), reading index entries only; docs/storage.md lists the round trips.
+    async fn created_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<OrderSummary>, StoreError> {
+        let mut found = Vec::new();
+        if to <= from {
+            return Ok(found);
+        }
+        let lo = format!("{:013}#", from.millis().max(0));
+        let hi = after_all_of(Timestamp::from_millis(to.millis() - 1));
+        for status in PublicStatus::ALL {
+            for shard in 0..self.shards {
+                let part = format!("{}#{shard}", status.as_str());
+                let mut start = None;
+                loop {
+                    let out = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .index_name(STATUS_INDEX)
+                        .key_condition_expression("#p = :p AND #k BETWEEN :lo AND :hi")
+                        .expression_attribute_names("#p", attr::OPS_PART)
+                        .expression_attribute_names("#k", attr::OPS_SK)
+                        .expression_attribute_values(":p", AttributeValue::S(part.clone()))
+                        .expression_attribute_values(":lo", AttributeValue::S(lo.clone()))
+                        .expression_attribute_values(":hi", AttributeValue::S(hi.clone()))
+                        .set_exclusive_start_key(start.take())
+                        .send()
+                        .await
+                        .map_err(|e| unavailable("created_between", e))?;
+                    for item in out.items() {
+                        match Self::parse_summary(item) {
+                            Some(s) => found.push(s),
+                            None => tracing::warn!("skipping an unreadable listing entry"),
+                        }
+                    }
+                    match out.last_evaluated_key() {
+                        Some(k) if !k.is_empty() => start = Some(k.clone()),
+                        _ => break,
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// One `BatchGetItem` per 100 ids (eventually consistent: the orders are a day old), plus one per
+    /// retried batch of unprocessed keys.
+    async fn get_many(&self, ids: &[OrderId]) -> Result<Vec<Order>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(100) {
+            let mut keys: Vec<Item> = chunk
+                .iter()
+                .map(|id| {
+                    HashMap::from([
+                        (attr::PK.to_owned(), Self::pk(id)),
+                        (attr::SK.to_owned(), AttributeValue::S(ORDER_SK.into())),
+                    ])
+                })
+                .collect();
+            let mut rounds = 0;
+            while !keys.is_empty() {
+                rounds += 1;
+                if rounds > 10 {
+                    return Err(StoreError::Unavailable {
+                        operation: "get_many",
+                        source: "unprocessed keys after 10 rounds".into(),
+                    });
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .build()
+                    .map_err(|e| unavailable("get_many", e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("get_many", e))?;
+                if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
+                    for item in items {
+                        found.push(Self::parse_order(item)?);
+                    }
+                }
+                if let Some(rest) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                    keys = rest.keys().to_vec();
+                    if !keys.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(50 * rounds)).await;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
     fn due_shards(&self) -> u32 {
         self.shards
     }
@@ -1058,4 +1167,269 @@ impl BalanceStore for DynamoOrderStore {
             .map_err(|e| unavailable("put_account_control", e))?;
         Ok(())
     }
+
+    async fn put_balance_history(
+        &self,
+        snapshot: &BalanceSnapshot,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(
+                attr::PK,
+                AttributeValue::S(format!("{BALANCE_HISTORY_PREFIX}{}", snapshot.account)),
+            )
+            .item(
+                attr::SK,
+                AttributeValue::S(format!("{:013}", snapshot.at.millis().max(0))),
+            )
+            .item(
+                attr::BALANCE,
+                AttributeValue::N(snapshot.balance.get().to_string()),
+            )
+            .item(
+                attr::AT,
+                AttributeValue::N(snapshot.at.millis().to_string()),
+            )
+            .item(
+                attr::EXPIRES_AT,
+                AttributeValue::N(expires_at.seconds().to_string()),
+            )
+            .send()
+            .await
+            .map_err(|e| unavailable("put_balance_history", e))?;
+        Ok(())
+    }
+
+    async fn balance_history(
+        &self,
+        account: &ProviderAccountId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<BalanceSnapshot>, StoreError> {
+        let pk = AttributeValue::S(format!("{BALANCE_HISTORY_PREFIX}{account}"));
+        let key = |t: Timestamp| AttributeValue::S(format!("{:013}", t.millis().max(0)));
+        let parse = |item: &Item| -> Option<BalanceSnapshot> {
+            let num = |k: &str| match item.get(k) {
+                Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
+                _ => None,
+            };
+            Some(BalanceSnapshot {
+                account: account.clone(),
+                balance: Fen::new(num(attr::BALANCE)?),
+                at: Timestamp::from_millis(num(attr::AT)?),
+            })
+        };
+        // The opening balance: the newest snapshot before the day.
+        let before = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND #sk < :from")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":pk", pk.clone())
+            .expression_attribute_values(":from", key(from))
+            .scan_index_forward(false)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| unavailable("balance_history", e))?;
+        let mut all: Vec<BalanceSnapshot> = before.items().iter().filter_map(parse).collect();
+        if from >= to {
+            return Ok(all);
+        }
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(":pk", pk.clone())
+                .expression_attribute_values(":from", key(from))
+                .expression_attribute_values(":to", key(Timestamp::from_millis(to.millis() - 1)))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("balance_history", e))?;
+            for item in out.items() {
+                match parse(item) {
+                    Some(s) => all.push(s),
+                    None => {
+                        tracing::warn!(provider_account = %account, "skipping an unreadable balance snapshot")
+                    }
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(all)
+    }
+
+    async fn put_recon(&self, report: &ReconReport) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+            order_id: String::new(),
+            reason: e.to_string(),
+        };
+        let pk = AttributeValue::S(format!("{RECON_PREFIX}{}", report.account));
+        let expires = AttributeValue::N(
+            Timestamp::from_millis(report.generated_at.millis())
+                .plus(RECON_RETENTION)
+                .seconds()
+                .to_string(),
+        );
+        let mut items: Vec<Item> = Vec::with_capacity(report.mismatches.len());
+        for (i, m) in report.mismatches.iter().enumerate() {
+            items.push(HashMap::from([
+                (attr::PK.to_owned(), pk.clone()),
+                (
+                    attr::SK.to_owned(),
+                    AttributeValue::S(format!("{}#M#{i:06}", report.date)),
+                ),
+                (
+                    attr::DOC.to_owned(),
+                    AttributeValue::S(serde_json::to_string(m).map_err(corrupt)?),
+                ),
+                (attr::EXPIRES_AT.to_owned(), expires.clone()),
+            ]));
+        }
+        for chunk in items.chunks(25) {
+            let mut writes: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .map(|p| WriteRequest::builder().put_request(p).build())
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| unavailable("put_recon", e))?;
+            let mut rounds = 0u64;
+            while !writes.is_empty() {
+                rounds += 1;
+                if rounds > 10 {
+                    return Err(StoreError::Unavailable {
+                        operation: "put_recon",
+                        source: "unprocessed writes after 10 rounds".into(),
+                    });
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, std::mem::take(&mut writes))
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("put_recon", e))?;
+                if let Some(rest) = out.unprocessed_items().and_then(|u| u.get(&self.table)) {
+                    writes = rest.clone();
+                    if !writes.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(50 * rounds)).await;
+                    }
+                }
+            }
+        }
+        let mut head = report.clone();
+        head.mismatches.clear();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(attr::PK, pk)
+            .item(attr::SK, AttributeValue::S(format!("{}#R", report.date)))
+            .item(
+                attr::DOC,
+                AttributeValue::S(serde_json::to_string(&head).map_err(corrupt)?),
+            )
+            .item(
+                RECON_MISMATCHES,
+                AttributeValue::N(report.mismatches.len().to_string()),
+            )
+            .item(attr::EXPIRES_AT, expires)
+            .send()
+            .await
+            .map_err(|e| unavailable("put_recon", e))?;
+        Ok(())
+    }
+
+    async fn recon(
+        &self,
+        account: &ProviderAccountId,
+        date: &str,
+    ) -> Result<Option<ReconReport>, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            order_id: String::new(),
+            reason,
+        };
+        let mut head: Option<(ReconReport, usize)> = None;
+        let mut mismatches: Vec<(usize, Mismatch)> = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :d)")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(
+                    ":pk",
+                    AttributeValue::S(format!("{RECON_PREFIX}{account}")),
+                )
+                .expression_attribute_values(":d", AttributeValue::S(format!("{date}#")))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("recon", e))?;
+            for item in out.items() {
+                let (Some(AttributeValue::S(sk)), Some(AttributeValue::S(doc))) =
+                    (item.get(attr::SK), item.get(attr::DOC))
+                else {
+                    continue;
+                };
+                let rest = sk.strip_prefix(date).and_then(|r| r.strip_prefix('#'));
+                match rest {
+                    Some("R") => {
+                        let report: ReconReport = serde_json::from_str(doc)
+                            .map_err(|e| corrupt(format!("recon report {account} {date}: {e}")))?;
+                        let count = match item.get(RECON_MISMATCHES) {
+                            Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
+                            _ => 0,
+                        };
+                        head = Some((report, count));
+                    }
+                    Some(m) => {
+                        if let Some(seq) = m.strip_prefix("M#").and_then(|n| n.parse().ok()) {
+                            let mismatch: Mismatch = serde_json::from_str(doc).map_err(|e| {
+                                corrupt(format!("recon mismatch {account} {date}: {e}"))
+                            })?;
+                            mismatches.push((seq, mismatch));
+                        }
+                    }
+                    None => {}
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(head.map(|(mut report, count)| {
+            mismatches.sort_by_key(|(seq, _)| *seq);
+            report.mismatches = mismatches
+                .into_iter()
+                .filter(|(seq, _)| *seq < count)
+                .map(|(_, m)| m)
+                .collect();
+            report
+        }))
+    }
 }
+
+/// How many mismatch items belong to a stored report (a rerun with fewer leaves older ones unread).
+const RECON_MISMATCHES: &str = "mismatches";

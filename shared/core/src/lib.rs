@@ -11,6 +11,7 @@ pub mod msisdn;
 pub mod order;
 pub mod outcome;
 pub mod product;
+pub mod recon;
 pub mod secrets;
 pub mod store;
 pub mod time;

@@ -92,6 +92,11 @@ pub enum Event {
         delivered: bool,
         retry_at: Option<Timestamp>,
     },
+    /// A sender takes the notification of `sequence` (the current one, due at `now`) and holds it until
+    /// `until`: the order is not due for it before then, so no other sender (the sweep, a racing inline send)
+    /// notifies the same change. The claim is the conditional write that makes one sender per change; a sender
+    /// that dies leaves the claim to expire, and the sweep retries after `until` (docs/state-machine.md §5).
+    NotifyClaimed { sequence: u64, until: Timestamp },
 }
 
 /// Why an event changes nothing.
@@ -269,6 +274,27 @@ pub fn apply(
                     ),
                 }
             }
+        }
+        Event::NotifyClaimed { sequence, until } => {
+            if *sequence != order.sequence || order.notified_sequence >= *sequence {
+                return Err(Refusal::Stale);
+            }
+            if order.notify_url.is_none() {
+                return Err(Refusal::NotAllowed("the order has no notify_url"));
+            }
+            match order.notify_next_at {
+                Some(due) if due <= now => {}
+                // Claimed by another sender (its lease runs), scheduled later, or abandoned.
+                Some(_) | None => return Err(Refusal::NotAllowed("the notification is not due")),
+            }
+            if *until <= now {
+                return Err(Refusal::NotAllowed("a claim must end after now"));
+            }
+            next.notify_next_at = Some(*until);
+            format!(
+                "notification of sequence {sequence} claimed for {} ms",
+                until.millis().saturating_sub(now.millis())
+            )
         }
     };
 

@@ -4,13 +4,14 @@
 use crate::ids::OrderId;
 use crate::ids::ProviderAccountId;
 use crate::order::Order;
+use crate::recon::ReconReport;
 use crate::store::{
     AccountControl, AuditEntry, BalanceSnapshot, BalanceStore, Created, DueOrder, OrderFilter,
     OrderPage, OrderStore, OrderSummary, Replaced, StoreError, valid_cursor,
 };
 use crate::time::Timestamp;
 use async_trait::async_trait;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Default)]
@@ -24,6 +25,10 @@ struct Inner {
     due: Vec<BTreeSet<(Timestamp, OrderId)>>,
     /// Client verification attempts per order (issue 18); the TTL is not modelled.
     client_attempts: HashMap<OrderId, u32>,
+    /// Balance history per account, by instant (the TTL is not modelled).
+    balance_history: HashMap<ProviderAccountId, BTreeMap<Timestamp, BalanceSnapshot>>,
+    /// Reconciliation reports by account and date.
+    recon: HashMap<(ProviderAccountId, String), ReconReport>,
 }
 
 impl Inner {
@@ -189,6 +194,28 @@ impl OrderStore for InMemoryOrderStore {
         })
     }
 
+    async fn created_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<OrderSummary>, StoreError> {
+        Ok(self
+            .lock()
+            .orders
+            .values()
+            .filter(|o| o.created_at() >= from && o.created_at() < to)
+            .map(OrderSummary::of)
+            .collect())
+    }
+
+    async fn get_many(&self, ids: &[OrderId]) -> Result<Vec<Order>, StoreError> {
+        let inner = self.lock();
+        Ok(ids
+            .iter()
+            .filter_map(|id| inner.orders.get(id).cloned())
+            .collect())
+    }
+
     fn due_shards(&self) -> u32 {
         self.shards
     }
@@ -241,6 +268,58 @@ impl BalanceStore for InMemoryOrderStore {
             .controls
             .insert(control.account.clone(), control.clone());
         Ok(())
+    }
+
+    async fn put_balance_history(
+        &self,
+        snapshot: &BalanceSnapshot,
+        _expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .balance_history
+            .entry(snapshot.account.clone())
+            .or_default()
+            .insert(snapshot.at, snapshot.clone());
+        Ok(())
+    }
+
+    async fn balance_history(
+        &self,
+        account: &ProviderAccountId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<BalanceSnapshot>, StoreError> {
+        let inner = self.lock();
+        let Some(history) = inner.balance_history.get(account) else {
+            return Ok(Vec::new());
+        };
+        let opening = history.range(..from).next_back().map(|(_, s)| s.clone());
+        let within = if from < to {
+            history.range(from..to).map(|(_, s)| s.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(opening.into_iter().chain(within).collect())
+    }
+
+    async fn put_recon(&self, report: &ReconReport) -> Result<(), StoreError> {
+        self.lock().recon.insert(
+            (report.account.clone(), report.date.clone()),
+            report.clone(),
+        );
+        Ok(())
+    }
+
+    async fn recon(
+        &self,
+        account: &ProviderAccountId,
+        date: &str,
+    ) -> Result<Option<ReconReport>, StoreError> {
+        Ok(self
+            .lock()
+            .recon
+            .get(&(account.clone(), date.to_owned()))
+            .cloned())
     }
 }
 

@@ -9,6 +9,7 @@ use crate::ids::{AppId, OrderId, ProductCode, ProviderAccountId};
 use crate::machine::{Applied, Event, Policy, Refusal, apply};
 use crate::money::Fen;
 use crate::order::{Attention, Order, PublicStatus};
+use crate::recon::ReconReport;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -244,6 +245,53 @@ pub trait OrderStore: Send + Sync + std::fmt::Debug {
     /// How many shards the due index has (`OrderId::shard` spreads orders over them).
     fn due_shards(&self) -> u32;
 
+    /// Every order created in `[from, to)`, of every status, app and account, in no particular order: the daily
+    /// reconciliation's input (docs/reconciliation.md §5). Never a scan: the DynamoDB store queries each
+    /// `by_status` index partition once per page over the creation-time range. This default pages through
+    /// `list`, which every store has.
+    async fn created_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<OrderSummary>, StoreError> {
+        let mut found = Vec::new();
+        if to <= from {
+            return Ok(found);
+        }
+        let filter = OrderFilter {
+            created_before: Some(Timestamp::from_millis(to.millis() - 1)),
+            ..OrderFilter::default()
+        };
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list(&filter, from, 200, after.as_deref()).await?;
+            let mut older = false;
+            for s in page.orders {
+                if s.created_at < from {
+                    older = true;
+                } else {
+                    found.push(s);
+                }
+            }
+            match page.next {
+                Some(next) if !older => after = Some(next),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// The orders with these ids that exist, in no particular order. The DynamoDB store reads them with one
+    /// `BatchGetItem` per 100; this default reads one by one.
+    async fn get_many(&self, ids: &[OrderId]) -> Result<Vec<Order>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(o) = self.get(id).await? {
+                found.push(o);
+            }
+        }
+        Ok(found)
+    }
+
     /// Counts one client verification attempt on order `id` (issue 18) if fewer than `limit` are counted, and
     /// says whether it was: one conditional write of a counter item beside the order, never of the order itself
     /// (its version and audit trail are untouched, so the count races with no transition). `Ok(false)`: the
@@ -313,7 +361,7 @@ pub struct AccountControl {
     pub updated_by: String,
 }
 
-/// Where balance snapshots live.
+/// Where balance snapshots, their history and the daily reconciliation reports live.
 #[async_trait]
 pub trait BalanceStore: Send + Sync + std::fmt::Debug {
     /// Records a snapshot: one conditional write. A snapshot older than the stored one is ignored (`Ok(false)`),
@@ -328,6 +376,36 @@ pub trait BalanceStore: Send + Sync + std::fmt::Debug {
 
     /// Stores one account's control record, replacing the previous one: one write.
     async fn put_account_control(&self, control: &AccountControl) -> Result<(), StoreError>;
+
+    /// Appends a snapshot to the account's balance history (the daily reconciliation's input, see
+    /// docs/reconciliation.md §4): one write. It may be forgotten after `expires_at` (TTL). Writing the same
+    /// account and instant twice keeps one.
+    async fn put_balance_history(
+        &self,
+        snapshot: &BalanceSnapshot,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The account's snapshots taken in `[from, to)`, oldest first, and the last one before `from` (the
+    /// opening balance) if any: one query per page, plus one query of at most one item.
+    async fn balance_history(
+        &self,
+        account: &ProviderAccountId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<BalanceSnapshot>, StoreError>;
+
+    /// Stores one reconciliation report with its mismatches, replacing any earlier run of the same account and
+    /// day: one write per 25 mismatches, then one write of the report (so a reader never sees a report whose
+    /// mismatches are not all written).
+    async fn put_recon(&self, report: &ReconReport) -> Result<(), StoreError>;
+
+    /// The stored report of one account and day (`YYYY-MM-DD`), with its mismatches: one query per page.
+    async fn recon(
+        &self,
+        account: &ProviderAccountId,
+        date: &str,
+    ) -> Result<Option<ReconReport>, StoreError>;
 }
 
 /// The result of `record`.

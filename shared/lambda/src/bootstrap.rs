@@ -188,6 +188,11 @@ pub async fn assemble(
     })?;
     let apps = Apps::new(files.apps, merchant_secret_prefix);
     let executor = Executor::new().map_err(|e| BootstrapError::Client(e.to_string()))?;
+    // A claim on a notification must outlast the try it covers (docs/state-machine.md §5).
+    let mut settings = settings;
+    settings.notify_lease = settings
+        .notify_lease
+        .max(notify_timeout.saturating_add(std::time::Duration::from_secs(10)));
     let notifier = HttpNotifier::new(notify_timeout, settings.local_mode)
         .map_err(|e| BootstrapError::Client(e.to_string()))?;
     let store = Arc::new(ObservedStore::new(
@@ -289,6 +294,23 @@ pub async fn bootstrap_with(
         merchant_secret_prefix: config.merchant_secret_prefix.clone(),
         settings: Settings {
             client_key_secret: fcfg.client_key_secret.clone(),
+            // The day boundary of the daily reconciliation (docs/reconciliation.md §3), minutes east of UTC.
+            recon_utc_offset_minutes: std::env::var("RECON_UTC_OFFSET_MINUTES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(recharge_core::recon::BEIJING_OFFSET_MINUTES),
+            // Re-queries stop well inside the function's time limit (reconcile 55 s, ops 29 s); the report is
+            // written either way, with the rest counted as skipped.
+            recon: recharge_api::recon::ReconOptions {
+                requery_budget: std::time::Duration::from_secs(
+                    if function == Function::Reconcile {
+                        35
+                    } else {
+                        15
+                    },
+                ),
+                ..recharge_api::recon::ReconOptions::default()
+            },
             ..Settings::production(fcfg.public_base_url.clone())
         },
         notify_timeout: fcfg.notify_timeout,

@@ -1,7 +1,7 @@
 //! The three handler shapes, and how their failures reach Lambda.
 //!
 //! Error mapping, on purpose:
-//! - HTTP functions never fail the invocation for a request problem: `router::handle` already answers every
+//! - HTTP functions never fail the invocation for a request problem: `http_routes::handle` already answers every
 //!   request (4xx with a stable code, or the provider's own "retry" acknowledgement), and an event that cannot
 //!   be converted is a 400. A failed invocation would reach the caller as API Gateway's bare 500.
 //! - Schedule functions fail the invocation only when the whole run could not work (the order store was
@@ -16,7 +16,7 @@ use crate::bootstrap::Service;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use recharge_api::error::ApiError;
-use recharge_api::{balance_check, ops, router, sweep};
+use recharge_api::{balance_check, http_routes, ops, sweep};
 use recharge_core::store::OrderFilter;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -73,7 +73,7 @@ pub async fn http_request(
     event: &ApiGatewayV2httpRequest,
 ) -> ApiGatewayV2httpResponse {
     let resp = match to_api_request(event) {
-        Ok(req) => router::handle(&service.state, req).await,
+        Ok(req) => http_routes::handle(&service.state, req).await,
         Err(e) => {
             tracing::warn!(error = %e, "unusable API Gateway event");
             ApiError::bad_request("bad_request", "the request could not be read").to_response()
@@ -83,6 +83,7 @@ pub async fn http_request(
         service.metrics.function_error();
     }
     service.metrics.unlisted_codes();
+    service.metrics.provider_latency();
     from_api_response(resp)
 }
 
@@ -126,6 +127,7 @@ pub async fn ops_request(
     if resp.status >= 500 {
         service.metrics.function_error();
     }
+    service.metrics.provider_latency();
     from_api_response(resp)
 }
 
@@ -153,12 +155,17 @@ pub async fn reconcile(
 }
 
 pub async fn reconcile_event(service: &Service, payload: &Value) -> Result<Value, InvocationError> {
+    // The daily rule's constant input (docs/reconciliation.md §3): the reconciliation mode.
+    if let Some(mode) = payload.get("recon") {
+        return daily_recon(service, mode).await;
+    }
     if let Err(e) = check_schedule(payload) {
         service.metrics.function_error();
         return Err(e);
     }
     let report = sweep::sweep(Arc::clone(&service.state)).await;
     service.metrics.unlisted_codes();
+    service.metrics.provider_latency();
     if report.errors > 0 {
         service.metrics.function_error();
     }
@@ -171,6 +178,45 @@ pub async fn reconcile_event(service: &Service, payload: &Value) -> Result<Value
         )));
     }
     Ok(json!({ "sweep": report, "operator_queue": queue }))
+}
+
+/// The daily reconciliation (docs/reconciliation.md): `{"recon": "daily"}` reconciles yesterday in the
+/// configured offset, `{"recon": {"date": "YYYY-MM-DD"}}` a given day. One `ReconMismatches` figure per
+/// account; a store failure fails the invocation.
+async fn daily_recon(service: &Service, mode: &Value) -> Result<Value, InvocationError> {
+    let state = &service.state;
+    let offset = state.settings.recon_utc_offset_minutes;
+    let day = match mode {
+        Value::String(s) if s == "daily" => {
+            recharge_core::recon::ReconDay::containing(state.clock.now(), offset).previous()
+        }
+        other => match other.get("date").and_then(Value::as_str) {
+            Some(date) => recharge_core::recon::ReconDay::parse(date, offset)
+                .map_err(|e| InvocationError::BadEvent(e.to_string()))?,
+            None => {
+                return Err(InvocationError::BadEvent(
+                    "recon: \"daily\" or {\"date\": \"YYYY-MM-DD\"}".to_owned(),
+                ));
+            }
+        },
+    };
+    let reports = recharge_api::recon::run(state, day, None, &state.settings.recon)
+        .await
+        .map_err(|e| {
+            service.metrics.function_error();
+            InvocationError::StoreUnavailable(format!("reconciliation of {}: {e}", day.date()))
+        })?;
+    let mut summary = Vec::new();
+    for r in &reports {
+        service
+            .metrics
+            .recon_mismatches(r.account.as_str(), r.alarming());
+        summary.push(
+            json!({"account": r.account.as_str(), "mismatches": r.mismatches.len(),
+                            "alarming": r.alarming()}),
+        );
+    }
+    Ok(json!({"recon": {"date": day.date(), "reports": summary}}))
 }
 
 /// Counts the operator queue (docs/operations.md §2: nothing is open without someone being told) after each sweep and
@@ -230,6 +276,7 @@ pub async fn check_balance_event(
         return Err(e);
     }
     let report = balance_check::check_balances(&service.state).await;
+    service.metrics.provider_latency();
     for account in &report.low {
         service.metrics.low_balance(account);
     }

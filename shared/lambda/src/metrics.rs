@@ -15,6 +15,7 @@
 //! | `ProviderBalanceFen` | `Service, ProviderAccount` | the balance check stores a balance |
 //! | `UnlistedProviderCodes` | `Service`; `Service, ProviderAccount, Phase, Code` | after an invocation in which a provider answered a code its account's table does not list |
 //! | `OperatorQueue` | `Service` | after every sweep: orders in the operator queue (stuck attempts, abandoned notifications) |
+//! | `ProviderLatency` (ms) | `Service, ProviderAccount`; `Service, ProviderAccount, Phase, Outcome` | after every invocation that called a provider: each call's duration (submit, probe, query, verify, balance) |
 
 use async_trait::async_trait;
 use recharge_core::store::{
@@ -45,6 +46,7 @@ impl Metrics {
             .ok()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| "Recharge".to_owned());
+        recharge_providers::latency::enable();
         Metrics {
             namespace,
             function: function.to_owned(),
@@ -55,6 +57,7 @@ impl Metrics {
     /// A sink that keeps the lines in memory, for tests.
     pub fn capturing(function: &str) -> (Metrics, Arc<Mutex<Vec<Value>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
+        recharge_providers::latency::enable();
         (
             Metrics {
                 namespace: "Recharge/test".to_owned(),
@@ -75,6 +78,19 @@ impl Metrics {
         &self,
         name: &str,
         value: f64,
+        unit: &str,
+        dims: &[(&str, &str)],
+        sets: &[&[&str]],
+    ) {
+        self.emit_value(name, json!(value), unit, dims, sets);
+    }
+
+    /// Like `emit`, with the value as given: a number, or an array of up to 100 numbers (EMF's limit), each a
+    /// data point of its own (so CloudWatch computes percentiles over them).
+    fn emit_value(
+        &self,
+        name: &str,
+        value: Value,
         unit: &str,
         dims: &[(&str, &str)],
         sets: &[&[&str]],
@@ -108,7 +124,7 @@ impl Metrics {
         for (k, v) in dims {
             root.insert((*k).to_owned(), json!(v));
         }
-        root.insert(name.to_owned(), json!(value));
+        root.insert(name.to_owned(), value);
         let line = Value::Object(root);
         match &self.capture {
             Some(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).push(line),
@@ -149,6 +165,29 @@ impl Metrics {
         }
     }
 
+    /// The duration of every provider call since the last drain (`recharge_providers::latency`), per account,
+    /// phase and outcome class, in lines of up to 100 values. Called after every invocation.
+    pub fn provider_latency(&self) {
+        for (account, phase, class, values) in recharge_providers::latency::take() {
+            for chunk in values.chunks(100) {
+                self.emit_value(
+                    "ProviderLatency",
+                    json!(chunk),
+                    "Milliseconds",
+                    &[
+                        ("ProviderAccount", account.as_str()),
+                        ("Phase", phase.as_str()),
+                        ("Outcome", class.as_str()),
+                    ],
+                    &[
+                        &["ProviderAccount"],
+                        &["ProviderAccount", "Phase", "Outcome"],
+                    ],
+                );
+            }
+        }
+    }
+
     /// An account disabled at cold start because its secret is missing or malformed.
     pub fn provider_account_disabled(&self, account: &str) {
         self.count(
@@ -161,6 +200,20 @@ impl Metrics {
     pub fn low_balance(&self, account: &str) {
         self.count(
             "LowBalance",
+            &[("ProviderAccount", account)],
+            &[&[], &["ProviderAccount"]],
+        );
+    }
+
+    /// Mismatches of one reconciliation report that raise the alarm (docs/reconciliation.md §7), 0 on a
+    /// clean day; the template alarms on any.
+    pub fn recon_mismatches(&self, account: &str, alarming: usize) {
+        #[allow(clippy::cast_precision_loss)]
+        let value = alarming as f64;
+        self.emit(
+            "ReconMismatches",
+            value,
+            "Count",
             &[("ProviderAccount", account)],
             &[&[], &["ProviderAccount"]],
         );
@@ -316,6 +369,18 @@ impl OrderStore for ObservedStore {
         self.inner.list(filter, now, limit, after).await
     }
 
+    async fn created_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<recharge_core::store::OrderSummary>, StoreError> {
+        self.inner.created_between(from, to).await
+    }
+
+    async fn get_many(&self, ids: &[OrderId]) -> Result<Vec<Order>, StoreError> {
+        self.inner.get_many(ids).await
+    }
+
     fn due_shards(&self) -> u32 {
         self.inner.due_shards()
     }
@@ -384,6 +449,52 @@ mod tests {
         assert_eq!(line["ProviderAccount"], "dingyin-1");
         assert_eq!(line["LowBalance"], 1.0);
         assert!(line["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn provider_latency_is_emitted_per_account_phase_and_outcome_in_lines_of_at_most_100_values() {
+        use recharge_providers::latency::{CallPhase, OutcomeClass, record};
+        let (m, lines) = Metrics::capturing("reconcile");
+        for i in 0..150 {
+            record(
+                "ice-latency-test",
+                CallPhase::Query,
+                OutcomeClass::Answered,
+                Duration::from_millis(i),
+            );
+        }
+        record(
+            "ice-latency-test",
+            CallPhase::Submit,
+            OutcomeClass::Unknown,
+            Duration::from_millis(2000),
+        );
+        m.provider_latency();
+        let lines = lines.lock().unwrap();
+        let mine: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["ProviderAccount"] == "ice-latency-test")
+            .collect();
+        let queries: Vec<&&Value> = mine.iter().filter(|l| l["Phase"] == "query").collect();
+        assert_eq!(queries.len(), 2, "150 values in lines of at most 100");
+        let n: usize = queries
+            .iter()
+            .map(|l| l["ProviderLatency"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(n, 150);
+        assert_eq!(queries[0]["Outcome"], "answered");
+        let decl = &queries[0]["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(decl["Metrics"][0]["Unit"], "Milliseconds");
+        assert_eq!(
+            decl["Dimensions"],
+            serde_json::json!([
+                ["Service", "ProviderAccount"],
+                ["Service", "ProviderAccount", "Phase", "Outcome"]
+            ])
+        );
+        let submit = mine.iter().find(|l| l["Phase"] == "submit").unwrap();
+        assert_eq!(submit["Outcome"], "unknown");
+        assert_eq!(submit["ProviderLatency"], serde_json::json!([2000.0]));
     }
 
     #[test]

@@ -306,7 +306,8 @@ impl LocalStack {
             secrets
         };
         let executor = Executor::new().map_err(|e| LocalError::Config(e.to_string()))?;
-        let notifier = HttpNotifier::new(Duration::from_secs(5), options.local_mode)
+        let notify_timeout = Duration::from_secs(5);
+        let notifier = HttpNotifier::new(notify_timeout, options.local_mode)
             .map_err(|e| LocalError::Config(e.to_string()))?;
         let mut settings = Settings::production(base_url.clone());
         settings.local_mode = options.local_mode;
@@ -320,6 +321,9 @@ impl LocalStack {
             .max(Duration::from_secs(60))
         });
         settings.client_key_secret = Some(CLIENT_KEY_SECRET.to_owned());
+        // A claim outlasts the notifier's timeout; shorter than production's, so a sweep aborted after its
+        // claim (the fault campaign does that) is retried within seconds.
+        settings.notify_lease = notify_timeout + Duration::from_secs(3);
         let state = Arc::new(AppState::new(Parts {
             store,
             balances,
@@ -363,14 +367,21 @@ impl LocalStack {
                 tracing::error!(error = %e, "local server stopped");
             }
         }));
-        let sweep_state = Arc::clone(&state);
-        let sweep_every = options.sweep_every;
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(sweep_every).await;
-                recharge_api::sweep::sweep(Arc::clone(&sweep_state)).await;
-            }
-        }));
+        // The sweep's two lanes as two loops: a pass of notifications waiting on a hanging notify URL never
+        // holds up the next pass of provider work (docs/architecture.md §8).
+        for lanes in [
+            recharge_api::sweep::Lanes::Work,
+            recharge_api::sweep::Lanes::Notifications,
+        ] {
+            let sweep_state = Arc::clone(&state);
+            let sweep_every = options.sweep_every;
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(sweep_every).await;
+                    recharge_api::sweep::sweep_lanes(Arc::clone(&sweep_state), lanes).await;
+                }
+            }));
+        }
         let balance_state = Arc::clone(&state);
         let balance_every = options.balance_every;
         tasks.push(tokio::spawn(async move {
@@ -565,7 +576,7 @@ async fn serve(State((state, info)): State<Shared>, req: Request<Body>) -> Respo
             .collect(),
         body,
     };
-    respond(recharge_api::router::handle(&state, api).await)
+    respond(recharge_api::http_routes::handle(&state, api).await)
 }
 
 fn respond(r: recharge_api::ApiResponse) -> Response<Body> {

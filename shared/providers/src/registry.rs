@@ -11,7 +11,8 @@ use crate::adapter::{
 };
 use crate::codes::{self, Meaning, Phase};
 use crate::executor::{Executor, TransportError};
-use crate::{ice, openapi_rsa, sms_billing, suka_xml, wikeyun};
+use crate::latency::{self, CallPhase, OutcomeClass};
+use crate::{ice_microservice, openapi_rsa, sms_billing, suka_xml, wikeyun};
 use recharge_core::{
     AttemptId, AttemptNo, Fen, Finding, Order, Outcome, Policy, Reason, Report, Reported, Timestamp,
 };
@@ -22,7 +23,7 @@ use std::time::Duration;
 pub enum Credentials {
     SukaXml(suka_xml::Credentials),
     Wikeyun(wikeyun::Credentials),
-    IceMicroservice(ice::Credentials),
+    IceMicroservice(ice_microservice::Credentials),
     OpenapiRsa(openapi_rsa::Credentials),
     SmsBilling(sms_billing::Credentials),
 }
@@ -48,7 +49,7 @@ impl Credentials {
                 Credentials::OpenapiRsa(openapi_rsa::Credentials::from_json(text).map_err(err)?)
             }
             Protocol::IceMicroservice => Credentials::IceMicroservice(
-                serde_json::from_str::<ice::Credentials>(text)
+                serde_json::from_str::<ice_microservice::Credentials>(text)
                     .map_err(|e| err(redacted(&e)))?
                     .validated()
                     .map_err(err)?,
@@ -77,7 +78,9 @@ impl Provider {
         let adapter: Box<dyn ProviderAdapter> = match creds {
             Credentials::SukaXml(c) => Box::new(suka_xml::SukaXml::new(&account, c)?),
             Credentials::Wikeyun(c) => Box::new(wikeyun::Wikeyun::new(&account, c)?),
-            Credentials::IceMicroservice(c) => Box::new(ice::Ice::new(&account, c)?),
+            Credentials::IceMicroservice(c) => {
+                Box::new(ice_microservice::IceMicroservice::new(&account, c)?)
+            }
             Credentials::OpenapiRsa(c) => Box::new(openapi_rsa::OpenapiRsa::new(&account, c)?),
             Credentials::SmsBilling(c) => Box::new(sms_billing::SmsBilling::new(&account, c)?),
         };
@@ -155,6 +158,83 @@ impl<'a> Expect<'a> {
 const EXPECTED_QUANTITY: u32 = 1;
 
 impl Provider {
+    /// Submits one attempt (see `submit_untimed`), recording the call's latency.
+    pub async fn submit(&self, executor: &Executor, req: &SubmitRequest, now: Timestamp) -> Answer {
+        let started = std::time::Instant::now();
+        let a = self.submit_untimed(executor, req, now).await;
+        self.timed(CallPhase::Submit, started, &a);
+        a
+    }
+
+    /// Probes one attempt (see `probe_untimed`), recording the call's latency.
+    pub async fn probe(&self, executor: &Executor, req: &SubmitRequest, now: Timestamp) -> Answer {
+        let started = std::time::Instant::now();
+        let a = self.probe_untimed(executor, req, now).await;
+        self.timed(CallPhase::Probe, started, &a);
+        a
+    }
+
+    /// Queries one attempt (see `query_untimed`), recording the call's latency.
+    pub async fn query(
+        &self,
+        executor: &Executor,
+        req: &QueryRequest,
+        expect: &Expect<'_>,
+        now: Timestamp,
+    ) -> Answer {
+        let started = std::time::Instant::now();
+        let a = self.query_untimed(executor, req, expect, now).await;
+        self.timed(CallPhase::Query, started, &a);
+        a
+    }
+
+    /// Sends a verification code (see `verify_untimed`), recording the call's latency.
+    pub async fn verify(
+        &self,
+        executor: &Executor,
+        req: &VerificationRequest,
+        expect: &Expect<'_>,
+        now: Timestamp,
+    ) -> Answer {
+        let started = std::time::Instant::now();
+        let a = self.verify_untimed(executor, req, expect, now).await;
+        self.timed(CallPhase::Verify, started, &a);
+        a
+    }
+
+    /// Asks for the balance (see `balance_untimed`), recording the call's latency; a protocol without a
+    /// balance API made no call and records nothing.
+    pub async fn balance(&self, executor: &Executor, now: Timestamp) -> Result<Fen, BalanceError> {
+        let started = std::time::Instant::now();
+        let r = self.balance_untimed(executor, now).await;
+        let class = match &r {
+            Ok(_) => Some(OutcomeClass::Answered),
+            Err(BalanceError::Unknown(reason)) if reason.code == "request_not_built" => {
+                Some(OutcomeClass::NotSent)
+            }
+            Err(BalanceError::Unknown(_)) => Some(OutcomeClass::Unknown),
+            Err(BalanceError::Unsupported) => None,
+        };
+        if let Some(class) = class {
+            latency::record(
+                self.account.id.as_str(),
+                CallPhase::Balance,
+                class,
+                started.elapsed(),
+            );
+        }
+        r
+    }
+
+    fn timed(&self, phase: CallPhase, started: std::time::Instant, answer: &Answer) {
+        latency::record(
+            self.account.id.as_str(),
+            phase,
+            OutcomeClass::of(&answer.outcome),
+            started.elapsed(),
+        );
+    }
+
     fn fresh(&self, now: Timestamp) -> Result<RequestContext, crate::AdapterError> {
         RequestContext::fresh(now)
     }
@@ -162,7 +242,12 @@ impl Provider {
     /// Submits one attempt. A request that could not be built, or whose connection was never made, sent
     /// nothing: a definite refusal, failover allowed (docs/providers/README.md §4 rule 3). Anything after the first
     /// request byte may have been executed: `Unknown`.
-    pub async fn submit(&self, executor: &Executor, req: &SubmitRequest, now: Timestamp) -> Answer {
+    async fn submit_untimed(
+        &self,
+        executor: &Executor,
+        req: &SubmitRequest,
+        now: Timestamp,
+    ) -> Answer {
         let http = match self
             .fresh(now)
             .and_then(|ctx| self.adapter.build_submit(req, &ctx))
@@ -184,7 +269,12 @@ impl Provider {
     /// (docs/providers/README.md §4 rule 4): resubmit the *same* attempt id to the same account. "Duplicate" means the
     /// provider has it (`Accepted`); an acceptance means it has it now, once; a refusal that nothing was
     /// created. A probe that never connected learned nothing: `Unknown`.
-    pub async fn probe(&self, executor: &Executor, req: &SubmitRequest, now: Timestamp) -> Answer {
+    async fn probe_untimed(
+        &self,
+        executor: &Executor,
+        req: &SubmitRequest,
+        now: Timestamp,
+    ) -> Answer {
         let http = match self
             .fresh(now)
             .and_then(|ctx| self.adapter.build_submit(req, &ctx))
@@ -204,7 +294,7 @@ impl Provider {
 
     /// Queries one attempt. Nothing a query says can refuse an attempt: a query that never connected, or
     /// could not be built, is `Unknown` (nothing learned).
-    pub async fn query(
+    async fn query_untimed(
         &self,
         executor: &Executor,
         req: &QueryRequest,
@@ -228,7 +318,7 @@ impl Provider {
     /// Sends the carrier-billing verification code (second step). A request that was never sent (not built,
     /// never connected) charged nothing: the provider's order simply expires unpaid, so the attempt fails
     /// without failover (the user's code is used up; it is never sent twice).
-    pub async fn verify(
+    async fn verify_untimed(
         &self,
         executor: &Executor,
         req: &VerificationRequest,
@@ -260,7 +350,11 @@ impl Provider {
     }
 
     /// Asks for the account's balance.
-    pub async fn balance(&self, executor: &Executor, now: Timestamp) -> Result<Fen, BalanceError> {
+    async fn balance_untimed(
+        &self,
+        executor: &Executor,
+        now: Timestamp,
+    ) -> Result<Fen, BalanceError> {
         let http = self
             .fresh(now)
             .and_then(|ctx| self.adapter.build_balance(&ctx))

@@ -2,11 +2,26 @@
 //! the acknowledgement ([`Notifier`]); this module sends it, records every attempt in the ledger, and retries
 //! on the protocol's schedule (divided by the time scale) until acknowledged or out of retries.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::Engine;
-use crate::ledger::{CallbackAttempt, OrderRecord, OrderState};
+use crate::dialect::Dialect;
+use crate::ledger::{CallbackAttempt, Ledger, OrderRecord, OrderState};
+use crate::timing::Timing;
+
+/// What sending callbacks needs of the simulator it belongs to (the engine lends it: `Engine::sender`).
+#[derive(Debug, Clone, Copy)]
+pub struct Sender<'a> {
+    /// Client for callbacks.
+    pub http: &'a reqwest::Client,
+    /// Where every attempt is recorded.
+    pub ledger: &'a Ledger,
+    /// Divides the retry delays.
+    pub timing: &'a Timing,
+    /// Replaces the protocol's retry delays (unscaled) when set.
+    pub schedule: Option<&'a [Duration]>,
+    /// Retry count and acknowledgement of the account's dialect.
+    pub dialect: &'a Dialect,
+}
 
 /// HTTP method of a callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,14 +58,14 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
 
 /// Sends one callback for `order` reporting `reported`, retrying until acknowledged. Returns whether it was.
 pub async fn deliver(
-    engine: &Arc<Engine>,
+    engine: &Sender<'_>,
     notifier: &dyn Notifier,
     order: &OrderRecord,
     reported: OrderState,
 ) -> bool {
     let mut schedule = engine
-        .callback_schedule
-        .clone()
+        .schedule
+        .map(<[Duration]>::to_vec)
         .unwrap_or_else(|| notifier.retry_schedule());
     if let Some(retries) = engine.dialect.callback_retries {
         schedule.truncate(retries);
@@ -60,7 +75,11 @@ pub async fn deliver(
             return false;
         };
         let (http_status, reply) = send(engine, &out).await;
-        let acknowledged = http_status.is_some_and(|s| notifier.is_ack(s, reply.as_bytes()));
+        // The dialect's acknowledgement, when it names one, replaces the protocol's.
+        let acknowledged = http_status.is_some_and(|s| match &engine.dialect.callback_ack {
+            Some(ack) => (200..300).contains(&s) && ack.matches(reply.as_bytes()),
+            None => notifier.is_ack(s, reply.as_bytes()),
+        });
         tracing::debug!(
             order = %order.provider_order_id,
             attempt = attempt + 1,
@@ -89,7 +108,7 @@ pub async fn deliver(
     false
 }
 
-async fn send(engine: &Engine, out: &Outgoing) -> (Option<u16>, String) {
+async fn send(engine: &Sender<'_>, out: &Outgoing) -> (Option<u16>, String) {
     let mut req = match out.method {
         CallbackMethod::Get => engine.http.get(&out.url),
         CallbackMethod::Post => engine.http.post(&out.url).body(out.body.clone()),

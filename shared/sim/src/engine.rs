@@ -8,34 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use tokio::task::AbortHandle;
 
-use crate::callback::{Notifier, deliver};
+use crate::callback::{Notifier, Sender, deliver};
 use crate::codec::unix_millis;
 use crate::ledger::{Ledger, OrderRecord, OrderState};
 use crate::script::{CallbackPlan, ChaosConfig, Outcome, Plan, choose};
-
-/// Durations that shape order lifecycles.
-#[derive(Debug, Clone)]
-pub struct Timing {
-    /// Divides every protocol duration (settle time, long processing, callback retry delays).
-    pub time_scale: f64,
-    /// How long an ordinary order takes to finish, before scaling.
-    pub settle: Duration,
-    /// How long script 0009 and late failures stay processing, before scaling.
-    pub long_processing: Duration,
-    /// How long a hanging submit holds its response. Not scaled: it must outlast the caller's real timeout.
-    pub hang: Duration,
-}
-
-impl Timing {
-    /// `d` divided by the time scale.
-    pub fn scaled(&self, d: Duration) -> Duration {
-        if self.time_scale.is_finite() && self.time_scale > 0.0 {
-            d.div_f64(self.time_scale)
-        } else {
-            d
-        }
-    }
-}
+pub use crate::timing::Timing;
 
 /// What a protocol can express beyond success and failure.
 #[derive(Debug, Clone, Copy, Default)]
@@ -124,6 +101,17 @@ impl Engine {
         )
     }
 
+    /// What the callback sender needs of this simulator.
+    pub fn sender(&self) -> Sender<'_> {
+        Sender {
+            http: &self.http,
+            ledger: &self.ledger,
+            timing: &self.timing,
+            schedule: self.callback_schedule.as_deref(),
+            dialect: &self.dialect,
+        }
+    }
+
     /// Holds a hanging submit's response.
     pub async fn hang(&self) {
         tokio::time::sleep(self.timing.hang).await;
@@ -200,7 +188,7 @@ impl Engine {
                 return;
             };
             if let (Some(n), false) = (notifier.as_deref(), plan.callbacks == CallbackPlan::Never) {
-                deliver(&self, n, &reversed, OrderState::Reversed).await;
+                deliver(&self.sender(), n, &reversed, OrderState::Reversed).await;
             }
         }
     }
@@ -215,18 +203,18 @@ impl Engine {
         match plan {
             CallbackPlan::Never => {}
             CallbackPlan::Once => {
-                deliver(self, n, done, done.state).await;
+                deliver(&self.sender(), n, done, done.state).await;
             }
             CallbackPlan::Twice => {
                 for _ in 0..2 {
-                    deliver(self, n, done, done.state).await;
+                    deliver(&self.sender(), n, done, done.state).await;
                 }
             }
             CallbackPlan::ThreeThenStale => {
                 for _ in 0..3 {
-                    deliver(self, n, done, done.state).await;
+                    deliver(&self.sender(), n, done, done.state).await;
                 }
-                deliver(self, n, done, OrderState::Processing).await;
+                deliver(&self.sender(), n, done, OrderState::Processing).await;
             }
         }
     }

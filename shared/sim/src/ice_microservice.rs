@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::codec::{Charset, md5_lower, parse_form, sign_eq, unix_secs};
+use crate::dialect::{CodeText, Dialect};
 use crate::engine::Engine;
 use crate::ledger::{OrderRecord, OrderState, RecordError};
 use crate::{Protocol, SimError, parse_credentials};
@@ -169,12 +170,23 @@ pub(crate) fn router(
 pub const INBAND_ERROR_MESSAGE: &str = "失败";
 
 fn fail(message: &str) -> Response {
-    Json(json!({ "code": "1", "message": message, "data": "" })).into_response()
+    fail_with("1", message)
+}
+
+fn fail_with(code: &str, message: &str) -> Response {
+    Json(json!({ "code": code, "message": message, "data": "" })).into_response()
+}
+
+/// The documented failure envelope (`code 1`) with `message`, or the dialect's code and message for it.
+fn fail_as(slot: &Option<CodeText>, message: &str) -> Response {
+    let (code, message) = Dialect::code(slot, "1", message);
+    fail_with(&code, &message)
 }
 
 impl Ice {
-    fn ok(&self, supplier: &str, data: Value) -> Response {
-        Json(json!({ "code": "0", "message": "成功", "company": self.creds.company, "Supplier": supplier, "data": data }))
+    fn ok(&self, slot: &Option<CodeText>, supplier: &str, data: Value) -> Response {
+        let (code, message) = Dialect::code(slot, "0", "成功");
+        Json(json!({ "code": code, "message": message, "company": self.creds.company, "Supplier": supplier, "data": data }))
             .into_response()
     }
 
@@ -229,11 +241,11 @@ fn status(state: OrderState) -> &'static str {
     }
 }
 
-fn data(o: &OrderRecord) -> Value {
+fn data(o: &OrderRecord, d: &Dialect) -> Value {
     json!({
         "orderNo": o.provider_order_id,
         "cstmOrderNo": o.caller_order_id,
-        "status": status(o.state),
+        "status": d.status(o.state, status(o.state)),
         "orderId": o.extra("orderId").unwrap_or_default(),
     })
 }
@@ -262,10 +274,7 @@ async fn order(State(s): State<Arc<Ice>>, RawQuery(q): RawQuery, body: Bytes) ->
     let (phone, cstm) = (get("phoneNo"), get("cstmOrderNo"));
     let plan = s.engine.plan(&phone, &cstm);
     if plan.refuse {
-        if let Some(c) = &s.engine.dialect.submit_refusal {
-            return fail(&c.message);
-        }
-        return fail("该号码暂不支持充值");
+        return fail_as(&s.engine.dialect.submit_refusal, "该号码暂不支持充值");
     }
     let order_no = s.engine.next_id("VBP");
     let order_id = format!(
@@ -292,7 +301,9 @@ async fn order(State(s): State<Arc<Ice>>, RawQuery(q): RawQuery, body: Bytes) ->
     };
     let order = match s.engine.ledger.record(record) {
         Ok(o) => o,
-        Err(RecordError::DuplicateOrderId) => return fail("调用方流水号重复"),
+        Err(RecordError::DuplicateOrderId) => {
+            return fail_as(&s.engine.dialect.submit.duplicate, "调用方流水号重复");
+        }
         Err(RecordError::InsufficientBalance) => return fail("余额不足"),
     };
     // Query-driven protocol: the lifecycle only moves the status, no callback is sent.
@@ -305,9 +316,10 @@ async fn order(State(s): State<Arc<Ice>>, RawQuery(q): RawQuery, body: Bytes) ->
     }
     if plan.inband_error {
         // Recorded, yet answered with the envelope's bare failure code: only a query can tell.
-        return fail(INBAND_ERROR_MESSAGE);
+        return fail_as(&s.engine.dialect.submit.busy, INBAND_ERROR_MESSAGE);
     }
-    s.ok(&get("Supplier"), data(&order))
+    let d = &s.engine.dialect;
+    s.ok(&d.submit.accepted, &get("Supplier"), data(&order, d))
 }
 
 async fn query(State(s): State<Arc<Ice>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
@@ -327,9 +339,10 @@ async fn query(State(s): State<Arc<Ice>>, RawQuery(q): RawQuery, body: Bytes) ->
             if !get("Supplier").is_empty() && get("Supplier") != placed {
                 return fail("Supplier与订单不符");
             }
-            s.ok(&placed, data(&o))
+            let d = &s.engine.dialect;
+            s.ok(&d.query.success, &placed, data(&o, d))
         }
-        _ => fail("订单不存在"),
+        _ => fail_as(&s.engine.dialect.query.not_found, "订单不存在"),
     }
 }
 

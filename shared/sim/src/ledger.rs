@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 /// Where an order stands on the simulated platform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderState {
     /// Recorded and accepted; nothing happened yet.
@@ -120,7 +120,45 @@ struct Books {
     /// A broken provider: every success counts two deliveries (proves that campaigns catch it).
     double_deliveries: bool,
     callbacks: Vec<CallbackAttempt>,
+    /// Every change of the balance, in order (`GET /_sim/balance/history`).
+    movements: Vec<Movement>,
+    /// Foreign orders planted so far (their caller ids are `foreign-<n>`).
+    foreign: u64,
 }
+
+impl Books {
+    fn move_balance(&mut self, delta_fen: i64, reason: &str, caller_order_id: Option<&str>) {
+        self.balance_fen += delta_fen;
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.movements.push(Movement {
+            at_ms,
+            delta_fen,
+            balance_fen: self.balance_fen,
+            reason: reason.to_owned(),
+            caller_order_id: caller_order_id.map(str::to_owned),
+        });
+    }
+}
+
+/// One change of the merchant balance: the ledger's own history, which every balance answer agrees with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Movement {
+    /// Wall-clock milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// Positive: money in (refund, top-up); negative: a debit.
+    pub delta_fen: i64,
+    /// The balance after the change.
+    pub balance_fen: i64,
+    /// `debit`, `refund`, `top_up`, `foreign_order`.
+    pub reason: String,
+    pub caller_order_id: Option<String>,
+}
+
+/// What `overcharge` the script `0011` adds to the agreed price: the provider charges (and reports) more than
+/// the route's cost, which only the daily reconciliation's price check notices.
+pub const OVERCHARGE_FEN: i64 = 100;
 
 impl Books {
     fn searchable(&self, i: usize, hidden: Duration) -> Option<OrderRecord> {
@@ -170,16 +208,96 @@ impl Ledger {
         self.lock().balance_fen
     }
 
+    /// Every change of the balance so far, oldest first.
+    pub fn movements(&self) -> Vec<Movement> {
+        self.lock().movements.clone()
+    }
+
+    /// The merchant paid money in (`POST /_sim/balance/top-up`): the balance rises with no order. Returns the
+    /// new balance.
+    pub fn top_up(&self, fen: i64) -> i64 {
+        let mut b = self.lock();
+        b.move_balance(fen, "top_up", None);
+        b.balance_fen
+    }
+
+    /// An order the platform has and the caller never sent (`POST /_sim/foreign-order`): recorded as
+    /// delivered and debited, as a leaked key or a second system on the same account would show. Only the
+    /// balance tells the caller. Returns the record, or why it could not be recorded.
+    pub fn plant_foreign_order(&self, price_fen: i64) -> Result<OrderRecord, RecordError> {
+        let mut b = self.lock();
+        if b.balance_fen < price_fen {
+            return Err(RecordError::InsufficientBalance);
+        }
+        b.foreign += 1;
+        let caller = format!("foreign-{}", b.foreign);
+        b.move_balance(-price_fen, "foreign_order", Some(&caller));
+        let order = OrderRecord {
+            provider_order_id: format!("F{}", b.foreign),
+            caller_order_id: caller.clone(),
+            account: "foreign".into(),
+            product: "foreign".into(),
+            amount_fen: price_fen,
+            price_fen,
+            state: OrderState::Succeeded,
+            deliveries: 1,
+            arrived_fen: None,
+            script: "foreign".into(),
+            callback_url: None,
+            submitted_at: String::new(),
+            extra: BTreeMap::new(),
+        };
+        let idx = b.orders.len();
+        b.by_caller.insert(caller, idx);
+        b.by_provider.insert(order.provider_order_id.clone(), idx);
+        b.orders.push(order.clone());
+        b.recorded_at.push(Instant::now());
+        Ok(order)
+    }
+
+    /// Changes a final order on the platform's side, with no callback (`POST
+    /// /_sim/orders/{caller_order_id}/change`): a success reversed (返销) or failed after the fact, with the
+    /// refund. Only a query shows it. `None` if the order is unknown or not final.
+    pub fn change_after_final(
+        &self,
+        caller_order_id: &str,
+        state: OrderState,
+    ) -> Option<OrderRecord> {
+        let provider_id = {
+            let b = self.lock();
+            let order = b
+                .by_caller
+                .get(caller_order_id)
+                .and_then(|i| b.orders.get(*i))?;
+            if !order.state.is_terminal() || order.state == state {
+                return None;
+            }
+            order.provider_order_id.clone()
+        };
+        match state {
+            OrderState::Reversed | OrderState::Failed => self.transition(&provider_id, state, None),
+            OrderState::Succeeded
+            | OrderState::Partial
+            | OrderState::Accepted
+            | OrderState::Processing
+            | OrderState::AwaitingUser => None,
+        }
+    }
+
     /// Records `order`, debiting its price, unless its caller id is taken or the balance is short.
     pub fn record(&self, order: OrderRecord) -> Result<OrderRecord, RecordError> {
         let mut b = self.lock();
         if b.by_caller.contains_key(&order.caller_order_id) {
             return Err(RecordError::DuplicateOrderId);
         }
+        let mut order = order;
+        if order.script == "0011" {
+            order.price_fen += OVERCHARGE_FEN;
+        }
         if b.balance_fen < order.price_fen {
             return Err(RecordError::InsufficientBalance);
         }
-        b.balance_fen -= order.price_fen;
+        b.move_balance(-order.price_fen, "debit", Some(&order.caller_order_id));
         let idx = b.orders.len();
         b.by_caller.insert(order.caller_order_id.clone(), idx);
         b.by_provider.insert(order.provider_order_id.clone(), idx);
@@ -249,7 +367,9 @@ impl Ledger {
             }
             OrderState::Accepted | OrderState::Processing | OrderState::AwaitingUser => {}
         }
-        b.balance_fen += refund;
+        if refund != 0 {
+            b.move_balance(refund, "refund", Some(&order.caller_order_id));
+        }
         if let Some(slot) = b.orders.get_mut(idx) {
             *slot = updated.clone();
         }
@@ -316,6 +436,48 @@ mod tests {
             Err(RecordError::InsufficientBalance)
         );
         assert_eq!(l.balance_fen(), 5_150);
+    }
+
+    #[test]
+    fn the_movements_add_up_to_the_balance_through_debits_refunds_top_ups_and_foreign_orders() {
+        let l = Ledger::new(50_000);
+        l.record(order("a", 10_000)).unwrap();
+        l.record(order("b", 10_000)).unwrap();
+        l.transition("Pa", OrderState::Succeeded, None).unwrap();
+        l.transition("Pb", OrderState::Failed, None).unwrap();
+        assert_eq!(l.top_up(5_000), 45_000);
+        l.plant_foreign_order(2_000).unwrap();
+        let reversed = l.change_after_final("a", OrderState::Reversed).unwrap();
+        assert_eq!(reversed.state, OrderState::Reversed);
+        assert!(l.change_after_final("a", OrderState::Reversed).is_none());
+        let moves = l.movements();
+        let reasons: Vec<&str> = moves.iter().map(|m| m.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "debit",
+                "debit",
+                "refund",
+                "top_up",
+                "foreign_order",
+                "refund"
+            ]
+        );
+        assert_eq!(
+            50_000 + moves.iter().map(|m| m.delta_fen).sum::<i64>(),
+            l.balance_fen()
+        );
+        assert_eq!(moves.last().unwrap().balance_fen, l.balance_fen());
+        assert_eq!(l.balance_fen(), 53_000);
+    }
+
+    #[test]
+    fn script_0011_is_charged_above_the_agreed_price() {
+        let l = Ledger::new(50_000);
+        let mut o = order("c", 9_850);
+        o.script = "0011".into();
+        assert_eq!(l.record(o).unwrap().price_fen, 9_850 + OVERCHARGE_FEN);
+        assert_eq!(l.balance_fen(), 50_000 - 9_850 - OVERCHARGE_FEN);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod openapi_rsa;
 pub mod script;
 pub mod sms_billing;
 pub mod suka_xml;
+pub mod timing;
 pub mod wikeyun;
 
 use std::net::SocketAddr;
@@ -336,5 +337,77 @@ fn ledger_routes(engine: Arc<Engine>) -> Router {
                 Json(serde_json::json!({ "balance_fen": e.ledger.balance_fen() }))
             }),
         )
+        .route(
+            "/_sim/balance/history",
+            get(|State(e): State<Arc<Engine>>| async move { Json(e.ledger.movements()) }),
+        )
+        .route("/_sim/balance/top-up", axum::routing::post(top_up))
+        .route("/_sim/foreign-order", axum::routing::post(foreign_order))
+        .route(
+            "/_sim/orders/{caller_order_id}/change",
+            axum::routing::post(change_after_final),
+        )
         .with_state(engine)
+}
+
+/// `{"fen": N}`.
+#[derive(Debug, serde::Deserialize)]
+struct Amount {
+    fen: i64,
+}
+
+/// `POST /_sim/balance/top-up {"fen": N}`: the merchant pays money in (docs/simulators.md).
+async fn top_up(State(e): State<Arc<Engine>>, Json(a): Json<Amount>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if a.fen <= 0 {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            "fen: a positive amount",
+        )
+            .into_response();
+    }
+    Json(serde_json::json!({ "balance_fen": e.ledger.top_up(a.fen) })).into_response()
+}
+
+/// `POST /_sim/foreign-order {"fen": N}`: an order the platform has and the caller never sent, debited.
+async fn foreign_order(
+    State(e): State<Arc<Engine>>,
+    Json(a): Json<Amount>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if a.fen <= 0 {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            "fen: a positive amount",
+        )
+            .into_response();
+    }
+    match e.ledger.plant_foreign_order(a.fen) {
+        Ok(order) => Json(order).into_response(),
+        Err(_) => (axum::http::StatusCode::CONFLICT, "balance too low").into_response(),
+    }
+}
+
+/// `{"state": "reversed" | "failed"}`.
+#[derive(Debug, serde::Deserialize)]
+struct Change {
+    state: ledger::OrderState,
+}
+
+/// `POST /_sim/orders/{caller_order_id}/change {"state": "reversed"}`: a final order changes on the platform's
+/// side after the fact, with the refund and no callback; only a query shows it.
+async fn change_after_final(
+    State(e): State<Arc<Engine>>,
+    axum::extract::Path(caller): axum::extract::Path<String>,
+    Json(c): Json<Change>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match e.ledger.change_after_final(&caller, c.state) {
+        Some(order) => Json(order).into_response(),
+        None => (
+            axum::http::StatusCode::CONFLICT,
+            "no such final order, or not a change to reversed or failed",
+        )
+            .into_response(),
+    }
 }

@@ -23,7 +23,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::callback::{CallbackMethod, Notifier, Outgoing, reply_is, secs};
-use crate::codec::{md5_upper, sign_eq, unix_millis, yuan};
+use crate::codec::{md5_upper, sign_eq, unix_millis};
+use crate::dialect::{CodeText, Dialect};
 use crate::engine::Engine;
 use crate::ledger::{OrderRecord, OrderState, RecordError};
 use crate::{Protocol, SimError, parse_credentials};
@@ -181,6 +182,7 @@ pub(crate) fn router(
     };
     let engine = build(creds.balance_fen);
     let notifier = Arc::new(ApiNotifier {
+        dialect: engine.dialect.clone(),
         business_id: creds.business_id.clone(),
         sign_key: creds.sign_key.clone(),
         seq: std::sync::atomic::AtomicU64::new(1),
@@ -265,6 +267,15 @@ impl Api {
 
     fn refuse(&self, status: i64, message: &str) -> Response {
         self.envelope(status, message, None)
+    }
+
+    /// The envelope `status` and message for a dialect slot (its code must be a number here), or the
+    /// documented ones.
+    fn answer_as(&self, slot: &Option<CodeText>, status: i64, message: &str) -> (i64, String) {
+        match slot {
+            Some(c) => (c.code.parse().unwrap_or(status), c.message.clone()),
+            None => (status, message.to_owned()),
+        }
     }
 
     /// Verifies the auth headers over the raw body and parses it. `Err` is the refusal (status, message).
@@ -425,7 +436,14 @@ async fn vip_charge(State(a): State<Arc<Api>>, headers: HeaderMap, body: Bytes) 
     };
     let order = match a.engine.ledger.record(record) {
         Ok(o) => o,
-        Err(RecordError::DuplicateOrderId) => return a.refuse(DUPLICATE_BIZ_CODE, "bizCode已存在"),
+        Err(RecordError::DuplicateOrderId) => {
+            let (status, message) = a.answer_as(
+                &a.engine.dialect.submit.duplicate,
+                DUPLICATE_BIZ_CODE,
+                "bizCode已存在",
+            );
+            return a.refuse(status, &message);
+        }
         Err(RecordError::InsufficientBalance) => return a.refuse(INSUFFICIENT_BALANCE, "余额不足"),
     };
     let notifier: Arc<dyn Notifier> = a.notifier.clone();
@@ -444,25 +462,42 @@ async fn vip_charge(State(a): State<Arc<Api>>, headers: HeaderMap, body: Bytes) 
         } else {
             INBAND_ERROR_STATUS
         };
-        return a.refuse(status, INBAND_ERROR_MESSAGE);
+        let (status, message) =
+            a.answer_as(&a.engine.dialect.submit.busy, status, INBAND_ERROR_MESSAGE);
+        return a.refuse(status, &message);
     }
     let data = obj(&[
         ("orderCode", J::S(order.provider_order_id.clone())),
         ("bizCode", J::S(order.caller_order_id.clone())),
         ("account", J::S(order.account.clone())),
-        ("settlementPrice", J::N(yuan(order.price_fen))),
+        (
+            "settlementPrice",
+            J::N(a.engine.dialect.amount(order.price_fen)),
+        ),
     ]);
-    a.envelope(a.creds.success_status, "success", Some(data))
+    let (status, message) = a.answer_as(
+        &a.engine.dialect.submit.accepted,
+        a.creds.success_status,
+        "success",
+    );
+    a.envelope(status, &message, Some(data))
 }
 
-fn order_data(o: &OrderRecord, state: OrderState) -> String {
+fn order_data(o: &OrderRecord, state: OrderState, d: &Dialect) -> String {
+    let status = d.status(state, order_status(state));
+    // The documented values are numbers; a dialect's value that is not one travels as a string.
+    let status = if status.parse::<i64>().is_ok() {
+        J::N(status)
+    } else {
+        J::S(status)
+    };
     obj(&[
         ("orderCode", J::S(o.provider_order_id.clone())),
         ("bizCode", J::S(o.caller_order_id.clone())),
-        ("status", J::N(order_status(state).to_owned())),
+        ("status", status),
         ("account", J::S(o.account.clone())),
         ("productCode", J::S(o.product.clone())),
-        ("settlementPrice", J::N(yuan(o.price_fen))),
+        ("settlementPrice", J::N(d.amount(o.price_fen))),
     ])
 }
 
@@ -476,13 +511,17 @@ async fn order_info(State(a): State<Arc<Api>>, headers: HeaderMap, body: Bytes) 
         (_, bc) if !bc.is_empty() => a.engine.search_caller_id(&bc),
         _ => return a.refuse(BAD_PARAMS, "orderCode或bizCode不能为空"),
     };
+    let d = &a.engine.dialect;
     match found {
-        Some(o) => a.envelope(
-            a.creds.success_status,
-            "success",
-            Some(order_data(&o, o.state)),
-        ),
-        None => a.refuse(ORDER_NOT_FOUND, "订单不存在"),
+        Some(o) => {
+            let (status, message) =
+                a.answer_as(&d.query.success, a.creds.success_status, "success");
+            a.envelope(status, &message, Some(order_data(&o, o.state, d)))
+        }
+        None => {
+            let (status, message) = a.answer_as(&d.query.not_found, ORDER_NOT_FOUND, "订单不存在");
+            a.refuse(status, &message)
+        }
     }
 }
 
@@ -501,14 +540,23 @@ async fn balance(State(a): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> 
         ("merchantId", J::S(a.creds.merchant_id.clone())),
         ("businessId", J::S(a.creds.business_id.clone())),
         ("creditLine", J::N("0".into())),
-        ("amount", J::N(yuan(a.engine.ledger.balance_fen()))),
+        (
+            "amount",
+            J::N(a.engine.dialect.amount(a.engine.ledger.balance_fen())),
+        ),
     ]);
-    a.envelope(a.creds.success_status, "success", Some(data))
+    let (status, message) = a.answer_as(
+        &a.engine.dialect.balance.success,
+        a.creds.success_status,
+        "success",
+    );
+    a.envelope(status, &message, Some(data))
 }
 
 /// Header-signed JSON callbacks (no signType header, so none in the sign content).
 #[derive(Debug)]
 struct ApiNotifier {
+    dialect: Dialect,
     business_id: String,
     sign_key: String,
     seq: std::sync::atomic::AtomicU64,
@@ -517,7 +565,7 @@ struct ApiNotifier {
 impl Notifier for ApiNotifier {
     fn build(&self, order: &OrderRecord, reported: OrderState) -> Option<Outgoing> {
         let url = order.callback_url.clone()?;
-        let body = order_data(order, reported);
+        let body = order_data(order, reported, &self.dialect);
         let nonce = format!(
             "cb{}-{}",
             unix_millis(SystemTime::now()),
@@ -563,6 +611,7 @@ impl Notifier for ApiNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::yuan;
 
     #[test]
     fn nonces_refuse_a_replay_until_forgotten() {

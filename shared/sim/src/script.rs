@@ -98,6 +98,8 @@ impl Plan {
             "0008" => p.outcome = Outcome::Partial,
             "0009" => p.slow = true,
             "0010" => p.inband_error = true,
+            // Charged (and reported) above the agreed price: see `ledger::OVERCHARGE_FEN`.
+            "0011" => {}
             _ => return None,
         }
         Some(p)

@@ -16,7 +16,8 @@ use axum::routing::any;
 use serde::Deserialize;
 
 use crate::callback::{CallbackMethod, Notifier, Outgoing, reply_is, secs};
-use crate::codec::{Charset, encode_form, md5_upper, parse_form, sign_eq, yuan};
+use crate::codec::{Charset, encode_form, md5_upper, parse_form, sign_eq};
+use crate::dialect::Dialect;
 use crate::engine::Engine;
 use crate::ledger::{OrderRecord, OrderState, RecordError};
 use crate::{Protocol, SimError, parse_credentials};
@@ -133,6 +134,7 @@ pub(crate) fn router(
         userid: creds.userid.clone(),
         key: creds.key.clone(),
         acks: creds.callback_acks.clone(),
+        dialect: engine.dialect.clone(),
     });
     let state = Arc::new(Suka {
         engine: Arc::clone(&engine),
@@ -288,7 +290,10 @@ async fn submit(
     };
     let order = match s.engine.ledger.record(record) {
         Ok(o) => o,
-        Err(RecordError::DuplicateOrderId) => return order_error(&p, "5006"),
+        Err(RecordError::DuplicateOrderId) => {
+            let (code, _) = Dialect::code(&s.engine.dialect.submit.duplicate, "5006", "");
+            return order_error(&p, &code);
+        }
         Err(RecordError::InsufficientBalance) => return order_error(&p, "5002"),
     };
     let notifier: Arc<dyn Notifier> = s.notifier.clone();
@@ -297,10 +302,15 @@ async fn submit(
     if plan.hang {
         s.engine.hang().await;
     }
-    if plan.unknown_answer || plan.inband_error {
-        // 9999 未知错误,需进入平台查询核实: the order exists, the caller must query. It is also this
-        // protocol's in-band error after recording: its own code table documents no other such answer.
+    if plan.unknown_answer {
+        // 9999 未知错误,需进入平台查询核实: the order exists, the caller must query.
         return order_error(&p, "9999");
+    }
+    if plan.inband_error {
+        // The in-band error after recording: 9999 too, as the code table documents no other such answer,
+        // unless the dialect says "busy" its own way.
+        let (code, _) = Dialect::code(&s.engine.dialect.submit.busy, "9999", "");
+        return order_error(&p, &code);
     }
     if plan.http_500 {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
@@ -312,11 +322,14 @@ async fn submit(
             ("orderid", order.provider_order_id.clone()),
             ("productid", order.product.clone()),
             ("num", num.to_string()),
-            ("ordercash", yuan(order.price_fen)),
+            ("ordercash", s.engine.dialect.amount(order.price_fen)),
             ("productname", product.name.clone()),
             ("sporderid", order.caller_order_id.clone()),
             ("account", order.account.clone()),
-            ("resultno", "0".to_owned()),
+            (
+                "resultno",
+                Dialect::code(&s.engine.dialect.submit.accepted, "0", "").0,
+            ),
         ],
     )
 }
@@ -347,7 +360,8 @@ async fn query(
         }
     }
     let Some(o) = s.engine.search_caller_id(&get("sporderid")) else {
-        return order_error(&p, "5007");
+        let (code, _) = Dialect::code(&s.engine.dialect.query.not_found, "5007", "");
+        return order_error(&p, &code);
     };
     let num = s
         .creds
@@ -368,14 +382,20 @@ async fn query(
             ("orderid", o.provider_order_id.clone()),
             ("productid", o.product.clone()),
             ("num", num.to_string()),
-            ("ordercash", yuan(o.price_fen)),
+            ("ordercash", s.engine.dialect.amount(o.price_fen)),
             ("productname", name),
             ("sporderid", o.caller_order_id.clone()),
             ("account", o.account.clone()),
             ("merchantsubmittime", o.submitted_at.clone()),
-            ("resultno", resultno(o.state).to_owned()),
+            (
+                "resultno",
+                s.engine.dialect.status(o.state, resultno(o.state)),
+            ),
             ("remark1", String::new()),
-            ("fundbalance", yuan(s.engine.ledger.balance_fen())),
+            (
+                "fundbalance",
+                s.engine.dialect.amount(s.engine.ledger.balance_fen()),
+            ),
         ],
     )
 }
@@ -411,8 +431,14 @@ async fn balance(
         "user",
         &[
             ("userid", s.creds.userid.clone()),
-            ("balance", yuan(s.engine.ledger.balance_fen())),
-            ("resultno", "1".to_owned()),
+            (
+                "balance",
+                s.engine.dialect.amount(s.engine.ledger.balance_fen()),
+            ),
+            (
+                "resultno",
+                Dialect::code(&s.engine.dialect.balance.success, "1", "").0,
+            ),
         ],
     )
 }
@@ -423,6 +449,7 @@ struct SukaNotifier {
     userid: String,
     key: String,
     acks: Vec<String>,
+    dialect: Dialect,
 }
 
 impl Notifier for SukaNotifier {
@@ -433,7 +460,10 @@ impl Notifier for SukaNotifier {
         p.insert("orderid".to_owned(), order.provider_order_id.clone());
         p.insert("sporderid".to_owned(), order.caller_order_id.clone());
         p.insert("merchantsubmittime".to_owned(), order.submitted_at.clone());
-        p.insert("resultno".to_owned(), resultno(reported).to_owned());
+        p.insert(
+            "resultno".to_owned(),
+            self.dialect.status(reported, resultno(reported)),
+        );
         let fields = [
             "userid",
             "orderid",
@@ -443,7 +473,7 @@ impl Notifier for SukaNotifier {
         ];
         let sig = sign(&sign_string(&p, &fields, &self.key));
         let get = |k: &str| p.get(k).cloned().unwrap_or_default();
-        let parvalue = yuan(order.amount_fen);
+        let parvalue = self.dialect.amount(order.amount_fen);
         let payno = format!("PAY{}", order.provider_order_id);
         // Wire order differs from the sign order on purpose, as on the real platform; the optional fields
         // (parvalue, remark1, payno) are not signed.
@@ -522,6 +552,7 @@ mod tests {
             userid: "10004927".into(),
             key: KEY.into(),
             acks: default_acks(),
+            dialect: Dialect::default(),
         };
         let order = OrderRecord {
             provider_order_id: "XS090428000003".into(),

@@ -16,7 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::callback::{CallbackMethod, Notifier, Outgoing, reply_is, secs};
-use crate::codec::{Charset, md5_upper, parse_form, sign_eq, unix_secs, whole_yuan_to_fen, yuan};
+use crate::codec::{Charset, md5_upper, parse_form, sign_eq, unix_secs, whole_yuan_to_fen};
+use crate::dialect::Dialect;
 use crate::engine::Engine;
 use crate::ledger::{OrderRecord, OrderState, RecordError};
 use crate::{Protocol, SimError, parse_credentials};
@@ -90,6 +91,7 @@ pub(crate) fn router(
     let engine = build(creds.balance_fen);
     let notifier = Arc::new(WkNotifier {
         secret: creds.app_secret.clone(),
+        dialect: engine.dialect.clone(),
     });
     let state = Arc::new(Wk {
         engine: Arc::clone(&engine),
@@ -229,7 +231,11 @@ async fn push_order(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes
     };
     let order = match w.engine.ledger.record(record) {
         Ok(o) => o,
-        Err(RecordError::DuplicateOrderId) => return error("2004", "订单号重复"),
+        Err(RecordError::DuplicateOrderId) => {
+            let (code, msg) =
+                Dialect::code(&w.engine.dialect.submit.duplicate, "2004", "订单号重复");
+            return error(&code, &msg);
+        }
         Err(RecordError::InsufficientBalance) => return error("2003", "余额不足"),
     };
     let notifier: Arc<dyn Notifier> = w.notifier.clone();
@@ -247,32 +253,38 @@ async fn push_order(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes
     }
     if plan.inband_error {
         // Recorded, yet answered with a code that no document calls a refusal: only a query can tell.
-        return error(INBAND_ERROR.0, INBAND_ERROR.1);
+        let (code, msg) = Dialect::code(
+            &w.engine.dialect.submit.busy,
+            INBAND_ERROR.0,
+            INBAND_ERROR.1,
+        );
+        return error(&code, &msg);
     }
+    let (code, msg) = Dialect::code(&w.engine.dialect.submit.accepted, "0000", "推送成功");
     reply(
-        "0000",
-        "推送成功",
+        &code,
+        &msg,
         json!({ "order_number": order.provider_order_id }),
     )
 }
 
-fn order_json(o: &OrderRecord) -> Value {
-    let mut d = json!({
+fn order_json(o: &OrderRecord, d: &Dialect) -> Value {
+    let mut v = json!({
         "id": o.provider_order_id.trim_start_matches('W'),
         "order_number": o.provider_order_id,
         "order_no": o.caller_order_id,
-        "status": status(o.state),
+        "status": d.status(o.state, status(o.state)),
         "mobile": o.account,
-        "amount": yuan(o.amount_fen),
-        "cost_price": yuan(o.price_fen),
+        "amount": d.amount(o.amount_fen),
+        "cost_price": d.amount(o.price_fen),
         "fanli": "0",
         "store_id": o.extra("store_id").unwrap_or_default(),
         "reason": if o.state == OrderState::Failed { "充值失败" } else { "" },
     });
     if let Some(a) = o.arrived_fen {
-        d["arrived_amount"] = json!(yuan(a));
+        v["arrived_amount"] = json!(d.amount(a));
     }
-    d
+    v
 }
 
 async fn query(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
@@ -300,10 +312,17 @@ async fn query(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes) -> 
         (None, Some(n)) => w.engine.search_caller_id(n),
         (None, None) => return error("1002", "order_number或order_no不能为空"),
     };
+    let d = &w.engine.dialect;
     match found {
-        Some(o) => reply("0000", "获取成功", order_json(&o)),
+        Some(o) => {
+            let (code, msg) = Dialect::code(&d.query.success, "0000", "获取成功");
+            reply(&code, &msg, order_json(&o, d))
+        }
         // [ASSUME] code for an unknown order.
-        None => error("2006", "订单不存在"),
+        None => {
+            let (code, msg) = Dialect::code(&d.query.not_found, "2006", "订单不存在");
+            error(&code, &msg)
+        }
     }
 }
 
@@ -317,10 +336,12 @@ async fn user_query(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes
         .parse::<i64>()
         .map(Value::from)
         .unwrap_or_else(|_| json!(w.creds.store_id));
+    let d = &w.engine.dialect;
+    let (code, msg) = Dialect::code(&d.balance.success, "0000", "获取成功");
     reply(
-        "0000",
-        "获取成功",
-        json!({ "money": yuan(w.engine.ledger.balance_fen()), "id": id }),
+        &code,
+        &msg,
+        json!({ "money": d.amount(w.engine.ledger.balance_fen()), "id": id }),
     )
 }
 
@@ -328,6 +349,7 @@ async fn user_query(State(w): State<Arc<Wk>>, RawQuery(q): RawQuery, body: Bytes
 #[derive(Debug)]
 struct WkNotifier {
     secret: String,
+    dialect: Dialect,
 }
 
 impl Notifier for WkNotifier {
@@ -336,15 +358,16 @@ impl Notifier for WkNotifier {
         let mut p: BTreeMap<String, String> = BTreeMap::new();
         p.insert("order_no".into(), order.caller_order_id.clone());
         p.insert("order_number".into(), order.provider_order_id.clone());
-        p.insert("status".into(), status(reported).into());
+        let d = &self.dialect;
+        p.insert("status".into(), d.status(reported, status(reported)));
         p.insert("mobile".into(), order.account.clone());
-        p.insert("amount".into(), yuan(order.amount_fen));
-        p.insert("cost_price".into(), yuan(order.price_fen));
+        p.insert("amount".into(), d.amount(order.amount_fen));
+        p.insert("cost_price".into(), d.amount(order.price_fen));
         p.insert("fanli".into(), "0".into());
         if reported == OrderState::Partial
             && let Some(a) = order.arrived_fen
         {
-            p.insert("arrived_amount".into(), yuan(a));
+            p.insert("arrived_amount".into(), d.amount(a));
         }
         if reported == OrderState::Failed {
             p.insert("failReason".into(), "充值失败".into());

@@ -2,7 +2,7 @@
 //! durations and CPU per invocation of each function through the runtime API, log bytes per invocation,
 //! DynamoDB capacity units per lifecycle, Secrets Manager calls per cold start). Prices are us-east-1 list
 //! prices as the bench's authors knew them (stated in [`PRICES_AS_OF`]); what is assumed rather than measured
-//! is named in the row. See docs/benchmarks.md §6.
+//! is named in the row. See docs/benchmarks.md §8.
 
 use crate::table::{Row, row};
 

@@ -231,6 +231,21 @@ enum Sent {
     Aborted,
 }
 
+/// The orders that met one perturbation of one account's dialect.
+#[derive(Debug, Default, Clone)]
+pub struct PerturbationRow {
+    /// Orders with an attempt on the account.
+    pub orders: usize,
+    /// Final public status → orders.
+    pub outcomes: BTreeMap<String, usize>,
+    /// Orders left open on the account (the gateway could not resolve them by itself).
+    pub open: usize,
+    /// Of those, in the operator queue at the end.
+    pub queued: usize,
+    /// Why they are open → orders.
+    pub why: BTreeMap<String, usize>,
+}
+
 /// Everything the campaign found.
 #[derive(Debug, Default)]
 pub struct FaultReport {
@@ -253,6 +268,12 @@ pub struct FaultReport {
     pub dialects: BTreeMap<String, String>,
     /// Provider account → (orders with an attempt there, status → orders, orders left open for an operator).
     pub by_account: BTreeMap<String, (usize, BTreeMap<String, usize>, usize)>,
+    /// Provider account → orders open there that are in the operator queue at the end.
+    pub queued_by_account: BTreeMap<String, usize>,
+    /// Open reason → orders in the operator queue at the end.
+    pub queued_by_reason: BTreeMap<String, usize>,
+    /// `perturbation @ account` (one entry of the account's dialect) → the orders with an attempt there.
+    pub by_perturbation: BTreeMap<String, PerturbationRow>,
     /// Orders left processing or waiting for the user.
     pub open: usize,
     /// Of those, in the operator queue (docs/operations.md §2) at the end of the campaign, and with an attention time
@@ -315,8 +336,8 @@ impl FaultReport {
         if !self.by_account.is_empty() {
             println!();
             println!(
-                "{:<18} {:<62} {:>7} {:>6}  outcomes",
-                "provider account", "dialect", "orders", "open"
+                "{:<18} {:>7} {:>6} {:>7}  outcomes; dialect",
+                "provider account", "orders", "open", "queued"
             );
             for (account, (n, outcomes, operator)) in &self.by_account {
                 let dialect = self
@@ -324,10 +345,35 @@ impl FaultReport {
                     .get(account)
                     .map(String::as_str)
                     .unwrap_or("as documented");
+                let queued = self.queued_by_account.get(account).copied().unwrap_or(0);
                 let o: Vec<String> = outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 println!(
-                    "{account:<18} {dialect:<62} {n:>7} {operator:>6}  {}",
+                    "{account:<18} {n:>7} {operator:>6} {queued:>7}  {}; {dialect}",
                     o.join(", ")
+                );
+            }
+        }
+        if !self.by_perturbation.is_empty() {
+            println!();
+            println!(
+                "{:<52} {:>7} {:>6} {:>7}  outcomes; open because",
+                "perturbation @ account", "orders", "open", "queued"
+            );
+            for (p, row) in &self.by_perturbation {
+                let o: Vec<String> = row
+                    .outcomes
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                let why: Vec<String> = row.why.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                println!(
+                    "{p:<52} {:>7} {:>6} {:>7}  {}{}{}",
+                    row.orders,
+                    row.open,
+                    row.queued,
+                    o.join(", "),
+                    if why.is_empty() { "" } else { "; " },
+                    why.join("; ")
                 );
             }
         }
@@ -338,9 +384,13 @@ impl FaultReport {
         );
         if !self.open_explained.is_empty() {
             println!();
-            println!("{:<44} {:>8}", "still open, because", "orders");
+            println!(
+                "{:<76} {:>8} {:>7}",
+                "still open, because", "orders", "queued"
+            );
             for (s, n) in &self.open_explained {
-                println!("{s:<44} {n:>8}");
+                let q = self.queued_by_reason.get(s).copied().unwrap_or(0);
+                println!("{s:<76} {n:>8} {q:>7}");
             }
         }
         println!();
@@ -585,7 +635,8 @@ async fn send(state: &Arc<recharge_api::AppState>, client: &SigningClient, p: &P
                 p.body.to_string().into_bytes(),
             );
             let st = Arc::clone(state);
-            let task = tokio::spawn(async move { recharge_api::router::handle(&st, req).await });
+            let task =
+                tokio::spawn(async move { recharge_api::http_routes::handle(&st, req).await });
             tokio::time::sleep(p.abort_after).await;
             task.abort();
             match task.await {
@@ -609,7 +660,7 @@ async fn crash_after_write(state: &recharge_api::AppState, p: &Planned) -> anyho
     let target = recharge_api::catalog::validate_account(product, s("account"))
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let balances = state.known_balances().await;
-    let decision = recharge_api::routing::choose(
+    let decision = recharge_api::route_choice::choose(
         &state.catalog,
         product,
         target.carrier,
@@ -666,6 +717,7 @@ struct LedgerRow {
     attempt: String,
     state: OrderState,
     deliveries: u32,
+    arrived_fen: Option<i64>,
     script: String,
 }
 
@@ -714,10 +766,15 @@ async fn check(
                     attempt: r.caller_order_id.clone(),
                     state: r.state,
                     deliveries: r.deliveries,
+                    arrived_fen: r.arrived_fen,
                     script: r.script.clone(),
                 });
         }
     }
+    let dialects: HashMap<String, Dialect> = stack
+        .sims()
+        .map(|(sim, running)| (sim.clone(), running.dialect().clone()))
+        .collect();
     let empty = Vec::new();
     for ((p, sent), id) in planned.iter().zip(sent).zip(ids) {
         let rows = ledger.get(id.as_str()).unwrap_or(&empty);
@@ -843,12 +900,41 @@ async fn check(
         let open_on = order
             .open_attempt()
             .map(|a| a.route().provider_account.to_string());
+        let is_open = status == "processing" || status == "action_required";
+        let queued = is_open && order.needs_operator(state.clock.now());
+        let why =
+            is_open.then(|| explain_open(state, &order, rows, chaos, &unlisted_refusal, &dialects));
         for account in accounts {
+            let open_here = open_on.as_deref() == Some(account.as_str());
             let e = report.by_account.entry(account.clone()).or_default();
             e.0 += 1;
             *e.1.entry(status.clone()).or_default() += 1;
-            if open_on.as_deref() == Some(account.as_str()) {
+            if open_here {
                 e.2 += 1;
+                if queued {
+                    *report.queued_by_account.entry(account.clone()).or_default() += 1;
+                }
+            }
+            for pert in dialects
+                .get(&account)
+                .map(Dialect::perturbations)
+                .unwrap_or_default()
+            {
+                let row = report
+                    .by_perturbation
+                    .entry(format!("{pert} @ {account}"))
+                    .or_default();
+                row.orders += 1;
+                *row.outcomes.entry(status.clone()).or_default() += 1;
+                if open_here {
+                    row.open += 1;
+                    row.queued += usize::from(queued);
+                    let reason = match &why {
+                        Some(Ok(w)) => w.clone(),
+                        Some(Err(_)) | None => "STUCK (a violation)".to_owned(),
+                    };
+                    *row.why.entry(reason).or_default() += 1;
+                }
             }
         }
         let delivered_in_ledger = rows.iter().any(|r| r.deliveries > 0);
@@ -870,12 +956,29 @@ async fn check(
                 rows_text()
             ));
         }
-        if status == "processing" || status == "action_required" {
+        if status == "partially_succeeded" {
+            // What the gateway says arrived must be what the provider's ledger says arrived.
+            let said = order.public_view().delivered_fen.map(|f| f.get());
+            let arrived: Option<i64> = rows.iter().find_map(|r| r.arrived_fen);
+            if said != arrived {
+                report.violations.push(format!(
+                    "PARTIAL AMOUNT MISMATCH: order {id} ({}) says {said:?} fen arrived; ledger: {}",
+                    p.merchant_order_no,
+                    rows_text()
+                ));
+            }
+        }
+        if let Some(why) = why {
             report.open += 1;
             report.queued_eventually += usize::from(order.attention().is_some());
-            report.queued_now += usize::from(order.needs_operator(state.clock.now()));
-            match explain_open(state, &order, rows, chaos, &unlisted_refusal) {
-                Ok(why) => *report.open_explained.entry(why).or_default() += 1,
+            report.queued_now += usize::from(queued);
+            match why {
+                Ok(why) => {
+                    if queued {
+                        *report.queued_by_reason.entry(why.clone()).or_default() += 1;
+                    }
+                    *report.open_explained.entry(why).or_default() += 1;
+                }
                 Err(why) => report.violations.push(format!(
                     "STUCK: order {id} ({}) is {status}: {why}; attempts: {}; ledger: {}",
                     p.merchant_order_no,
@@ -943,6 +1046,7 @@ fn explain_open(
     rows: &[LedgerRow],
     chaos: &ChaosConfig,
     unlisted_refusal: &HashMap<String, String>,
+    dialects: &HashMap<String, Dialect>,
 ) -> Result<String, String> {
     let Some(open) = order.open_attempt() else {
         return Err("open with no open attempt".into());
@@ -951,6 +1055,8 @@ fn explain_open(
         return Ok("waiting for the user (action required)".into());
     }
     let attempt_id = order.attempt_id(open.no());
+    let account = open.route().provider_account.as_str();
+    let dialect = dialects.get(account).cloned().unwrap_or_default();
     match rows.iter().find(|r| r.attempt == attempt_id.as_str()) {
         Some(r) if !r.state.is_terminal() => Ok(format!(
             "provider still processing ({})",
@@ -960,10 +1066,46 @@ fn explain_open(
                 "other"
             }
         )),
+        // The provider finished it, but every answer about it (query and callback) carries a status value
+        // its dialect made up: Unknown (docs/providers/README.md §4 rule 1), for an operator who learns it.
+        Some(r) if dialect.statuses.get(r.state).is_some() => Ok(format!(
+            "unknown, {account} finished it ({:?}) with unlisted status {}: operator",
+            r.state,
+            dialect.statuses.get(r.state).unwrap_or_default()
+        )),
+        // A partial delivery reported in fen reads as more than the face value in yuan: Unknown
+        // (docs/providers/README.md §4 rule 5), never a partial success of the wrong amount.
+        Some(r)
+            if r.state == OrderState::Partial
+                && dialect.amounts == recharge_sim::dialect::Unit::Fen =>
+        {
+            Ok(format!(
+                "unknown, {account} reported its partial delivery in fen (above face value): operator"
+            ))
+        }
         Some(r) => Err(format!(
             "the provider finished it ({:?}) but the gateway did not learn it",
             r.state
         )),
+        // Never reached a suka-xml provider whose "not found" code its dialect moved: that answer is Unknown
+        // too, so the attempt waits for an operator as on a protocol without a not-found answer.
+        None if matches!(open.state(), AttemptState::Unknown { .. })
+            && dialect.query.not_found.is_some()
+            && state
+                .providers
+                .get(&open.route().provider_account)
+                .is_some_and(|p| p.account.protocol.as_str() == "suka-xml") =>
+        {
+            Ok(format!(
+                "unknown, never reached {account} (its not-found code {} is unlisted): operator",
+                dialect
+                    .query
+                    .not_found
+                    .as_ref()
+                    .map(|c| c.code.as_str())
+                    .unwrap_or_default()
+            ))
+        }
         // Never reached the provider (a crash after the Submitting write, an aborted handler), and the
         // provider's protocol has no "not found" answer: the attempt stays Unknown until an operator with
         // evidence closes it (docs/state-machine.md §3 invariant 3). Only suka-xml can say "not found".

@@ -4,6 +4,7 @@
 pub mod cost;
 pub mod faults;
 pub mod lambda;
+pub mod noisy;
 pub mod perf;
 pub mod receiver;
 pub mod runtime_api;

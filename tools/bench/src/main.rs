@@ -1,4 +1,4 @@
-//! `recharge-bench faults [--orders N] [--seed S]` and `recharge-bench bench`.
+//! `recharge-bench faults [--orders N] [--seed S]`, `recharge-bench bench` and `recharge-bench noisy`.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -39,6 +39,17 @@ enum Command {
         #[arg(long = "dialect")]
         dialect_files: Vec<String>,
     },
+    /// Only the noisy-neighbour row: one app's orders with a hanging notify URL beside another app's
+    /// query-driven orders (also part of `bench`).
+    Noisy {
+        #[arg(long, default_value_t = 100)]
+        loud: usize,
+        #[arg(long, default_value_t = 20)]
+        quiet: usize,
+        /// Seconds the loud app's notify URL holds each request.
+        #[arg(long, default_value_t = 8)]
+        hang_secs: u64,
+    },
     /// The figures table (local throughput and sweep; with DynamoDB and Secrets Manager endpoints in the
     /// environment, round trips per lifecycle and warm latency).
     Bench {
@@ -50,7 +61,7 @@ enum Command {
         due: usize,
         /// Orders stored in the sweep-at-scale row on DynamoDB Local (0 skips it). The documented run is
         /// 1,000,000 (`make bench BENCH_ARGS="--stored 1000000"`); loading that many takes a while, so the
-        /// default is smaller (docs/benchmarks.md §6).
+        /// default is smaller (docs/benchmarks.md §8).
         #[arg(long, default_value_t = 100_000)]
         stored: usize,
         /// Of those, orders that are due.
@@ -143,6 +154,20 @@ fn main() -> ExitCode {
                 let report = recharge_bench::faults::run(opts).await?;
                 report.print();
                 Ok::<bool, anyhow::Error>(report.passed())
+            }
+            Command::Noisy {
+                loud,
+                quiet,
+                hang_secs,
+            } => {
+                let rows = recharge_bench::noisy::run(&recharge_bench::noisy::NoisyOptions {
+                    loud,
+                    quiet,
+                    hang: std::time::Duration::from_secs(hang_secs),
+                })
+                .await?;
+                recharge_bench::table::print_table(&rows);
+                Ok(true)
             }
             Command::Bench {
                 orders,

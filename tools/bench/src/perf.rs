@@ -51,6 +51,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Vec<Row>> {
     rows.extend(throughput(opts.orders).await?);
     eprintln!("sweep: {} due orders ...", opts.due);
     rows.extend(sweep_rate(opts.due).await?);
+    rows.extend(crate::noisy::run(&crate::noisy::NoisyOptions::default()).await?);
     if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some()
         && std::env::var_os("AWS_ENDPOINT_URL_SECRETS_MANAGER").is_some()
     {
@@ -339,7 +340,7 @@ async fn sweep_rate(n: usize) -> anyhow::Result<Vec<Row>> {
         let permit = Arc::clone(&permits).acquire_owned().await?;
         let st = Arc::clone(&state);
         tasks.spawn(async move {
-            let r = recharge_api::router::handle(&st, req).await;
+            let r = recharge_api::http_routes::handle(&st, req).await;
             drop(permit);
             r.status
         });
@@ -447,7 +448,7 @@ async fn lifecycle(
     let body = body.to_string().into_bytes();
     let before = calls.snapshot();
     let m0 = calls.metered().len();
-    let r = recharge_api::router::handle(
+    let r = recharge_api::http_routes::handle(
         state,
         signed_request(APP, APP_SECRET, "POST", "/v1/orders", body.clone()),
     )
@@ -476,7 +477,7 @@ async fn lifecycle(
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after_callback = calls.snapshot();
     let m2 = calls.metered().len();
-    let r = recharge_api::router::handle(
+    let r = recharge_api::http_routes::handle(
         state,
         signed_request(
             APP,
@@ -492,7 +493,7 @@ async fn lifecycle(
     let metered = calls.metered();
     let slice = |a: usize, b: usize| metered.get(a..b).unwrap_or_default().to_vec();
     let units = [slice(m0, m1), slice(m1, m2), slice(m2, metered.len())];
-    let r = recharge_api::router::handle(
+    let r = recharge_api::http_routes::handle(
         state,
         signed_request(APP, APP_SECRET, "POST", "/v1/orders", body),
     )
@@ -643,7 +644,7 @@ async fn dynamo(
     Ok(rows)
 }
 
-/// Warm handler latency (no HTTP server in front: `router::handle` as the Lambda runtime loop calls it) beside
+/// Warm handler latency (no HTTP server in front: `http_routes::handle` as the Lambda runtime loop calls it) beside
 /// the store calls each one needs, on the same DynamoDB Local.
 async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<(Vec<Row>, Floor)> {
     let state: &Arc<AppState> = stack.state();
@@ -653,7 +654,7 @@ async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<(Vec<Row>
     let mut post = Vec::new();
     let mut get = Vec::new();
     let mut cb = Vec::new();
-    let handle = |req: ApiRequest| recharge_api::router::handle(state, req);
+    let handle = |req: ApiRequest| recharge_api::http_routes::handle(state, req);
     // Orders on script 0006: accepted, never called back; the harness sends the success callback itself.
     for i in 0..samples {
         let no = format!("L{i}");

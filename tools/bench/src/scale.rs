@@ -171,7 +171,7 @@ pub async fn run(stored: usize, due: usize) -> anyhow::Result<Vec<Row>> {
         let permit = Arc::clone(&permits).acquire_owned().await?;
         let st = Arc::clone(&state);
         tasks.spawn(async move {
-            let r = recharge_api::router::handle(&st, req).await;
+            let r = recharge_api::http_routes::handle(&st, req).await;
             drop(permit);
             r.status
         });

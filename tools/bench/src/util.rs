@@ -36,7 +36,7 @@ impl Rng {
     }
 }
 
-/// A merchant request signed as docs/merchant-api.md §1 says, ready for `recharge_api::router::handle`.
+/// A merchant request signed as docs/merchant-api.md §1 says, ready for `recharge_api::http_routes::handle`.
 pub fn signed_request(
     app: &str,
     secret: &str,

@@ -41,7 +41,8 @@ function yuan(fen) {
   if (fen === null || fen === undefined) return '–';
   const sign = fen < 0 ? '-' : '';
   const f = Math.abs(fen);
-  return `${sign}¥${Math.floor(f / 100)}.${String(f % 100).padStart(2, '0')}`;
+  const whole = String(Math.floor(f / 100)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  return `${sign}¥${whole}.${String(f % 100).padStart(2, '0')}`;
 }
 
 function ago(iso) {
@@ -319,7 +320,9 @@ function renderOrder(o) {
       field('Routes exhausted', o.routes_exhausted ? `${o.routes_exhausted.code}: ${o.routes_exhausted.message}` : null),
       field('Created', when(o.created_at)),
       field('Updated', when(o.updated_at)),
-      field('Queue', o.attention ? `${o.attention.reason.replace(/_/g, ' ')} since ${o.attention.since}` : 'not queued'),
+      field('Queue', !o.attention ? 'not queued'
+        : o.needs_operator ? el('span', {}, badge(o.attention.reason.replace(/_/g, ' '), 'alarm'), ' since ', when(o.attention.since))
+          : el('span', {}, `enters it ${ago(o.attention.since)} (${o.attention.reason.replace(/_/g, ' ')}) unless settled`)),
       field('Escalates after', `${o.escalate_after_secs} s`),
       field('Notification', n.notify_url
         ? `sequence ${n.notified_sequence} of ${o.sequence} acknowledged${n.abandoned ? ' · ABANDONED' : ''}${n.failed_tries ? ` · ${n.failed_tries} failed tries` : ''}${n.next_at ? ` · next ${n.next_at}` : ''}`
@@ -360,8 +363,8 @@ function renderOrder(o) {
       el('td', { text: e.summary }),
       el('td', { class: 'detail' }, auditDetail(e.detail))))));
 
-  box.replaceChildren(head, actions, el('h3', { text: 'Attempts' }), attempts, anomalies,
-    resolveForm(o), el('h3', { text: 'Audit trail' }), audit);
+  box.replaceChildren(...[head, actions, el('h3', { text: 'Attempts' }), attempts, anomalies,
+    resolveForm(o), el('h3', { text: 'Audit trail' }), audit].filter(Boolean));
 }
 
 function auditDetail(detail) {
@@ -605,7 +608,7 @@ async function showRecon(date) {
     return el('div', { class: 'report', 'data-account': r.account },
       el('h3', {}, el('span', { class: 'mono', text: r.account }), ' ', n ? badge(`${n} mismatch${n === 1 ? '' : 'es'}`, 'alarm') : badge('clean', 'ok'),
         el('small', { class: 'muted', text: ` generated ${millisText(r.generated_at)}` })),
-      el('table', { class: 'list' },
+      !(r.totals || []).length ? el('p', { class: 'muted', text: 'No order on this account that day.' }) : el('table', { class: 'list' },
         el('thead', {}, el('tr', {}, ...['Status', 'Orders', 'Face value', 'Cost'].map((h) => el('th', { text: h })))),
         el('tbody', {}, ...(r.totals || []).map((t) => el('tr', {},
           el('td', {}, statusBadge(t.status)), el('td', { text: t.orders }), el('td', { text: yuan(t.face_fen) }), el('td', { text: yuan(t.cost_fen) }))))),
@@ -677,7 +680,8 @@ function start() {
   const m = location.hash.match(/(?:^#|&)token=([0-9a-f]+)/);
   if (m) {
     sessionStorage.setItem('recharge-console-token', m[1]);
-    history.replaceState(null, '', `${location.pathname}#queue`);
+    const rest = location.hash.replace(/^#/, '').split('&').filter((p) => !p.startsWith('token=')).join('&');
+    history.replaceState(null, '', `${location.pathname}#${rest || 'queue'}`);
   }
   state.token = sessionStorage.getItem('recharge-console-token');
   $('operator').value = localStorage.getItem('recharge-console-operator') || '';

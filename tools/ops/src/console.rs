@@ -60,11 +60,21 @@ impl Console {
         }
     }
 
-    /// The hosts a console listening on `addr` answers as: the address itself, and `localhost` on loopback.
+    /// The hosts a console listening on `addr` answers as: the address itself, and `localhost` on loopback. On
+    /// an unspecified address (`0.0.0.0`, `::`, a local stack opened to its network) only the loopback names:
+    /// the console stays a page of the machine it runs on.
     pub fn hosts_for(addr: SocketAddr) -> Vec<String> {
+        let port = addr.port();
+        if addr.ip().is_unspecified() {
+            return vec![
+                format!("127.0.0.1:{port}"),
+                format!("localhost:{port}"),
+                format!("[::1]:{port}"),
+            ];
+        }
         let mut hosts = vec![addr.to_string()];
         if addr.ip().is_loopback() {
-            hosts.push(format!("localhost:{}", addr.port()));
+            hosts.push(format!("localhost:{port}"));
         }
         hosts
     }
@@ -730,6 +740,21 @@ mod tests {
         ] {
             assert_eq!(upstream_path(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_console_answers_as_the_address_it_listens_on_and_as_localhost() {
+        let hosts = |a: &str| Console::hosts_for(a.parse().unwrap());
+        assert_eq!(
+            hosts("127.0.0.1:8080"),
+            ["127.0.0.1:8080", "localhost:8080"]
+        );
+        assert_eq!(hosts("[::1]:8080"), ["[::1]:8080", "localhost:8080"]);
+        assert_eq!(hosts("10.0.0.5:8080"), ["10.0.0.5:8080"]);
+        assert_eq!(
+            hosts("0.0.0.0:8080"),
+            ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"]
+        );
     }
 
     #[tokio::test]

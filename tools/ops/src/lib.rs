@@ -21,6 +21,7 @@
 //! with `--all` follows every page and shows its progress on stderr.
 
 pub mod console;
+pub mod recon;
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -75,6 +76,9 @@ pub enum Command {
     /// Provider accounts: runtime control with no deploy (every function sees a change within 60 s).
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// The daily reconciliation (对账): run a day now, show or export its reports.
+    #[command(subcommand)]
+    Recon(recon::ReconCommand),
     /// Serve the operator console on loopback; its API calls are signed here, as this CLI signs its own.
     Console {
         /// A loopback address (default 127.0.0.1 on an ephemeral port).
@@ -801,6 +805,7 @@ pub async fn run(client: &OpsClient, command: &Command) -> Result<Output, CliErr
                 text: "console stopped".into(),
             })
         }
+        Command::Recon(c) => recon::run(client, c).await,
         Command::Balances => {
             let v = client.send("GET", "/ops/balances", b"").await?;
             let rows: Vec<Vec<String>> = v["accounts"]
@@ -1030,6 +1035,17 @@ mod tests {
                 "balances",
             ],
             vec!["recharge-ops", "notifications"],
+            vec![
+                "recharge-ops",
+                "recon",
+                "show",
+                "--account",
+                "wikeyun-main",
+                "--date",
+                "2025-11-13",
+            ],
+            vec!["recharge-ops", "recon", "run"],
+            vec!["recharge-ops", "recon", "export", "--format", "csv"],
             vec!["recharge-ops", "--sigv4", "console"],
             vec!["recharge-ops", "console", "--listen", "127.0.0.1:8099"],
             vec![

@@ -740,6 +740,79 @@ fn a_public_change_schedules_a_notification_until_it_is_delivered() {
 }
 
 #[test]
+fn one_claim_takes_a_due_notification_and_a_second_claim_is_refused_until_it_expires() {
+    let o = run(
+        &order_with_notify(Some("https://merchant.example/notify")),
+        &[out(1, Source::Callback, succeeded())],
+        T0,
+    );
+    assert_eq!(o.notify_due_at(), Some(T0));
+    let until = T0.plus(Duration::from_secs(10));
+    let claim = Event::NotifyClaimed { sequence: 2, until };
+    let claimed = run(&o, std::slice::from_ref(&claim), T0);
+    assert_eq!(
+        claimed.notify_due_at(),
+        Some(until),
+        "not due while claimed"
+    );
+    assert_eq!(claimed.sequence(), 2, "a claim is not a public change");
+    // A second sender (the sweep, a racing inline send) is refused while the claim runs ...
+    let again = Event::NotifyClaimed {
+        sequence: 2,
+        until: until.plus(Duration::from_secs(10)),
+    };
+    assert!(matches!(
+        apply(
+            &claimed,
+            &again,
+            T0.plus(Duration::from_secs(5)),
+            &Policy::default()
+        ),
+        Err(Refusal::NotAllowed(_))
+    ));
+    // ... and takes it over once the claim expired (its sender died).
+    let later = until.plus(Duration::from_secs(1));
+    let taken = run(
+        &claimed,
+        &[Event::NotifyClaimed {
+            sequence: 2,
+            until: later.plus(Duration::from_secs(10)),
+        }],
+        later,
+    );
+    assert_eq!(
+        taken.notify_due_at(),
+        Some(later.plus(Duration::from_secs(10)))
+    );
+    // The sender's result ends the claim: delivered clears it.
+    let acked = run(
+        &claimed,
+        &[Event::Notified {
+            sequence: 2,
+            delivered: true,
+            retry_at: None,
+        }],
+        T0,
+    );
+    assert_eq!(acked.notify_due_at(), None);
+    // A claim of another sequence than the current one, or of an acknowledged one, is stale.
+    assert_eq!(
+        apply(
+            &o,
+            &Event::NotifyClaimed { sequence: 1, until },
+            T0,
+            &Policy::default()
+        )
+        .unwrap_err(),
+        Refusal::Stale
+    );
+    assert_eq!(
+        apply(&acked, &claim, T0, &Policy::default()).unwrap_err(),
+        Refusal::Stale
+    );
+}
+
+#[test]
 fn an_exhausted_notification_schedule_stops_retrying() {
     let o = run(
         &order_with_notify(Some("https://merchant.example/notify")),
@@ -989,6 +1062,10 @@ fn arb_event() -> impl Strategy<Value = Event> {
             delivered,
             retry_at: retry.then_some(T0),
         }),
+        1 => (1u64..6, 0u64..120).prop_map(|(sequence, secs)| Event::NotifyClaimed {
+            sequence,
+            until: T0.plus(Duration::from_secs(secs)),
+        }),
     ]
 }
 
@@ -1065,7 +1142,7 @@ fn check_step(before: &Order, event: &Event, after: &Order, applied: &Applied, n
             );
         }
     }
-    if let Event::Notified { .. } = event {
+    if let Event::Notified { .. } | Event::NotifyClaimed { .. } = event {
         assert_eq!(
             before.public_view(),
             after.public_view(),

@@ -722,6 +722,50 @@ pub async fn racing_events_through_record_each_take_effect_once(store: Arc<dyn O
     );
 }
 
+/// One sender per change: twenty senders racing to claim the same due notification (the callback's follow-up,
+/// the sweep, a retry), each through `record` from the version it read: exactly one claim applies, and the
+/// order is not due for that notification until the claim ends.
+pub async fn racing_notification_claims_give_the_change_one_sender(store: Arc<dyn OrderStore>) {
+    let mut order = sample_order("race-claim");
+    order.notify_url = Some("https://merchant.example/notify".into());
+    stored(&*store, &order).await;
+    let order = record_ok(&*store, order, succeeded(AttemptNo::FIRST), T0).await;
+    let sequence = order.sequence();
+    assert_eq!(order.notify_due_at(), Some(T0));
+    let until = T0.plus(Duration::from_secs(30));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            let order = order.clone();
+            let event = Event::NotifyClaimed { sequence, until };
+            tokio::spawn(async move {
+                record(&*store, order, &event, T0, &Policy::default(), None).await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in tasks {
+        if let Recorded::Applied(_) = t.await.unwrap().unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one sender may hold the notification");
+    let stored = store.get(order.id()).await.unwrap().unwrap();
+    assert_eq!(stored.notify_due_at(), Some(until));
+    assert_eq!(stored.version(), order.version() + 1);
+    // The due index follows the claim: not due at T0 any more, due again once the claim expires.
+    let due_now: Vec<_> = store
+        .due(order.id().shard(store.due_shards()), T0, 10_000)
+        .await
+        .unwrap();
+    assert!(!due_now.iter().any(|d| &d.order_id == order.id()));
+    let due_later = store
+        .due(order.id().shard(store.due_shards()), until, 10_000)
+        .await
+        .unwrap();
+    assert!(due_later.iter().any(|d| &d.order_id == order.id()));
+}
+
 pub async fn failover_history_round_trips_through_the_store(store: Arc<dyn OrderStore>) {
     let order = sample_order("roundtrip");
     store
@@ -908,6 +952,8 @@ macro_rules! balance_store_contract {
             a_newer_balance_replaces_an_older_one_and_not_the_reverse,
             balances_of_every_account_come_back_together,
             account_controls_are_stored_replaced_and_listed_together,
+            balance_history_gives_the_range_with_the_opening_snapshot_before_it,
+            a_recon_report_round_trips_and_a_shorter_rerun_replaces_it,
         );
     };
 }
@@ -929,11 +975,13 @@ macro_rules! order_store_contract {
             concurrent_creates_of_one_order_write_once_and_agree,
             concurrent_transitions_from_one_version_apply_once,
             racing_events_through_record_each_take_effect_once,
+            racing_notification_claims_give_the_change_one_sender,
             failover_history_round_trips_through_the_store,
             listing_is_newest_first_and_pages_without_gaps_or_repeats,
             listing_filters_by_status_account_and_age,
             the_operator_queue_holds_stuck_attempts_and_abandoned_notifications,
             client_attempts_are_counted_up_to_the_limit_per_order,
+            orders_created_in_a_range_are_found_and_read_back_in_batches,
         );
     };
     (@cases_balance $factory:path; $($case:ident),* $(,)?) => {
@@ -952,4 +1000,141 @@ macro_rules! order_store_contract {
             }
         )*
     };
+}
+
+pub async fn orders_created_in_a_range_are_found_and_read_back_in_batches(
+    store: Arc<dyn OrderStore>,
+) {
+    let app = fresh_app("range");
+    let hour = |h: u64| T0.plus(Duration::from_secs(h * 3600));
+    let before = order_of(&app, "acct-a", hour(0));
+    let first = order_of(&app, "acct-a", hour(1));
+    let last = order_of(&app, "acct-b", Timestamp::from_millis(hour(2).millis() - 1));
+    let after = order_of(&app, "acct-a", hour(2));
+    for o in [&before, &first, &last, &after] {
+        stored(&*store, o).await;
+    }
+    // One of them final, so the range spans more than one status partition.
+    let done = record_ok(&*store, first.clone(), succeeded(AttemptNo::FIRST), hour(1)).await;
+    let mut found: Vec<crate::ids::OrderId> = store
+        .created_between(hour(1), hour(2))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.app == app)
+        .map(|s| s.order_id)
+        .collect();
+    found.sort();
+    let mut want = vec![first.id().clone(), last.id().clone()];
+    want.sort();
+    assert_eq!(
+        found, want,
+        "[from, to): the end is excluded, the start included"
+    );
+    assert!(
+        store
+            .created_between(hour(2), hour(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut ids: Vec<crate::ids::OrderId> = (0..130)
+        .map(|_| crate::ids::OrderId::derive(&app, &fresh_order_no("none")))
+        .collect();
+    ids.push(done.id().clone());
+    ids.push(before.id().clone());
+    let mut got = store.get_many(&ids).await.unwrap();
+    got.sort_by(|a, b| a.id().cmp(b.id()));
+    let mut want = vec![done.clone(), before.clone()];
+    want.sort_by(|a, b| a.id().cmp(b.id()));
+    assert_eq!(
+        got, want,
+        "only the ones that exist, whole, past a batch of 100"
+    );
+}
+
+pub async fn balance_history_gives_the_range_with_the_opening_snapshot_before_it(
+    store: Arc<dyn crate::store::BalanceStore>,
+) {
+    use crate::store::BalanceSnapshot;
+    let account = fresh_account("hist");
+    let at = |s: i64| Timestamp::from_millis(T0.millis() + s * 1000);
+    let snap = |fen: i64, t: i64| BalanceSnapshot {
+        account: account.clone(),
+        balance: Fen::new(fen),
+        at: at(t),
+    };
+    let expires = at(86_400);
+    for (fen, t) in [
+        (10_000, 5),
+        (9_000, 9),
+        (8_000, 10),
+        (12_000, 15),
+        (7_000, 20),
+    ] {
+        store
+            .put_balance_history(&snap(fen, t), expires)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .balance_history(&account, at(10), at(20))
+            .await
+            .unwrap(),
+        vec![snap(9_000, 9), snap(8_000, 10), snap(12_000, 15)],
+        "the last one before the range, then the range, oldest first, the end excluded"
+    );
+    assert_eq!(
+        store.balance_history(&account, at(0), at(5)).await.unwrap(),
+        vec![],
+        "nothing before the first snapshot"
+    );
+    assert_eq!(
+        store
+            .balance_history(&fresh_account("none"), at(0), at(99))
+            .await
+            .unwrap(),
+        vec![]
+    );
+}
+
+pub async fn a_recon_report_round_trips_and_a_shorter_rerun_replaces_it(
+    store: Arc<dyn crate::store::BalanceStore>,
+) {
+    use crate::recon::{Mismatch, MismatchKind, ReconDay, ReconReport};
+    let account = fresh_account("recon");
+    let day = ReconDay::parse("2025-11-13", 480).unwrap();
+    let mismatch = |i: i64| Mismatch {
+        kind: if i % 2 == 0 {
+            MismatchKind::PriceMismatch
+        } else {
+            MismatchKind::LateReversal
+        },
+        order_id: Some(crate::ids::OrderId::derive(
+            &AppId::parse("contract").unwrap(),
+            &fresh_order_no("m"),
+        )),
+        attempt_id: None,
+        ours: format!("route cost {i}"),
+        theirs: "reported 价格".to_owned(),
+        amount_fen: Some(i),
+        evidence: "e".to_owned(),
+    };
+    let mut report = ReconReport::empty(account.clone(), day, T0);
+    report.mismatches = (0..30).map(mismatch).collect();
+    store.put_recon(&report).await.unwrap();
+    assert_eq!(
+        store.recon(&account, "2025-11-13").await.unwrap(),
+        Some(report.clone())
+    );
+    assert_eq!(store.recon(&account, "2025-11-14").await.unwrap(), None);
+    let mut rerun = ReconReport::empty(account.clone(), day, T0.plus(Duration::from_secs(60)));
+    rerun.mismatches = vec![mismatch(7)];
+    store.put_recon(&rerun).await.unwrap();
+    assert_eq!(
+        store.recon(&account, "2025-11-13").await.unwrap(),
+        Some(rerun),
+        "the rerun's one mismatch, none of the earlier run's"
+    );
 }

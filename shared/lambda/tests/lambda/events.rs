@@ -55,6 +55,19 @@ const METRICS: &[(&str, &str, &str, &str)] = &[
         "ProviderAccount",
         "dingyin-1",
     ),
+    // The submit's duration, per provider account and phase (issue 15).
+    (
+        "submit-order/create-order.json",
+        "ProviderLatency",
+        "ProviderAccount",
+        "dingyin-1",
+    ),
+    (
+        "submit-order/create-order.json",
+        "ProviderLatency",
+        "Phase",
+        "submit",
+    ),
     (
         "provider-callback/suka-xml-gbk-form.json",
         "OrderOutcomes",
@@ -762,7 +775,7 @@ async fn create_m1(service: &recharge_lambda::Service, product: &str) {
         headers: signed("demo", DEMO_SECRET, "POST", "/v1/orders", "", &body),
         body,
     };
-    let resp = recharge_api::router::handle(&service.state, req).await;
+    let resp = recharge_api::http_routes::handle(&service.state, req).await;
     assert_eq!(resp.status, 201, "{}", String::from_utf8_lossy(&resp.body));
 }
 

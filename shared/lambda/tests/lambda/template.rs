@@ -1,12 +1,12 @@
 //! `infra/template.yaml` against the code it deploys: every function is a bin of `functions/` (and every bin
-//! is deployed), the HTTP routes are exactly `recharge_api::router::ROUTES` with the same function, the table
+//! is deployed), the HTTP routes are exactly `recharge_api::http_routes::ROUTES` with the same function, the table
 //! is `infra/table.json`, IAM is explicit statements (no wildcard actions, no SAM policy templates), and the
 //! sample config of `infra/config/` loads as the functions load it.
 
 use crate::support::repo_root;
 use recharge_api::auth::AppConfig;
 use recharge_api::catalog::Catalog;
-use recharge_api::router::ROUTES;
+use recharge_api::http_routes::ROUTES;
 use recharge_providers::ProviderAccount;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
@@ -172,10 +172,18 @@ fn template_schedules_are_the_sweep_every_minute_and_the_balance_check_every_fiv
     for (_, f) in resources_of(&t, "AWS::Serverless::Function") {
         if let Some(events) = f["Properties"]["Events"].as_object() {
             for e in events.values().filter(|e| e["Type"] == "Schedule") {
-                schedules.insert((
-                    binary(&f),
-                    e["Properties"]["Schedule"].as_str().unwrap().to_owned(),
-                ));
+                let schedule = &e["Properties"]["Schedule"];
+                // A parameter's default (the daily reconciliation's time is one).
+                let schedule = match schedule["Ref"].as_str() {
+                    Some(param) => &t["Parameters"][param]["Default"],
+                    None => schedule,
+                };
+                schedules.insert((binary(&f), schedule.as_str().unwrap().to_owned()));
+                if binary(&f) == "reconcile" && e["Properties"]["Input"].is_string() {
+                    let input: Value =
+                        serde_json::from_str(e["Properties"]["Input"].as_str().unwrap()).unwrap();
+                    assert_eq!(input, serde_json::json!({"recon": "daily"}));
+                }
             }
         }
         if binary(&f) == "reconcile" {
@@ -184,6 +192,8 @@ fn template_schedules_are_the_sweep_every_minute_and_the_balance_check_every_fiv
     }
     let want: BTreeSet<(String, String)> = [
         ("reconcile", "rate(1 minute)"),
+        // The daily reconciliation, 00:30 Beijing time (docs/reconciliation.md §3).
+        ("reconcile", "cron(30 16 * * ? *)"),
         ("check-balance", "rate(5 minutes)"),
     ]
     .iter()

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test binary: failing loudly is its job
 
 mod browser;
+mod bulkheads;
 mod callbacks;
 mod cli;
 mod client_routes;
@@ -21,5 +22,6 @@ mod notifications;
 mod ops;
 mod order_command;
 mod provider_safety;
+mod recon;
 mod sample_client;
 mod scripted;

@@ -723,3 +723,56 @@ async fn a_planted_double_delivery_shows_in_the_ledger() {
     let o = wait_order(&sim, "TWICE", OrderState::Succeeded).await;
     assert_eq!(o.deliveries, 2);
 }
+
+#[tokio::test]
+async fn a_dialect_file_moves_codes_statuses_amount_units_and_the_acknowledgement() {
+    let dialect = recharge_sim::Dialect::from_json(
+        r#"{
+            "submit": {"accepted": {"code": "8200", "message": ""}, "duplicate": {"code": "8201", "message": ""}},
+            "query": {"not_found": {"code": "8202", "message": ""}},
+            "balance": {"success": {"code": "8203", "message": ""}},
+            "statuses": {"succeeded": "61"},
+            "amounts": "fen",
+            "callback_ack": {"text": "OK", "case_sensitive": true},
+            "callback_retries": 1
+        }"#,
+    )
+    .expect("a good dialect");
+    // The receiver answers `ok`: the documented acknowledgement, but not this dialect's exact-case `OK`.
+    let rx = Receiver::start(0, "ok").await;
+    let sim = sim_with(1_000_000, move |c| {
+        c.dialect = dialect;
+        c.time_scale = 10_000.0;
+    })
+    .await;
+    let r = submit(&sim, "13590101510", "DIA1", &rx.url).await;
+    assert_eq!(tag(&r.text, "resultno"), "8200", "{}", r.text);
+    assert_eq!(tag(&r.text, "ordercash"), "9850", "fen: {}", r.text);
+    let again = submit(&sim, "13590101510", "DIA1", &rx.url).await;
+    assert_eq!(tag(&again.text, "resultno"), "8201", "{}", again.text);
+    assert_eq!(tag(&query(&sim, "NOSUCH").await, "resultno"), "8202");
+    wait_order(&sim, "DIA1", OrderState::Succeeded).await;
+    let q = query(&sim, "DIA1").await;
+    assert_eq!(tag(&q, "resultno"), "61", "{q}");
+    assert_eq!(tag(&q, "fundbalance"), "990150", "{q}");
+    let sign = md5_upper(format!("userid={USERID}&key={KEY}").as_bytes());
+    let b = post(
+        &sim,
+        "/searchbalance.do",
+        form(&[("userid", USERID), ("sign", &sign)], true),
+    )
+    .await
+    .text;
+    assert_eq!(tag(&b, "resultno"), "8203", "{b}");
+    assert_eq!(tag(&b, "balance"), "990150", "{b}");
+    // The first attempt and one retry, none acknowledged; every one reports the dialect's status.
+    let got = rx.wait_for(2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.received().len(), 2, "one retry, then nothing");
+    for g in &got {
+        let p = form_pairs(&g.body, true);
+        assert_eq!(field(&p, "resultno"), "61");
+        assert_eq!(field(&p, "parvalue"), "10000");
+    }
+    assert!(sim.callbacks().iter().all(|a| !a.acknowledged));
+}

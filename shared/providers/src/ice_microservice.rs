@@ -121,7 +121,7 @@ pub fn sorted_params_sign(params: &BTreeMap<String, String>, secret: &str) -> St
 
 /// The 003 adapter for one account.
 #[derive(Debug)]
-pub struct Ice {
+pub struct IceMicroservice {
     creds: Credentials,
     options: Options,
     submit_url: String,
@@ -130,8 +130,11 @@ pub struct Ice {
     codes: CodeTable,
 }
 
-impl Ice {
-    pub fn new(account: &ProviderAccount, creds: Credentials) -> Result<Ice, ConfigError> {
+impl IceMicroservice {
+    pub fn new(
+        account: &ProviderAccount,
+        creds: Credentials,
+    ) -> Result<IceMicroservice, ConfigError> {
         let options: Options = account.options_as()?;
         if options.company.is_empty() || options.supplier.is_empty() {
             return Err(ConfigError::Options {
@@ -143,7 +146,7 @@ impl Ice {
         codes
             .require(Phase::Query, Meaning::Success)
             .map_err(ConfigError::Codes)?;
-        Ok(Ice {
+        Ok(IceMicroservice {
             submit_url: account.endpoint("submit")?,
             query_url: account.endpoint("query")?,
             creds,
@@ -191,7 +194,7 @@ fn pairs<'a>(v: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
     v.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
-impl ProviderAdapter for Ice {
+impl ProviderAdapter for IceMicroservice {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             query_by_our_id: true,

@@ -21,6 +21,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ),
     ("GET", "/v1/orders/{merchant_order_no}", "order-status"),
     ("GET", "/v1/balances", "order-status"),
+    ("GET", "/v1/statements/{date}", "order-status"),
     (
         "POST",
         "/v1/callbacks/{provider_account}",
@@ -41,6 +42,9 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/ops/accounts", "ops"),
     ("GET", "/ops/accounts/{provider_account}", "ops"),
     ("PUT", "/ops/accounts/{provider_account}", "ops"),
+    ("POST", "/ops/recon/run", "ops"),
+    ("GET", "/ops/recon", "ops"),
+    ("GET", "/ops/recon/mismatches", "ops"),
     // ---- client routes (issue 18): client secret only, CORS for 公众号 H5 pages -------------------------
     ("GET", "/v1/client/orders/{order_id}", "order-status"),
     ("OPTIONS", "/v1/client/orders/{order_id}", "order-status"),
@@ -84,7 +88,8 @@ pub async fn handle(state: &AppState, req: ApiRequest) -> ApiResponse {
         ["v1", "orders"]
         | ["v1", "orders", _]
         | ["v1", "orders", _, "verification"]
-        | ["v1", "balances"] => match merchant(state, &method, &segments, &req).await {
+        | ["v1", "balances"]
+        | ["v1", "statements", _] => match merchant(state, &method, &segments, &req).await {
             Ok(resp) => resp,
             Err(e) => e.to_response(),
         },
@@ -140,6 +145,9 @@ async fn merchant(
             orders::verify(state, &caller, &percent_decode(no), &req.body).await
         }
         ["v1", "balances"] => orders::balances(state, &caller).await,
+        ["v1", "statements", date] => {
+            crate::statement::get_statement(state, &caller, &percent_decode(date), req).await
+        }
         _ => Err(ApiError::RouteNotFound),
     }
 }
