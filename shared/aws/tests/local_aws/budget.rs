@@ -240,3 +240,84 @@ async fn a_lifecycle_writes_at_most_half_the_table_units_of_the_transactional_la
         "table units: after {after} vs before {before}: {metered:?}"
     );
 }
+
+/// The daily reconciliation's reads (docs/reconciliation.md §5), counted: the day's orders from the `by_status`
+/// index (one Query per status and shard while a partition's entries fit one 1 MB page) and 1 BatchGetItem per
+/// 100 orders. 2,000 orders here; 10,000 cost 6 × shards Queries and 100 BatchGetItems.
+#[tokio::test]
+async fn a_day_of_orders_is_read_with_one_query_per_index_partition_and_one_batch_get_per_hundred()
+{
+    use recharge_core::{
+        AppId, Fen, MerchantOrderNo, NewOrder, Order, ProductCode, ProviderAccountId, Route,
+        Timestamp,
+    };
+    let calls = CallCounter::new();
+    let store = std::sync::Arc::new(store(Some(&calls)).await);
+    // A window no other test writes into.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let from = Timestamp::from_millis(T0.millis() + 86_400_000 * (1 + (nanos % 10_000) as i64));
+    const N: usize = 2_000;
+    let orders: Vec<Order> = (0..N)
+        .map(|i| {
+            let new = NewOrder {
+                app_id: AppId::parse("reconbench").unwrap(),
+                merchant_order_no: MerchantOrderNo::parse(&format!("rb-{nanos}-{i}")).unwrap(),
+                product_code: ProductCode::parse("mobile.100").unwrap(),
+                account: "13800138000".to_owned(),
+                extra: Default::default(),
+                face_value: Fen::new(10_000),
+                notify_url: None,
+                request_digest: "00".repeat(32),
+            };
+            let route = Route {
+                provider_account: ProviderAccountId::parse("acct-a").unwrap(),
+                provider_product: "100".to_owned(),
+                cost: Fen::new(9_850),
+            };
+            Order::new(
+                new,
+                route,
+                Timestamp::from_millis(from.millis() + i as i64),
+                Policy::default().call_timeout,
+            )
+        })
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in orders.chunks(N / 16) {
+        let chunk = chunk.to_vec();
+        let store = std::sync::Arc::clone(&store);
+        tasks.spawn(async move {
+            for o in chunk {
+                store
+                    .create(&o, &AuditEntry::for_create(&o, None))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    calls.reset();
+    let to = Timestamp::from_millis(from.millis() + 86_400_000);
+    let found = store.created_between(from, to).await.unwrap();
+    assert_eq!(found.len(), N);
+    let queries = calls.get("Query");
+    let ids: Vec<_> = found.into_iter().map(|s| s.order_id).collect();
+    let mut read = 0;
+    for chunk in ids.chunks(500) {
+        read += store.get_many(chunk).await.unwrap().len();
+    }
+    assert_eq!(read, N);
+    let shards = u64::from(store.due_shards());
+    println!(
+        "recon reads of {N} orders: {queries} Query, {} BatchGetItem ({shards} shards)",
+        calls.get("BatchGetItem")
+    );
+    assert_eq!(queries, 6 * shards);
+    assert_eq!(calls.get("BatchGetItem"), (N / 100) as u64);
+    assert_eq!(calls.total(), queries + (N / 100) as u64);
+}
