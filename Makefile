@@ -36,7 +36,7 @@ DIALECTS ?= documented
 ## bench: the figures table (throughput, sweep rate, DynamoDB round trips, warm latency, Lambda cold start vs a
 ## Python peer, latency through the runtime API, peak memory, arm64 package sizes); BENCH_PACKAGES=0 skips arm64
 bench:
-	./scripts/bench
+	./scripts/bench $(BENCH_ARGS)
 
 ## faults: N orders (default 100000; 5000 with STORE=dynamodb) under chaos and crashes, checked against the
 ## simulators' ledgers

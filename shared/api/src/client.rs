@@ -5,7 +5,7 @@
 //! | route | store round trips |
 //! |---|---|
 //! | `GET /v1/client/orders/{order_id}` | 1 `GetItem` (0 when the secret is refused: it is checked before any read); a request with an `Origin` adds the app's `GetItem` on an app-cache miss (`crate::apps`) |
-//! | `POST /v1/client/orders/{order_id}/verification` | 1 `GetItem` + 1 `UpdateItem` (the attempt counter); then, when the order waits for a code, the existing verification flow: 1 `TransactWriteItems` before the provider call and 1 after |
+//! | `POST /v1/client/orders/{order_id}/verification` | 1 `GetItem` + 1 `UpdateItem` (the attempt counter); then, when the order waits for a code, the existing verification flow: 1 `UpdateItem` of the order before the provider call and 1 after |
 //! | `OPTIONS` (preflight) on both | 0, but for 1 `Query` of the config partition per app-cache TTL (`AppDirectory::any_allows_origin`) |
 //!
 //! The gateway key is read through the cached secret source (no Secrets Manager call when warm).

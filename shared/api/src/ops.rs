@@ -8,7 +8,7 @@
 //! | `GET /ops/orders?app=A&merchant_order_no=N`, `?attempt_id=I` | look one up | 1 GetItem (the id is derived) |
 //! | `GET /ops/orders/{order_id}` | the order, its attempts and audit trail (masked) | 1 GetItem + 1 Query |
 //! | `POST /ops/orders/{order_id}/query` | query the open attempt now | 1 GetItem + the writes of a query |
-//! | `POST /ops/orders/{order_id}/resolve` | an operator's outcome, with evidence | 1 GetItem + 1 TransactWriteItems (+ notification) |
+//! | `POST /ops/orders/{order_id}/resolve` | an operator's outcome, with evidence | 1 GetItem + 1 UpdateItem (+ notification) |
 //! | `POST /ops/orders/{order_id}/notify` | redeliver the merchant notification now | 1 GetItem (+ 1 write when acknowledged) |
 //! | `GET /ops/notifications?abandoned=true` | abandoned notifications | 1 Query per shard per page |
 //! | `GET /ops/balances` | last known balance of every provider account | 1 Query (the balance partition) |

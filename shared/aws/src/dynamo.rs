@@ -1,17 +1,24 @@
 //! The DynamoDB `OrderStore` (docs/storage.md): one table, conditional writes, a sharded sparse due index.
 //!
-//! Every write is one `TransactWriteItems` round trip holding the conditional put of the order and the put of
-//! its audit entry, so the trail can never miss or invent a change. A failed condition returns the current order
-//! with the cancellation reason (`ReturnValuesOnConditionCheckFailure = ALL_OLD`); only where a server does not
-//! return it is the order read.
+//! Every write is one plain conditional write of the order item (a `PutItem` to create, an `UpdateItem` to
+//! change), and the audit entry of the change travels inside that same item (`audit`, a list appended to by
+//! the same request), so the trail can never miss or invent a change and no write needs a transaction (which
+//! DynamoDB bills at twice the units). The inline list is bounded: when it would outgrow
+//! [`INLINE_AUDIT_BYTES`], its entries are first copied to their own items (`sk = A#<version>`, the layout
+//! older orders have throughout) and then the order write starts a fresh list. A crash between the two leaves
+//! each copied entry in both places; the trail reads them once. See docs/storage.md §6.
+//!
+//! A failed condition returns the current order (`ReturnValuesOnConditionCheckFailure = ALL_OLD`); only where
+//! a server does not return it is the order read.
 
 use crate::table::{ATTENTION_INDEX, DUE_INDEX, STATUS_INDEX};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
 use recharge_core::recon::{Mismatch, ReconReport};
 use recharge_core::store::{
@@ -22,7 +29,7 @@ use recharge_core::store::{
 use recharge_core::{
     AppId, Attention, Fen, Order, OrderId, ProductCode, ProviderAccountId, PublicStatus, Timestamp,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// Attribute names. `#name` placeholders are used everywhere (DynamoDB Local rejects some bare names).
@@ -50,7 +57,21 @@ pub mod attr {
     pub const ATTN_SK: &str = "attn_sk";
     pub const ATTN_WHY: &str = "attn_why";
     pub const CLIENT_ATTEMPTS: &str = "attempts";
+    /// On the order item: its latest audit entries (a list of maps with the short keys below).
+    pub const AUDIT: &str = "audit";
+    /// On the order item: the estimated bytes of `audit` (see `entry_bytes`).
+    pub const AUDIT_BYTES: &str = "audit_bytes";
+    /// Keys of one inline audit entry (short: every write of the order pays for the names too).
+    pub const ENTRY_VERSION: &str = "v";
+    pub const ENTRY_AT: &str = "t";
+    pub const ENTRY_SUMMARY: &str = "s";
+    pub const ENTRY_DETAIL: &str = "d";
 }
+
+/// How many bytes of audit entries the order item carries before they are moved to their own items. Every
+/// write of an order pays for the whole item (1 write unit per KB), so the bound keeps a usual lifecycle's
+/// four to six entries inline (about 60 to 120 bytes each) and a long history from making each write dearer.
+pub const INLINE_AUDIT_BYTES: i64 = 1024;
 
 /// Balance snapshots share one partition: a handful of provider accounts, read together by routing.
 const BALANCE_PK: &str = "BALANCE";
@@ -75,8 +96,18 @@ const CLIENT_SK: &str = "CLIENT";
 const AUDIT_PREFIX: &str = "A#";
 /// Audit entries expire (TTL) this long after they were written.
 const AUDIT_RETENTION: Duration = Duration::from_secs(400 * 86_400);
-/// `TransactionConflict` means another transaction held the item; retry the same conditional write a few times.
-const CONFLICT_RETRIES: u32 = 6;
+/// BatchWriteItem takes at most 25 puts; unprocessed ones are retried this many times.
+const BATCH_WRITE: usize = 25;
+const BATCH_RETRIES: u32 = 6;
+/// The order attributes that are absent when they do not apply (removed by a change that ends them).
+const OPTIONAL_ORDER_ATTRS: [&str; 6] = [
+    attr::ACCOUNT,
+    attr::ATTN_PART,
+    attr::ATTN_SK,
+    attr::ATTN_WHY,
+    attr::DUE_SHARD,
+    attr::DUE_AT,
+];
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -247,67 +278,218 @@ impl DynamoOrderStore {
         })
     }
 
-    fn put(
-        &self,
-        item: Item,
-        condition: &str,
-        names: &[(&str, &str)],
-        values: Item,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let mut put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        for (k, v) in names {
-            put = put.expression_attribute_names(*k, *v);
+    /// One inline audit entry (a map) and its estimated size in bytes (names and values, as DynamoDB counts).
+    fn inline_entry(entry: &AuditEntry) -> (AttributeValue, i64) {
+        let mut m: Item = HashMap::from([
+            (
+                attr::ENTRY_VERSION.into(),
+                AttributeValue::N(entry.version.to_string()),
+            ),
+            (
+                attr::ENTRY_AT.into(),
+                AttributeValue::N(entry.at.millis().to_string()),
+            ),
+            (
+                attr::ENTRY_SUMMARY.into(),
+                AttributeValue::S(entry.summary.clone()),
+            ),
+        ]);
+        if let Some(detail) = &entry.detail {
+            m.insert(attr::ENTRY_DETAIL.into(), AttributeValue::S(detail.clone()));
         }
-        if !values.is_empty() {
-            put = put.set_expression_attribute_values(Some(values));
-        }
-        let put = put.build().map_err(|e| unavailable("build Put", e))?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        (AttributeValue::M(m), entry_bytes(entry))
     }
 
-    /// Sends one transaction of (order put, audit put). `Ok(None)`: written. `Ok(Some(old))`: the order's
-    /// condition failed; `old` is the stored order item if DynamoDB returned it.
-    async fn write(
+    fn parse_inline(item: &Item) -> Result<Vec<AuditEntry>, StoreError> {
+        let Some(AttributeValue::L(list)) = item.get(attr::AUDIT) else {
+            return Ok(Vec::new());
+        };
+        let corrupt = || StoreError::Corrupt {
+            order_id: match item.get(attr::PK) {
+                Some(AttributeValue::S(pk)) => pk.clone(),
+                _ => String::from("?"),
+            },
+            reason: "unreadable inline audit entry".into(),
+        };
+        list.iter()
+            .map(|e| {
+                let AttributeValue::M(m) = e else {
+                    return Err(corrupt());
+                };
+                let num = |k: &str| match m.get(k) {
+                    Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
+                    _ => None,
+                };
+                let text = |k: &str| match m.get(k) {
+                    Some(AttributeValue::S(s)) => Some(s.clone()),
+                    _ => None,
+                };
+                Ok(AuditEntry {
+                    version: num(attr::ENTRY_VERSION)
+                        .and_then(|v| u64::try_from(v).ok())
+                        .ok_or_else(corrupt)?,
+                    at: Timestamp::from_millis(num(attr::ENTRY_AT).ok_or_else(corrupt)?),
+                    summary: text(attr::ENTRY_SUMMARY).ok_or_else(corrupt)?,
+                    detail: text(attr::ENTRY_DETAIL),
+                })
+            })
+            .collect()
+    }
+
+    /// The order's version as stored in `item`.
+    fn version_of(item: &Item) -> Option<u64> {
+        match item.get(attr::VERSION) {
+            Some(AttributeValue::N(n)) => n.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The conditional `UpdateItem` that stores `next` over version `next.version() - 1`: every order attribute
+    /// set (the absent optional ones removed), and the audit entry either appended to the inline list, if the
+    /// list has room for it (part of the condition), or, with `fresh_audit`, as the start of a new list.
+    async fn update_order(
         &self,
-        items: Vec<TransactWriteItem>,
-        operation: &'static str,
+        next: &Order,
+        audit: &AuditEntry,
+        fresh_audit: bool,
     ) -> Result<Option<Option<Item>>, StoreError> {
-        let mut attempt = 0;
-        loop {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let err = match result {
-                Ok(_) => return Ok(None),
-                Err(e) => e,
-            };
-            if let SdkError::ServiceError(service) = &err
-                && let TransactWriteItemsError::TransactionCanceledException(cancel) = service.err()
+        let expected = next.version().saturating_sub(1);
+        let item = self.order_item(next)?;
+        let (entry, bytes) = Self::inline_entry(audit);
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut values: Item = HashMap::new();
+        let mut sets = Vec::new();
+        for (i, (name, value)) in item
+            .into_iter()
+            .filter(|(k, _)| k != attr::PK && k != attr::SK)
+            .enumerate()
+        {
+            names.insert(format!("#a{i}"), name);
+            values.insert(format!(":a{i}"), value);
+            sets.push(format!("#a{i} = :a{i}"));
+        }
+        let present: Vec<String> = names.values().cloned().collect();
+        let removes: Vec<String> = OPTIONAL_ORDER_ATTRS
+            .iter()
+            .filter(|a| !present.iter().any(|p| p.as_str() == **a))
+            .enumerate()
+            .map(|(i, a)| {
+                names.insert(format!("#r{i}"), (*a).to_owned());
+                format!("#r{i}")
+            })
+            .collect();
+        names.insert("#audit".into(), attr::AUDIT.into());
+        names.insert("#ab".into(), attr::AUDIT_BYTES.into());
+        names.insert("#cv".into(), attr::VERSION.into());
+        values.insert(":entry".into(), AttributeValue::L(vec![entry]));
+        values.insert(":bytes".into(), AttributeValue::N(bytes.to_string()));
+        values.insert(":expected".into(), AttributeValue::N(expected.to_string()));
+        let condition = if fresh_audit {
+            sets.push("#audit = :entry".into());
+            sets.push("#ab = :bytes".into());
+            "#cv = :expected".to_owned()
+        } else {
+            values.insert(":empty".into(), AttributeValue::L(Vec::new()));
+            values.insert(
+                ":room".into(),
+                AttributeValue::N((INLINE_AUDIT_BYTES - bytes).to_string()),
+            );
+            sets.push("#audit = list_append(if_not_exists(#audit, :empty), :entry)".into());
+            // Orders written before inline audit have no counter: their list starts here.
+            "#cv = :expected AND (attribute_not_exists(#ab) OR #ab <= :room)".to_owned()
+        };
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        if !fresh_audit {
+            expression.push_str(" ADD #ab :bytes");
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, Self::pk(next.id()))
+            .key(attr::SK, AttributeValue::S(ORDER_SK.into()))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(SdkError::ServiceError(service))
+                if service.err().is_conditional_check_failed_exception() =>
             {
-                let reasons = cancel.cancellation_reasons();
-                let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
-                if code(0) == "ConditionalCheckFailed" || code(1) == "ConditionalCheckFailed" {
-                    return Ok(Some(reasons.first().and_then(|r| r.item()).cloned()));
-                }
-                if reasons
-                    .iter()
-                    .any(|r| r.code() == Some("TransactionConflict"))
-                    && attempt < CONFLICT_RETRIES
-                {
+                Ok(Some(match service.err() {
+                    UpdateItemError::ConditionalCheckFailedException(e) => e.item().cloned(),
+                    _ => None,
+                }))
+            }
+            Err(e) => Err(unavailable("replace", e)),
+        }
+    }
+
+    /// Copies the inline audit entries of `item` to their own `A#<version>` items (plain puts of entries that are
+    /// already committed: repeating one writes the same item again).
+    async fn spill(&self, id: &OrderId, item: &Item) -> Result<(), StoreError> {
+        let entries = Self::parse_inline(item)?;
+        for chunk in entries.chunks(BATCH_WRITE) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|e| {
+                    PutRequest::builder()
+                        .set_item(Some(Self::audit_item(id, e)))
+                        .build()
+                        .map(|put| WriteRequest::builder().put_request(put).build())
+                        .map_err(|e| unavailable("build PutRequest", e))
+                })
+                .collect::<Result<_, _>>()?;
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("spill audit", e))?;
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|m| m.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !requests.is_empty() {
                     attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
-                    continue;
+                    if attempt > BATCH_RETRIES {
+                        return Err(StoreError::Unavailable {
+                            operation: "spill audit",
+                            source: format!("{} audit entries left unprocessed", requests.len())
+                                .into(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
                 }
             }
-            return Err(unavailable(operation, err));
         }
+        Ok(())
+    }
+
+    /// The stored order item, by a strongly consistent read.
+    async fn get_item(&self, id: &OrderId) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::PK, Self::pk(id))
+            .key(attr::SK, AttributeValue::S(ORDER_SK.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("get", e))?;
+        Ok(out.item().cloned())
     }
 
     async fn read_current(
@@ -335,64 +517,73 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(
 #[async_trait]
 impl OrderStore for DynamoOrderStore {
     async fn create(&self, order: &Order, audit: &AuditEntry) -> Result<Created, StoreError> {
-        let items = vec![
-            self.put(
-                self.order_item(order)?,
-                "attribute_not_exists(#pk)",
-                &[("#pk", attr::PK)],
-                Item::new(),
-            )?,
-            self.put(
-                Self::audit_item(order.id(), audit),
-                "attribute_not_exists(#pk)",
-                &[("#pk", attr::PK)],
-                Item::new(),
-            )?,
-        ];
-        match self.write(items, "create").await? {
-            None => Ok(Created::New(order.clone())),
-            Some(returned) => match self.read_current(order.id(), returned).await? {
-                Some(existing) => Ok(Created::Existing(existing)),
-                // Condition failed yet nothing is there: only possible if it was deleted in between.
-                None => Err(StoreError::Missing(order.id().clone())),
-            },
+        let mut item = self.order_item(order)?;
+        let (entry, bytes) = Self::inline_entry(audit);
+        item.insert(attr::AUDIT.into(), AttributeValue::L(vec![entry]));
+        item.insert(
+            attr::AUDIT_BYTES.into(),
+            AttributeValue::N(bytes.to_string()),
+        );
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", attr::PK)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let returned = match result {
+            Ok(_) => return Ok(Created::New(order.clone())),
+            Err(SdkError::ServiceError(service))
+                if service.err().is_conditional_check_failed_exception() =>
+            {
+                match service.err() {
+                    PutItemError::ConditionalCheckFailedException(e) => e.item().cloned(),
+                    _ => None,
+                }
+            }
+            Err(e) => return Err(unavailable("create", e)),
+        };
+        match self.read_current(order.id(), returned).await? {
+            Some(existing) => Ok(Created::Existing(existing)),
+            // Condition failed yet nothing is there: only possible if it was deleted in between.
+            None => Err(StoreError::Missing(order.id().clone())),
         }
     }
 
     async fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(attr::PK, Self::pk(id))
-            .key(attr::SK, AttributeValue::S(ORDER_SK.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("get", e))?;
-        out.item().map(Self::parse_order).transpose()
+        self.get_item(id)
+            .await?
+            .as_ref()
+            .map(Self::parse_order)
+            .transpose()
     }
 
+    /// One conditional `UpdateItem` when the inline audit list has room. When it has not, the order is read,
+    /// its inline entries copied out (one `BatchWriteItem`), and the update sent again with a fresh list.
     async fn replace(&self, next: &Order, audit: &AuditEntry) -> Result<Replaced, StoreError> {
         let expected = next.version().saturating_sub(1);
-        let items = vec![
-            self.put(
-                self.order_item(next)?,
-                "#v = :expected",
-                &[("#v", attr::VERSION)],
-                HashMap::from([(
-                    ":expected".to_owned(),
-                    AttributeValue::N(expected.to_string()),
-                )]),
-            )?,
-            self.put(
-                Self::audit_item(next.id(), audit),
-                "attribute_not_exists(#pk)",
-                &[("#pk", attr::PK)],
-                Item::new(),
-            )?,
-        ];
-        match self.write(items, "replace").await? {
+        let returned = match self.update_order(next, audit, false).await? {
+            None => return Ok(Replaced::Applied),
+            Some(returned) => returned,
+        };
+        let current = match returned {
+            Some(item) if item.contains_key(attr::DOC) => Some(item),
+            _ => self.get_item(next.id()).await?,
+        };
+        let Some(current) = current else {
+            return Ok(Replaced::Conflict { current: None });
+        };
+        if Self::version_of(&current) != Some(expected) {
+            return Ok(Replaced::Conflict {
+                current: Some(Box::new(Self::parse_order(&current)?)),
+            });
+        }
+        // The version is the expected one: the inline list was full.
+        self.spill(next.id(), &current).await?;
+        match self.update_order(next, audit, true).await? {
             None => Ok(Replaced::Applied),
             Some(returned) => Ok(Replaced::Conflict {
                 current: self.read_current(next.id(), returned).await?.map(Box::new),
@@ -451,33 +642,44 @@ impl OrderStore for DynamoOrderStore {
         Ok(found)
     }
 
+    /// One query of the order's partition: the inline entries of the order item and the `A#` items, each
+    /// version once (an entry copied out by a spill that crashed before its order write is in both).
     async fn audit_trail(&self, id: &OrderId) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut entries = Vec::new();
+        let mut entries: BTreeMap<u64, AuditEntry> = BTreeMap::new();
         let mut start = None;
         loop {
             let out = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :a)")
+                .key_condition_expression("#pk = :pk")
                 .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#sk", attr::SK)
                 .expression_attribute_values(":pk", Self::pk(id))
-                .expression_attribute_values(":a", AttributeValue::S(AUDIT_PREFIX.into()))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| unavailable("audit_trail", e))?;
             for item in out.items() {
-                entries.push(Self::parse_audit(item)?);
+                let sk = match item.get(attr::SK) {
+                    Some(AttributeValue::S(sk)) => sk.as_str(),
+                    _ => "",
+                };
+                if sk == ORDER_SK {
+                    for e in Self::parse_inline(item)? {
+                        entries.insert(e.version, e);
+                    }
+                } else if sk.starts_with(AUDIT_PREFIX) {
+                    let e = Self::parse_audit(item)?;
+                    entries.insert(e.version, e);
+                }
             }
             match out.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
                 _ => break,
             }
         }
-        Ok(entries)
+        Ok(entries.into_values().collect())
     }
 
     async fn list(
@@ -676,6 +878,18 @@ impl OrderStore for DynamoOrderStore {
             Err(e) => Err(unavailable("count_client_attempt", e)),
         }
     }
+}
+
+/// The bytes an audit entry adds to the order item as DynamoDB sizes it: its values, the keys of its map
+/// (`v`, `t`, `s`, `d`) and a few bytes of list and map overhead per entry.
+pub fn entry_bytes(entry: &AuditEntry) -> i64 {
+    let len = |s: &str| i64::try_from(s.len()).unwrap_or(i64::MAX / 4);
+    let digits = |n: i64| len(&n.to_string());
+    let version = i64::try_from(entry.version).unwrap_or(i64::MAX / 4);
+    12 + digits(version)
+        + digits(entry.at.millis())
+        + len(&entry.summary)
+        + entry.detail.as_deref().map_or(0, |d| 1 + len(d))
 }
 
 /// A key that sorts after every sort key of `at` (`<millis>#` followed by base32 ids, all below `~`).

@@ -7,10 +7,13 @@
 //!   secret read: `tools/bench/python/peer.py`);
 //! - warm latency of `POST /v1/orders`, a provider callback and `GET /v1/orders/{no}` through the runtime API
 //!   loop (event handed out to answer received), beside the bare store calls they need;
-//! - peak resident memory (`VmHWM`) of each function after its load.
+//! - peak resident memory (`VmHWM`) of each function after its load;
+//! - the first invocation (exec to the first answer: what a cold user request pays);
+//! - init with the demo's 3 apps and 7 accounts beside 1,000 apps and 100 accounts (issue 16);
+//! - what the cost model needs: CPU time and log bytes per warm invocation ([`crate::cost`]).
 
-use crate::perf::{Floor, Row, row};
 use crate::runtime_api::{Answer, RuntimeApi};
+use crate::table::{Floor, Row, row};
 use crate::util::{percentile, signed_request};
 use recharge_api::ApiRequest;
 use recharge_local::LocalStack;
@@ -32,7 +35,11 @@ const MERCHANT_PREFIX: &str = "local/merchant/";
 /// The memory the SAM template gives every function (`Globals.Function.MemorySize`).
 const MEMORY_MB: u64 = 256;
 const INIT_GOAL_MS: f64 = 40.0;
-const PEER_RATIO_GOAL: f64 = 10.0;
+const PEER_RATIO_GOAL: f64 = 15.0;
+/// The large tenant configuration of the init row, and the allowed ratio to the demo's.
+const MANY_APPS: usize = 1000;
+const MANY_ACCOUNTS: usize = 100;
+const SCALE_RATIO_GOAL: f64 = 1.2;
 
 #[derive(Debug, Clone)]
 pub struct LambdaOptions {
@@ -69,10 +76,25 @@ impl LambdaOptions {
 struct Deployment {
     env: Vec<(String, String)>,
     logs: PathBuf,
+    /// How many provider accounts and merchant apps its config files hold.
+    accounts: usize,
+    apps: usize,
 }
 
 impl Deployment {
     fn write(stack: &LocalStack, table: &str, dir: &Path) -> anyhow::Result<Deployment> {
+        Self::write_scaled(stack, table, dir, None)
+    }
+
+    /// As [`Deployment::write`], with `scale = Some((apps, accounts))`: that many merchant apps and provider
+    /// accounts in the config files (copies of the demo's, each with its own secret, which the caller creates
+    /// with [`Deployment::extra_secrets`]).
+    fn write_scaled(
+        stack: &LocalStack,
+        table: &str,
+        dir: &Path,
+        scale: Option<(usize, usize)>,
+    ) -> anyhow::Result<Deployment> {
         std::fs::create_dir_all(dir)?;
         let config = LocalConfig::demo_with(None)?;
         let mut accounts = Vec::new();
@@ -94,12 +116,25 @@ impl Deployment {
             }
             accounts.push(account);
         }
-        let apps: Vec<Value> = config
+        let mut apps: Vec<Value> = config
             .apps
             .iter()
             .flatten()
             .map(|a| json!({"id": a.id, "role": a.role}))
             .collect();
+        if let Some((n_apps, n_accounts)) = scale {
+            let demo = accounts.clone();
+            for i in accounts.len()..n_accounts {
+                let mut copy = demo[i % demo.len()].clone();
+                let id = format!("scale-{i:03}");
+                copy["id"] = json!(id);
+                copy["secret_name"] = json!(format!("local/provider/{id}"));
+                accounts.push(copy);
+            }
+            for i in apps.len()..n_apps {
+                apps.push(json!({"id": format!("scaleapp{i:04}"), "role": "merchant"}));
+            }
+        }
         let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
         std::fs::write(
             path("provider-accounts.json"),
@@ -152,7 +187,65 @@ impl Deployment {
         env.push(("HOME".into(), dir.to_string_lossy().into_owned()));
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs)?;
-        Ok(Deployment { env, logs })
+        Ok(Deployment {
+            env,
+            logs,
+            accounts: accounts.len(),
+            apps: apps.len(),
+        })
+    }
+
+    /// The secrets of the scaled configuration's copies (`scale-NNN` accounts with their demo original's
+    /// credentials, `scaleappNNNN` apps), created or overwritten in Secrets Manager.
+    async fn extra_secrets(n_apps: usize, n_accounts: usize) -> anyhow::Result<()> {
+        let sdk = recharge_aws::sdk_config().await;
+        let client = aws_sdk_secretsmanager::Client::new(&sdk);
+        let config = LocalConfig::demo_with(None)?;
+        let demo: Vec<Value> = config
+            .accounts
+            .iter()
+            .flatten()
+            .map(|a| a.secret.clone())
+            .collect();
+        let demo_apps = config.apps.iter().flatten().count();
+        let mut secrets: Vec<(String, String)> = (demo.len()..n_accounts)
+            .map(|i| {
+                (
+                    format!("local/provider/scale-{i:03}"),
+                    demo[i % demo.len()].to_string(),
+                )
+            })
+            .collect();
+        secrets.extend((demo_apps..n_apps).map(|i| {
+            (
+                format!("{MERCHANT_PREFIX}scaleapp{i:04}"),
+                json!({"app_secret": format!("scale-secret-{i}")}).to_string(),
+            )
+        }));
+        for (name, value) in secrets {
+            let created = client
+                .create_secret()
+                .name(&name)
+                .secret_string(&value)
+                .send()
+                .await;
+            if let Err(e) = created {
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_exists_exception())
+                {
+                    client
+                        .put_secret_value()
+                        .secret_id(&name)
+                        .secret_string(&value)
+                        .send()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                } else {
+                    anyhow::bail!("{name}: {e}");
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -193,9 +286,48 @@ impl Running {
             .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))
     }
 
+    /// CPU time (user + system) the process has used so far, in ms (`/proc/<pid>/stat`, 100 ticks a second).
+    fn cpu_ms(&self) -> anyhow::Result<f64> {
+        let pid = self
+            .child
+            .id()
+            .ok_or_else(|| anyhow::anyhow!("{} has exited", self.name))?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        match (tick(11), tick(12)) {
+            (Some(u), Some(s)) => Ok((u + s) * 10.0),
+            _ => anyhow::bail!("unreadable /proc/{pid}/stat"),
+        }
+    }
+
     async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// The warm figures of one function the cost model reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Warm {
+    pub p50_ms: f64,
+    pub cpu_ms: f64,
+    pub log_bytes: f64,
+}
+
+/// What the Lambda section measured for the cost model, by function name.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    pub warm: BTreeMap<&'static str, Warm>,
+    pub init_ms: BTreeMap<&'static str, f64>,
+}
+
+fn log_len(deployment: &Deployment, name: &str) -> f64 {
+    std::fs::metadata(deployment.logs.join(format!("{name}.log")))
+        .map(|m| m.len() as f64)
+        .unwrap_or(0.0)
 }
 
 /// Execs `program` as Lambda would and waits for its first `next` call; returns it running, with its init
@@ -336,9 +468,10 @@ pub async fn run(
     app: (&str, &str),
     samples: usize,
     opts: &LambdaOptions,
-) -> anyhow::Result<Vec<Row>> {
+) -> anyhow::Result<(Vec<Row>, Measured)> {
     let deployment = Deployment::write(stack, table, &opts.work_dir)?;
     let mut rows = Vec::new();
+    let mut measured = Measured::default();
     let cold = "Lambda cold start: release binary, exec to first /next, local runtime API + DynamoDB Local + moto";
 
     let peer = match &opts.python {
@@ -373,6 +506,7 @@ pub async fn run(
         )
         .await?;
         let median = percentile(&times, 50.0);
+        measured.init_ms.insert(name, median);
         let ratio = peer_median.map(|p| p / median);
         let meets = median <= INIT_GOAL_MS && ratio.is_none_or(|r| r >= PEER_RATIO_GOAL);
         rows.push(row(
@@ -386,7 +520,7 @@ pub async fn run(
                     .map(|r| format!(", Python peer / this = {r:.1}x"))
                     .unwrap_or_default()
             ),
-            "<= 40 ms, >= 10x faster than the Python peer",
+            "<= 40 ms, >= 15x faster than the Python peer",
             if meets { "meets" } else { "MISSES" },
         ));
     }
@@ -408,8 +542,167 @@ pub async fn run(
         ));
     }
 
+    rows.extend(tenant_scale(stack, table, &deployment, opts, &measured).await?);
+    rows.extend(first_invocations(stack, &deployment, app, opts).await?);
+
     eprintln!("warm latency through the runtime API loop: {samples} samples per route ...");
-    rows.extend(warm(stack, &deployment, floor, app, samples, opts).await?);
+    let (warm_rows, warm) = warm(stack, &deployment, floor, app, samples, opts).await?;
+    rows.extend(warm_rows);
+    measured.warm = warm;
+    Ok((rows, measured))
+}
+
+/// Init of the two merchant-facing functions with the demo's apps and accounts beside `MANY_APPS` apps and
+/// `MANY_ACCOUNTS` accounts (each with its secret in Secrets Manager): the large within `SCALE_RATIO_GOAL`
+/// of the small, the same run.
+async fn tenant_scale(
+    stack: &LocalStack,
+    table: &str,
+    small: &Deployment,
+    opts: &LambdaOptions,
+    measured: &Measured,
+) -> anyhow::Result<Vec<Row>> {
+    eprintln!(
+        "init with {MANY_APPS} apps and {MANY_ACCOUNTS} accounts: creating their secrets ..."
+    );
+    Deployment::extra_secrets(MANY_APPS, MANY_ACCOUNTS).await?;
+    let large = Deployment::write_scaled(
+        stack,
+        table,
+        &opts.work_dir.join("scaled"),
+        Some((MANY_APPS, MANY_ACCOUNTS)),
+    )?;
+    let sec = "Lambda init by tenant count: exec to first /next, median";
+    let mut rows = Vec::new();
+    for name in ["submit-order", "order-status", "provider-callback"] {
+        eprintln!(
+            "cold start: {name} with {} apps, {} accounts x{} ...",
+            large.apps, large.accounts, opts.starts
+        );
+        let times = cold_starts(
+            name,
+            &opts.bin_dir.join(name),
+            &[],
+            &large,
+            &[],
+            opts.starts,
+        )
+        .await?;
+        let big = percentile(&times, 50.0);
+        let base = measured.init_ms.get(name).copied().unwrap_or(f64::NAN);
+        let ratio = big / base;
+        rows.push(row(
+            sec,
+            &format!(
+                "{name}: {} apps / {} accounts vs {} / {}",
+                large.apps, large.accounts, small.apps, small.accounts
+            ),
+            format!("{big:.1} ms vs {base:.1} ms = {ratio:.2}x"),
+            &format!("<= {SCALE_RATIO_GOAL}x"),
+            if ratio <= SCALE_RATIO_GOAL {
+                "meets"
+            } else {
+                "MISSES"
+            },
+        ));
+    }
+    Ok(rows)
+}
+
+/// Exec to the first answer (init plus the first request, what a cold user request pays), median of a few
+/// starts per function: a POST, a GET of an order it just created, a provider callback of an accepted order,
+/// and a scheduled run of each scheduled function.
+async fn first_invocations(
+    stack: &LocalStack,
+    deployment: &Deployment,
+    (app, secret): (&str, &str),
+    opts: &LambdaOptions,
+) -> anyhow::Result<Vec<Row>> {
+    let starts = opts.starts.div_ceil(4).max(3);
+    let sec = "Lambda first invocation: exec to the first answer (init + first request)";
+    let sim = stack
+        .sim("wikeyun-main")
+        .ok_or_else(|| anyhow::anyhow!("no wikeyun simulator"))?;
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let mut rows = Vec::new();
+    for name in FUNCTIONS {
+        eprintln!("first invocation: {name} x{starts} ...");
+        let mut times = Vec::with_capacity(starts);
+        for i in 0..starts {
+            let no = format!("FI{run_id}-{i}");
+            let create = |no: &str| {
+                let body = json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800130006"});
+                signed_request(
+                    app,
+                    secret,
+                    "POST",
+                    "/v1/orders",
+                    body.to_string().into_bytes(),
+                )
+            };
+            let event = match name {
+                "submit-order" => http_event(&create(&no))?,
+                "order-status" | "provider-callback" => {
+                    let r = recharge_api::http_routes::handle(stack.state(), create(&no)).await;
+                    anyhow::ensure!(
+                        r.status == 201,
+                        "first invocation: create HTTP {}",
+                        r.status
+                    );
+                    if name == "order-status" {
+                        http_event(&signed_request(
+                            app,
+                            secret,
+                            "GET",
+                            &format!("/v1/orders/{no}"),
+                            Vec::new(),
+                        ))?
+                    } else {
+                        let id = recharge_core::OrderId::derive(
+                            &recharge_core::AppId::parse(app)?,
+                            &recharge_core::MerchantOrderNo::parse(&no)?,
+                        );
+                        let attempt = format!("{id}01");
+                        let rec = sim
+                            .orders()
+                            .into_iter()
+                            .find(|o| o.caller_order_id == attempt)
+                            .ok_or_else(|| anyhow::anyhow!("the simulator has no {attempt}"))?;
+                        http_event(&crate::util::wikeyun_success_callback(&rec))?
+                    }
+                }
+                _ => scheduled_event(),
+            };
+            let exec = Instant::now();
+            let (f, _) = start(name, &opts.bin_dir.join(name), &[], deployment, &[]).await?;
+            let (answer, _) = f.invoke(&event).await?;
+            times.push(ms(exec.elapsed()));
+            f.stop().await;
+            if matches!(name, "submit-order" | "order-status" | "provider-callback") {
+                anyhow::ensure!(
+                    matches!(status_of(&answer), 200 | 201),
+                    "{name} first invocation: HTTP {} {}",
+                    status_of(&answer),
+                    body_of(&answer)
+                );
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        rows.push(row(
+            sec,
+            &format!("{name}, n={}", times.len()),
+            format!(
+                "median {:.1} ms (min {:.1}, max {:.1})",
+                percentile(&times, 50.0),
+                times.first().copied().unwrap_or(f64::NAN),
+                times.last().copied().unwrap_or(f64::NAN)
+            ),
+            "",
+            "",
+        ));
+    }
     Ok(rows)
 }
 
@@ -421,8 +714,9 @@ async fn warm(
     (app, secret): (&str, &str),
     samples: usize,
     opts: &LambdaOptions,
-) -> anyhow::Result<Vec<Row>> {
+) -> anyhow::Result<(Vec<Row>, BTreeMap<&'static str, Warm>)> {
     let bin = |name: &str| opts.bin_dir.join(name);
+    let mut use_of: BTreeMap<&'static str, Warm> = BTreeMap::new();
     let sim = stack
         .sim("wikeyun-main")
         .ok_or_else(|| anyhow::anyhow!("no wikeyun simulator"))?;
@@ -435,6 +729,7 @@ async fn warm(
     let numbers: Vec<String> = (0..samples).map(|i| format!("LR{run_id}-{i}")).collect();
     let (submit, _) = start("submit-order", &bin("submit-order"), &[], deployment, &[]).await?;
     let mut post = Vec::with_capacity(samples);
+    let (cpu0, log0) = (submit.cpu_ms()?, log_len(deployment, "submit-order"));
     for no in &numbers {
         // Script 0006 (by the number's last four digits): accepted, never called back.
         let body = json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800130006"});
@@ -454,6 +749,10 @@ async fn warm(
         );
         post.push(ms(took));
     }
+    use_of.insert(
+        "submit-order",
+        warm_use(&submit, deployment, cpu0, log0, &post)?,
+    );
     peaks.push(("submit-order", samples, submit.peak_rss_kib()?));
     submit.stop().await;
 
@@ -471,6 +770,7 @@ async fn warm(
     )
     .await?;
     let mut cb = Vec::with_capacity(samples);
+    let (cpu0, log0) = (callback.cpu_ms()?, log_len(deployment, "provider-callback"));
     for no in &numbers {
         let id = recharge_core::OrderId::derive(
             &recharge_core::AppId::parse(app)?,
@@ -480,7 +780,7 @@ async fn warm(
         let rec = ledger
             .get(&attempt)
             .ok_or_else(|| anyhow::anyhow!("the simulator has no {attempt}"))?;
-        let req = crate::perf::wikeyun_success_callback(rec);
+        let req = crate::util::wikeyun_success_callback(rec);
         let (answer, took) = callback.invoke(&http_event(&req)?).await?;
         anyhow::ensure!(
             status_of(&answer) == 200 && body_of(&answer) == "success",
@@ -490,11 +790,16 @@ async fn warm(
         );
         cb.push(ms(took));
     }
+    use_of.insert(
+        "provider-callback",
+        warm_use(&callback, deployment, cpu0, log0, &cb)?,
+    );
     peaks.push(("provider-callback", samples, callback.peak_rss_kib()?));
     callback.stop().await;
 
     let (status, _) = start("order-status", &bin("order-status"), &[], deployment, &[]).await?;
     let mut get = Vec::with_capacity(samples);
+    let (cpu0, log0) = (status.cpu_ms()?, log_len(deployment, "order-status"));
     for no in &numbers {
         let req = signed_request(app, secret, "GET", &format!("/v1/orders/{no}"), Vec::new());
         let (answer, took) = status.invoke(&http_event(&req)?).await?;
@@ -506,20 +811,27 @@ async fn warm(
         );
         get.push(ms(took));
     }
+    use_of.insert(
+        "order-status",
+        warm_use(&status, deployment, cpu0, log0, &get)?,
+    );
     peaks.push(("order-status", samples, status.peak_rss_kib()?));
     status.stop().await;
 
     for name in ["reconcile", "check-balance"] {
         let (f, _) = start(name, &bin(name), &[], deployment, &[]).await?;
         let runs = 20;
+        let (cpu0, log0) = (f.cpu_ms()?, log_len(deployment, name));
+        let mut took = Vec::with_capacity(runs);
         for _ in 0..runs {
-            f.invoke(&scheduled_event()).await?;
+            took.push(ms(f.invoke(&scheduled_event()).await?.1));
         }
+        use_of.insert(name, warm_use(&f, deployment, cpu0, log0, &took)?);
         peaks.push((name, runs, f.peak_rss_kib()?));
         f.stop().await;
     }
 
-    let mut rows = crate::perf::latency_rows(
+    let mut rows = crate::table::latency_rows(
         "Lambda warm latency: event handed out by the runtime API to answer received",
         samples,
         floor,
@@ -540,7 +852,26 @@ async fn warm(
             },
         ));
     }
-    Ok(rows)
+    Ok((rows, use_of))
+}
+
+/// The warm figures of a function after `took.len()` invocations that began at `cpu0` ms of CPU and `log0`
+/// bytes of log.
+fn warm_use(
+    f: &Running,
+    deployment: &Deployment,
+    cpu0: f64,
+    log0: f64,
+    took: &[f64],
+) -> anyhow::Result<Warm> {
+    let n = took.len().max(1) as f64;
+    let mut sorted = took.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    Ok(Warm {
+        p50_ms: percentile(&sorted, 50.0),
+        cpu_ms: (f.cpu_ms()? - cpu0) / n,
+        log_bytes: (log_len(deployment, &f.name) - log0) / n,
+    })
 }
 
 /// The deployable artifacts: each function's arm64 `bootstrap` as `cargo lambda build --release --arm64`

@@ -6,7 +6,7 @@
 //! stack, right after the loud orders), on the local stack's default timing (time scale 20, sweep every
 //! 200 ms).
 
-use crate::perf::{Row, row};
+use crate::table::{Row, row};
 use crate::util::percentile;
 use recharge_core::{AppId, MerchantOrderNo, OrderId};
 use recharge_local::{LocalOptions, LocalStack};

@@ -7,9 +7,11 @@
 //!   step of an order's life against docs/storage.md §4, and warm handler latency beside the bare store calls.
 
 use crate::receiver::Receiver;
-use crate::util::{Rng, percentile, signed_request};
+use crate::table::{Floor, Row, latency_rows, ms, print_table, row, stats};
+use crate::util::{Rng, signed_request, wikeyun_success_callback};
 use recharge_api::{ApiRequest, AppState};
-use recharge_aws::CallCounter;
+use recharge_aws::calls::Metered;
+use recharge_aws::{CallCounter, Units};
 use recharge_core::store::{AuditEntry, record};
 use recharge_core::{
     AppId, AttemptNo, Event, Fen, MerchantOrderNo, NewOrder, Order, OrderId, Outcome, ProductCode,
@@ -30,67 +32,14 @@ const APP_SECRET: &str = "demo-secret";
 pub struct BenchOptions {
     pub orders: usize,
     pub due: usize,
+    /// Orders stored, and of them due, in the sweep-at-scale row (`stored = 0` skips it).
+    pub stored: usize,
+    pub stored_due: usize,
     pub samples: usize,
     /// The Lambda section (needs the AWS endpoints too); `None` skips it.
     pub lambda: Option<crate::lambda::LambdaOptions>,
     /// Where `cargo lambda build --arm64` put the functions (`target/lambda`); `None` skips the sizes.
     pub packages: Option<std::path::PathBuf>,
-}
-
-/// One line of the table.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub section: &'static str,
-    pub figure: String,
-    pub measured: String,
-    pub goal: String,
-    pub verdict: String,
-}
-
-pub(crate) fn row(
-    section: &'static str,
-    figure: &str,
-    measured: String,
-    goal: &str,
-    verdict: &str,
-) -> Row {
-    Row {
-        section,
-        figure: figure.to_owned(),
-        measured,
-        goal: goal.to_owned(),
-        verdict: verdict.to_owned(),
-    }
-}
-
-pub fn print_table(rows: &[Row]) {
-    // Each column is as wide as its widest cell, and at least as wide as its heading.
-    let width = |cell: fn(&Row) -> &str, heading: usize| {
-        rows.iter()
-            .map(|r| cell(r).chars().count())
-            .max()
-            .unwrap_or(10)
-            .max(heading)
-    };
-    let w1 = width(|r| r.figure.as_str(), 6);
-    let w2 = width(|r| r.measured.as_str(), 8);
-    let w3 = width(|r| r.goal.as_str(), 4);
-    let mut section = "";
-    println!(
-        "{:<w1$} | {:<w2$} | {:<w3$} | verdict",
-        "figure", "measured", "goal"
-    );
-    println!("{}", "-".repeat(w1 + w2 + w3 + 18));
-    for r in rows {
-        if r.section != section {
-            section = r.section;
-            println!("[{section}]");
-        }
-        println!(
-            "{:<w1$} | {:<w2$} | {:<w3$} | {}",
-            r.figure, r.measured, r.goal, r.verdict
-        );
-    }
 }
 
 pub async fn run(opts: BenchOptions) -> anyhow::Result<Vec<Row>> {
@@ -108,6 +57,13 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Vec<Row>> {
     {
         eprintln!("round trips and latency on DynamoDB Local + Secrets Manager ...");
         rows.extend(dynamo(opts.samples, opts.lambda.as_ref()).await?);
+        if opts.stored > 0 {
+            eprintln!(
+                "sweep at scale: {} stored, {} due, on DynamoDB Local ...",
+                opts.stored, opts.stored_due
+            );
+            rows.extend(crate::scale::run(opts.stored, opts.stored_due).await?);
+        }
     } else {
         eprintln!(
             "AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_SECRETS_MANAGER not set: round trips and latency skipped (run scripts/bench)"
@@ -471,6 +427,8 @@ struct Lifecycle {
     callback: Counts,
     get: Counts,
     duplicate: Counts,
+    /// The DynamoDB calls of each step in order, with the capacity each consumed (POST, callback, GET).
+    units: [Vec<(String, Units)>; 3],
 }
 
 /// One order's life through the handlers, counting SDK calls per step. The provider's own callback (after
@@ -489,6 +447,7 @@ async fn lifecycle(
     }
     let body = body.to_string().into_bytes();
     let before = calls.snapshot();
+    let m0 = calls.metered().len();
     let r = recharge_api::http_routes::handle(
         state,
         signed_request(APP, APP_SECRET, "POST", "/v1/orders", body.clone()),
@@ -496,6 +455,7 @@ async fn lifecycle(
     .await;
     anyhow::ensure!(r.status == 201, "create: HTTP {}", r.status);
     let after_create = calls.snapshot();
+    let m1 = calls.metered().len();
     let id = order_id(no)?;
     let attempt = format!("{id}01");
     let sim = stack
@@ -516,6 +476,7 @@ async fn lifecycle(
     // The acknowledgement is sent after the write: give the handler's follow-up (notification) a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after_callback = calls.snapshot();
+    let m2 = calls.metered().len();
     let r = recharge_api::http_routes::handle(
         state,
         signed_request(
@@ -529,6 +490,9 @@ async fn lifecycle(
     .await;
     anyhow::ensure!(r.status == 200, "get: HTTP {}", r.status);
     let after_get = calls.snapshot();
+    let metered = calls.metered();
+    let slice = |a: usize, b: usize| metered.get(a..b).unwrap_or_default().to_vec();
+    let units = [slice(m0, m1), slice(m1, m2), slice(m2, metered.len())];
     let r = recharge_api::http_routes::handle(
         state,
         signed_request(APP, APP_SECRET, "POST", "/v1/orders", body),
@@ -541,6 +505,7 @@ async fn lifecycle(
         callback: diff(&after_callback, &after_create),
         get: diff(&after_get, &after_callback),
         duplicate: diff(&after_dup, &after_get),
+        units,
     })
 }
 
@@ -549,7 +514,7 @@ async fn dynamo(
     samples: usize,
     lambda: Option<&crate::lambda::LambdaOptions>,
 ) -> anyhow::Result<Vec<Row>> {
-    let calls = CallCounter::new();
+    let calls = CallCounter::metering();
     let table = format!(
         "bench-{}",
         std::time::SystemTime::now()
@@ -641,7 +606,7 @@ async fn dynamo(
         "0 writes (refused conditional write)",
         &if dup_writes_attempted <= 1 {
             format!(
-                "at budget (the {dup_writes_attempted} TransactWriteItems is refused, writes nothing)"
+                "at budget (the {dup_writes_attempted} conditional PutItem is refused, writes nothing)"
             )
         } else {
             budget(&warm.duplicate, 0, 1)
@@ -663,98 +628,20 @@ async fn dynamo(
         if warm_secrets == 0 { "meets" } else { "MISSES" },
     ));
 
+    let (capacity, life) = capacity_rows(&notified.units);
+    rows.extend(capacity);
+
     let (latency_rows, floor) = latency(&stack, samples).await?;
     rows.extend(latency_rows);
     if let Some(lambda) = lambda {
-        rows.extend(
-            crate::lambda::run(&stack, &table, &floor, (APP, APP_SECRET), samples, lambda).await?,
-        );
+        let (lambda_rows, measured) =
+            crate::lambda::run(&stack, &table, &floor, (APP, APP_SECRET), samples, lambda).await?;
+        rows.extend(lambda_rows);
+        let accounts = stack.state().providers.iter().count() as f64;
+        rows.extend(crate::cost::rows(&cost_inputs(&measured, life, accounts)).0);
     }
     stack.stop().await;
     Ok(rows)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn stats(mut v: Vec<f64>) -> (f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (percentile(&v, 50.0), percentile(&v, 99.0))
-}
-
-/// The wikeyun account's signed success callback for an order the simulator holds (what the provider would
-/// send), as a request to `/v1/callbacks/wikeyun-main`.
-pub(crate) fn wikeyun_success_callback(rec: &recharge_sim::OrderRecord) -> ApiRequest {
-    let mut p: BTreeMap<String, String> = BTreeMap::new();
-    p.insert("order_no".into(), rec.caller_order_id.clone());
-    p.insert("order_number".into(), rec.provider_order_id.clone());
-    p.insert("status".into(), "2".into());
-    p.insert("mobile".into(), rec.account.clone());
-    p.insert("amount".into(), recharge_sim::codec::yuan(rec.amount_fen));
-    p.insert(
-        "cost_price".into(),
-        recharge_sim::codec::yuan(rec.price_fen),
-    );
-    p.insert("fanli".into(), "0".into());
-    // The demo wikeyun account's app secret (recharge-local's demo configuration).
-    let sig = recharge_sim::wikeyun::sign(&p, "TestAppSecret0123");
-    p.insert("sign".into(), sig);
-    ApiRequest {
-        method: "POST".into(),
-        path: "/v1/callbacks/wikeyun-main".into(),
-        raw_query: String::new(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: serde_json::to_string(&p).unwrap_or_default().into_bytes(),
-    }
-}
-
-/// One row per route (POST /v1/orders, the wikeyun callback, GET /v1/orders/{no}, in that order): the measured
-/// latencies (ms) beside the bare store calls the route needs, and the ratio of the medians.
-pub(crate) fn latency_rows(
-    section: &'static str,
-    samples: usize,
-    floor: &Floor,
-    [post, callback, get]: [Vec<f64>; 3],
-) -> Vec<Row> {
-    [
-        (
-            "POST /v1/orders (incl. the provider call to the simulator)",
-            post,
-            floor.post,
-            "create + record",
-        ),
-        (
-            "provider callback (wikeyun, final)",
-            callback,
-            floor.callback,
-            "get + record",
-        ),
-        ("GET /v1/orders/{no}", get, floor.get, "get"),
-    ]
-    .into_iter()
-    .map(|(name, took, (f50, f99), floor_name)| {
-        let (h50, h99) = stats(took);
-        row(
-            section,
-            &format!("{name}, n={samples}"),
-            format!(
-                "p50 {h50:.2} ms, p99 {h99:.2} ms | store calls alone ({floor_name}): p50 {f50:.2} ms, p99 {f99:.2} ms | ratio p50 {:.2}x",
-                h50 / f50
-            ),
-            "",
-            "",
-        )
-    })
-    .collect()
-}
-
-/// p50 and p99 (ms) of the bare store calls each route needs, on the same DynamoDB Local.
-#[derive(Debug, Clone, Copy)]
-pub struct Floor {
-    pub post: (f64, f64),
-    pub callback: (f64, f64),
-    pub get: (f64, f64),
 }
 
 /// Warm handler latency (no HTTP server in front: `http_routes::handle` as the Lambda runtime loop calls it) beside
@@ -935,5 +822,127 @@ mod tests {
             "{} s of CPU in 300 ms",
             after - before
         );
+    }
+}
+
+/// The consumed capacity of each step of one order's life (an order with a `notify_url`), as DynamoDB Local
+/// reports it with `ReturnConsumedCapacity = INDEXES`, and the lifecycle's sum against the goal.
+fn capacity_rows([post, callback, get]: &[Vec<(String, Units)>; 3]) -> (Vec<Row>, Units) {
+    let sec = "DynamoDB Local: consumed capacity per step (ReturnConsumedCapacity = INDEXES), order with notify_url";
+    let is_w = |op: &str| is_write(op);
+    // The POST's writes: the create, then the accepted answer. The callback's: the final state, then the
+    // notification's outcome.
+    let split = |calls: &[Metered]| -> (Vec<Metered>, Vec<Metered>) {
+        let first_write = calls.iter().position(|(op, _)| is_w(op));
+        match first_write {
+            Some(i) => (calls[..=i].to_vec(), calls[i + 1..].to_vec()),
+            None => (calls.to_vec(), Vec::new()),
+        }
+    };
+    let (create, accepted) = split(post);
+    let (final_state, notified) = split(callback);
+    let sum = |calls: &[(String, Units)]| calls.iter().fold(Units::default(), |a, (_, u)| a + *u);
+    let describe_units = |calls: &[(String, Units)]| {
+        let u = sum(calls);
+        let ops: Vec<&str> = calls.iter().map(|(op, _)| op.as_str()).collect();
+        format!(
+            "{:.1} WCU, {:.1} RCU (indexes {:.1}) in {}",
+            u.write,
+            u.read,
+            u.index,
+            if ops.is_empty() {
+                "no call".to_owned()
+            } else {
+                ops.join(" + ")
+            }
+        )
+    };
+    let mut rows: Vec<Row> = [
+        (
+            "create (POST /v1/orders, the order written)",
+            &create,
+            "1 plain conditional write",
+        ),
+        (
+            "accepted (the provider's answer recorded)",
+            &accepted,
+            "1 plain conditional write",
+        ),
+        (
+            "callback to final (succeeded)",
+            &final_state,
+            "1 read + 1 plain conditional write",
+        ),
+        (
+            "notification recorded",
+            &notified,
+            "1 plain conditional write",
+        ),
+        ("merchant GET /v1/orders/{no}", &get.clone(), "1 read"),
+    ]
+    .into_iter()
+    .map(|(name, calls, goal)| row(sec, name, describe_units(calls), goal, ""))
+    .collect();
+    let writes: Vec<(String, Units)> = post.iter().chain(callback).cloned().collect();
+    let life = sum(&writes) + sum(get);
+    // The same changes in the layout before 2026-12-01, by AWS's billing rule: a `TransactWriteItems` of the
+    // order item (no smaller than now) and its audit item (under 1 KB), 2 units per KB of each, and the same
+    // index changes (billed once; docs/storage.md §6).
+    let before: f64 = writes
+        .iter()
+        .filter(|(op, _)| is_w(op))
+        .map(|(_, u)| 2.0 * (u.write - u.index + 1.0) + u.index)
+        .sum();
+    let goal = before / 2.0;
+    rows.push(row(
+        sec,
+        "lifecycle (create + accepted + final + notified + GET)",
+        format!(
+            "{:.1} WCU, {:.1} RCU (the transactional layout: {before:.1} WCU)",
+            life.write, life.read
+        ),
+        &format!("<= {goal:.1} WCU (half of the transactional layout's)"),
+        if life.write <= goal {
+            "meets"
+        } else {
+            "MISSES"
+        },
+    ));
+    (rows, life)
+}
+
+/// The cost model's inputs from this run: one POST, one callback (which records the notification) and one
+/// GET per order, and the scheduled functions' runs (one a minute each) spread over the model's monthly
+/// orders. Secret calls per cold start are the code's: one `BatchGetSecretValue` per 20 accounts where a
+/// function calls providers, and the two stages of a merchant app's secret on its first use.
+fn cost_inputs(m: &crate::lambda::Measured, life: Units, accounts: f64) -> crate::cost::CostInputs {
+    let batches = (accounts / 20.0).ceil();
+    let scheduled_per_order = 30.0 * 24.0 * 60.0 / crate::cost::ORDERS_PER_MONTH;
+    let plan: [(&'static str, f64, f64, f64); 5] = [
+        ("submit-order", 1.0, batches + 2.0, 1.0),
+        ("provider-callback", 1.0, batches, 1.0),
+        ("order-status", 1.0, 2.0, 1.0),
+        ("reconcile", scheduled_per_order, batches, 0.0),
+        ("check-balance", scheduled_per_order, batches, 0.0),
+    ];
+    crate::cost::CostInputs {
+        functions: plan
+            .into_iter()
+            .map(|(name, per_order, init_secret_calls, http)| {
+                let w = m.warm.get(name).copied().unwrap_or_default();
+                crate::cost::FunctionUse {
+                    name,
+                    per_order,
+                    wall_ms: w.p50_ms,
+                    cpu_ms: w.cpu_ms,
+                    log_bytes: w.log_bytes,
+                    init_ms: m.init_ms.get(name).copied().unwrap_or(0.0),
+                    init_secret_calls,
+                    http,
+                }
+            })
+            .collect(),
+        write_units: life.write,
+        read_units: life.read,
     }
 }

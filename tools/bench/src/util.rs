@@ -1,10 +1,11 @@
-//! Small helpers: a seedable generator, signed merchant requests for calling the handlers directly, and
-//! percentiles.
+//! Small helpers: a seedable generator, signed merchant requests for calling the handlers directly, a
+//! provider's signed callback, and percentiles.
 
 use recharge_api::ApiRequest;
 use recharge_api::auth::{
     HEADER_APP, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, hmac_hex, string_to_sign,
 };
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// SplitMix64: tiny and seedable; the campaign's choices depend only on the seed and the order index.
@@ -74,4 +75,30 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The wikeyun account's signed success callback for an order the simulator holds (what the provider would
+/// send), as a request to `/v1/callbacks/wikeyun-main`.
+pub(crate) fn wikeyun_success_callback(rec: &recharge_sim::OrderRecord) -> ApiRequest {
+    let mut p: BTreeMap<String, String> = BTreeMap::new();
+    p.insert("order_no".into(), rec.caller_order_id.clone());
+    p.insert("order_number".into(), rec.provider_order_id.clone());
+    p.insert("status".into(), "2".into());
+    p.insert("mobile".into(), rec.account.clone());
+    p.insert("amount".into(), recharge_sim::codec::yuan(rec.amount_fen));
+    p.insert(
+        "cost_price".into(),
+        recharge_sim::codec::yuan(rec.price_fen),
+    );
+    p.insert("fanli".into(), "0".into());
+    // The demo wikeyun account's app secret (recharge-local's demo configuration).
+    let sig = recharge_sim::wikeyun::sign(&p, "TestAppSecret0123");
+    p.insert("sign".into(), sig);
+    ApiRequest {
+        method: "POST".into(),
+        path: "/v1/callbacks/wikeyun-main".into(),
+        raw_query: String::new(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: serde_json::to_string(&p).unwrap_or_default().into_bytes(),
+    }
 }

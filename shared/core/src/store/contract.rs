@@ -456,6 +456,68 @@ pub async fn audit_trail_is_append_only_in_version_order(store: Arc<dyn OrderSto
     assert!(trail[2].summary.contains("succeeded"), "{:?}", trail[2]);
 }
 
+/// A history longer than a store keeps in one place (the DynamoDB store moves older entries out of the order
+/// item): every entry still comes back once, in version order, with its detail.
+pub async fn a_long_history_keeps_every_audit_entry_once_in_version_order(
+    store: Arc<dyn OrderStore>,
+) {
+    let order = sample_order("long-audit");
+    let detail = |v: u64| Some(format!("v{v} {}", "x".repeat(300)));
+    store
+        .create(&order, &AuditEntry::for_create(&order, detail(1)))
+        .await
+        .unwrap();
+    let policy = Policy::default();
+    let mut current = order.clone();
+    let mut events = vec![
+        accepted(AttemptNo::FIRST, Source::Submit),
+        succeeded(AttemptNo::FIRST),
+    ];
+    for _ in 0..10 {
+        // Filled in below with the order's current sequence: failed notification tries, each a change.
+        events.push(Event::Notified {
+            sequence: 0,
+            delivered: false,
+            retry_at: Some(T0.plus(Duration::from_secs(60))),
+        });
+    }
+    for event in events {
+        let event = match event {
+            Event::Notified {
+                delivered,
+                retry_at,
+                ..
+            } => Event::Notified {
+                sequence: current.sequence(),
+                delivered,
+                retry_at,
+            },
+            other => other,
+        };
+        let v = current.version() + 1;
+        match record(&*store, current.clone(), &event, T0, &policy, detail(v))
+            .await
+            .unwrap()
+        {
+            Recorded::Applied(applied) => current = applied.order,
+            Recorded::Refused { refusal, .. } => panic!("refused at v{v}: {refusal}"),
+        }
+    }
+    assert_eq!(current.version(), 13);
+    let trail = store.audit_trail(order.id()).await.unwrap();
+    let versions: Vec<u64> = trail.iter().map(|e| e.version).collect();
+    assert_eq!(versions, (1..=13).collect::<Vec<u64>>());
+    for e in &trail {
+        assert_eq!(e.detail, detail(e.version), "entry {}", e.version);
+    }
+    assert!(
+        trail[12].summary.contains("notification"),
+        "{:?}",
+        trail[12]
+    );
+    assert_eq!(store.get(order.id()).await.unwrap(), Some(current));
+}
+
 pub async fn due_index_holds_open_orders_until_they_are_final(store: Arc<dyn OrderStore>) {
     let order = sample_order("due");
     store
@@ -1007,6 +1069,7 @@ macro_rules! order_store_contract {
             replace_applies_only_on_the_expected_version,
             replace_of_a_missing_order_conflicts_with_nothing,
             audit_trail_is_append_only_in_version_order,
+            a_long_history_keeps_every_audit_entry_once_in_version_order,
             due_index_holds_open_orders_until_they_are_final,
             due_is_earliest_first_and_limited,
             concurrent_creates_of_one_order_write_once_and_agree,

@@ -1,9 +1,10 @@
 //! The operator console (docs/console.md) in headless Chromium, on a local stack holding a stuck order: the page
 //! is loud about it, the operator resolves it with evidence through the page and drains a provider account, and
-//! the API shows what the page did. And `recharge-ops console`'s proxy against the same stack in HMAC mode.
+//! the API shows what the page did; a reconciliation run from the page lists an overcharge as a mismatch that
+//! leads to its order. And `recharge-ops console`'s proxy against the same stack in HMAC mode.
 //!
-//! `RECHARGE_CONSOLE_SCREENSHOT=docs/console.png` makes the browser test save the console's screenshot there
-//! (how docs/console.png was made).
+//! `RECHARGE_CONSOLE_SCREENSHOT=docs/console.png` makes the browser tests save the console's screenshots there
+//! and beside it as `console-recon.png` (how docs/console.png and docs/console-recon.png were made).
 
 use crate::browser::{Driver, Session};
 use crate::helpers::*;
@@ -306,4 +307,92 @@ async fn recharge_ops_console_signs_the_page_s_calls_against_the_local_stack_in_
     let refused: Value = r.json().await.unwrap();
     assert_eq!(refused["error"]["code"], "bad_signature", "{refused}");
     task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciliation_mismatch_run_from_the_console_is_loud_and_leads_to_its_order_in_headless_chromium()
+ {
+    let h = Harness::start().await;
+    // 0011: the provider delivers and charges (and reports) more than the agreed price: a price mismatch that
+    // only the daily reconciliation sees.
+    let no = order_no("overcharged");
+    let created = h
+        .demo()
+        .create_order(
+            &json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800130011"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["order_id"].as_str().unwrap().to_owned();
+    wait_for(&h.demo(), &no, Duration::from_secs(30), "succeeded", |v| {
+        v["status"] == "succeeded"
+    })
+    .await;
+    let today = recharge_core::recon::ReconDay::containing(
+        h.stack.state().clock.now(),
+        h.stack.state().settings.recon_utc_offset_minutes,
+    )
+    .date();
+
+    let driver = Driver::start().await;
+    let profile = std::env::temp_dir().join(format!("recharge-console-{}", order_no("profile")));
+    let session = driver.session(&profile).await;
+    session.window(1280, 800).await;
+    let console = format!("{}/ops/console/", h.stack.base_url());
+    session
+        .post("/url", json!({ "url": format!("{console}#recon/{today}") }))
+        .await;
+    // Nothing has been reconciled yet: no report, no mismatch, and nothing else wrong.
+    wait_attribute(&session, "#recon-summary", "data-reports", "0").await;
+    wait_attribute(&session, "#count-mismatches", "data-count", "0").await;
+
+    // The operator runs the day now: the mismatch is listed with the order, and the count on top is loud.
+    session.click("#recon-run").await;
+    let row = format!("#mismatches-table tr[data-kind='price_mismatch'][data-order-id='{id}']");
+    session
+        .wait_for(&row, "the price mismatch", Duration::from_secs(60))
+        .await;
+    wait_attribute(&session, "#count-mismatches", "data-level", "alarm").await;
+    wait_attribute(&session, "body", "data-state", "alarm").await;
+    if let Some(path) = std::env::var_os("RECHARGE_CONSOLE_SCREENSHOT") {
+        let path = std::path::PathBuf::from(path).with_file_name("console-recon.png");
+        std::fs::write(path, session.screenshot().await).unwrap();
+    }
+    let listed = session.text(&row).await;
+    assert!(listed.contains("wikeyun-main"), "{listed}");
+    let count: u64 = session
+        .attribute("#count-mismatches", "data-count")
+        .await
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(count >= 1, "{count}");
+
+    // The page shows what the API stored.
+    let stored = ops_get(&h, &format!("/ops/recon/mismatches?date={today}")).await;
+    let mismatches = stored["mismatches"].as_array().unwrap();
+    assert!(
+        mismatches
+            .iter()
+            .any(|m| m["kind"] == "price_mismatch" && m["order_id"] == id.as_str()),
+        "{stored}"
+    );
+    assert_eq!(
+        u64::try_from(mismatches.iter().filter(|m| m["alarm"] == true).count()).unwrap(),
+        count,
+        "the count on top is the alarming mismatches of the day: {stored}"
+    );
+
+    // The mismatch leads to its order, where it is resolved.
+    session.click(&format!("{row} a")).await;
+    wait_attribute(&session, "#detail", "data-order-id", &id).await;
+    session
+        .wait_for("#resolve-form", "the resolve form", Duration::from_secs(10))
+        .await;
+
+    session.close().await;
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&profile);
 }
