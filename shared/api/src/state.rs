@@ -28,10 +28,12 @@ pub struct Settings {
     pub sweep_batch: usize,
     /// Due orders worked on at once by one sweep (provider work; notifications have as many again).
     pub sweep_concurrency: usize,
-    /// Due orders of one merchant app worked on per sweep pass: one app's backlog cannot fill a pass.
+    /// Due orders of one merchant app worked on per sweep pass when apps compete (an app alone may use the
+    /// whole `sweep_batch`): one app's backlog cannot fill a pass others need.
     pub sweep_per_app: usize,
-    /// Merchant notifications of one app sent per sweep pass: a hanging notify URL holds at most this many
-    /// senders for one notifier timeout each.
+    /// Merchant notifications of one app sent per sweep pass when many apps compete; otherwise each app gets
+    /// its share of four rounds of the pool, so a pass with every notify URL hanging lasts about four
+    /// notifier timeouts.
     pub notify_per_app: usize,
     /// How long a sender's claim on a notification holds it (`Event::NotifyClaimed`); longer than the
     /// notifier's timeout plus the writes around it, so a claim only lapses when its sender died.

@@ -8,9 +8,9 @@
 //! - **notifications**: merchant notifications, `sweep_concurrency` at a time, each claimed before it is sent
 //!   (`flow::notify_merchant`), so a change has one sender however many sweeps and handlers race.
 //!
-//! Each lane shares its pass fairly between merchant apps: the due orders are taken round robin per app, at
-//! most `sweep_per_app` (work) or `notify_per_app` (notifications) of one app per pass; the rest stay due
-//! for the next pass. One app's backlog, or its hanging notify URL, costs the others at most their place in
+//! Each lane shares its pass fairly between merchant apps: the due orders are taken round robin per app, each
+//! app getting its share of the pass's budget (`sweep_batch` for work, four rounds of the pool for
+//! notifications) and at least `sweep_per_app` or `notify_per_app`; the rest stay due for the next pass. One app's backlog, or its hanging notify URL, costs the others at most their place in
 //! the rotation. The local stack runs the two lanes as two loops; the Lambda runs both in one invocation.
 
 use crate::flow;
@@ -105,8 +105,16 @@ pub async fn sweep_lanes(state: Arc<AppState>, lanes: Lanes) -> SweepReport {
         ),
     };
     let (work, notify) = (
-        fair_share(work, state.settings.sweep_per_app),
-        fair_share(notify, state.settings.notify_per_app),
+        fair_share(
+            work,
+            state.settings.sweep_per_app,
+            state.settings.sweep_batch,
+        ),
+        fair_share(
+            notify,
+            state.settings.notify_per_app,
+            NOTIFY_WAVES * state.settings.sweep_concurrency,
+        ),
     );
     report.deferred = work.1 + notify.1;
     let (a, b) = tokio::join!(
@@ -186,10 +194,16 @@ fn verification_expired(state: &AppState, order: &Order) -> bool {
     })
 }
 
-/// Round robin over the apps of `orders` (each app's orders in their given order), at most `per_app` of one
-/// app; returns the chosen orders in rotation order and how many were left for the next pass.
-fn fair_share(orders: Vec<Order>, per_app: usize) -> (Vec<Order>, usize) {
-    let per_app = per_app.max(1);
+/// How many rounds of the notification pool one pass may fill: with every notify URL hanging, a pass lasts
+/// about this many notifier timeouts.
+const NOTIFY_WAVES: usize = 4;
+
+/// Round robin over the apps of `orders` (each app's orders in their given order). One app gets at most its
+/// share of the pass, `budget` divided among the apps that have due orders, and never less than `per_app`:
+/// apps that compete are capped, an app alone may use the whole budget (a hard per-app cap would let one
+/// busy merchant's notifications fall behind by a pass a minute). Returns the chosen orders in rotation order
+/// and how many were left for the next pass.
+fn fair_share(orders: Vec<Order>, per_app: usize, budget: usize) -> (Vec<Order>, usize) {
     let total = orders.len();
     let mut by_app: BTreeMap<AppId, VecDeque<Order>> = BTreeMap::new();
     let mut rotation: Vec<AppId> = Vec::new();
@@ -201,6 +215,7 @@ fn fair_share(orders: Vec<Order>, per_app: usize) -> (Vec<Order>, usize) {
         }
         queue.push_back(o);
     }
+    let per_app = per_app.max(budget / rotation.len().max(1)).max(1);
     let mut chosen = Vec::with_capacity(total);
     for _round in 0..per_app {
         let mut any = false;
@@ -357,9 +372,24 @@ mod tests {
     fn a_pass_takes_the_apps_round_robin_and_caps_each_app() {
         let mut orders = of_app("loud", 10);
         orders.extend(of_app("quiet", 2));
-        let (chosen, deferred) = fair_share(orders, 3);
+        let (chosen, deferred) = fair_share(orders, 3, 4);
         let apps: Vec<&str> = chosen.iter().map(|o| o.app_id().as_str()).collect();
         assert_eq!(apps, ["loud", "quiet", "loud", "quiet", "loud"]);
         assert_eq!(deferred, 7);
+    }
+
+    #[test]
+    fn an_app_alone_may_use_the_whole_budget_and_competing_apps_share_it() {
+        let (chosen, deferred) = fair_share(of_app("busy", 40), 8, 32);
+        assert_eq!((chosen.len(), deferred), (32, 8));
+
+        let mut orders = of_app("busy", 40);
+        orders.extend(of_app("other", 40));
+        let (chosen, deferred) = fair_share(orders, 8, 32);
+        let busy = chosen
+            .iter()
+            .filter(|o| o.app_id().as_str() == "busy")
+            .count();
+        assert_eq!((chosen.len(), busy, deferred), (32, 16, 48));
     }
 }
