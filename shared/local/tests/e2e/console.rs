@@ -90,6 +90,30 @@ async fn wait_attribute(session: &Session<'_>, css: &str, name: &str, want: &str
     }
 }
 
+/// Clicks a two-click button until it is armed. A click can land on a button the page replaces a moment
+/// later (a re-render after the navigation or the refresh tick), and the new button is not armed; an armed
+/// button is never clicked here, so this cannot apply the change.
+async fn arm(session: &Session<'_>, css: &str) {
+    let started = Instant::now();
+    loop {
+        let armed = session
+            .script(
+                "const e = document.querySelector(arguments[0]); return e && e.getAttribute('data-armed');",
+                json!([css]),
+            )
+            .await;
+        if armed == "true" {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{css} was never armed (it has {armed})"
+        );
+        session.click(css).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_resolves_a_stuck_order_and_drains_an_account_through_the_console_in_headless_chromium()
  {
@@ -214,8 +238,7 @@ async fn an_operator_resolves_a_stuck_order_and_drains_an_account_through_the_co
     session
         .wait_for(drain, "the accounts", Duration::from_secs(15))
         .await;
-    session.click(drain).await;
-    wait_attribute(&session, drain, "data-armed", "true").await;
+    arm(&session, drain).await;
     session.click(drain).await;
     wait_attribute(
         &session,
