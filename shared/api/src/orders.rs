@@ -195,11 +195,7 @@ pub async fn create_order(
         notify_url: req.notify_url,
         request_digest: digest.clone(),
     };
-    let escalate_after = controls
-        .get(&route.provider_account)
-        .and_then(|c| c.escalate_after_secs)
-        .map(|secs| state.scaled(std::time::Duration::from_secs(secs)))
-        .unwrap_or_else(|| state.escalate_after(product.kind));
+    let escalate_after = state.escalate_after_on(&controls, &route.provider_account, product.kind);
     let order = Order::new(new, route, now, policy.call_timeout).with_escalation(escalate_after);
     match state
         .store

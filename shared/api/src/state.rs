@@ -466,6 +466,21 @@ impl AppState {
         self.scaled(kind.escalate_after())
     }
 
+    /// The escalation limit a new order routed to `account` gets: the operator's for the account, else its
+    /// product kind's (docs/operations.md §2), scaled in the local stack.
+    pub fn escalate_after_on(
+        &self,
+        controls: &HashMap<ProviderAccountId, AccountControl>,
+        account: &ProviderAccountId,
+        kind: crate::catalog::ProductKind,
+    ) -> Duration {
+        controls
+            .get(account)
+            .and_then(|c| c.escalate_after_secs)
+            .map(|secs| self.scaled(Duration::from_secs(secs)))
+            .unwrap_or_else(|| self.escalate_after(kind))
+    }
+
     pub fn callback_url(&self, account: &ProviderAccountId) -> String {
         format!(
             "{}/v1/callbacks/{account}",

@@ -17,7 +17,7 @@
 
 use crate::receiver::Receiver;
 use crate::util::{Rng, signed_request};
-use recharge_core::store::AuditEntry;
+use recharge_core::store::{AccountControl, AccountMode, AuditEntry};
 use recharge_core::{
     AppId, AttemptId, AttemptState, Fen, MerchantOrderNo, NewOrder, Order, OrderId, ProductCode,
 };
@@ -65,6 +65,12 @@ pub struct FaultOptions {
     pub dialect_seed: Option<u64>,
     /// Dialects by provider account id (win over `dialect_seed`), e.g. a planted broken provider.
     pub dialects: BTreeMap<String, Dialect>,
+    /// Every account's escalation limit for the campaign, in provider time (an operator's
+    /// `escalate_after_secs`, docs/operations.md §2): short enough that what the campaign leaves open reaches the
+    /// operator queue before it reports (72 h for slow top-ups would be 432 s of waiting at time scale 600).
+    pub escalate_after: Duration,
+    /// After settling, how long to wait at most for the last open order's escalation time to pass.
+    pub queue_wait: Duration,
 }
 
 impl FaultOptions {
@@ -85,6 +91,8 @@ impl FaultOptions {
             store: StoreChoice::Memory,
             dialect_seed: None,
             dialects: BTreeMap::new(),
+            escalate_after: Duration::from_secs(30 * 60),
+            queue_wait: Duration::from_secs(30),
         }
     }
 
@@ -256,6 +264,8 @@ pub struct FaultReport {
     pub create_seconds: f64,
     pub settle_seconds: f64,
     pub settled: bool,
+    /// Seconds spent after settling waiting for the last open order's escalation time.
+    pub queue_waited: f64,
     /// Public status → orders.
     pub by_status: BTreeMap<String, usize>,
     /// Fault → (orders, status → orders).
@@ -281,6 +291,8 @@ pub struct FaultReport {
     /// expires instead).
     pub queued_now: usize,
     pub queued_eventually: usize,
+    /// Open orders waiting for the user's verification code: they expire as failed (nothing was charged).
+    pub awaiting_code: usize,
     /// Ledger totals.
     pub ledger_orders: usize,
     pub ledger_deliveries: u64,
@@ -379,8 +391,13 @@ impl FaultReport {
         }
         println!();
         println!(
-            "open orders: {}; in the operator queue now: {}; with an escalation time (queued once it passes): {}",
-            self.open, self.queued_now, self.queued_eventually
+            "open orders: {}; in the operator queue now: {} (after waiting {:.1} s for escalation times); with an \
+             escalation time: {}; waiting for a verification code (they expire): {}",
+            self.open,
+            self.queued_now,
+            self.queue_waited,
+            self.queued_eventually,
+            self.awaiting_code
         );
         if !self.open_explained.is_empty() {
             println!();
@@ -447,6 +464,7 @@ pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
     let client = stack
         .client(APP)
         .ok_or_else(|| anyhow::anyhow!("the demo app is missing"))?;
+    set_escalation(&state, opts.escalate_after).await?;
 
     // Sweeps aborted at a random point, beside the stack's own sweep.
     let sweeps_aborted = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -538,6 +556,8 @@ pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
     }
     let settle_seconds = settle_start.elapsed().as_secs_f64();
     chaos_sweeps.abort();
+    // What is left open must reach the operator queue: wait (bounded) for the last escalation time to pass.
+    let queue_waited = wait_for_queue(&state, &ids, opts.queue_wait, opts.progress).await?;
 
     let mut report = FaultReport {
         orders: opts.orders,
@@ -549,6 +569,7 @@ pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
         create_seconds,
         settle_seconds,
         settled,
+        queue_waited,
         sweeps_aborted: sweeps_aborted.load(std::sync::atomic::Ordering::Relaxed),
         notifications: receiver.totals(),
         ..FaultReport::default()
@@ -565,6 +586,92 @@ pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
     .await?;
     stack.stop().await;
     Ok(report)
+}
+
+/// Gives every configured account the campaign's escalation limit (an operator's `escalate_after_secs`, read by
+/// the create at once: the stack's control cache is dropped).
+async fn set_escalation(
+    state: &Arc<recharge_api::AppState>,
+    after: Duration,
+) -> anyhow::Result<()> {
+    for account in state.providers.configured() {
+        let enabled = state.catalog.settings(&account.id).enabled;
+        state
+            .balances
+            .put_account_control(&AccountControl {
+                account: account.id.clone(),
+                mode: if enabled {
+                    AccountMode::Enabled
+                } else {
+                    AccountMode::Disabled
+                },
+                low_balance_fen: None,
+                escalate_after_secs: Some(after.as_secs()),
+                code_overrides: None,
+                updated_at: state.clock.now(),
+                updated_by: "fault campaign".into(),
+            })
+            .await?;
+    }
+    state.forget_controls();
+    Ok(())
+}
+
+/// Waits until the escalation time of every open order has passed, at most `limit`; returns the seconds
+/// waited. The open orders are read again after each wait (the sweep may have opened a new attempt meanwhile). An
+/// open order with no escalation time is not waited for (the check calls it a violation).
+async fn wait_for_queue(
+    state: &Arc<recharge_api::AppState>,
+    ids: &[OrderId],
+    limit: Duration,
+    progress: bool,
+) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let Some(latest) = latest_escalation(state, ids).await? else {
+            break;
+        };
+        let ahead = latest.millis() - state.clock.now().millis();
+        if ahead <= 0 {
+            break;
+        }
+        if progress {
+            eprintln!(
+                "  waiting for the open orders' escalation times ({ahead} ms of provider time ahead)"
+            );
+        }
+        while state.clock.now() < latest && start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// The latest escalation time among the open orders, read 32 at a time.
+async fn latest_escalation(
+    state: &Arc<recharge_api::AppState>,
+    ids: &[OrderId],
+) -> anyhow::Result<Option<recharge_core::Timestamp>> {
+    let mut latest = None;
+    for chunk in ids.chunks(32) {
+        let mut reads: JoinSet<anyhow::Result<Option<recharge_core::Timestamp>>> = JoinSet::new();
+        for id in chunk {
+            let state = Arc::clone(state);
+            let id = id.clone();
+            reads.spawn(async move {
+                Ok(state
+                    .store
+                    .get(&id)
+                    .await?
+                    .filter(|o| !is_final(o))
+                    .and_then(|o| o.attention().map(|(at, _)| at)))
+            });
+        }
+        while let Some(r) = reads.join_next().await {
+            latest = latest.max(r??);
+        }
+    }
+    Ok(latest)
 }
 
 /// Orders still open or with a notification pending, read 32 at a time (DynamoDB Local answers one read in
@@ -692,7 +799,10 @@ async fn crash_after_write(state: &recharge_api::AppState, p: &Planned) -> anyho
     };
     let now = state.clock.now();
     let policy = state.policy(&route.provider_account);
-    let order = Order::new(new, route, now, policy.call_timeout);
+    // The escalation limit the create handler would have written (shared/api/src/orders.rs).
+    let controls = state.account_controls().await;
+    let escalate_after = state.escalate_after_on(&controls, &route.provider_account, product.kind);
+    let order = Order::new(new, route, now, policy.call_timeout).with_escalation(escalate_after);
     state
         .store
         .create(&order, &AuditEntry::for_create(&order, None))
@@ -972,6 +1082,23 @@ async fn check(
             report.open += 1;
             report.queued_eventually += usize::from(order.attention().is_some());
             report.queued_now += usize::from(queued);
+            let awaiting_code = order.open_attempt().is_some_and(|a| {
+                matches!(
+                    a.state(),
+                    AttemptState::ActionRequired {
+                        next: recharge_core::NextAction::EnterVerificationCode
+                    }
+                )
+            });
+            report.awaiting_code += usize::from(awaiting_code);
+            // The second law: every open order has an owner, the operator queue or its expiry.
+            if order.attention().is_none() && !awaiting_code {
+                report.violations.push(format!(
+                    "UNOWNED: order {id} ({}) is {status} with no escalation time; attempts: {}",
+                    p.merchant_order_no,
+                    attempts_text(&order)
+                ));
+            }
             match why {
                 Ok(why) => {
                     if queued {

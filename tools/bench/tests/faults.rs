@@ -16,6 +16,12 @@ async fn two_thousand_orders_under_chaos_keep_every_invariant() {
     report.print();
     assert!(report.passed(), "{:#?}", report.violations);
     assert!(report.settled, "every order settled");
+    // Every order left open is in the operator queue when the campaign reports (issue 13).
+    assert_eq!(
+        report.queued_now,
+        report.open - report.awaiting_code,
+        "open orders outside the operator queue"
+    );
     // The campaign must actually have met its faults.
     for fault in [
         "refuse",
@@ -100,6 +106,12 @@ async fn five_hundred_orders_against_random_dialects_keep_every_invariant() {
         .map(|(_, n)| n)
         .sum();
     assert_eq!(open, explained, "{:?}", report.open_explained);
+    // Every order left open is in the operator queue when the campaign reports (issue 13).
+    assert_eq!(
+        report.queued_now,
+        report.open - report.awaiting_code,
+        "open orders outside the operator queue"
+    );
 }
 
 #[test]
