@@ -14,6 +14,7 @@ mod bulkheads;
 mod callbacks;
 mod cli;
 mod client_routes;
+mod code_overrides;
 mod console;
 mod crash;
 mod helpers;
