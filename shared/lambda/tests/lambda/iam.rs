@@ -4,7 +4,11 @@
 //! `BatchGetSecretValue` also a `GetSecretValue` per secret), and evaluated against that function's own
 //! statements in `infra/template.yaml` (intrinsics resolved to a test account, region and stage) by
 //! `@cloud-copilot/iam-simulate`, a maintained IAM policy evaluator with AWS's authorization data
-//! (`tools/iam/evaluate.cjs`; `./scripts/test` installs the package into `.tools/iam`).
+//! (`tools/iam/evaluate.cjs`; `./scripts/test` installs the package into `.tools/iam`). Each DynamoDB item
+//! request carries the partition keys it touches as `dynamodb:LeadingKeys` (every item of a batch or
+//! transaction; a table query's `pk`), so the template's `ForAllValues:StringLike` conditions are evaluated,
+//! not vacuously true: `leading_key_conditions_deny_a_write_to_another_function_s_partition` proves a `CONFIG`
+//! write by any function but ops is denied.
 //!
 //! A call not allowed fails the test; so does a granted action that does not exist. A grant no call used is
 //! listed in the report (`$CARGO_TARGET_TMPDIR/iam-report.md`, also printed). moto cannot do this: it

@@ -22,6 +22,7 @@ mod log_secrets;
 mod merchant_api;
 mod notifications;
 mod ops;
+mod ops_round_trips;
 mod order_command;
 mod provider_safety;
 mod recon;
