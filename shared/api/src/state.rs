@@ -683,9 +683,7 @@ mod tests {
         );
         assert_eq!(meaning(&providers, &b, Phase::Submit, "7777"), None);
         assert!(
-            providers.base(&a).unwrap().account.codes[&Phase::Submit]
-                .get("7777")
-                .is_none(),
+            !providers.base(&a).unwrap().account.codes[&Phase::Submit].contains_key("7777"),
             "the base layer is as configured"
         );
         let in_force = providers.codes_in_force(&a);
