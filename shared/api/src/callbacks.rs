@@ -70,10 +70,14 @@ const MAX_KEPT_CONTENT: usize = 2048;
 
 /// Handles one callback. Always answers something the provider understands; never a 5xx with internals.
 pub async fn handle(state: &AppState, account: &str, raw: RawCallback) -> ApiResponse {
-    let Some(provider) = ProviderAccountId::parse(account)
+    let Some(id) = ProviderAccountId::parse(account)
         .ok()
-        .and_then(|id| state.providers.get(&id))
+        .filter(|id| state.providers.base(id).is_some())
     else {
+        return crate::error::ApiError::RouteNotFound.to_response();
+    };
+    // With the operators' code overrides in force (docs/operations.md §3).
+    let Some(provider) = state.provider(&id).await else {
         return crate::error::ApiError::RouteNotFound.to_response();
     };
     let account = provider.account.id.clone();

@@ -265,7 +265,7 @@ pub async fn submit_open_attempt(state: &AppState, order: Order) -> Result<Order
     let account = attempt.route().provider_account.clone();
     let attempt_id = order.attempt_id(no);
     let answer = match (
-        state.providers.get(&account),
+        state.provider(&account).await,
         submit_request(state, &order, no),
     ) {
         (Some(provider), Some(req)) => {
@@ -377,8 +377,8 @@ pub async fn query_attempt(
     let account = attempt.route().provider_account.clone();
     let provider_ref = attempt.provider_ref().map(str::to_owned);
     let attempt_id = order.attempt_id(no);
-    let provider = state.providers.get(&account);
-    let answer = match (provider, Expect::of(&order, no)) {
+    let provider = state.provider(&account).await;
+    let answer = match (provider.as_deref(), Expect::of(&order, no)) {
         (None, _) | (_, None) => Answer::from(Outcome::Unknown {
             reason: Reason::new("account_not_loaded", "provider account is not configured"),
         }),
@@ -412,7 +412,7 @@ pub async fn query_attempt(
     let order = record_answer(state, order, no, Source::Query, answer)
         .await?
         .order;
-    match provider {
+    match provider.as_deref() {
         Some(p) if order.probe_due(no, state.clock.now(), &state.policy(&account)) => {
             probe_attempt(state, p, order, no).await
         }

@@ -727,6 +727,7 @@ fn account_json(
     let control = controls.get(id);
     let settings = state.effective_settings(controls, id);
     let balance = balances.iter().find(|b| &b.account == id);
+    let in_force = state.providers.codes_in_force(id);
     Some(json!({
         "provider_account": id.as_str(),
         "protocol": provider.account.protocol.as_str(),
@@ -735,7 +736,14 @@ fn account_json(
         "catalog_enabled": state.catalog.settings(id).enabled,
         "low_balance_fen": settings.low_balance_fen,
         "escalate_after_secs": control.and_then(|c| c.escalate_after_secs),
+        // The operators' overrides as stored, those this process classifies with, and why the stored ones
+        // are not in force if they are not (docs/operations.md §3).
         "code_overrides": control.and_then(|c| c.code_overrides.clone()),
+        "code_overrides_in_force": in_force.overrides,
+        "code_overrides_rejected": in_force.rejected,
+        // The account's codes over its protocol's defaults, operators' included: what differs from the
+        // protocol's page.
+        "codes": provider.account.codes,
         "updated_at": control.map(|c| rfc3339(c.updated_at)),
         "updated_by": control.map(|c| c.updated_by.clone()),
         "balance_fen": balance.map(|b| b.balance.get()),
@@ -747,6 +755,7 @@ fn account_json(
 async fn list_accounts(state: &AppState) -> Result<ApiResponse, ApiError> {
     let controls = fresh_controls(state).await?;
     let balances = state.balances.balances().await?;
+    state.providers.apply_controls(&controls);
     let accounts: Vec<Value> = state
         .providers
         .iter()
@@ -781,8 +790,35 @@ async fn show_account(state: &AppState, id: &str) -> Result<ApiResponse, ApiErro
     let id = account_id(state, id)?;
     let controls = fresh_controls(state).await?;
     let balances = state.balances.balances().await?;
+    state.providers.apply_controls(&controls);
     let view = account_json(state, &controls, &balances, &id).unwrap_or(Value::Null);
     Ok(ApiResponse::json(200, &json!({ "account": view })))
+}
+
+/// Reads `code_overrides` of a `PUT`: the shape of the code tables (phase, code, meaning), and the account must
+/// still load with them over its configured codes (a protocol that requires a vocabulary refuses to lose it).
+/// `Ok(None)`: clear them.
+fn checked_overrides(
+    state: &AppState,
+    id: &ProviderAccountId,
+    value: &Value,
+) -> Result<Option<Value>, ApiError> {
+    let overrides = recharge_providers::codes::parse_overrides(value)
+        .map_err(|m| ApiError::bad_request("invalid_code_overrides", m))?;
+    if overrides.is_empty() {
+        return Ok(None);
+    }
+    if let Some(base) = state.providers.base(id) {
+        base.with_code_overrides(&overrides).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_code_overrides",
+                format!("code_overrides: the account does not load with them: {e}"),
+            )
+        })?;
+    }
+    serde_json::to_value(&overrides)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request("invalid_code_overrides", e.to_string()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -794,10 +830,16 @@ struct AccountBody {
     low_balance_fen: Option<i64>,
     #[serde(default)]
     escalate_after_secs: Option<u64>,
-    /// Code-table overrides of the account's protocol (shape defined with the code tables); `null` clears.
-    #[serde(default)]
+    /// The operators' code overrides (`{"submit": {"7777": "refusal"}}`, replacing the stored ones); `null` or
+    /// `{}` clears them, absent keeps them.
+    #[serde(default, deserialize_with = "present")]
     code_overrides: Option<Value>,
     operator: String,
+}
+
+/// A field that is there, `null` included (serde's `Option` takes `null` for absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// `PUT /ops/accounts/{id}`: changes the given fields of the account's control; every function sees it
@@ -824,6 +866,10 @@ async fn put_account(
             "escalate_after_secs: 60 or more",
         ));
     }
+    let code_overrides = match &req.code_overrides {
+        Some(v) => Some(checked_overrides(state, &id, v)?),
+        None => None,
+    };
     let controls = fresh_controls(state).await?;
     let previous = controls.get(&id);
     let catalog = state.catalog.settings(&id);
@@ -843,9 +889,8 @@ async fn put_account(
         escalate_after_secs: req
             .escalate_after_secs
             .or(previous.and_then(|c| c.escalate_after_secs)),
-        code_overrides: match req.code_overrides {
-            Some(Value::Null) => None,
-            Some(v) => Some(v),
+        code_overrides: match code_overrides {
+            Some(checked) => checked,
             None => previous.and_then(|c| c.code_overrides.clone()),
         },
         updated_at: state.clock.now(),
@@ -853,16 +898,23 @@ async fn put_account(
     };
     state.balances.put_account_control(&control).await?;
     state.forget_controls();
+    let overrides_text = control
+        .code_overrides
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), Value::to_string);
     tracing::warn!(
         alert = "account_control",
         provider_account = %id,
         mode = control.mode.as_str(),
+        code_overrides = %overrides_text,
         operator = %operator,
         principal = %principal.name(),
         "provider account control changed"
     );
     let mut controls = controls;
     controls.insert(id.clone(), control);
+    // This process follows at once; the others within their control cache's TTL.
+    state.providers.apply_controls(&controls);
     let balances = state.balances.balances().await?;
     let view = account_json(state, &controls, &balances, &id).unwrap_or(Value::Null);
     Ok(ApiResponse::json(200, &json!({ "account": view })))
@@ -871,6 +923,15 @@ async fn put_account(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn code_overrides_null_clears_and_absent_keeps() {
+        let b: AccountBody =
+            serde_json::from_str(r#"{"operator":"d","code_overrides":null}"#).unwrap();
+        assert_eq!(b.code_overrides, Some(Value::Null));
+        let b: AccountBody = serde_json::from_str(r#"{"operator":"d"}"#).unwrap();
+        assert_eq!(b.code_overrides, None);
+    }
 
     #[test]
     fn ages_take_a_unit() {

@@ -362,7 +362,7 @@ pub(crate) async fn submit_code(
         return Err(not_expected());
     }
     let expect = Expect::of(&taken.order, no);
-    let answer = match (state.providers.get(&account), provider_ref, expect) {
+    let answer = match (state.provider(&account).await, provider_ref, expect) {
         (Some(provider), Some(provider_ref), Some(expect)) => {
             let vr = VerificationRequest {
                 attempt: attempt_id,

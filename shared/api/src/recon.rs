@@ -446,7 +446,7 @@ async fn requery(
         .filter(|r| final_attempt(r.attempt.state()))
         .collect();
     check.eligible = finals.len() as u64;
-    let Some(provider) = state.providers.get(account) else {
+    let Some(provider) = state.provider(account).await else {
         check.skipped = check.eligible;
         return (check, 0);
     };

@@ -9,10 +9,11 @@ use crate::route_choice::AccountView;
 use recharge_core::secrets::{SecretError, SecretSource, SecretWriter};
 use recharge_core::store::{AccountControl, AppStore, BalanceSnapshot, BalanceStore, OrderStore};
 use recharge_core::{Clock, Policy, ProviderAccountId, Timestamp};
+use recharge_providers::codes::CodeOverrides;
 use recharge_providers::{Capabilities, ConfigError, Executor, Provider, ProviderAccount};
 use secrecy::ExposeSecret;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// Non-secret runtime settings.
@@ -107,10 +108,34 @@ pub enum BootError {
 pub struct Providers {
     /// Every configured account (loaded, disabled, or not loaded on purpose), without credentials.
     configured: BTreeMap<ProviderAccountId, ProviderAccount>,
-    by_id: BTreeMap<ProviderAccountId, Provider>,
+    /// Every loaded account as configured (the base layer).
+    by_id: BTreeMap<ProviderAccountId, Arc<Provider>>,
     /// Accounts configured but not usable, with why (no secret value in it). Routing skips them as "not
     /// loaded"; the catalog still knows their names.
     disabled: BTreeMap<ProviderAccountId, String>,
+    /// The operators' runtime code overrides (docs/operations.md §3), per account whose control has them:
+    /// rebuilt from the controls each time this process reads them fresh ([`Providers::apply_controls`]).
+    runtime: RwLock<HashMap<ProviderAccountId, RuntimeCodes>>,
+}
+
+/// One account's runtime code overrides as this process holds them.
+#[derive(Debug)]
+struct RuntimeCodes {
+    /// The stored value last seen, so an unchanged (or refused) one is not rebuilt at every refresh.
+    seen: serde_json::Value,
+    /// The overrides in force and the account rebuilt with them; `None`: the configured table.
+    in_force: Option<(CodeOverrides, Arc<Provider>)>,
+    /// Why the stored value last seen is not in force (the previous table was kept).
+    rejected: Option<String>,
+}
+
+/// The operators' code overrides of one account as this process classifies with them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CodesInForce {
+    /// The overrides in force (empty: none).
+    pub overrides: CodeOverrides,
+    /// Why the stored overrides were not applied, if they were not (the previous ones stay in force).
+    pub rejected: Option<String>,
 }
 
 /// Whether a per-account load problem disables only that account (a missing or malformed secret: an
@@ -198,8 +223,7 @@ impl Providers {
         }
         Ok(Providers {
             configured,
-            by_id: BTreeMap::new(),
-            disabled: BTreeMap::new(),
+            ..Providers::default()
         })
     }
 
@@ -214,14 +238,14 @@ impl Providers {
         for p in providers {
             let id = p.account.id.clone();
             configured.insert(id.clone(), p.account.clone());
-            if by_id.insert(id.clone(), p).is_some() {
+            if by_id.insert(id.clone(), Arc::new(p)).is_some() {
                 return Err(BootError::DuplicateAccount(id.to_string()));
             }
         }
         Ok(Providers {
             configured,
             by_id,
-            disabled: BTreeMap::new(),
+            ..Providers::default()
         })
     }
 
@@ -230,8 +254,112 @@ impl Providers {
         &self.disabled
     }
 
-    pub fn get(&self, id: &ProviderAccountId) -> Option<&Provider> {
-        self.by_id.get(id)
+    /// The account as this process classifies its answers now: with the operators' code overrides last
+    /// applied ([`Providers::apply_controls`]; [`AppState::provider`] refreshes them first), else as
+    /// configured.
+    pub fn get(&self, id: &ProviderAccountId) -> Option<Arc<Provider>> {
+        let runtime = self.runtime.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, p)) = runtime.get(id).and_then(|r| r.in_force.as_ref()) {
+            return Some(Arc::clone(p));
+        }
+        self.by_id.get(id).cloned()
+    }
+
+    /// The account as configured, without the operators' code overrides.
+    pub fn base(&self, id: &ProviderAccountId) -> Option<&Provider> {
+        self.by_id.get(id).map(Arc::as_ref)
+    }
+
+    /// The operators' code overrides in force for `id` in this process, and why the stored ones were
+    /// refused if they were.
+    pub fn codes_in_force(&self, id: &ProviderAccountId) -> CodesInForce {
+        let runtime = self.runtime.read().unwrap_or_else(|p| p.into_inner());
+        runtime
+            .get(id)
+            .map(|r| CodesInForce {
+                overrides: r
+                    .in_force
+                    .as_ref()
+                    .map(|(o, _)| o.clone())
+                    .unwrap_or_default(),
+                rejected: r.rejected.clone(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// Brings every loaded account's code table in line with the operators' controls: an account whose
+    /// stored `code_overrides` changed is rebuilt with them over its configured codes; one whose overrides
+    /// were cleared goes back to its configured table. Overrides that do not read or do not load (a
+    /// vocabulary the protocol requires taken away) are logged with the alert `code_overrides_rejected`,
+    /// naming the account, and the previous table is kept. Unchanged values cost a comparison.
+    pub fn apply_controls(&self, controls: &HashMap<ProviderAccountId, AccountControl>) {
+        for (id, base) in &self.by_id {
+            let stored = controls
+                .get(id)
+                .and_then(|c| c.code_overrides.clone())
+                .unwrap_or(serde_json::Value::Null);
+            {
+                let runtime = self.runtime.read().unwrap_or_else(|p| p.into_inner());
+                match runtime.get(id) {
+                    Some(r) if r.seen == stored => continue,
+                    None if stored.is_null() => continue,
+                    _ => {}
+                }
+            }
+            let built = recharge_providers::codes::parse_overrides(&stored).and_then(|o| {
+                if o.is_empty() {
+                    return Ok(None);
+                }
+                base.with_code_overrides(&o)
+                    .map(|p| Some((o, Arc::new(p))))
+                    .map_err(|e| e.to_string())
+            });
+            let mut runtime = self.runtime.write().unwrap_or_else(|p| p.into_inner());
+            match built {
+                Ok(None) => {
+                    if runtime.remove(id).is_some_and(|r| r.in_force.is_some()) {
+                        tracing::warn!(
+                            alert = "code_overrides",
+                            provider_account = %id,
+                            "operator code overrides cleared; the configured code table is in force"
+                        );
+                    }
+                }
+                Ok(Some((overrides, provider))) => {
+                    tracing::warn!(
+                        alert = "code_overrides",
+                        provider_account = %id,
+                        overrides = %stored,
+                        "operator code overrides in force"
+                    );
+                    runtime.insert(
+                        id.clone(),
+                        RuntimeCodes {
+                            seen: stored,
+                            in_force: Some((overrides, provider)),
+                            rejected: None,
+                        },
+                    );
+                }
+                Err(why) => {
+                    tracing::error!(
+                        alert = "code_overrides_rejected",
+                        provider_account = %id,
+                        reason = %why,
+                        "operator code overrides do not load; the previous code table is kept"
+                    );
+                    let kept = runtime.remove(id).and_then(|r| r.in_force);
+                    runtime.insert(
+                        id.clone(),
+                        RuntimeCodes {
+                            seen: stored,
+                            in_force: kept,
+                            rejected: Some(why),
+                        },
+                    );
+                }
+            }
+        }
     }
 
     /// Every configured account, loaded or disabled (the catalog may name a disabled one: routing skips it).
@@ -239,14 +367,16 @@ impl Providers {
         self.configured.keys().cloned().collect()
     }
 
+    /// Every loaded account as configured (without the operators' code overrides: use [`Providers::get`]
+    /// to classify answers).
     pub fn iter(&self) -> impl Iterator<Item = &Provider> {
-        self.by_id.values()
+        self.by_id.values().map(Arc::as_ref)
     }
 }
 
 impl AccountView for Providers {
     fn capabilities(&self, account: &ProviderAccountId) -> Option<Capabilities> {
-        self.get(account).map(Provider::capabilities)
+        self.base(account).map(Provider::capabilities)
     }
 }
 
@@ -350,7 +480,7 @@ impl AppState {
     pub fn policy(&self, account: &ProviderAccountId) -> Policy {
         let base = self
             .providers
-            .get(account)
+            .base(account)
             .map(Provider::policy)
             .unwrap_or_default();
         let scale = self.settings.time_scale.max(1.0);
@@ -362,7 +492,7 @@ impl AppState {
         // call to the provider may still be waiting for its answer.
         let http_timeout = self
             .providers
-            .get(account)
+            .base(account)
             .map(|p| p.account.limits().call_timeout)
             .unwrap_or_default();
         Policy {
@@ -418,6 +548,7 @@ impl AppState {
             Ok(list) => {
                 let map: ControlMap =
                     Arc::new(list.into_iter().map(|c| (c.account.clone(), c)).collect());
+                self.providers.apply_controls(&map);
                 *self.control_cache.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((now, Arc::clone(&map)));
                 map
@@ -427,6 +558,14 @@ impl AppState {
                 cached.map(|(_, m)| m).unwrap_or_default()
             }
         }
+    }
+
+    /// The account as its answers must be classified now: the operators' controls refreshed (cached for
+    /// `control_cache_ttl`), so their code overrides are in force (docs/operations.md §3). Every call site that
+    /// reads a provider answer (submit, query, probe, verification, callback) takes its provider here.
+    pub async fn provider(&self, account: &ProviderAccountId) -> Option<Arc<Provider>> {
+        self.account_controls().await;
+        self.providers.get(account)
     }
 
     /// Drops the cached controls (after this process changed one).
@@ -486,5 +625,125 @@ impl AppState {
             "{}/v1/callbacks/{account}",
             self.settings.public_base_url.trim_end_matches('/')
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use recharge_core::store::AccountMode;
+    use recharge_providers::{Meaning, Phase};
+    use serde_json::json;
+
+    fn suka(id: &str) -> Provider {
+        let account = ProviderAccount::from_json(&format!(
+            r#"{{"id":"{id}","protocol":"suka-xml","secret_name":"s",
+                "endpoints":{{"submit":"http://h/a","query":"http://h/b"}},
+                "codes":{{"submit":{{"2001":"unknown","3001":"refusal"}}}}}}"#
+        ))
+        .unwrap();
+        Provider::load(account, r#"{"userid":"1","key":"k"}"#).unwrap()
+    }
+
+    fn control(id: &str, overrides: Option<serde_json::Value>) -> AccountControl {
+        AccountControl {
+            account: ProviderAccountId::parse(id).unwrap(),
+            mode: AccountMode::Enabled,
+            low_balance_fen: None,
+            escalate_after_secs: None,
+            code_overrides: overrides,
+            updated_at: Timestamp::from_millis(0),
+            updated_by: "test".into(),
+        }
+    }
+
+    fn controls(list: Vec<AccountControl>) -> HashMap<ProviderAccountId, AccountControl> {
+        list.into_iter().map(|c| (c.account.clone(), c)).collect()
+    }
+
+    fn meaning(p: &Providers, id: &ProviderAccountId, phase: Phase, code: &str) -> Option<Meaning> {
+        p.get(id)
+            .unwrap()
+            .account
+            .codes
+            .get(&phase)
+            .and_then(|c| c.get(code).copied())
+    }
+
+    #[test]
+    fn operator_overrides_take_effect_over_the_config_and_a_bad_one_keeps_the_previous_table() {
+        let providers = Providers::from_loaded(vec![suka("suka-a"), suka("suka-b")]).unwrap();
+        let a = ProviderAccountId::parse("suka-a").unwrap();
+        let b = ProviderAccountId::parse("suka-b").unwrap();
+        assert_eq!(meaning(&providers, &a, Phase::Submit, "7777"), None);
+
+        // Set: the operator's code on top, the account's config under it, the other account untouched.
+        providers.apply_controls(&controls(vec![control(
+            "suka-a",
+            Some(json!({"submit": {"7777": "refusal", "3001": "failure_final"}})),
+        )]));
+        assert_eq!(
+            meaning(&providers, &a, Phase::Submit, "7777"),
+            Some(Meaning::Refusal)
+        );
+        assert_eq!(
+            meaning(&providers, &a, Phase::Submit, "3001"),
+            Some(Meaning::FailureFinal),
+            "the operator over the account config"
+        );
+        assert_eq!(
+            meaning(&providers, &a, Phase::Submit, "2001"),
+            Some(Meaning::Unknown),
+            "the account config where the operator says nothing"
+        );
+        assert_eq!(meaning(&providers, &b, Phase::Submit, "7777"), None);
+        assert!(
+            !providers.base(&a).unwrap().account.codes[&Phase::Submit].contains_key("7777"),
+            "the base layer is as configured"
+        );
+        let in_force = providers.codes_in_force(&a);
+        assert_eq!(in_force.overrides[&Phase::Submit]["7777"], Meaning::Refusal);
+        assert_eq!(in_force.rejected, None);
+        // The same value again is not rebuilt: the same Arc comes back.
+        let before = providers.get(&a).unwrap();
+        providers.apply_controls(&controls(vec![control(
+            "suka-a",
+            Some(json!({"submit": {"7777": "refusal", "3001": "failure_final"}})),
+        )]));
+        assert!(Arc::ptr_eq(&before, &providers.get(&a).unwrap()));
+
+        // A stored value that does not read (written around the ops route) is refused, named, and the
+        // previous table stays in force.
+        providers.apply_controls(&controls(vec![control(
+            "suka-a",
+            Some(json!({"submit": {"7777": "refused"}})),
+        )]));
+        assert_eq!(
+            meaning(&providers, &a, Phase::Submit, "7777"),
+            Some(Meaning::Refusal)
+        );
+        let in_force = providers.codes_in_force(&a);
+        assert!(
+            in_force
+                .rejected
+                .as_deref()
+                .is_some_and(|r| r.contains("submit.7777")),
+            "{in_force:?}"
+        );
+
+        // Cleared (the control gone, or its overrides null): back to the configured table.
+        providers.apply_controls(&controls(vec![control("suka-a", None)]));
+        assert_eq!(meaning(&providers, &a, Phase::Submit, "7777"), None);
+        assert_eq!(providers.codes_in_force(&a), CodesInForce::default());
+        providers.apply_controls(&controls(vec![control(
+            "suka-a",
+            Some(json!({"query": {"x9": "not_found"}})),
+        )]));
+        assert_eq!(
+            meaning(&providers, &a, Phase::Query, "x9"),
+            Some(Meaning::NotFound)
+        );
+        providers.apply_controls(&HashMap::new());
+        assert_eq!(meaning(&providers, &a, Phase::Query, "x9"), None);
     }
 }

@@ -353,7 +353,9 @@ pub struct AccountControl {
     /// Escalation limit of new orders routed to the account (docs/operations.md §2), instead of the product kind's.
     #[serde(default)]
     pub escalate_after_secs: Option<u64>,
-    /// Code-table overrides of the account's protocol (issue 11 defines their shape), kept as given.
+    /// The operators' code-table overrides of the account, `{"submit": {"7777": "refusal"}, ...}` (the shape of
+    /// `recharge_providers::codes::CodeOverrides`, checked by the ops function before it is stored; every
+    /// function applies them over the account's configured codes, docs/operations.md §3).
     #[serde(default)]
     pub code_overrides: Option<serde_json::Value>,
     pub updated_at: Timestamp,

@@ -72,6 +72,152 @@ pub enum Meaning {
 /// An account's additions and overrides, per phase: `{"submit": {"2001": "unknown"}, "query": {...}}`.
 pub type CodeOverrides = BTreeMap<Phase, BTreeMap<String, Meaning>>;
 
+impl Phase {
+    /// Every phase, in the order an operator reads them.
+    pub const ALL: [Phase; 3] = [Phase::Submit, Phase::Query, Phase::Callback];
+}
+
+impl Meaning {
+    /// Every meaning an operator may give a code.
+    pub const ALL: [Meaning; 10] = [
+        Meaning::Success,
+        Meaning::Accepted,
+        Meaning::Refusal,
+        Meaning::Failure,
+        Meaning::FailureFinal,
+        Meaning::NotFound,
+        Meaning::Partial,
+        Meaning::Reversed,
+        Meaning::Duplicate,
+        Meaning::Unknown,
+    ];
+
+    /// The name an operator writes (`refusal`, `failure_final`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Meaning::Success => "success",
+            Meaning::Accepted => "accepted",
+            Meaning::Refusal => "refusal",
+            Meaning::Failure => "failure",
+            Meaning::FailureFinal => "failure_final",
+            Meaning::NotFound => "not_found",
+            Meaning::Partial => "partial",
+            Meaning::Reversed => "reversed",
+            Meaning::Duplicate => "duplicate",
+            Meaning::Unknown => "unknown",
+        }
+    }
+}
+
+/// The longest code an operator may map (providers' codes are a few characters; a status value a word).
+pub const MAX_OVERRIDE_CODE_CHARS: usize = 64;
+/// The most codes one account's runtime overrides may map, over every phase.
+pub const MAX_OVERRIDE_CODES: usize = 200;
+
+/// Reads an operator's runtime overrides (`{"submit": {"7777": "refusal"}, "query": {...}}`), as stored in the
+/// account's control, naming the first bad phase, code or meaning. `null` and `{}` are no overrides. A phase
+/// with no codes is dropped, so two spellings of the same overrides compare equal.
+pub fn parse_overrides(value: &serde_json::Value) -> Result<CodeOverrides, String> {
+    let mut out = CodeOverrides::new();
+    let phases = match value {
+        serde_json::Value::Null => return Ok(out),
+        serde_json::Value::Object(m) => m,
+        _ => {
+            return Err(
+                "code_overrides: an object of phases (submit, query, callback), or null".to_owned(),
+            );
+        }
+    };
+    let phase_names = || {
+        Phase::ALL
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let meaning_names = || {
+        Meaning::ALL
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut count = 0usize;
+    for (phase_name, codes) in phases {
+        let Some(phase) = Phase::ALL
+            .into_iter()
+            .find(|p| p.as_str() == phase_name.as_str())
+        else {
+            return Err(format!(
+                "code_overrides.{}: not a phase (one of {})",
+                printable(phase_name),
+                phase_names()
+            ));
+        };
+        let serde_json::Value::Object(codes) = codes else {
+            return Err(format!(
+                "code_overrides.{phase}: an object of code to meaning"
+            ));
+        };
+        for (code, meaning) in codes {
+            if code.is_empty()
+                || code.chars().count() > MAX_OVERRIDE_CODE_CHARS
+                || code.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                return Err(format!(
+                    "code_overrides.{phase}.{}: a code is 1 to {MAX_OVERRIDE_CODE_CHARS} characters, \
+                     without spaces or control characters",
+                    printable(code)
+                ));
+            }
+            let found = meaning
+                .as_str()
+                .and_then(|m| Meaning::ALL.into_iter().find(|x| x.as_str() == m));
+            let Some(found) = found else {
+                return Err(format!(
+                    "code_overrides.{phase}.{code}: {} is not a meaning (one of {})",
+                    printable(
+                        &meaning
+                            .as_str()
+                            .map_or_else(|| meaning.to_string(), str::to_owned)
+                    ),
+                    meaning_names()
+                ));
+            };
+            count += 1;
+            if count > MAX_OVERRIDE_CODES {
+                return Err(format!(
+                    "code_overrides: at most {MAX_OVERRIDE_CODES} codes"
+                ));
+            }
+            out.entry(phase).or_default().insert(code.clone(), found);
+        }
+    }
+    out.retain(|_, codes| !codes.is_empty());
+    Ok(out)
+}
+
+/// At most 64 characters of operator input, control characters shown as `?`, for an error message.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// `base` with `over` on top, code by code: an account's configured codes under the operators' runtime
+/// overrides (configured defaults < account config < operator).
+pub fn layered(base: &CodeOverrides, over: &CodeOverrides) -> CodeOverrides {
+    let mut out = base.clone();
+    for (phase, codes) in over {
+        let table = out.entry(*phase).or_default();
+        for (code, meaning) in codes {
+            table.insert(code.clone(), *meaning);
+        }
+    }
+    out
+}
+
 /// A code that no table lists, as seen in one answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unlisted {
@@ -304,6 +450,93 @@ mod tests {
         assert!(r.is_err());
         let r: Result<CodeOverrides, _> = serde_json::from_str(r#"{"refund": {"1": "failure"}}"#);
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn runtime_overrides_are_read_naming_the_bad_phase_code_or_meaning() {
+        let ok = parse_overrides(&serde_json::json!({
+            "submit": {"7777": "refusal", "8": "failure_final"}, "query": {}, "callback": {"X": "not_found"}
+        }))
+        .unwrap();
+        assert_eq!(ok[&Phase::Submit]["7777"], Meaning::Refusal);
+        assert_eq!(ok[&Phase::Submit]["8"], Meaning::FailureFinal);
+        assert_eq!(ok[&Phase::Callback]["X"], Meaning::NotFound);
+        assert!(!ok.contains_key(&Phase::Query), "an empty phase is dropped");
+        assert!(
+            parse_overrides(&serde_json::Value::Null)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(parse_overrides(&serde_json::json!({})).unwrap().is_empty());
+        // Every meaning name round-trips through serde's spelling.
+        for m in Meaning::ALL {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+        let cases = [
+            (
+                serde_json::json!({"balance": {"1": "success"}}),
+                "code_overrides.balance: not a phase",
+            ),
+            (
+                serde_json::json!({"submit": {"7777": "refused"}}),
+                "code_overrides.submit.7777: refused is not a meaning",
+            ),
+            (
+                serde_json::json!({"submit": {"7777": 3}}),
+                "code_overrides.submit.7777: 3 is not a meaning",
+            ),
+            (
+                serde_json::json!({"submit": {"": "refusal"}}),
+                "code_overrides.submit.: a code is",
+            ),
+            (
+                serde_json::json!({"submit": {"77 77": "refusal"}}),
+                "code_overrides.submit.77 77: a code is",
+            ),
+            (
+                serde_json::json!({"query": ["2"]}),
+                "code_overrides.query: an object",
+            ),
+            (
+                serde_json::json!(["submit"]),
+                "code_overrides: an object of phases",
+            ),
+        ];
+        for (value, expected) in cases {
+            let e = parse_overrides(&value).unwrap_err();
+            assert!(e.starts_with(expected), "{value}: {e}");
+        }
+        let e = parse_overrides(&serde_json::json!({"submit": {"7777": "refused"}})).unwrap_err();
+        assert!(
+            e.contains("failure_final") && e.contains("refusal"),
+            "lists the meanings: {e}"
+        );
+        let many: serde_json::Map<String, serde_json::Value> = (0..=MAX_OVERRIDE_CODES)
+            .map(|i| (i.to_string(), serde_json::json!("unknown")))
+            .collect();
+        let e = parse_overrides(&serde_json::json!({"submit": many})).unwrap_err();
+        assert!(e.contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn operator_overrides_go_on_top_of_the_account_config_which_goes_on_top_of_the_defaults() {
+        let config: CodeOverrides =
+            serde_json::from_str(r#"{"submit": {"2001": "unknown", "3001": "refusal"}}"#).unwrap();
+        let operator: CodeOverrides =
+            serde_json::from_str(r#"{"submit": {"3001": "failure_final", "7777": "refusal"}, "query": {"2": "accepted"}}"#)
+                .unwrap();
+        let t = CodeTable::new(DEFAULTS, &layered(&config, &operator));
+        // Defaults the others do not mention stay.
+        assert_eq!(t.lookup(Phase::Submit, "0000"), Some(Meaning::Accepted));
+        assert_eq!(t.lookup(Phase::Submit, "1003"), Some(Meaning::Refusal));
+        // The account's config over the defaults, where the operator says nothing.
+        assert_eq!(t.lookup(Phase::Submit, "2001"), Some(Meaning::Unknown));
+        // The operator over both.
+        assert_eq!(t.lookup(Phase::Submit, "3001"), Some(Meaning::FailureFinal));
+        assert_eq!(t.lookup(Phase::Submit, "7777"), Some(Meaning::Refusal));
+        assert_eq!(t.lookup(Phase::Query, "2"), Some(Meaning::Accepted));
+        // No overrides: the config alone.
+        assert_eq!(layered(&config, &CodeOverrides::new()), config);
     }
 
     #[test]

@@ -9,13 +9,14 @@ use crate::adapter::{
     BalanceError, CallbackEvent, Capabilities, Parsed, ProviderAdapter, QueryRequest,
     RequestContext, SubmitRequest, VerificationRequest,
 };
-use crate::codes::{self, Meaning, Phase};
+use crate::codes::{self, CodeOverrides, Meaning, Phase};
 use crate::executor::{Executor, TransportError};
 use crate::latency::{self, CallPhase, OutcomeClass};
 use crate::{ice_microservice, openapi_rsa, sms_billing, suka_xml, wikeyun};
 use recharge_core::{
     AttemptId, AttemptNo, Fen, Finding, Order, Outcome, Policy, Reason, Report, Reported, Timestamp,
 };
+use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 
 /// Typed credentials of one account, parsed from the secret's JSON text. Debug redacts every secret.
@@ -67,13 +68,34 @@ impl Credentials {
 /// A loaded account: configuration, its adapter (holding the credentials) and its limits.
 #[derive(Debug)]
 pub struct Provider {
+    /// The configuration the adapter was built from (with the operators' code overrides, if any, in `codes`).
     pub account: ProviderAccount,
     pub adapter: Box<dyn ProviderAdapter>,
+    /// The secret's text, kept to rebuild the adapter when the operators' code overrides change. Debug
+    /// redacts it.
+    secret: SecretString,
 }
 
 impl Provider {
     /// Loads an account with its secret's JSON text. Every option, endpoint and key is checked here.
     pub fn load(account: ProviderAccount, secret_json: &str) -> Result<Provider, ConfigError> {
+        let mut p = Provider::build(account, secret_json)?;
+        p.secret = SecretString::from(secret_json.to_owned());
+        Ok(p)
+    }
+
+    /// This account rebuilt with the operators' runtime code overrides on top of its configured `codes`
+    /// (configured defaults < account config < operator; docs/operations.md §3). Fails as a load would, with
+    /// the loader's message: an override that takes away a vocabulary the protocol requires is refused.
+    pub fn with_code_overrides(&self, overrides: &CodeOverrides) -> Result<Provider, ConfigError> {
+        let mut account = self.account.clone();
+        account.codes = codes::layered(&self.account.codes, overrides);
+        let mut p = Provider::build(account, self.secret.expose_secret())?;
+        p.secret = self.secret.clone();
+        Ok(p)
+    }
+
+    fn build(account: ProviderAccount, secret_json: &str) -> Result<Provider, ConfigError> {
         let creds = Credentials::from_secret_json(account.protocol, secret_json)?;
         let adapter: Box<dyn ProviderAdapter> = match creds {
             Credentials::SukaXml(c) => Box::new(suka_xml::SukaXml::new(&account, c)?),
@@ -87,7 +109,11 @@ impl Provider {
         if let Some(narrow) = account.capabilities {
             check_narrowing(narrow, adapter.capabilities())?;
         }
-        Ok(Provider { account, adapter })
+        Ok(Provider {
+            account,
+            adapter,
+            secret: SecretString::default(),
+        })
     }
 
     /// The protocol's capabilities, narrowed by the account's configuration.
@@ -693,6 +719,55 @@ query_sign = "lower"
             Credentials::from_secret_json(Protocol::Wikeyun, r#"{"app_key":"1","app_secret":""}"#)
                 .unwrap_err();
         assert!(e.to_string().contains("app_secret"));
+    }
+
+    #[test]
+    fn operator_overrides_rebuild_the_adapter_over_the_account_config_or_fail_as_a_load_would() {
+        let public = include_str!("openapi_rsa/fixtures/004_rsa_test_public_key.pem");
+        let private = include_str!("openapi_rsa/fixtures/004_rsa_test_private_key.pem");
+        let acct = ProviderAccount::from_json(
+            r#"{"id":"acct-1","protocol":"openapi-rsa","secret_name":"s",
+                "endpoints":{"submit":"https://h/a","query":"https://h/b"},"options":{"success_status":0},
+                "codes":{"submit":{"5":"refusal"},"query":{"2":"success","3":"failure"}}}"#,
+        )
+        .unwrap();
+        let secret =
+            serde_json::json!({"business_id":"b","merchant_id":"m","private_key_pem":private,
+            "platform_public_key_pem":public})
+            .to_string();
+        let base = Provider::load(acct, &secret).unwrap();
+        let ops: CodeOverrides =
+            serde_json::from_str(r#"{"submit":{"7777":"refusal"},"query":{"3":"failure_final"}}"#)
+                .unwrap();
+        let layered = base.with_code_overrides(&ops).unwrap();
+        assert_eq!(
+            layered.account.codes[&Phase::Submit]["5"],
+            Meaning::Refusal,
+            "the account's own codes stay under the operator's"
+        );
+        assert_eq!(
+            layered.account.codes[&Phase::Submit]["7777"],
+            Meaning::Refusal
+        );
+        assert_eq!(
+            layered.account.codes[&Phase::Query]["3"],
+            Meaning::FailureFinal
+        );
+        assert!(
+            !base.account.codes[&Phase::Submit].contains_key("7777"),
+            "the base is untouched"
+        );
+        // The rebuilt one can be rebuilt again (it kept the secret), and says nothing of it in Debug.
+        assert!(layered.with_code_overrides(&CodeOverrides::new()).is_ok());
+        assert!(!format!("{layered:?}").contains("MII"), "{layered:?}");
+        // Taking away the only success code of the query is what the loader refuses: same message.
+        let no_success: CodeOverrides =
+            serde_json::from_str(r#"{"query":{"2":"accepted"}}"#).unwrap();
+        let e = base.with_code_overrides(&no_success).unwrap_err();
+        assert!(
+            e.to_string().contains("codes.query") && e.to_string().contains("success"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   notifications                       abandoned merchant notifications
 //!   balances                            last known provider balances
 //!   accounts list | show A | enable A | disable A | drain A --operator O | set A --operator O [--low-balance-fen N] [--escalate-after-secs S]
+//!   accounts codes A --operator O [--clear | --file F.json] [--unset PHASE:CODE]... [--set PHASE:CODE=MEANING]...
 //!   apps list | show APP
 //!   apps create APP --operator O [--role merchant|admin] [--client-secret-ttl-secs S] [--allowed-origin URL]...
 //!   apps disable APP | enable APP --operator O
@@ -162,6 +163,33 @@ pub enum AccountsCommand {
         account: String,
         #[arg(long)]
         operator: String,
+    },
+    /// Map provider codes at runtime: the account's code table with no deploy (every function follows within
+    /// 60 s; docs/operations.md §3). Starts from the stored overrides (none with --clear, FILE's with --file),
+    /// then applies --unset and --set; nothing left clears them. The gateway refuses (400) a bad phase, code
+    /// or meaning, and overrides the account does not load with.
+    #[command(
+        after_help = "Phases: submit, query, callback. Meanings: success, accepted, refusal, failure, \
+                      failure_final, not_found, partial, reversed, duplicate, unknown.\n\
+                      Example: recharge-ops accounts codes wikeyun-main --set submit:7777=refusal --operator dave\n\
+                      A file holds {\"submit\": {\"7777\": \"refusal\"}, \"query\": {...}}."
+    )]
+    Codes {
+        account: String,
+        #[arg(long)]
+        operator: String,
+        /// PHASE:CODE=MEANING, e.g. submit:7777=refusal (repeatable).
+        #[arg(long = "set", value_name = "PHASE:CODE=MEANING")]
+        set: Vec<String>,
+        /// PHASE:CODE: drop one override, back to the configured meaning (repeatable).
+        #[arg(long = "unset", value_name = "PHASE:CODE")]
+        unset: Vec<String>,
+        /// Start from no overrides instead of the stored ones (alone: clear them all).
+        #[arg(long)]
+        clear: bool,
+        /// Start from this JSON file's overrides instead of the stored ones.
+        #[arg(long, conflicts_with = "clear")]
+        file: Option<std::path::PathBuf>,
     },
     /// Change thresholds: the low-balance alarm, the escalation limit of new orders.
     Set {
@@ -849,7 +877,26 @@ pub async fn run(client: &OpsClient, command: &Command) -> Result<Output, CliErr
             let v = client
                 .send("GET", &format!("/ops/accounts/{}", enc(account)), b"")
                 .await?;
-            let text = accounts_table(std::slice::from_ref(&v["account"]));
+            let a = &v["account"];
+            let mut text = accounts_table(std::slice::from_ref(a));
+            text.push_str(&format!(
+                "\ncode overrides: {}\n",
+                overrides_text(&a["code_overrides"])
+            ));
+            if a["code_overrides_in_force"] != a["code_overrides"]
+                && !(a["code_overrides"].is_null()
+                    && a["code_overrides_in_force"]
+                        .as_object()
+                        .is_some_and(|m| m.is_empty()))
+            {
+                text.push_str(&format!(
+                    "in force here: {}\n",
+                    overrides_text(&a["code_overrides_in_force"])
+                ));
+            }
+            if let Some(why) = a["code_overrides_rejected"].as_str() {
+                text.push_str(&format!("REFUSED (previous table kept): {why}\n"));
+            }
             Ok(Output { json: v, text })
         }
         Command::Accounts(
@@ -879,6 +926,53 @@ pub async fn run(client: &OpsClient, command: &Command) -> Result<Output, CliErr
                 body["escalate_after_secs"] = json!(secs);
             }
             put_account(client, account, &body).await
+        }
+        Command::Accounts(AccountsCommand::Codes {
+            account,
+            operator,
+            set,
+            unset,
+            clear,
+            file,
+        }) => {
+            let start = if *clear {
+                json!({})
+            } else if let Some(path) = file {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+                serde_json::from_str(&text)
+                    .map_err(|e| CliError::Usage(format!("{}: not JSON: {e}", path.display())))?
+            } else {
+                if set.is_empty() && unset.is_empty() {
+                    return Err(CliError::Usage(
+                        "accounts codes: nothing to change (--set, --unset, --clear or --file)"
+                            .into(),
+                    ));
+                }
+                let v = client
+                    .send("GET", &format!("/ops/accounts/{}", enc(account)), b"")
+                    .await?;
+                match &v["account"]["code_overrides"] {
+                    Value::Null => json!({}),
+                    stored => stored.clone(),
+                }
+            };
+            let overrides = edit_overrides(start, unset, set)?;
+            let body = json!({"operator": operator, "code_overrides": overrides});
+            let v = client
+                .send(
+                    "PUT",
+                    &format!("/ops/accounts/{}", enc(account)),
+                    body.to_string().as_bytes(),
+                )
+                .await?;
+            let text = format!(
+                "{} code overrides: {} (every function follows within 60 s)\n{}",
+                s(&v["account"]["provider_account"]),
+                overrides_text(&v["account"]["code_overrides"]),
+                accounts_table(std::slice::from_ref(&v["account"]))
+            );
+            Ok(Output { json: v, text })
         }
         Command::Apps(cmd) => apps(client, cmd).await,
         Command::Console { listen } => {
@@ -1077,6 +1171,65 @@ fn apps_table(apps: &[Value]) -> String {
     )
 }
 
+/// `--unset PHASE:CODE` then `--set PHASE:CODE=MEANING` over `start` (an object of phases); `null` when
+/// nothing is left (the gateway clears them). Phase, code and meaning are checked by the gateway.
+pub fn edit_overrides(start: Value, unset: &[String], set: &[String]) -> Result<Value, CliError> {
+    let Value::Object(mut phases) = start else {
+        return Err(CliError::Usage(
+            "code overrides: an object of phases, {\"submit\": {\"7777\": \"refusal\"}}".into(),
+        ));
+    };
+    let split = |arg: &str, flag: &str, form: &str| -> Result<(String, String), CliError> {
+        arg.split_once(':')
+            .filter(|(p, c)| !p.is_empty() && !c.is_empty())
+            .map(|(p, c)| (p.to_owned(), c.to_owned()))
+            .ok_or_else(|| CliError::Usage(format!("{flag} {arg}: expected {form}")))
+    };
+    for arg in unset {
+        let (phase, code) = split(arg, "--unset", "PHASE:CODE")?;
+        if let Some(Value::Object(codes)) = phases.get_mut(&phase) {
+            codes.remove(&code);
+        }
+    }
+    for arg in set {
+        let (phase, rest) = split(arg, "--set", "PHASE:CODE=MEANING")?;
+        let (code, meaning) = rest
+            .rsplit_once('=')
+            .filter(|(c, m)| !c.is_empty() && !m.is_empty())
+            .ok_or_else(|| CliError::Usage(format!("--set {arg}: expected PHASE:CODE=MEANING")))?;
+        let codes = phases.entry(phase).or_insert_with(|| json!({}));
+        match codes {
+            Value::Object(codes) => {
+                codes.insert(code.to_owned(), json!(meaning));
+            }
+            _ => *codes = json!({ code: meaning }),
+        }
+    }
+    phases.retain(|_, codes| codes.as_object().is_none_or(|c| !c.is_empty()));
+    Ok(if phases.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(phases)
+    })
+}
+
+/// `submit:7777=refusal, query:9=unknown`, or `none`.
+fn overrides_text(v: &Value) -> String {
+    let mut out = Vec::new();
+    if let Some(phases) = v.as_object() {
+        for (phase, codes) in phases {
+            for (code, meaning) in codes.as_object().into_iter().flatten() {
+                out.push(format!("{phase}:{code}={}", s(meaning)));
+            }
+        }
+    }
+    if out.is_empty() {
+        "none".into()
+    } else {
+        out.join(", ")
+    }
+}
+
 fn accounts_table(accounts: &[Value]) -> String {
     let rows: Vec<Vec<String>> = accounts
         .iter()
@@ -1197,6 +1350,57 @@ mod tests {
             ],
         );
         assert_eq!(t, "A    BB\nxyz  1\nq    22");
+    }
+
+    #[test]
+    fn code_overrides_are_edited_unset_first_then_set_and_nothing_left_clears_them() {
+        let strs = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let stored =
+            json!({"submit": {"7777": "refusal", "8": "unknown"}, "query": {"9": "unknown"}});
+        let edited = edit_overrides(
+            stored,
+            &strs(&["submit:8", "query:9", "callback:absent"]),
+            &strs(&["submit:7777=failure_final", "query:x=y=not_found"]),
+        )
+        .unwrap();
+        assert_eq!(
+            edited,
+            json!({"submit": {"7777": "failure_final"}, "query": {"x=y": "not_found"}})
+        );
+        assert_eq!(
+            edit_overrides(
+                json!({"submit": {"1": "refusal"}}),
+                &strs(&["submit:1"]),
+                &[]
+            )
+            .unwrap(),
+            Value::Null
+        );
+        assert_eq!(edit_overrides(json!({}), &[], &[]).unwrap(), Value::Null);
+        for bad in [
+            "7777=refusal",
+            "submit:7777",
+            "submit:=refusal",
+            ":1=refusal",
+            "submit:1=",
+        ] {
+            assert!(
+                matches!(
+                    edit_overrides(json!({}), &[], &strs(&[bad])),
+                    Err(CliError::Usage(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            edit_overrides(json!([]), &[], &[]),
+            Err(CliError::Usage(_))
+        ));
+        assert_eq!(
+            overrides_text(&json!({"query": {"9": "unknown"}, "submit": {"7777": "refusal"}})),
+            "query:9=unknown, submit:7777=refusal"
+        );
+        assert_eq!(overrides_text(&Value::Null), "none");
     }
 
     #[test]

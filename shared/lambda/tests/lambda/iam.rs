@@ -4,7 +4,11 @@
 //! `BatchGetSecretValue` also a `GetSecretValue` per secret), and evaluated against that function's own
 //! statements in `infra/template.yaml` (intrinsics resolved to a test account, region and stage) by
 //! `@cloud-copilot/iam-simulate`, a maintained IAM policy evaluator with AWS's authorization data
-//! (`tools/iam/evaluate.cjs`; `./scripts/test` installs the package into `.tools/iam`).
+//! (`tools/iam/evaluate.cjs`; `./scripts/test` installs the package into `.tools/iam`). Each DynamoDB item
+//! request carries the partition keys it touches as `dynamodb:LeadingKeys` (every item of a batch or
+//! transaction; a table query's `pk`), so the template's `ForAllValues:StringLike` conditions are evaluated,
+//! not vacuously true: `leading_key_conditions_deny_a_write_to_another_function_s_partition` proves a `CONFIG`
+//! write by any function but ops is denied.
 //!
 //! A call not allowed fails the test; so does a granted action that does not exist. A grant no call used is
 //! listed in the report (`$CARGO_TARGET_TMPDIR/iam-report.md`, also printed). moto cannot do this: it
@@ -121,8 +125,51 @@ fn policies(r: &Resolver<'_>) -> BTreeMap<String, Value> {
         .collect()
 }
 
-/// The IAM requests AWS authorizes one SDK call as: (action, resource ARN).
-fn iam_requests(call: &RecordedCall) -> Vec<(String, String)> {
+/// One IAM request: action, resource ARN, and the partition key values of the items it touches (the
+/// `dynamodb:LeadingKeys` condition key; empty where it does not apply).
+type IamRequest = (String, String, Vec<String>);
+
+/// The partition key value (`pk`, shared/aws/src/dynamo.rs `attr::PK`) of an item or key in DynamoDB's JSON.
+fn pk_of(item: &Value) -> String {
+    item["pk"]["S"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string pk in {item}: teach pk_of"))
+        .to_owned()
+}
+
+/// The partition key value a table Query names: the `pk = :v` clause of its key condition.
+fn query_pk(body: &Value) -> String {
+    let names = &body["ExpressionAttributeNames"];
+    let condition = body["KeyConditionExpression"].as_str().unwrap();
+    for clause in condition.split(" AND ") {
+        if let Some((name, value)) = clause.split_once(" = ") {
+            let name = name.trim();
+            let attr = if name.starts_with('#') {
+                names[name].as_str().unwrap_or_default()
+            } else {
+                name
+            };
+            if attr == "pk" {
+                return body["ExpressionAttributeValues"][value.trim()]["S"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no value for {value} in {body}"))
+                    .to_owned();
+            }
+        }
+    }
+    panic!("a table query without `pk = :v` in {condition:?}: teach query_pk")
+}
+
+fn keys(mut pks: Vec<String>) -> Vec<String> {
+    pks.sort();
+    pks.dedup();
+    pks
+}
+
+/// The IAM requests AWS authorizes one SDK call as, with the partition keys it touches: DynamoDB gives
+/// `dynamodb:LeadingKeys` the partition key values of every item of the request (a batch: of all its items on
+/// that table), so a `ForAllValues:StringLike` grant matches only when every one fits.
+fn iam_requests(call: &RecordedCall) -> Vec<IamRequest> {
     let body: Value = serde_json::from_str(&call.body).unwrap_or(Value::Null);
     let table = |name: &Value| {
         format!(
@@ -140,17 +187,35 @@ fn iam_requests(call: &RecordedCall) -> Vec<(String, String)> {
         }
     };
     let op = call.operation.as_str();
+    let none = Vec::new;
     match op {
-        "GetItem" | "PutItem" | "UpdateItem" | "DeleteItem" | "Scan" | "DescribeTable" => {
-            vec![(format!("dynamodb:{op}"), table(&body["TableName"]))]
+        "GetItem" | "UpdateItem" | "DeleteItem" => vec![(
+            format!("dynamodb:{op}"),
+            table(&body["TableName"]),
+            vec![pk_of(&body["Key"])],
+        )],
+        "PutItem" => vec![(
+            "dynamodb:PutItem".to_owned(),
+            table(&body["TableName"]),
+            vec![pk_of(&body["Item"])],
+        )],
+        "Scan" | "DescribeTable" => {
+            vec![(format!("dynamodb:{op}"), table(&body["TableName"]), none())]
         }
-        "Query" => {
-            let mut arn = table(&body["TableName"]);
-            if let Some(index) = body["IndexName"].as_str() {
-                arn = format!("{arn}/index/{index}");
-            }
-            vec![("dynamodb:Query".to_owned(), arn)]
-        }
+        // A table query names one partition; an index query names the index's own key, which is not the
+        // table's `pk` (no grant on an index carries a LeadingKeys condition).
+        "Query" => match body["IndexName"].as_str() {
+            Some(index) => vec![(
+                "dynamodb:Query".to_owned(),
+                format!("{}/index/{index}", table(&body["TableName"])),
+                none(),
+            )],
+            None => vec![(
+                "dynamodb:Query".to_owned(),
+                table(&body["TableName"]),
+                vec![query_pk(&body)],
+            )],
+        },
         // DynamoDB authorizes each item of a transaction as its own operation (there is no IAM action
         // "TransactWriteItems"): Developer Guide, "Using IAM with DynamoDB transactions".
         "TransactWriteItems" => body["TransactItems"]
@@ -159,14 +224,18 @@ fn iam_requests(call: &RecordedCall) -> Vec<(String, String)> {
             .iter()
             .map(|item| {
                 let (kind, inner) = item.as_object().unwrap().iter().next().unwrap();
-                let action = match kind.as_str() {
-                    "Put" => "dynamodb:PutItem",
-                    "Update" => "dynamodb:UpdateItem",
-                    "Delete" => "dynamodb:DeleteItem",
-                    "ConditionCheck" => "dynamodb:ConditionCheckItem",
+                let (action, key) = match kind.as_str() {
+                    "Put" => ("dynamodb:PutItem", &inner["Item"]),
+                    "Update" => ("dynamodb:UpdateItem", &inner["Key"]),
+                    "Delete" => ("dynamodb:DeleteItem", &inner["Key"]),
+                    "ConditionCheck" => ("dynamodb:ConditionCheckItem", &inner["Key"]),
                     other => panic!("transaction item {other}"),
                 };
-                (action.to_owned(), table(&inner["TableName"]))
+                (
+                    action.to_owned(),
+                    table(&inner["TableName"]),
+                    vec![pk_of(key)],
+                )
             })
             .collect(),
         "TransactGetItems" => body["TransactItems"]
@@ -177,36 +246,72 @@ fn iam_requests(call: &RecordedCall) -> Vec<(String, String)> {
                 (
                     "dynamodb:GetItem".to_owned(),
                     table(&item["Get"]["TableName"]),
+                    vec![pk_of(&item["Get"]["Key"])],
                 )
             })
             .collect(),
-        "BatchGetItem" | "BatchWriteItem" => body["RequestItems"]
+        "BatchGetItem" => body["RequestItems"]
             .as_object()
             .unwrap()
-            .keys()
-            .map(|t| (format!("dynamodb:{op}"), table(&json!(t))))
+            .iter()
+            .map(|(t, r)| {
+                let pks = r["Keys"].as_array().unwrap().iter().map(pk_of).collect();
+                (
+                    "dynamodb:BatchGetItem".to_owned(),
+                    table(&json!(t)),
+                    keys(pks),
+                )
+            })
+            .collect(),
+        "BatchWriteItem" => body["RequestItems"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(t, writes)| {
+                let pks = writes
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|w| match (w.get("PutRequest"), w.get("DeleteRequest")) {
+                        (Some(p), _) => pk_of(&p["Item"]),
+                        (_, Some(d)) => pk_of(&d["Key"]),
+                        _ => panic!("batch write {w}"),
+                    })
+                    .collect();
+                (
+                    "dynamodb:BatchWriteItem".to_owned(),
+                    table(&json!(t)),
+                    keys(pks),
+                )
+            })
             .collect(),
         "GetSecretValue" | "DescribeSecret" | "PutSecretValue" => {
-            vec![(format!("secretsmanager:{op}"), secret(&body["SecretId"]))]
+            vec![(
+                format!("secretsmanager:{op}"),
+                secret(&body["SecretId"]),
+                none(),
+            )]
         }
         // CreateSecret is authorized on the ARN the new secret gets.
         "CreateSecret" => vec![(
             "secretsmanager:CreateSecret".to_owned(),
             secret(&body["Name"]),
+            none(),
         )],
         // BatchGetSecretValue needs its own action (resource "*") and GetSecretValue on every secret it returns.
         "BatchGetSecretValue" => {
             let mut out = vec![(
                 "secretsmanager:BatchGetSecretValue".to_owned(),
                 "*".to_owned(),
+                none(),
             )];
-            out.extend(
-                body["SecretIdList"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|id| ("secretsmanager:GetSecretValue".to_owned(), secret(id))),
-            );
+            out.extend(body["SecretIdList"].as_array().unwrap().iter().map(|id| {
+                (
+                    "secretsmanager:GetSecretValue".to_owned(),
+                    secret(id),
+                    none(),
+                )
+            }));
             out
         }
         other => {
@@ -268,6 +373,148 @@ async fn accounts_with_simulator() -> (Value, recharge_sim::RunningSim) {
         }
     }
     (accounts, sim)
+}
+
+/// One request as `tools/iam/evaluate.cjs` reads it: with `dynamodb:LeadingKeys` in its context when it has
+/// partition keys.
+fn request_json(action: &str, resource: &str, leading: &[String]) -> Value {
+    let mut r = json!({"action": action, "resource": resource});
+    if !leading.is_empty() {
+        r["context"] = json!({"dynamodb:LeadingKeys": leading});
+    }
+    r
+}
+
+/// Partition keys as the report shows them: each cut after its prefix (`O#…`, `CONFIG`), deduplicated.
+fn key_shapes(leading: &[Value]) -> String {
+    let shapes: BTreeSet<String> = leading
+        .iter()
+        .map(|k| {
+            let k = k.as_str().unwrap_or_default();
+            match k.find('#') {
+                Some(i) => format!("{}…", &k[..=i]),
+                None => k.to_owned(),
+            }
+        })
+        .collect();
+    if shapes.is_empty() {
+        "-".to_owned()
+    } else {
+        shapes.into_iter().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The negative proof that the evaluator sees `dynamodb:LeadingKeys`: without the keys in the context a
+/// `ForAllValues` condition holds vacuously and a function writing another function's partition would pass.
+/// Needs only the template and the evaluator (no DynamoDB, no moto).
+#[test]
+fn leading_key_conditions_deny_a_write_to_another_function_s_partition() {
+    let resolver = Resolver {
+        stage: "iam-neg",
+        table: "recharge-iam-neg-orders",
+    };
+    let policies = policies(&resolver);
+    let table = resolver.table_arn();
+    let cases: &[(&str, &str, &[&str], &str)] = &[
+        // Only ops may write the operators' configuration (account controls, apps).
+        (
+            "submit-order",
+            "dynamodb:PutItem",
+            &["CONFIG"],
+            "ImplicitlyDenied",
+        ),
+        (
+            "submit-order",
+            "dynamodb:UpdateItem",
+            &["CONFIG"],
+            "ImplicitlyDenied",
+        ),
+        (
+            "provider-callback",
+            "dynamodb:UpdateItem",
+            &["CONFIG"],
+            "ImplicitlyDenied",
+        ),
+        (
+            "reconcile",
+            "dynamodb:BatchWriteItem",
+            &["CONFIG"],
+            "ImplicitlyDenied",
+        ),
+        (
+            "check-balance",
+            "dynamodb:PutItem",
+            &["CONFIG"],
+            "ImplicitlyDenied",
+        ),
+        ("ops", "dynamodb:PutItem", &["CONFIG"], "Allowed"),
+        // Each function's own partitions are allowed.
+        (
+            "submit-order",
+            "dynamodb:PutItem",
+            &["O#7JUWX4CXN3GSIQOKCCTK"],
+            "Allowed",
+        ),
+        ("check-balance", "dynamodb:PutItem", &["BALANCE"], "Allowed"),
+        (
+            "check-balance",
+            "dynamodb:PutItem",
+            &["BALHIST#suka-main"],
+            "Allowed",
+        ),
+        (
+            "reconcile",
+            "dynamodb:BatchWriteItem",
+            &["RECON#suka-main"],
+            "Allowed",
+        ),
+        // A batch is allowed only if every item's partition is: one CONFIG item among orders is denied.
+        (
+            "reconcile",
+            "dynamodb:BatchWriteItem",
+            &["O#7JUWX4CXN3GSIQOKCCTK", "CONFIG"],
+            "ImplicitlyDenied",
+        ),
+        // The balance check may not write orders.
+        (
+            "check-balance",
+            "dynamodb:PutItem",
+            &["O#7JUWX4CXN3GSIQOKCCTK"],
+            "ImplicitlyDenied",
+        ),
+    ];
+    let mut functions = serde_json::Map::new();
+    for (function, ..) in cases {
+        if functions.contains_key(*function) {
+            continue;
+        }
+        let requests: Vec<Value> = cases
+            .iter()
+            .filter(|(f, ..)| f == function)
+            .map(|(_, action, pks, _)| {
+                let pks: Vec<String> = pks.iter().map(|k| (*k).to_owned()).collect();
+                request_json(action, &table, &pks)
+            })
+            .collect();
+        functions.insert(
+            (*function).to_owned(),
+            json!({"policy": policies[*function], "requests": requests}),
+        );
+    }
+    let result = evaluate(&json!({"account": ACCOUNT, "functions": functions}));
+    assert_eq!(result["errors"], json!([]), "{result}");
+    let decisions = result["decisions"].as_array().unwrap();
+    for (function, action, pks, want) in cases {
+        let d = decisions
+            .iter()
+            .find(|d| {
+                d["function"] == *function
+                    && d["action"] == *action
+                    && d["leadingKeys"] == json!(pks)
+            })
+            .unwrap_or_else(|| panic!("no decision for {function} {action} {pks:?}: {result}"));
+        assert_eq!(d["result"], *want, "{function} {action} {pks:?}");
+    }
 }
 
 fn status_of(r: &recharge_api::ApiResponse) -> (u16, String) {
@@ -552,8 +799,8 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
     for (function, counter) in &counters {
         let calls = counter.calls();
         assert!(!calls.is_empty(), "{} made no AWS call", function.name());
-        let requests: BTreeSet<(String, String)> = calls.iter().flat_map(iam_requests).collect();
-        for (action, resource) in &requests {
+        let requests: BTreeSet<IamRequest> = calls.iter().flat_map(iam_requests).collect();
+        for (action, resource, _) in &requests {
             observed.insert((
                 function.name().to_owned(),
                 action.clone(),
@@ -567,31 +814,48 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         functions.insert(
             function.name().to_owned(),
             json!({"policy": policy,
-                   "requests": requests.iter().map(|(a, r)| json!({"action": a, "resource": r})).collect::<Vec<_>>()}),
+                   "requests": requests.iter().map(|(a, r, k)| request_json(a, r, k)).collect::<Vec<_>>()}),
         );
     }
     let result = evaluate(&json!({"account": ACCOUNT, "functions": functions}));
 
     let mut report = String::from(
-        "# IAM: every AWS call of the end-to-end flows\n\n| function | action | resource | decision |\n|---|---|---|---|\n",
+        "# IAM: every AWS call of the end-to-end flows\n\n| function | action | resource | leading keys | decision |\n|---|---|---|---|---|\n",
     );
     let mut failures = Vec::new();
+    let mut lines = BTreeSet::new();
+    let mut with_keys = 0;
     for d_ in result["decisions"].as_array().unwrap() {
+        let leading = d_["leadingKeys"].as_array().cloned().unwrap_or_default();
+        if !leading.is_empty() {
+            with_keys += 1;
+        }
         let line = format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} |\n",
             d_["function"].as_str().unwrap(),
             d_["action"].as_str().unwrap(),
             d_["resource"]
                 .as_str()
                 .unwrap()
                 .replace(&d.stage, "<stage>"),
+            key_shapes(&leading),
             d_["result"].as_str().unwrap()
         );
-        report.push_str(&line);
         if d_["result"] != "Allowed" {
-            failures.push(format!("not allowed: {}", line.trim()));
+            failures.push(format!(
+                "not allowed: {} (leading keys {leading:?})",
+                line.trim()
+            ));
+        }
+        // One row per shape of keys (every order's O#... is one row).
+        if lines.insert(line.clone()) {
+            report.push_str(&line);
         }
     }
+    assert!(
+        with_keys >= 10,
+        "the DynamoDB item requests carry their partition keys"
+    );
     report.push_str("\n# Grants no call used\n\n| function | statement | action | resource |\n|---|---|---|---|\n");
     for g in result["grants"].as_array().unwrap() {
         let line = format!(
