@@ -71,6 +71,8 @@ pub struct FaultOptions {
     pub escalate_after: Duration,
     /// After settling, how long to wait at most for the last open order's escalation time to pass.
     pub queue_wait: Duration,
+    /// After the checks, reconcile the campaign's day(s) (docs/reconciliation.md) and report the mismatches.
+    pub recon: bool,
 }
 
 impl FaultOptions {
@@ -93,6 +95,7 @@ impl FaultOptions {
             dialects: BTreeMap::new(),
             escalate_after: Duration::from_secs(30 * 60),
             queue_wait: Duration::from_secs(30),
+            recon: false,
         }
     }
 
@@ -254,6 +257,25 @@ pub struct PerturbationRow {
     pub why: BTreeMap<String, usize>,
 }
 
+/// What the daily reconciliation made of the campaign's day(s), summed over its reports.
+#[derive(Debug, Default)]
+pub struct ReconSummary {
+    /// The days reconciled (`YYYY-MM-DD`, Beijing time: a campaign may cross midnight).
+    pub days: Vec<String>,
+    pub seconds: f64,
+    /// Final attempts the protocols can be asked about, asked, not asked within the budget, answers that said
+    /// nothing, and differences.
+    pub eligible: u64,
+    pub queried: u64,
+    pub skipped: u64,
+    pub inconclusive: u64,
+    pub diverged: u64,
+    /// (account, mismatch kind) → mismatches.
+    pub mismatches: BTreeMap<(String, String), usize>,
+    /// One line per mismatch of an order (the first 20), for the reader to follow.
+    pub examples: Vec<String>,
+}
+
 /// Everything the campaign found.
 #[derive(Debug, Default)]
 pub struct FaultReport {
@@ -300,6 +322,8 @@ pub struct FaultReport {
     /// Merchant notifications: acknowledged, refused on purpose, bad signature, unparsable.
     pub notifications: (u64, u64, u64, u64),
     pub sweeps_aborted: u64,
+    /// The daily reconciliation of the campaign's day(s), when asked for.
+    pub recon: Option<ReconSummary>,
     /// Every broken invariant, one line each (empty when the campaign passed).
     pub violations: Vec<String>,
 }
@@ -419,6 +443,33 @@ impl FaultReport {
         println!(
             "merchant notifications: {acked} acknowledged, {refused} refused on purpose (retried), {bad} bad signatures, {unparsable} unparsable"
         );
+        if let Some(r) = &self.recon {
+            println!();
+            println!(
+                "daily reconciliation of {} in {:.1} s: re-query eligible {}, queried {}, skipped {}, inconclusive {}, diverged {}",
+                r.days.join(" and "),
+                r.seconds,
+                r.eligible,
+                r.queried,
+                r.skipped,
+                r.inconclusive,
+                r.diverged
+            );
+            if r.mismatches.is_empty() {
+                println!("  no mismatches");
+            } else {
+                println!(
+                    "  {:<18} {:<28} {:>10}",
+                    "provider account", "mismatch", "count"
+                );
+                for ((account, kind), n) in &r.mismatches {
+                    println!("  {account:<18} {kind:<28} {n:>10}");
+                }
+                for e in &r.examples {
+                    println!("  e.g. {e}");
+                }
+            }
+        }
         println!();
         if self.violations.is_empty() {
             println!(
@@ -486,6 +537,7 @@ pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
         })
     };
 
+    let campaign_start = state.clock.now();
     let planned: Vec<Planned> = (0..opts.orders)
         .map(|i| plan_order(&opts, i, receiver.url()))
         .collect();
@@ -584,8 +636,69 @@ pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
         &mut report,
     )
     .await?;
+    if opts.recon {
+        report.recon = Some(reconcile(&state, campaign_start).await?);
+    }
     stack.stop().await;
     Ok(report)
+}
+
+/// Reconciles every day the campaign's orders were created on (docs/reconciliation.md §3), re-querying every
+/// final attempt: the simulators answer on loopback, so the pace is the machine's, not a provider's rate limit.
+async fn reconcile(
+    state: &Arc<recharge_api::AppState>,
+    from: recharge_core::Timestamp,
+) -> anyhow::Result<ReconSummary> {
+    use recharge_core::recon::ReconDay;
+    let started = Instant::now();
+    let offset = state.settings.recon_utc_offset_minutes;
+    let first = ReconDay::containing(from, offset);
+    let last = ReconDay::containing(state.clock.now(), offset);
+    let mut days = vec![first];
+    if last != first {
+        days.push(last);
+    }
+    let options = recharge_api::recon::ReconOptions {
+        queries_per_second: 5_000.0,
+        max_queries: usize::MAX,
+        requery_budget: Duration::from_secs(3_600),
+        ..recharge_api::recon::ReconOptions::default()
+    };
+    let mut summary = ReconSummary::default();
+    for day in days {
+        let reports = recharge_api::recon::run(state, day, None, &options)
+            .await
+            .map_err(|e| anyhow::anyhow!("reconciliation of the campaign's day: {e:?}"))?;
+        for r in reports {
+            if !summary.days.contains(&r.date) {
+                summary.days.push(r.date.clone());
+            }
+            summary.eligible += r.requery.eligible;
+            summary.queried += r.requery.queried;
+            summary.skipped += r.requery.skipped;
+            summary.inconclusive += r.requery.inconclusive;
+            summary.diverged += r.requery.diverged;
+            for m in &r.mismatches {
+                *summary
+                    .mismatches
+                    .entry((r.account.to_string(), m.kind.as_str().to_owned()))
+                    .or_default() += 1;
+                if summary.examples.len() < 20
+                    && let Some(order) = &m.order_id
+                {
+                    summary.examples.push(format!(
+                        "{} {} {order}: ours {}, theirs {}",
+                        r.account,
+                        m.kind.as_str(),
+                        m.ours,
+                        m.theirs
+                    ));
+                }
+            }
+        }
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
 }
 
 /// Gives every configured account the campaign's escalation limit (an operator's `escalate_after_secs`, read by

@@ -38,6 +38,9 @@ enum Command {
         /// A dialect JSON file for one account: ACCOUNT=FILE (repeatable), e.g. a planted broken provider.
         #[arg(long = "dialect")]
         dialect_files: Vec<String>,
+        /// Skip the daily reconciliation of the campaign's day after the checks.
+        #[arg(long)]
+        no_recon: bool,
     },
     /// Only the noisy-neighbour row: one app's orders with a hanging notify URL beside another app's
     /// query-driven orders (also part of `bench`).
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
                 dynamodb_endpoint,
                 dialects,
                 dialect_files,
+                no_recon,
             } => {
                 let mut opts = recharge_bench::faults::FaultOptions::new(orders, seed);
                 let endpoint = dynamodb_endpoint
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
                 }
                 opts.settle_timeout = std::time::Duration::from_secs(settle_secs);
                 opts.progress = true;
+                opts.recon = !no_recon;
                 match dialects.as_str() {
                     "documented" => {}
                     "random" => opts.dialect_seed = Some(seed),
