@@ -3,26 +3,9 @@
 //! most a minute (docs/operations.md §9).
 
 use crate::helpers::*;
-use recharge_ops::{Cli, CliError, Output, client_for, run};
+use recharge_ops::{CliError, Output};
 use serde_json::json;
 use std::time::Duration;
-
-async fn cli(h: &Harness, args: &[&str]) -> Result<Output, CliError> {
-    let base = h.stack.base_url().to_owned();
-    let mut all = vec![
-        "recharge-ops",
-        "--base",
-        &base,
-        "--app",
-        OPS.0,
-        "--secret",
-        OPS.1,
-    ];
-    all.extend_from_slice(args);
-    let parsed = <Cli as clap::Parser>::try_parse_from(all).unwrap();
-    let client = client_for(&parsed).await.unwrap();
-    run(&client, &parsed.command).await
-}
 
 /// A fresh app id (1–32 characters of `[A-Za-z0-9_-]`).
 fn app_id(label: &str) -> String {
@@ -44,7 +27,8 @@ fn printed_secret(out: &Output) -> String {
 }
 
 async fn create_app(h: &Harness, id: &str) -> String {
-    let out = cli(h, &["apps", "create", id, "--operator", "erin"])
+    let out = h
+        .ops_cli(&["apps", "create", id, "--operator", "erin"])
         .await
         .unwrap();
     assert!(out.text.contains("shown once"), "{}", out.text);
@@ -82,7 +66,7 @@ async fn a_merchant_app_created_through_the_cli_places_an_order_and_gets_its_not
     assert_eq!(bodies.last().unwrap()["status"], "succeeded");
 
     // Listed and shown, never with its secret again.
-    let listed = cli(&h, &["apps", "list"]).await.unwrap();
+    let listed = h.ops_cli(&["apps", "list"]).await.unwrap();
     let row = listed.text.lines().find(|l| l.starts_with(&id)).unwrap();
     assert!(
         row.contains("enabled") && row.contains("table") && row.contains("erin (app:ops)"),
@@ -93,7 +77,7 @@ async fn a_merchant_app_created_through_the_cli_places_an_order_and_gets_its_not
         "the seed's apps too: {}",
         listed.text
     );
-    let shown = cli(&h, &["--json", "apps", "show", &id]).await.unwrap();
+    let shown = h.ops_cli(&["--json", "apps", "show", &id]).await.unwrap();
     assert!(!shown.json.to_string().contains(&secret), "{}", shown.json);
     assert!(!listed.json.to_string().contains(&secret));
     // Another app's secret, or a made-up one, opens nothing.
@@ -102,7 +86,10 @@ async fn a_merchant_app_created_through_the_cli_places_an_order_and_gets_its_not
     assert_eq!(wrong.body["error"]["code"], "bad_signature");
     // An id taken (by apps.json or by the table) is refused.
     for taken in ["demo", id.as_str()] {
-        match cli(&h, &["apps", "create", taken, "--operator", "erin"]).await {
+        match h
+            .ops_cli(&["apps", "create", taken, "--operator", "erin"])
+            .await
+        {
             Err(CliError::Api { status, code, .. }) => {
                 assert_eq!((status, code.as_str()), (409, "app_exists"), "{taken}")
             }
@@ -118,7 +105,8 @@ async fn a_disabled_app_is_refused_within_a_minute_and_works_again_once_enabled(
     let secret = create_app(&h, &id).await;
     assert_eq!(place(&h, &id, &secret, &order_no("on")).await.status, 201);
 
-    let out = cli(&h, &["apps", "disable", &id, "--operator", "erin"])
+    let out = h
+        .ops_cli(&["apps", "disable", &id, "--operator", "erin"])
         .await
         .unwrap();
     assert!(
@@ -155,7 +143,7 @@ async fn a_disabled_app_is_refused_within_a_minute_and_works_again_once_enabled(
         201
     );
 
-    cli(&h, &["apps", "enable", &id, "--operator", "erin"])
+    h.ops_cli(&["apps", "enable", &id, "--operator", "erin"])
         .await
         .unwrap();
     poll_async(Duration::from_secs(60), "the app enabled again", || async {
@@ -171,9 +159,8 @@ async fn after_a_rotation_the_new_secret_works_and_the_old_one_only_within_the_g
     let old = create_app(&h, &id).await;
     assert_eq!(place(&h, &id, &old, &order_no("before")).await.status, 201);
 
-    let out = cli(
-        &h,
-        &[
+    let out = h
+        .ops_cli(&[
             "apps",
             "rotate",
             &id,
@@ -181,10 +168,9 @@ async fn after_a_rotation_the_new_secret_works_and_the_old_one_only_within_the_g
             "erin",
             "--grace-secs",
             "20",
-        ],
-    )
-    .await
-    .unwrap();
+        ])
+        .await
+        .unwrap();
     let new = printed_secret(&out);
     assert_ne!(new, old);
     assert_eq!(out.json["app"]["secret_version"], 2, "{}", out.json);

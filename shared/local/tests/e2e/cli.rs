@@ -2,70 +2,33 @@
 //! requests signed by it (HMAC as the admin app), answers shown as its tables and JSON.
 
 use crate::helpers::*;
-use recharge_ops::{Cli, CliError, Output, client_for, run};
+use recharge_ops::{Cli, CliError, client_for, run};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-async fn cli(h: &Harness, args: &[&str]) -> Result<Output, CliError> {
-    let base = h.stack.base_url().to_owned();
-    let mut all = vec![
-        "recharge-ops",
-        "--base",
-        &base,
-        "--app",
-        OPS.0,
-        "--secret",
-        OPS.1,
-    ];
-    all.extend_from_slice(args);
-    let parsed = <Cli as clap::Parser>::try_parse_from(all).unwrap();
-    let client = client_for(&parsed).await.unwrap();
-    run(&client, &parsed.command).await
-}
-
-fn ids(out: &Output) -> Vec<String> {
-    out.json["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["order_id"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 #[tokio::test]
 async fn a_stuck_order_is_found_and_resolved_with_evidence_through_the_cli() {
     let h = Harness::start().await;
     let demo = h.demo();
-    let no = order_no("cli-stuck");
     // 0009 on wikeyun: the provider recorded it and keeps it processing; wikeyun cannot answer "not found".
-    let created = demo
-        .create_order(
-            &json!({"merchant_order_no": no, "product_code": "mobile.100",
-                              "account": "13800130009", "notify_url": h.inbox.url(&no)}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(created.status, 201, "{}", created.body);
-    let id = created.body["order_id"].as_str().unwrap().to_owned();
+    let (no, id) = h.create_stuck_order("cli-stuck").await;
 
     let listed = poll_async(
         Duration::from_secs(40),
         "the order in the CLI's queue",
         || async {
-            let out = cli(
-                &h,
-                &[
+            let out = h
+                .ops_cli(&[
                     "orders",
                     "list",
                     "--needs-operator",
                     "--app-filter",
                     "demo",
                     "--all",
-                ],
-            )
-            .await
-            .unwrap();
-            ids(&out).contains(&id).then_some(out)
+                ])
+                .await
+                .unwrap();
+            order_ids(&out.json).contains(&id).then_some(out)
         },
     )
     .await;
@@ -75,7 +38,8 @@ async fn a_stuck_order_is_found_and_resolved_with_evidence_through_the_cli() {
     assert!(row.contains("wikeyun-main"), "{row}");
 
     // Found by the merchant's number, shown with its attempts.
-    let shown = cli(&h, &["orders", "show", &format!("demo/{no}")])
+    let shown = h
+        .ops_cli(&["orders", "show", &format!("demo/{no}")])
         .await
         .unwrap();
     assert_eq!(shown.json["order"]["order_id"], id.as_str());
@@ -85,9 +49,8 @@ async fn a_stuck_order_is_found_and_resolved_with_evidence_through_the_cli() {
     let before = demo.get_order(&no).await.unwrap().body["sequence"]
         .as_u64()
         .unwrap();
-    let resolved = cli(
-        &h,
-        &[
+    let resolved = h
+        .ops_cli(&[
             "orders",
             "resolve",
             &id,
@@ -101,10 +64,9 @@ async fn a_stuck_order_is_found_and_resolved_with_evidence_through_the_cli() {
             "wikeyun ticket 9912",
             "--operator",
             "carol",
-        ],
-    )
-    .await
-    .unwrap();
+        ])
+        .await
+        .unwrap();
     assert_eq!(resolved.json["order"]["status"], "succeeded");
     assert!(resolved.text.starts_with("resolved."), "{}", resolved.text);
 
@@ -114,14 +76,12 @@ async fn a_stuck_order_is_found_and_resolved_with_evidence_through_the_cli() {
         .wait_sequence(&no, DEMO.1, before + 1, Duration::from_secs(10))
         .await;
     assert_eq!(bodies.last().unwrap()["status"], "succeeded");
-    let queue = cli(
-        &h,
-        &["orders", "list", "--needs-operator", "--app-filter", "demo"],
-    )
-    .await
-    .unwrap();
-    assert!(!ids(&queue).contains(&id));
-    let shown = cli(&h, &["--json", "orders", "show", &id]).await.unwrap();
+    let queue = h
+        .ops_cli(&["orders", "list", "--needs-operator", "--app-filter", "demo"])
+        .await
+        .unwrap();
+    assert!(!order_ids(&queue.json).contains(&id));
+    let shown = h.ops_cli(&["--json", "orders", "show", &id]).await.unwrap();
     let audit = shown.json["order"]["audit"].as_array().unwrap().clone();
     let entry = audit
         .iter()
@@ -132,9 +92,8 @@ async fn a_stuck_order_is_found_and_resolved_with_evidence_through_the_cli() {
     assert_eq!(detail["evidence"], "wikeyun ticket 9912");
 
     // A second resolution is refused with the machine's reason, as a CLI error.
-    let again = cli(
-        &h,
-        &[
+    let again = h
+        .ops_cli(&[
             "orders",
             "resolve",
             &id,
@@ -148,9 +107,8 @@ async fn a_stuck_order_is_found_and_resolved_with_evidence_through_the_cli() {
             "e",
             "--operator",
             "carol",
-        ],
-    )
-    .await;
+        ])
+        .await;
     match again {
         Err(CliError::Api { status, code, .. }) => {
             assert_eq!(
@@ -177,24 +135,24 @@ async fn the_cli_queries_notifies_and_shows_balances() {
     let id = created.body["order_id"].as_str().unwrap().to_owned();
     wait_status(&demo, &no, "succeeded", Duration::from_secs(20)).await;
 
-    match cli(&h, &["orders", "query", &id]).await {
+    match h.ops_cli(&["orders", "query", &id]).await {
         Err(CliError::Api { status, code, .. }) => {
             assert_eq!((status, code.as_str()), (409, "no_open_attempt"))
         }
         other => panic!("a final order has nothing to query: {other:?}"),
     }
-    let notified = cli(&h, &["orders", "notify", &id]).await.unwrap();
+    let notified = h.ops_cli(&["orders", "notify", &id]).await.unwrap();
     assert_eq!(notified.json["delivered"], true, "{}", notified.json);
     assert!(
         notified.text.starts_with("delivered sequence"),
         "{}",
         notified.text
     );
-    let abandoned = cli(&h, &["notifications"]).await.unwrap();
-    assert!(!ids(&abandoned).contains(&id));
+    let abandoned = h.ops_cli(&["notifications"]).await.unwrap();
+    assert!(!order_ids(&abandoned.json).contains(&id));
 
     let balances = poll_async(Duration::from_secs(20), "a balance snapshot", || async {
-        let out = cli(&h, &["balances"]).await.unwrap();
+        let out = h.ops_cli(&["balances"]).await.unwrap();
         out.json["accounts"]
             .as_array()
             .unwrap()
@@ -245,12 +203,10 @@ async fn an_account_disabled_through_the_cli_sends_the_next_order_to_the_backup_
     );
     assert_eq!(first_route(&h.stored("demo", &no).await), "wikeyun-main");
 
-    let disabled = cli(
-        &h,
-        &["accounts", "disable", "wikeyun-main", "--operator", "dave"],
-    )
-    .await
-    .unwrap();
+    let disabled = h
+        .ops_cli(&["accounts", "disable", "wikeyun-main", "--operator", "dave"])
+        .await
+        .unwrap();
     assert_eq!(
         disabled.json["account"]["mode"], "disabled",
         "{}",
@@ -285,7 +241,7 @@ async fn an_account_disabled_through_the_cli_sends_the_next_order_to_the_backup_
     assert_eq!(single.status, 422, "{}", single.body);
     assert_eq!(single.body["error"]["code"], "no_route");
 
-    let listed = cli(&h, &["accounts", "list"]).await.unwrap();
+    let listed = h.ops_cli(&["accounts", "list"]).await.unwrap();
     let row = listed
         .text
         .lines()
@@ -296,19 +252,14 @@ async fn an_account_disabled_through_the_cli_sends_the_next_order_to_the_backup_
         "{row}"
     );
     // Drained, then enabled again: routing comes back to it.
-    let drained = cli(
-        &h,
-        &["accounts", "drain", "wikeyun-main", "--operator", "dave"],
-    )
-    .await
-    .unwrap();
+    let drained = h
+        .ops_cli(&["accounts", "drain", "wikeyun-main", "--operator", "dave"])
+        .await
+        .unwrap();
     assert_eq!(drained.json["account"]["takes_new_orders"], false);
-    cli(
-        &h,
-        &["accounts", "enable", "wikeyun-main", "--operator", "dave"],
-    )
-    .await
-    .unwrap();
+    h.ops_cli(&["accounts", "enable", "wikeyun-main", "--operator", "dave"])
+        .await
+        .unwrap();
     poll_async(Duration::from_secs(60), "an order on the first route again", || async {
         let no = order_no("cli-back");
         demo.create_order(&json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800138000"}))
@@ -317,7 +268,10 @@ async fn an_account_disabled_through_the_cli_sends_the_next_order_to_the_backup_
         (first_route(&h.stored("demo", &no).await) == "wikeyun-main").then_some(())
     })
     .await;
-    match cli(&h, &["accounts", "disable", "nobody", "--operator", "dave"]).await {
+    match h
+        .ops_cli(&["accounts", "disable", "nobody", "--operator", "dave"])
+        .await
+    {
         Err(CliError::Api { status, code, .. }) => {
             assert_eq!((status, code.as_str()), (400, "unknown_account"))
         }

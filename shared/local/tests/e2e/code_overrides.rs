@@ -8,7 +8,7 @@
 use crate::helpers::*;
 use recharge_core::{AttemptState, Order};
 use recharge_local::LocalOptions;
-use recharge_ops::{Cli, CliError, Output, client_for, run};
+use recharge_ops::CliError;
 use recharge_sim::Dialect;
 use recharge_sim::dialect::CodeText;
 use serde_json::{Value, json};
@@ -30,23 +30,6 @@ fn refusing_with_7777() -> LocalOptions {
         },
     );
     o
-}
-
-async fn cli(h: &Harness, args: &[&str]) -> Result<Output, CliError> {
-    let base = h.stack.base_url().to_owned();
-    let mut all = vec![
-        "recharge-ops",
-        "--base",
-        &base,
-        "--app",
-        OPS.0,
-        "--secret",
-        OPS.1,
-    ];
-    all.extend_from_slice(args);
-    let parsed = <Cli as clap::Parser>::try_parse_from(all).unwrap();
-    let client = client_for(&parsed).await.unwrap();
-    run(&client, &parsed.command).await
 }
 
 async fn put(h: &Harness, account: &str, body: &Value) -> (u16, Value) {
@@ -154,14 +137,14 @@ async fn an_unlisted_refusal_code_mapped_at_runtime_fails_over_the_next_order_wi
             assert!(message.contains(n), "{overrides}: {message}");
         }
     }
-    let shown = cli(&h, &["--json", "accounts", "show", "wikeyun-main"])
+    let shown = h
+        .ops_cli(&["--json", "accounts", "show", "wikeyun-main"])
         .await
         .unwrap();
     assert_eq!(shown.json["account"]["code_overrides"], Value::Null);
     // The CLI refuses a malformed --set before sending anything.
-    match cli(
-        &h,
-        &[
+    match h
+        .ops_cli(&[
             "accounts",
             "codes",
             "wikeyun-main",
@@ -169,18 +152,16 @@ async fn an_unlisted_refusal_code_mapped_at_runtime_fails_over_the_next_order_wi
             "7777=refusal",
             "--operator",
             "dave",
-        ],
-    )
-    .await
+        ])
+        .await
     {
         Err(CliError::Usage(m)) => assert!(m.contains("PHASE:CODE=MEANING"), "{m}"),
         other => panic!("{other:?}"),
     }
 
     // The operator maps 7777 to a refusal through the CLI.
-    let mapped = cli(
-        &h,
-        &[
+    let mapped = h
+        .ops_cli(&[
             "accounts",
             "codes",
             "wikeyun-main",
@@ -188,10 +169,9 @@ async fn an_unlisted_refusal_code_mapped_at_runtime_fails_over_the_next_order_wi
             "submit:7777=refusal",
             "--operator",
             "dave",
-        ],
-    )
-    .await
-    .unwrap();
+        ])
+        .await
+        .unwrap();
     let changed = Instant::now();
     assert_eq!(
         mapped.json["account"]["code_overrides"],
@@ -251,7 +231,8 @@ async fn an_unlisted_refusal_code_mapped_at_runtime_fails_over_the_next_order_wi
     assert_eq!(o.attempts().len(), 1);
 
     // Shown in force; then cleared, and the code is unlisted again (Unknown, no failover).
-    let shown = cli(&h, &["accounts", "show", "wikeyun-main"])
+    let shown = h
+        .ops_cli(&["accounts", "show", "wikeyun-main"])
         .await
         .unwrap();
     assert!(
@@ -263,19 +244,17 @@ async fn an_unlisted_refusal_code_mapped_at_runtime_fails_over_the_next_order_wi
         shown.json["account"]["code_overrides_in_force"],
         json!({"submit": {"7777": "refusal"}})
     );
-    let cleared = cli(
-        &h,
-        &[
+    let cleared = h
+        .ops_cli(&[
             "accounts",
             "codes",
             "wikeyun-main",
             "--clear",
             "--operator",
             "dave",
-        ],
-    )
-    .await
-    .unwrap();
+        ])
+        .await
+        .unwrap();
     assert_eq!(cleared.json["account"]["code_overrides"], Value::Null);
     assert!(
         cleared.text.contains("code overrides: none"),

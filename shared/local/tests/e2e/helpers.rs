@@ -110,6 +110,45 @@ impl Harness {
         self.client(DEMO)
     }
 
+    /// A `mobile.100` order for 0009 on wikeyun with a notify URL: the provider records it and keeps it
+    /// processing (docs/simulators.md §5), and wikeyun cannot answer "not found", so it waits for an operator once
+    /// its escalation limit passes. Returns (merchant order no, order id).
+    pub async fn create_stuck_order(&self, label: &str) -> (String, String) {
+        let no = order_no(label);
+        let created = self
+            .demo()
+            .create_order(
+                &serde_json::json!({"merchant_order_no": no, "product_code": "mobile.100",
+                "account": "13800130009", "notify_url": self.inbox.url(&no)}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created.status, 201, "{}", created.body);
+        let id = created.body["order_id"].as_str().unwrap().to_owned();
+        (no, id)
+    }
+
+    /// `recharge-ops ARGS...` as an operator types it against this stack, signed as the admin app.
+    pub async fn ops_cli(
+        &self,
+        args: &[&str],
+    ) -> Result<recharge_ops::Output, recharge_ops::CliError> {
+        let base = self.stack.base_url().to_owned();
+        let mut all = vec![
+            "recharge-ops",
+            "--base",
+            &base,
+            "--app",
+            OPS.0,
+            "--secret",
+            OPS.1,
+        ];
+        all.extend_from_slice(args);
+        let parsed = <recharge_ops::Cli as clap::Parser>::try_parse_from(all).unwrap();
+        let client = recharge_ops::client_for(&parsed).await.unwrap();
+        recharge_ops::run(&client, &parsed.command).await
+    }
+
     pub fn sim(&self, account: &str) -> &RunningSim {
         self.stack
             .sim(account)
@@ -554,4 +593,14 @@ pub async fn user_sends_the_sms(h: &Harness, account: &str, order_id: &str) -> S
         .unwrap();
     assert_eq!(mo.status(), 200, "MO for {provider_id}");
     provider_id
+}
+
+/// The order ids of an ops listing (`{"orders": [{"order_id": ...}, ...]}`).
+pub fn order_ids(page: &Value) -> Vec<String> {
+    page["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["order_id"].as_str().unwrap().to_owned())
+        .collect()
 }

@@ -25,36 +25,18 @@ async fn post(client: &recharge_local::SigningClient, path: &str, body: &Value) 
     (r.status, r.body)
 }
 
-fn listed(page: &Value) -> Vec<String> {
-    page["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["order_id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_stuck_order_is_queued_resolved_with_evidence_and_the_merchant_is_told() {
     let h = Harness::start().await;
     let demo = h.demo();
     let ops = ops(&h);
-    let no = order_no("stuck");
     // 0009: the provider took it and keeps it processing far past the 30-minute limit of a fast top-up.
-    let created = demo
-        .create_order(
-            &json!({"merchant_order_no": no, "product_code": "mobile.100",
-                              "account": "13800130009", "notify_url": h.inbox.url(&no)}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(created.status, 201, "{}", created.body);
-    let id = created.body["order_id"].as_str().unwrap().to_owned();
+    let (no, id) = h.create_stuck_order("stuck").await;
 
     // Not in the queue at first; in it once the limit (30 min / time scale 100 = 18 s) has passed.
     let (status, queue) = get(&ops, "/ops/orders?needs_operator=true&app=demo").await;
     assert_eq!(status, 200, "{queue}");
-    assert!(!listed(&queue).contains(&id), "{queue}");
+    assert!(!order_ids(&queue).contains(&id), "{queue}");
     let entry = poll_async(
         Duration::from_secs(40),
         "order in the operator queue",
@@ -122,7 +104,7 @@ async fn a_stuck_order_is_queued_resolved_with_evidence_and_the_merchant_is_told
         "wikeyun ticket 7731, call with 138****8000 at 10:02"
     );
     let (_, queue) = get(&ops, "/ops/orders?needs_operator=true&app=demo").await;
-    assert!(!listed(&queue).contains(&id), "{queue}");
+    assert!(!order_ids(&queue).contains(&id), "{queue}");
     assert!(h.assert_at_most_one_delivery(&id) <= 1);
 }
 
@@ -146,26 +128,26 @@ async fn an_order_is_found_by_merchant_number_and_by_attempt_id_and_listed_by_fi
     )
     .await;
     assert_eq!(status, 200, "{by_no}");
-    assert_eq!(listed(&by_no), vec![id.clone()]);
+    assert_eq!(order_ids(&by_no), vec![id.clone()]);
     let (_, by_attempt) = get(&ops, &format!("/ops/orders?attempt_id={id}01")).await;
-    assert_eq!(listed(&by_attempt), vec![id.clone()]);
+    assert_eq!(order_ids(&by_attempt), vec![id.clone()]);
     let (_, other_app) = get(
         &ops,
         &format!("/ops/orders?app=demo2&merchant_order_no={no}"),
     )
     .await;
-    assert!(listed(&other_app).is_empty(), "{other_app}");
+    assert!(order_ids(&other_app).is_empty(), "{other_app}");
 
     let (_, succeeded) = get(
         &ops,
         "/ops/orders?status=succeeded&app=demo&provider_account=suka-main",
     )
     .await;
-    assert!(listed(&succeeded).contains(&id), "{succeeded}");
+    assert!(order_ids(&succeeded).contains(&id), "{succeeded}");
     let (_, failed) = get(&ops, "/ops/orders?status=failed&app=demo").await;
-    assert!(!listed(&failed).contains(&id), "{failed}");
+    assert!(!order_ids(&failed).contains(&id), "{failed}");
     let (_, old) = get(&ops, "/ops/orders?app=demo&older_than=1d").await;
-    assert!(!listed(&old).contains(&id), "created seconds ago: {old}");
+    assert!(!order_ids(&old).contains(&id), "created seconds ago: {old}");
 
     // The operators' view keeps the raw provider exchange in its audit trail; bad parameters are 400s.
     let (_, shown) = get(&ops, &format!("/ops/orders/{id}")).await;
@@ -332,7 +314,7 @@ async fn an_abandoned_notification_is_listed_and_redelivered_on_demand() {
 
     let (status, abandoned) = get(&ops, "/ops/notifications?abandoned=true").await;
     assert_eq!(status, 200, "{abandoned}");
-    assert!(listed(&abandoned).contains(&id), "{abandoned}");
+    assert!(order_ids(&abandoned).contains(&id), "{abandoned}");
     assert_eq!(
         abandoned["orders"][0]["attention"]["reason"],
         "notification_abandoned"
@@ -358,7 +340,7 @@ async fn an_abandoned_notification_is_listed_and_redelivered_on_demand() {
     assert_eq!(body["status"], "succeeded");
     check_notifications(&h.inbox.received(&no), DEMO.1);
     let (_, abandoned) = get(&ops, "/ops/notifications?abandoned=true").await;
-    assert!(!listed(&abandoned).contains(&id), "{abandoned}");
+    assert!(!order_ids(&abandoned).contains(&id), "{abandoned}");
 }
 
 #[tokio::test]

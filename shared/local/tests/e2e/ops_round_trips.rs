@@ -24,16 +24,7 @@ async fn each_ops_route_costs_the_round_trips_written_down() {
     let demo = h.demo();
     let ops = h.client(OPS);
     // 0009 on wikeyun: recorded and kept processing (the sweep is still, so nothing else touches it).
-    let no = order_no("trips");
-    let created = demo
-        .create_order(
-            &json!({"merchant_order_no": no, "product_code": "mobile.100",
-                              "account": "13800130009", "notify_url": h.inbox.url(&no)}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(created.status, 201, "{}", created.body);
-    let id = created.body["order_id"].as_str().unwrap().to_owned();
+    let (no, id) = h.create_stuck_order("trips").await;
     // The balance check's run at start writes its snapshots: wait for them, they are no route's cost.
     poll_async(
         Duration::from_secs(20),
