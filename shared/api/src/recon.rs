@@ -3,11 +3,13 @@
 //! reported prices against the route costs, the balance history against the cost of what was delivered, and
 //! re-queries the day's final attempts where the protocol has a query, rate-limited per account. It changes no
 //! order: every difference is a mismatch, listed order by order with the evidence, for an operator to resolve
-//! through `POST /ops/orders/{id}/resolve`.
+//! through `POST /ops/orders/{id}/resolve` and settle through `POST /ops/recon/mismatches/settle`. A re-query
+//! cut short by its budget resumes from the stored cursor on the next pass (docs/reconciliation.md §3).
 //!
 //! DynamoDB round trips of a run (docs/reconciliation.md §5): 1 Query per `by_status` partition (6 statuses ×
 //! shards) and page; 1 BatchGetItem per 100 orders; per account 2 Queries of the balance history (+1 per
-//! further page); 1 BatchWriteItem per 25 mismatches and 1 PutItem of the report.
+//! further page); per account 1 Query of the stored report; 1 BatchWriteItem per 25 mismatches and 1 PutItem of
+//! the report.
 
 use crate::error::ApiError;
 use crate::state::AppState;
