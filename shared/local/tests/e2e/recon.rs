@@ -635,3 +635,37 @@ async fn a_settled_mismatch_stays_settled_through_a_rerun_and_stops_counting() {
     assert_eq!(by[first.as_str()], "li");
     assert_eq!(by[second.as_str()], "zhao");
 }
+
+/// With `recon_every` the local stack reconciles on its own (a scaled day): a report of today appears with
+/// no one running it.
+#[tokio::test]
+async fn the_local_stack_reconciles_on_its_own_scaled_tick_when_asked_to() {
+    let mut o = options_without_balance_tick(Some(StoreChoice::Memory));
+    o.recon_every = Some(Duration::from_millis(300));
+    let h = Harness::start_with(o).await;
+    let (_, id) = succeeded(&h, "13800138031").await;
+    let date = today();
+    let started = std::time::Instant::now();
+    loop {
+        let (status, shown) = ops_send(
+            &h,
+            "GET",
+            &format!("/ops/recon?date={date}&account={WIKEYUN}"),
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{shown}");
+        if let Some(r) = shown["reports"].get(0)
+            && r["requery"]["queried"] == 1
+        {
+            assert_eq!(r["totals"][0]["orders"], 1, "{r:#}");
+            assert_eq!(r["mismatches"], json!([]), "{id}: {r:#}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no report of {date} appeared: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
