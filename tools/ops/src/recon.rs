@@ -386,7 +386,10 @@ mod tests {
         assert!(text.contains("1 MISMATCH(ES)"), "{text}");
         assert!(text.contains("late_reversal  O9"), "{text}");
         assert!(text.contains("100.00"), "{text}");
-        assert!(text.contains(" open ") && text.contains("late_reversal:O9"), "{text}");
+        assert!(
+            text.contains(" open ") && text.contains("late_reversal:O9"),
+            "{text}"
+        );
         dirty["mismatches"][0]["settlement"] = json!({"operator": "li", "note": "n"});
         let text = report_text(&dirty);
         assert!(text.contains("clean (1 settled)"), "{text}");
