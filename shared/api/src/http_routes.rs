@@ -49,6 +49,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/ops/recon/run", "ops"),
     ("GET", "/ops/recon", "ops"),
     ("GET", "/ops/recon/mismatches", "ops"),
+    ("POST", "/ops/recon/mismatches/settle", "ops"),
     // ---- client routes (issue 18): client secret only, CORS for 公众号 H5 pages -------------------------
     ("GET", "/v1/client/orders/{order_id}", "order-status"),
     ("OPTIONS", "/v1/client/orders/{order_id}", "order-status"),

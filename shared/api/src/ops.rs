@@ -19,7 +19,8 @@
 //! | `PUT /ops/apps/{id}` | disable, enable, rotate (previous secret verifies for a grace period) | 1 GetItem + 1 PutItem (+ 1 PutSecretValue) |
 //! | `POST /ops/recon/run` | run the daily reconciliation now (docs/reconciliation.md) | see `recon` |
 //! | `GET /ops/recon?date=D&account=ID` | stored reports of a day | 1 Query per account |
-//! | `GET /ops/recon/mismatches?date=D&account=ID&kind=K` | their mismatches, with each order's status now | 1 Query per account + 1 BatchGetItem per 100 orders |
+//! | `GET /ops/recon/mismatches?date=D&account=ID&kind=K&state=S` | their mismatches, open or settled, with each order's status now | 1 Query per account + 1 BatchGetItem per 100 orders |
+//! | `POST /ops/recon/mismatches/settle` | an operator settles one mismatch, with note and evidence | 1 Query + 1 conditional PutItem |
 //!
 //! Every change goes through the state machine (`recharge_core::apply`) as any other event: an operator's
 //! outcome is an `Event::Outcome` with `Source::Operator`, audited with who, why and the evidence.
@@ -77,6 +78,7 @@ pub const OPS_ROUTES: &[(&str, &str)] = &[
     ("POST", "/ops/recon/run"),
     ("GET", "/ops/recon"),
     ("GET", "/ops/recon/mismatches"),
+    ("POST", "/ops/recon/mismatches/settle"),
 ];
 
 const DEFAULT_PAGE: usize = 50;
@@ -125,9 +127,15 @@ async fn route(
         ("GET", ["ops", "recon", "mismatches"]) => {
             crate::recon::ops_mismatches(state, &req.raw_query).await
         }
-        (_, ["ops", "recon"] | ["ops", "recon", "run" | "mismatches"]) => {
-            Err(ApiError::MethodNotAllowed)
+        ("POST", ["ops", "recon", "mismatches", "settle"]) => {
+            crate::recon::ops_settle(state, &req.body, principal).await
         }
+        (
+            _,
+            ["ops", "recon"]
+            | ["ops", "recon", "run" | "mismatches"]
+            | ["ops", "recon", "mismatches", "settle"],
+        ) => Err(ApiError::MethodNotAllowed),
         ("GET", ["ops", "balances"]) => Ok(ApiResponse::json(
             200,
             &crate::orders::balances_json(state).await?,

@@ -3,16 +3,18 @@
 //! reported prices against the route costs, the balance history against the cost of what was delivered, and
 //! re-queries the day's final attempts where the protocol has a query, rate-limited per account. It changes no
 //! order: every difference is a mismatch, listed order by order with the evidence, for an operator to resolve
-//! through `POST /ops/orders/{id}/resolve`.
+//! through `POST /ops/orders/{id}/resolve` and settle through `POST /ops/recon/mismatches/settle`. A re-query
+//! cut short by its budget resumes from the stored cursor on the next pass (docs/reconciliation.md §3).
 //!
 //! DynamoDB round trips of a run (docs/reconciliation.md §5): 1 Query per `by_status` partition (6 statuses ×
 //! shards) and page; 1 BatchGetItem per 100 orders; per account 2 Queries of the balance history (+1 per
-//! further page); 1 BatchWriteItem per 25 mismatches and 1 PutItem of the report.
+//! further page); per account 1 Query of the stored report; 1 BatchWriteItem per 25 mismatches and 1 PutItem of
+//! the report.
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use recharge_core::recon::{
-    Mismatch, MismatchKind, ReconDay, ReconReport, RequeryCheck, StatusTotal, add,
+    Mismatch, MismatchKind, ReconDay, ReconReport, RequeryCheck, RequeryCursor, StatusTotal, add,
 };
 use recharge_core::store::BalanceSnapshot;
 use recharge_core::{
@@ -183,16 +185,51 @@ fn state_text(s: &AttemptState) -> String {
     }
 }
 
+/// How a run treats the re-query a stored report of the same account and day already did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Continue an unfinished re-query after its cursor (keeping the divergences it found); a day with no
+    /// report, or a finished one, starts from the first attempt.
+    Resume,
+    /// Re-query the whole day again from the first attempt.
+    Restart,
+}
+
 /// Runs the reconciliation of `day` for every configured account (or only `only`), stores each report and
-/// returns them. A store failure fails the run; a provider that does not answer only makes re-queries
-/// inconclusive.
+/// returns them. Re-queries stop at `options.requery_budget` from now; an unfinished day is continued by the
+/// next run (`Pass::Resume`) or by the minute tick (`continue_unfinished`). A store failure fails the run; a
+/// provider that does not answer only makes re-queries inconclusive.
 pub async fn run(
     state: &AppState,
     day: ReconDay,
     only: Option<&ProviderAccountId>,
     options: &ReconOptions,
 ) -> Result<Vec<ReconReport>, ApiError> {
+    let accounts: Vec<ProviderAccountId> = state
+        .providers
+        .configured()
+        .map(|a| a.id.clone())
+        .filter(|id| only.is_none_or(|o| o == id))
+        .collect();
+    let deadline = Instant::now() + options.requery_budget;
+    run_pass(state, day, &accounts, Pass::Resume, options, deadline).await
+}
+
+/// One pass over `day` for `accounts`, re-querying until `deadline` (docs/reconciliation.md §3). Every
+/// account's re-queries run side by side, each paced at its own rate; the day's orders are read once.
+pub async fn run_pass(
+    state: &AppState,
+    day: ReconDay,
+    accounts: &[ProviderAccountId],
+    pass: Pass,
+    options: &ReconOptions,
+    deadline: Instant,
+) -> Result<Vec<ReconReport>, ApiError> {
     let now = state.clock.now();
+    let mut priors: BTreeMap<ProviderAccountId, Option<ReconReport>> = BTreeMap::new();
+    for a in accounts {
+        priors.insert(a.clone(), state.balances.recon(a, &day.date()).await?);
+    }
     let summaries = state.store.created_between(day.start(), day.end()).await?;
     let ids: Vec<OrderId> = summaries.into_iter().map(|s| s.order_id).collect();
     let mut orders: Vec<Order> = Vec::with_capacity(ids.len());
@@ -200,12 +237,6 @@ pub async fn run(
         orders.extend(state.store.get_many(chunk).await?);
     }
     orders.sort_by(|a, b| a.id().cmp(b.id()));
-    let accounts: Vec<ProviderAccountId> = state
-        .providers
-        .configured()
-        .map(|a| a.id.clone())
-        .filter(|id| only.is_none_or(|o| o == id))
-        .collect();
     let mut per_account: BTreeMap<ProviderAccountId, AccountDay<'_>> = accounts
         .iter()
         .map(|a| (a.clone(), AccountDay::default()))
@@ -238,33 +269,120 @@ pub async fn run(
             }
         }
     }
-    let mut reports = Vec::with_capacity(per_account.len());
-    for (account, day_of) in per_account {
-        let report = reconcile_account(state, day, &account, day_of, options, now).await?;
-        state.balances.put_recon(&report).await?;
+    let work: Vec<_> = per_account
+        .into_iter()
+        .map(|(account, day_of)| {
+            let prior = priors.remove(&account).flatten();
+            async move {
+                let report = reconcile_account(
+                    state, day, &account, day_of, prior, pass, options, deadline, now,
+                )
+                .await?;
+                state.balances.put_recon(&report).await?;
+                Ok::<ReconReport, ApiError>(report)
+            }
+        })
+        .collect();
+    let mut reports = Vec::with_capacity(work.len());
+    for done in join_all(work).await {
+        let report = done?;
         let alarming = report.alarming();
+        let q = &report.requery;
         if alarming > 0 {
             tracing::error!(
                 alert = "recon_mismatch",
-                provider_account = %account,
+                provider_account = %report.account,
                 date = %report.date,
                 mismatches = alarming,
+                requery_remaining = q.remaining,
                 "reconciliation found mismatches"
             );
         } else {
-            tracing::info!(provider_account = %account, date = %report.date, "reconciliation clean");
+            tracing::info!(
+                provider_account = %report.account,
+                date = %report.date,
+                requery_remaining = q.remaining,
+                "reconciliation clean"
+            );
         }
         reports.push(report);
     }
     Ok(reports)
 }
 
+/// Polls every future to completion, side by side, and returns their outputs in order (the futures crate's
+/// `join_all`, without the dependency).
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// The minute tick's share of the daily reconciliation: every account and day of the last `days` days (today,
+/// then back) whose stored report has re-queries remaining is continued until `deadline`. One Query per
+/// account and day to find them; nothing else when every day is done.
+pub async fn continue_unfinished(
+    state: &AppState,
+    days: u32,
+    options: &ReconOptions,
+    deadline: Instant,
+) -> Result<Vec<ReconReport>, ApiError> {
+    let offset = state.settings.recon_utc_offset_minutes;
+    let mut day = ReconDay::containing(state.clock.now(), offset);
+    let accounts: Vec<ProviderAccountId> =
+        state.providers.configured().map(|a| a.id.clone()).collect();
+    let mut reports = Vec::new();
+    for back in 0..days {
+        if back > 0 {
+            day = day.previous();
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        let mut unfinished = Vec::new();
+        for a in &accounts {
+            if let Some(r) = state.balances.recon(a, &day.date()).await?
+                && r.requery.supported
+                && r.requery.remaining > 0
+            {
+                unfinished.push(a.clone());
+            }
+        }
+        if !unfinished.is_empty() {
+            reports
+                .extend(run_pass(state, day, &unfinished, Pass::Resume, options, deadline).await?);
+        }
+    }
+    Ok(reports)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn reconcile_account(
     state: &AppState,
     day: ReconDay,
     account: &ProviderAccountId,
     day_of: AccountDay<'_>,
+    prior: Option<ReconReport>,
+    pass: Pass,
     options: &ReconOptions,
+    deadline: Instant,
     now: recharge_core::Timestamp,
 ) -> Result<ReconReport, ApiError> {
     let mut report = ReconReport::empty(account.clone(), day, now);
@@ -296,13 +414,29 @@ async fn reconcile_account(
                         state_text(r.attempt.state()),
                         serde_json::to_string(r.attempt.reported()).unwrap_or_default()
                     ),
+                    settlement: None,
                 });
             }
         }
     }
-    // Re-query first: what the provider says now corrects what was delivered.
-    let (check, correction) =
-        requery(state, account, &day_of, options, &mut report.mismatches).await;
+    // Re-query first: what the provider says now corrects what was delivered. A resumed pass starts from
+    // the stored cursor with the divergences found before it.
+    let resume = match (&prior, pass) {
+        (Some(p), Pass::Resume) if p.requery.supported && p.requery.remaining > 0 => {
+            Some(p.clone())
+        }
+        (Some(_) | None, Pass::Resume | Pass::Restart) => None,
+    };
+    let (check, correction) = requery(
+        state,
+        account,
+        &day_of,
+        resume,
+        options,
+        deadline,
+        &mut report.mismatches,
+    )
+    .await;
     report.requery = check;
     // Balance: refunds we expect (attempts we hold as failed after acceptance, or partly delivered), by when.
     let refunds: Vec<(recharge_core::Timestamp, i64)> = day_of
@@ -340,6 +474,20 @@ async fn reconcile_account(
         delivered_cost_fen.saturating_add(correction),
         &refunds,
     );
+    // The operators' settlements of earlier runs, by key (the store keeps them apart; this is for the figure
+    // this run reports).
+    if let Some(p) = &prior {
+        let settled: BTreeMap<String, &recharge_core::recon::Settlement> = p
+            .mismatches
+            .iter()
+            .filter_map(|m| m.settlement.as_ref().map(|s| (m.key(), s)))
+            .collect();
+        for m in &mut report.mismatches {
+            if let Some(s) = settled.get(&m.key()) {
+                m.settlement = Some((*s).clone());
+            }
+        }
+    }
     Ok(report)
 }
 
@@ -379,6 +527,7 @@ fn balance_check(
                     theirs: format!("balance rose by {delta} fen"),
                     amount_fen: Some(top_up),
                     evidence: snapshot_pair(before, after),
+                    settlement: None,
                 });
             }
         } else {
@@ -414,6 +563,7 @@ fn balance_check(
                 theirs: format!("net movement {movement} fen"),
                 amount_fen: Some(unexplained),
                 evidence,
+                settlement: None,
             });
         }
     }
@@ -429,21 +579,49 @@ fn snapshot_pair(before: &BalanceSnapshot, after: &BalanceSnapshot) -> String {
     )
 }
 
-/// Re-queries the account's final attempts, paced at `queries_per_second`, within the run's budget.
+/// What a divergence changes in the cost of what was delivered, as the provider now has it.
+fn correction_of(kind: MismatchKind, order: &Order, a: &Attempt) -> i64 {
+    let cost = a.reported().cost.unwrap_or(a.route().cost).get();
+    match kind {
+        MismatchKind::LateReversal | MismatchKind::TheirFailureOurSuccess => {
+            -delivered_cost(order, a)
+        }
+        MismatchKind::TheirSuccessOurFailure => cost.saturating_sub(delivered_cost(order, a)),
+        MismatchKind::PartialDelivery
+        | MismatchKind::PriceMismatch
+        | MismatchKind::UnexplainedBalanceDrop
+        | MismatchKind::BalanceTopUp => 0,
+    }
+}
+
+/// Re-queries the account's final attempts in (order id, attempt) order, after the cursor of `resume` (an
+/// unfinished stored report of the day) if given, paced at `queries_per_second`, at most `max_queries`, until
+/// `deadline`. The divergences `resume` found are kept (each once); the counts add up over the passes.
 async fn requery(
     state: &AppState,
     account: &ProviderAccountId,
     day_of: &AccountDay<'_>,
+    resume: Option<ReconReport>,
     options: &ReconOptions,
+    deadline: Instant,
     mismatches: &mut Vec<Mismatch>,
 ) -> (RequeryCheck, i64) {
     let mut check = RequeryCheck::default();
     // What the divergences change in the cost of what was delivered, as the provider now has it.
     let mut correction: i64 = 0;
-    let finals: Vec<&AttemptRef<'_>> = day_of
+    let finals: Vec<(RequeryCursor, &AttemptRef<'_>)> = day_of
         .attempts
         .iter()
         .filter(|r| final_attempt(r.attempt.state()))
+        .map(|r| {
+            (
+                RequeryCursor {
+                    order_id: r.order.id().clone(),
+                    attempt: u32::from(r.attempt.no().get()),
+                },
+                r,
+            )
+        })
         .collect();
     check.eligible = finals.len() as u64;
     let Some(provider) = state.provider(account).await else {
@@ -455,22 +633,56 @@ async fn requery(
         check.skipped = check.eligible;
         return (check, 0);
     }
+    if let Some(prior) = resume {
+        let by_attempt: BTreeMap<String, &AttemptRef<'_>> = day_of
+            .attempts
+            .iter()
+            .map(|r| (r.order.attempt_id(r.attempt.no()).to_string(), r))
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for m in prior.mismatches {
+            if !m.kind.from_requery() || !seen.insert(m.key()) {
+                continue;
+            }
+            if let Some(r) = m.attempt_id.as_ref().and_then(|a| by_attempt.get(a)) {
+                correction = correction.saturating_add(correction_of(m.kind, r.order, r.attempt));
+            }
+            mismatches.push(Mismatch {
+                settlement: None,
+                ..m
+            });
+        }
+        let p = prior.requery;
+        check.queried = p.queried;
+        check.inconclusive = p.inconclusive;
+        check.diverged = seen.len() as u64;
+        check.passes = p.passes;
+        check.cursor = p.cursor;
+    }
+    let start = finals.partition_point(|(c, _)| check.cursor.as_ref().is_some_and(|at| c <= at));
+    let behind = start as u64;
     let interval = if options.queries_per_second > 0.0 {
         Duration::from_secs_f64(1.0 / options.queries_per_second)
     } else {
         Duration::ZERO
     };
     let started = Instant::now();
-    for (i, r) in finals.iter().enumerate() {
-        if i >= options.max_queries || started.elapsed() >= options.requery_budget {
-            check.skipped = check.eligible - check.queried;
+    let mut asked: u64 = 0;
+    for (i, (at, r)) in finals.iter().skip(start).enumerate() {
+        if i >= options.max_queries || Instant::now() >= deadline {
             break;
         }
         let next_at = started + interval.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+        if next_at >= deadline {
+            break;
+        }
         let wait = next_at.saturating_duration_since(Instant::now());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+        // Past this attempt whatever the answer: a pass never asks the same attempt twice.
+        check.cursor = Some(at.clone());
+        asked += 1;
         let no = r.attempt.no();
         let Some(expect) = Expect::of(r.order, no) else {
             continue;
@@ -488,24 +700,7 @@ async fn requery(
             Ok(None) => {}
             Ok(Some(kind)) => {
                 check.diverged += 1;
-                let cost = r
-                    .attempt
-                    .reported()
-                    .cost
-                    .unwrap_or(r.attempt.route().cost)
-                    .get();
-                correction = correction.saturating_add(match kind {
-                    MismatchKind::LateReversal | MismatchKind::TheirFailureOurSuccess => {
-                        -delivered_cost(r.order, r.attempt)
-                    }
-                    MismatchKind::TheirSuccessOurFailure => {
-                        cost.saturating_sub(delivered_cost(r.order, r.attempt))
-                    }
-                    MismatchKind::PartialDelivery
-                    | MismatchKind::PriceMismatch
-                    | MismatchKind::UnexplainedBalanceDrop
-                    | MismatchKind::BalanceTopUp => 0,
-                });
+                correction = correction.saturating_add(correction_of(kind, r.order, r.attempt));
                 tracing::warn!(
                     order_id = %r.order.id(),
                     provider_account = %account,
@@ -526,10 +721,18 @@ async fn requery(
                         outcome_text(&answer.outcome),
                         serde_json::to_string(&answer.report.reported).unwrap_or_default()
                     ),
+                    settlement: None,
                 });
             }
         }
     }
+    if asked > 0 {
+        check.passes += 1;
+    }
+    check.remaining = check.eligible.saturating_sub(behind + asked);
+    check.skipped = check.remaining;
+    // Final attempts behind the cursor that no pass asked: they were open when it passed them.
+    check.passed_open = (behind + asked).saturating_sub(check.queried);
     (check, correction)
 }
 
@@ -582,20 +785,38 @@ pub async fn ops_run(state: &AppState, body: &[u8]) -> Result<crate::ApiResponse
     struct RunBody {
         date: Option<String>,
         account: Option<String>,
+        /// Re-query the whole day again instead of continuing an unfinished re-query.
+        restart: Option<bool>,
     }
     let req: RunBody = if body.iter().all(u8::is_ascii_whitespace) {
         RunBody::default()
     } else {
         serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("{{date?, account?}}: {e}"))
+            ApiError::bad_request(
+                "invalid_body",
+                format!("{{date?, account?, restart?}}: {e}"),
+            )
         })?
     };
     let day = day_of(state, req.date.as_deref())?;
     let account = account_of(state, req.account.as_deref())?;
-    let reports = run(state, day, account.as_ref(), &state.settings.recon).await?;
+    let accounts: Vec<ProviderAccountId> = state
+        .providers
+        .configured()
+        .map(|a| a.id.clone())
+        .filter(|id| account.as_ref().is_none_or(|o| o == id))
+        .collect();
+    let pass = if req.restart == Some(true) {
+        Pass::Restart
+    } else {
+        Pass::Resume
+    };
+    let options = &state.settings.recon;
+    let deadline = Instant::now() + options.requery_budget;
+    let reports = run_pass(state, day, &accounts, pass, options, deadline).await?;
     Ok(crate::ApiResponse::json(
         200,
-        &serde_json::json!({"date": day.date(), "reports": reports}),
+        &serde_json::json!({"date": day.date(), "reports": reports_json(&reports)}),
     ))
 }
 
@@ -625,12 +846,33 @@ pub async fn ops_show(state: &AppState, raw_query: &str) -> Result<crate::ApiRes
     let (day, reports) = stored(state, raw_query).await?;
     Ok(crate::ApiResponse::json(
         200,
-        &serde_json::json!({"date": day.date(), "reports": reports}),
+        &serde_json::json!({"date": day.date(), "reports": reports_json(&reports)}),
     ))
 }
 
-/// `GET /ops/recon/mismatches?date=D&account=ID&kind=K`: every stored mismatch of the day, each with its
-/// account and date, and the order's status now (so a resolved one shows it): `{"date", "mismatches": [...]}`.
+/// The reports as the ops API answers them: each mismatch with its `key` (what a settlement names) and
+/// whether it is `open`.
+pub fn reports_json(reports: &[ReconReport]) -> serde_json::Value {
+    serde_json::Value::Array(
+        reports
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
+                if let Some(list) = v["mismatches"].as_array_mut() {
+                    for (m, value) in r.mismatches.iter().zip(list.iter_mut()) {
+                        value["key"] = serde_json::json!(m.key());
+                        value["open"] = serde_json::json!(m.is_open());
+                    }
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
+/// `GET /ops/recon/mismatches?date=D&account=ID&kind=K&state=open|settled`: every stored mismatch of the day,
+/// each with its account, date, key, whether it is open (its settlement if not), and the order's status now
+/// (so a resolved order shows it): `{"date", "mismatches": [...]}`.
 pub async fn ops_mismatches(
     state: &AppState,
     raw_query: &str,
@@ -638,11 +880,18 @@ pub async fn ops_mismatches(
     let kind = param(raw_query, "kind")
         .map(|k| MismatchKind::parse(&k).ok_or_else(|| bad("kind", "a mismatch kind")))
         .transpose()?;
+    let open = match param(raw_query, "state").as_deref() {
+        None => None,
+        Some("open") => Some(true),
+        Some("settled") => Some(false),
+        Some(_) => return Err(bad("state", "open or settled")),
+    };
     let (day, reports) = stored(state, raw_query).await?;
     let listed: Vec<(&ProviderAccountId, &Mismatch)> = reports
         .iter()
         .flat_map(|r| r.mismatches.iter().map(move |m| (&r.account, m)))
         .filter(|(_, m)| kind.is_none_or(|k| k == m.kind))
+        .filter(|(_, m)| open.is_none_or(|o| o == m.is_open()))
         .collect();
     let ids: Vec<OrderId> = listed
         .iter()
@@ -662,6 +911,8 @@ pub async fn ops_mismatches(
             v["account"] = serde_json::json!(account.as_str());
             v["date"] = serde_json::json!(day.date());
             v["alarm"] = serde_json::json!(m.kind.alarms());
+            v["key"] = serde_json::json!(m.key());
+            v["open"] = serde_json::json!(m.is_open());
             v["order_status_now"] = serde_json::json!(
                 m.order_id
                     .as_ref()
@@ -675,6 +926,104 @@ pub async fn ops_mismatches(
         200,
         &serde_json::json!({"date": day.date(), "mismatches": out}),
     ))
+}
+
+/// `POST /ops/recon/mismatches/settle` with `{"account", "date", "key", "operator", "note", "evidence"}`: an
+/// operator settles one stored mismatch (after settling the money with the provider or the merchant). Written
+/// once, apart from the reports, so a rerun keeps it; the next run's `ReconMismatches` no longer counts it.
+/// 404 `unknown_mismatch` if the day's report has no mismatch of that key, 409 `already_settled` if it was
+/// settled before. Answers `{"mismatch": {...}}` with its settlement.
+pub async fn ops_settle(
+    state: &AppState,
+    body: &[u8],
+    principal: &crate::ops::Principal,
+) -> Result<crate::ApiResponse, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SettleBody {
+        account: String,
+        date: String,
+        key: String,
+        operator: String,
+        note: String,
+        evidence: String,
+    }
+    let req: SettleBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("{{account, date, key, operator, note, evidence}}: {e}"),
+        )
+    })?;
+    let day = day_of(state, Some(&req.date))?;
+    let account =
+        account_of(state, Some(&req.account))?.ok_or_else(|| bad("account", "an account id"))?;
+    let operator = crate::ops::text_field("operator", &req.operator, 64)?;
+    let note = crate::ops::mask_numbers(&crate::ops::text_field("note", &req.note, 500)?);
+    let evidence =
+        crate::ops::mask_numbers(&crate::ops::text_field("evidence", &req.evidence, 2000)?);
+    let not_found = || ApiError::NotFound {
+        code: "unknown_mismatch",
+        message: format!(
+            "the {} report of {account} has no mismatch {:?}",
+            day.date(),
+            req.key
+        ),
+    };
+    let report = state
+        .balances
+        .recon(&account, &day.date())
+        .await?
+        .ok_or_else(not_found)?;
+    let mut mismatch = report
+        .mismatches
+        .into_iter()
+        .find(|m| m.key() == req.key)
+        .ok_or_else(not_found)?;
+    if mismatch.settlement.is_some() {
+        return Err(already_settled());
+    }
+    let settlement = recharge_core::recon::Settlement {
+        key: mismatch.key(),
+        operator,
+        principal: principal.name(),
+        note,
+        evidence,
+        at: state.clock.now(),
+    };
+    if !state
+        .balances
+        .settle_mismatch(&account, &day.date(), &settlement)
+        .await?
+    {
+        return Err(already_settled());
+    }
+    tracing::info!(
+        order_id = mismatch.order_id.as_ref().map(OrderId::as_str).unwrap_or("-"),
+        provider_account = %account,
+        date = %day.date(),
+        kind = mismatch.kind.as_str(),
+        operator = %settlement.operator,
+        principal = %settlement.principal,
+        outcome = "settled",
+        "operator settled a reconciliation mismatch"
+    );
+    mismatch.settlement = Some(settlement);
+    let mut v = serde_json::to_value(&mismatch).unwrap_or(serde_json::Value::Null);
+    v["account"] = serde_json::json!(account.as_str());
+    v["date"] = serde_json::json!(day.date());
+    v["key"] = serde_json::json!(mismatch.key());
+    v["open"] = serde_json::json!(false);
+    Ok(crate::ApiResponse::json(
+        200,
+        &serde_json::json!({"mismatch": v}),
+    ))
+}
+
+fn already_settled() -> ApiError {
+    ApiError::Conflict {
+        code: "already_settled",
+        message: "this mismatch was settled already; its settlement stands".into(),
+    }
 }
 
 #[cfg(test)]

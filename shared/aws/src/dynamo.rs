@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
-use recharge_core::recon::{Mismatch, ReconReport};
+use recharge_core::recon::{Mismatch, ReconReport, Settlement};
 use recharge_core::store::{
     AccountControl, AppRecord, AppStore, AuditEntry, BalanceSnapshot, BalanceStore, Created,
     DueOrder, OrderFilter, OrderPage, OrderStore, OrderSummary, Replaced, StoreError, sort_key,
@@ -85,7 +85,8 @@ const APP_PREFIX: &str = "APP#";
 /// An account's balance history (docs/reconciliation.md §5): pk `BALHIST#<account>`, sk `<13-digit millis>`.
 pub const BALANCE_HISTORY_PREFIX: &str = "BALHIST#";
 /// Reconciliation reports: pk `RECON#<account>`, sk `<date>#R` (the report) and `<date>#M#<6-digit seq>` (its
-/// mismatches, one item each; a report names how many are its own, so a shorter rerun needs no deletes).
+/// mismatches, one item each; a report names how many are its own, so a shorter rerun needs no deletes), and
+/// `<date>#S#<mismatch key>` (an operator's settlement of a mismatch, which no rerun overwrites).
 pub const RECON_PREFIX: &str = "RECON#";
 /// Reports and balance history expire (TTL) this long after they were written.
 const RECON_RETENTION: Duration = Duration::from_secs(400 * 86_400);
@@ -1290,6 +1291,11 @@ impl BalanceStore for DynamoOrderStore {
         );
         let mut items: Vec<Item> = Vec::with_capacity(report.mismatches.len());
         for (i, m) in report.mismatches.iter().enumerate() {
+            // Settlements live in their own items (`settle_mismatch`), never in the run's.
+            let m = Mismatch {
+                settlement: None,
+                ..m.clone()
+            };
             items.push(HashMap::from([
                 (attr::PK.to_owned(), pk.clone()),
                 (
@@ -1298,7 +1304,7 @@ impl BalanceStore for DynamoOrderStore {
                 ),
                 (
                     attr::DOC.to_owned(),
-                    AttributeValue::S(serde_json::to_string(m).map_err(corrupt)?),
+                    AttributeValue::S(serde_json::to_string(&m).map_err(corrupt)?),
                 ),
                 (attr::EXPIRES_AT.to_owned(), expires.clone()),
             ]));
@@ -1371,6 +1377,7 @@ impl BalanceStore for DynamoOrderStore {
         };
         let mut head: Option<(ReconReport, usize)> = None;
         let mut mismatches: Vec<(usize, Mismatch)> = Vec::new();
+        let mut settlements: HashMap<String, Settlement> = HashMap::new();
         let mut start = None;
         loop {
             let out = self
@@ -1412,6 +1419,12 @@ impl BalanceStore for DynamoOrderStore {
                                 corrupt(format!("recon mismatch {account} {date}: {e}"))
                             })?;
                             mismatches.push((seq, mismatch));
+                        } else if let Some(key) = m.strip_prefix("S#") {
+                            let settlement: Settlement =
+                                serde_json::from_str(doc).map_err(|e| {
+                                    corrupt(format!("recon settlement {account} {date}: {e}"))
+                                })?;
+                            settlements.insert(key.to_owned(), settlement);
                         }
                     }
                     None => {}
@@ -1427,10 +1440,56 @@ impl BalanceStore for DynamoOrderStore {
             report.mismatches = mismatches
                 .into_iter()
                 .filter(|(seq, _)| *seq < count)
-                .map(|(_, m)| m)
+                .map(|(_, mut m)| {
+                    m.settlement = settlements.get(&m.key()).cloned();
+                    m
+                })
                 .collect();
             report
         }))
+    }
+
+    async fn settle_mismatch(
+        &self,
+        account: &ProviderAccountId,
+        date: &str,
+        settlement: &Settlement,
+    ) -> Result<bool, StoreError> {
+        let doc = serde_json::to_string(settlement).map_err(|e| StoreError::Corrupt {
+            order_id: String::new(),
+            reason: e.to_string(),
+        })?;
+        let expires = Timestamp::from_millis(settlement.at.millis())
+            .plus(RECON_RETENTION)
+            .seconds()
+            .to_string();
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(
+                attr::PK,
+                AttributeValue::S(format!("{RECON_PREFIX}{account}")),
+            )
+            .item(
+                attr::SK,
+                AttributeValue::S(format!("{date}#S#{}", settlement.key)),
+            )
+            .item(attr::DOC, AttributeValue::S(doc))
+            .item(attr::EXPIRES_AT, AttributeValue::N(expires))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", attr::PK)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(service))
+                if service.err().is_conditional_check_failed_exception() =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("settle_mismatch", e)),
+        }
     }
 }
 

@@ -30,6 +30,8 @@ struct Inner {
     balance_history: HashMap<ProviderAccountId, BTreeMap<Timestamp, BalanceSnapshot>>,
     /// Reconciliation reports by account and date.
     recon: HashMap<(ProviderAccountId, String), ReconReport>,
+    /// Operators' settlements of mismatches by account, date and mismatch key.
+    settlements: HashMap<(ProviderAccountId, String, String), crate::recon::Settlement>,
 }
 
 impl Inner {
@@ -304,10 +306,13 @@ impl BalanceStore for InMemoryOrderStore {
     }
 
     async fn put_recon(&self, report: &ReconReport) -> Result<(), StoreError> {
-        self.lock().recon.insert(
-            (report.account.clone(), report.date.clone()),
-            report.clone(),
-        );
+        let mut stored = report.clone();
+        for m in &mut stored.mismatches {
+            m.settlement = None;
+        }
+        self.lock()
+            .recon
+            .insert((report.account.clone(), report.date.clone()), stored);
         Ok(())
     }
 
@@ -316,11 +321,36 @@ impl BalanceStore for InMemoryOrderStore {
         account: &ProviderAccountId,
         date: &str,
     ) -> Result<Option<ReconReport>, StoreError> {
-        Ok(self
-            .lock()
+        let inner = self.lock();
+        let Some(mut report) = inner
             .recon
             .get(&(account.clone(), date.to_owned()))
-            .cloned())
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        for m in &mut report.mismatches {
+            m.settlement = inner
+                .settlements
+                .get(&(account.clone(), date.to_owned(), m.key()))
+                .cloned();
+        }
+        Ok(Some(report))
+    }
+
+    async fn settle_mismatch(
+        &self,
+        account: &ProviderAccountId,
+        date: &str,
+        settlement: &crate::recon::Settlement,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let key = (account.clone(), date.to_owned(), settlement.key.clone());
+        if inner.settlements.contains_key(&key) {
+            return Ok(false);
+        }
+        inner.settlements.insert(key, settlement.clone());
+        Ok(true)
     }
 }
 

@@ -172,19 +172,43 @@ pub struct BalanceCheck {
     pub judged: bool,
 }
 
-/// The re-query of the day's final orders.
+/// Where a day's re-query got to: the last attempt asked, in (order id, attempt number) order. A later pass
+/// continues after it (docs/reconciliation.md §3).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequeryCursor {
+    pub order_id: OrderId,
+    pub attempt: u32,
+}
+
+/// The re-query of the day's final orders, over every pass of the day (a pass continues where the last one
+/// stopped, docs/reconciliation.md §3).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequeryCheck {
     /// The protocol can be queried.
     pub supported: bool,
-    /// Final orders of the day on this account.
+    /// Final attempts of the day on this account (as of the latest pass).
     pub eligible: u64,
+    /// Attempts asked, over every pass of the day.
     pub queried: u64,
-    /// Not asked within this run's budget (rate limit, time): a later run asks them.
+    /// Final attempts not asked by the latest pass (its budget ran out, or the protocol has no query).
     pub skipped: u64,
+    /// Final attempts after the cursor, still to be asked by a later pass (0 once the day is done, and on a
+    /// protocol without a query, which no pass will ever ask).
+    #[serde(default)]
+    pub remaining: u64,
+    /// Final attempts the cursor passed while they were still open (the sweep was following them): never
+    /// re-queried by this day's passes.
+    #[serde(default)]
+    pub passed_open: u64,
     /// Answers that said nothing (Unknown): neither agreement nor divergence.
     pub inconclusive: u64,
     pub diverged: u64,
+    /// The last attempt asked; `None` before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<RequeryCursor>,
+    /// Passes that asked something.
+    #[serde(default)]
+    pub passes: u32,
 }
 
 /// What kind of difference a mismatch is.
@@ -234,6 +258,19 @@ impl MismatchKind {
         MismatchKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
+    /// Whether the re-query finds it (the other kinds come from the day's records, recomputed by every pass).
+    pub fn from_requery(self) -> bool {
+        match self {
+            MismatchKind::TheirSuccessOurFailure
+            | MismatchKind::TheirFailureOurSuccess
+            | MismatchKind::LateReversal
+            | MismatchKind::PartialDelivery => true,
+            MismatchKind::PriceMismatch
+            | MismatchKind::UnexplainedBalanceDrop
+            | MismatchKind::BalanceTopUp => false,
+        }
+    }
+
     /// Whether it raises the alarm (a top-up is information, everything else is money that does not add up).
     pub fn alarms(self) -> bool {
         match self {
@@ -264,6 +301,52 @@ pub struct Mismatch {
     pub amount_fen: Option<i64>,
     /// The raw material: the re-query's answer, the reported amounts, the snapshots. Masked; never a secret.
     pub evidence: String,
+    /// An operator's settlement of this mismatch (docs/reconciliation.md §7), kept apart from the run's
+    /// records so a rerun keeps it; `None` while it is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<Settlement>,
+}
+
+/// How an operator settled a mismatch: who, when, why, on what evidence. Written once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    /// The mismatch's key (`Mismatch::key`).
+    pub key: String,
+    /// The operator's name, as they gave it.
+    pub operator: String,
+    /// The authenticated principal that made the call.
+    pub principal: String,
+    pub note: String,
+    pub evidence: String,
+    pub at: Timestamp,
+}
+
+impl Mismatch {
+    /// What identifies the mismatch across reruns of its day: the kind and the attempt (or order) for an
+    /// order's mismatch; the kind and the snapshot pair for a top-up; the kind alone for the day's unexplained
+    /// drop (one per account and day). At most 200 characters.
+    pub fn key(&self) -> String {
+        let of = match (&self.attempt_id, &self.order_id) {
+            (Some(a), _) => a.clone(),
+            (None, Some(o)) => o.to_string(),
+            (None, None) => match self.kind {
+                MismatchKind::BalanceTopUp => self
+                    .evidence
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter(|n| !n.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("."),
+                _ => "account".to_owned(),
+            },
+        };
+        let key = format!("{}:{of}", self.kind.as_str());
+        key.chars().take(200).collect()
+    }
+
+    /// Not settled by an operator yet.
+    pub fn is_open(&self) -> bool {
+        self.settlement.is_none()
+    }
 }
 
 /// One run's report of one provider account and day.
@@ -286,9 +369,13 @@ pub struct ReconReport {
 }
 
 impl ReconReport {
-    /// Mismatches that raise the alarm (all but top-ups).
+    /// Open mismatches that raise the alarm (all but top-ups, and not settled by an operator): the
+    /// `ReconMismatches` figure.
     pub fn alarming(&self) -> usize {
-        self.mismatches.iter().filter(|m| m.kind.alarms()).count()
+        self.mismatches
+            .iter()
+            .filter(|m| m.kind.alarms() && m.is_open())
+            .count()
     }
 
     /// The orders of `status` in the totals.
@@ -323,6 +410,63 @@ pub fn add(total: &mut i64, amount: Fen) {
 mod tests {
     use super::*;
 
+    fn mismatch(kind: MismatchKind, attempt: Option<&str>, evidence: &str) -> Mismatch {
+        Mismatch {
+            kind,
+            order_id: None,
+            attempt_id: attempt.map(str::to_owned),
+            ours: String::new(),
+            theirs: String::new(),
+            amount_fen: None,
+            evidence: evidence.to_owned(),
+            settlement: None,
+        }
+    }
+
+    #[test]
+    fn a_settled_mismatch_no_longer_alarms_and_keys_are_stable_and_distinct() {
+        let day = ReconDay::parse("2024-03-01", 480).unwrap();
+        let mut r = ReconReport::empty(
+            ProviderAccountId::parse("acct-a").unwrap(),
+            day,
+            Timestamp::from_millis(0),
+        );
+        r.mismatches = vec![
+            mismatch(MismatchKind::LateReversal, Some("o1-1"), "x"),
+            mismatch(MismatchKind::PriceMismatch, Some("o1-1"), "y"),
+            mismatch(
+                MismatchKind::BalanceTopUp,
+                None,
+                "500 fen at 10 ms, 900 fen at 20 ms",
+            ),
+            mismatch(
+                MismatchKind::BalanceTopUp,
+                None,
+                "900 fen at 20 ms, 950 fen at 30 ms",
+            ),
+            mismatch(MismatchKind::UnexplainedBalanceDrop, None, "a"),
+        ];
+        assert_eq!(r.alarming(), 3);
+        let keys: std::collections::BTreeSet<String> =
+            r.mismatches.iter().map(Mismatch::key).collect();
+        assert_eq!(keys.len(), 5, "{keys:?}");
+        assert_eq!(r.mismatches[0].key(), "late_reversal:o1-1");
+        // The same finding on a rerun, with other evidence, keeps its key.
+        assert_eq!(
+            mismatch(MismatchKind::UnexplainedBalanceDrop, None, "b").key(),
+            r.mismatches[4].key()
+        );
+        r.mismatches[0].settlement = Some(Settlement {
+            key: r.mismatches[0].key(),
+            operator: "li".into(),
+            principal: "ops".into(),
+            note: "refunded".into(),
+            evidence: "ticket 1".into(),
+            at: Timestamp::from_millis(1),
+        });
+        assert_eq!(r.alarming(), 2);
+    }
+
     #[test]
     fn a_beijing_day_starts_at_sixteen_hundred_utc_the_day_before() {
         let day = ReconDay::parse("2024-03-01", BEIJING_OFFSET_MINUTES).unwrap();
@@ -350,6 +494,7 @@ mod tests {
             assert!(ReconDay::parse(bad, 480).is_err(), "{bad}");
         }
         assert!(ReconDay::parse("2024-02-29", 15 * 60).is_err());
+        assert!(ReconDay::parse("2024-02-29", -15 * 60).is_err());
         assert_eq!(
             ReconDay::parse("2024-02-29", 0).unwrap().date(),
             "2024-02-29"

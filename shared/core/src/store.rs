@@ -402,12 +402,23 @@ pub trait BalanceStore: Send + Sync + std::fmt::Debug {
     /// mismatches are not all written).
     async fn put_recon(&self, report: &ReconReport) -> Result<(), StoreError>;
 
-    /// The stored report of one account and day (`YYYY-MM-DD`), with its mismatches: one query per page.
+    /// The stored report of one account and day (`YYYY-MM-DD`), with its mismatches, each with its operator's
+    /// settlement if one was recorded (matched by `Mismatch::key`): one query per page.
     async fn recon(
         &self,
         account: &ProviderAccountId,
         date: &str,
     ) -> Result<Option<ReconReport>, StoreError>;
+
+    /// Records an operator's settlement of one mismatch of an account and day, apart from the reports (a rerun's
+    /// `put_recon` keeps it): one conditional write. `Ok(false)` if that key was settled already (the first
+    /// settlement stands).
+    async fn settle_mismatch(
+        &self,
+        account: &ProviderAccountId,
+        date: &str,
+        settlement: &crate::recon::Settlement,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Whether a merchant app may call the API (an operator adds, disables or rotates an app with no

@@ -163,6 +163,7 @@ pub async fn reconcile_event(service: &Service, payload: &Value) -> Result<Value
         service.metrics.function_error();
         return Err(e);
     }
+    let started = std::time::Instant::now();
     let report = sweep::sweep(Arc::clone(&service.state)).await;
     service.metrics.unlisted_codes();
     service.metrics.provider_latency();
@@ -177,7 +178,50 @@ pub async fn reconcile_event(service: &Service, payload: &Value) -> Result<Value
             report.errors
         )));
     }
-    Ok(json!({ "sweep": report, "operator_queue": queue }))
+    // The sweep's leftover time continues an unfinished daily re-query (docs/reconciliation.md §3).
+    let recon = continue_recon(service, started).await;
+    Ok(json!({ "sweep": report, "operator_queue": queue, "recon": recon }))
+}
+
+/// Days (today, yesterday, the day before) whose unfinished re-query the minute tick continues.
+const RECON_CONTINUE_DAYS: u32 = 3;
+
+/// Spends what is left of the tick's re-query budget on the days whose re-query has attempts remaining, and
+/// emits their `ReconMismatches`. A store failure is logged and counted, never fails the sweep's invocation.
+async fn continue_recon(service: &Service, started: std::time::Instant) -> Value {
+    let state = &service.state;
+    let options = &state.settings.recon;
+    let deadline = started + options.requery_budget;
+    if deadline.saturating_duration_since(std::time::Instant::now())
+        < std::time::Duration::from_secs(2)
+    {
+        return Value::Null;
+    }
+    match recharge_api::recon::continue_unfinished(state, RECON_CONTINUE_DAYS, options, deadline)
+        .await
+    {
+        Ok(reports) => {
+            for r in &reports {
+                service
+                    .metrics
+                    .recon_mismatches(r.account.as_str(), r.alarming());
+            }
+            Value::Array(
+                reports
+                    .iter()
+                    .map(|r| {
+                        json!({"account": r.account.as_str(), "date": r.date,
+                               "remaining": r.requery.remaining, "alarming": r.alarming()})
+                    })
+                    .collect(),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reconciliation continuation failed");
+            service.metrics.function_error();
+            Value::Null
+        }
+    }
 }
 
 /// The daily reconciliation (docs/reconciliation.md): `{"recon": "daily"}` reconciles yesterday in the
@@ -213,7 +257,7 @@ async fn daily_recon(service: &Service, mode: &Value) -> Result<Value, Invocatio
             .recon_mismatches(r.account.as_str(), r.alarming());
         summary.push(
             json!({"account": r.account.as_str(), "mismatches": r.mismatches.len(),
-                            "alarming": r.alarming()}),
+                            "alarming": r.alarming(), "requery_remaining": r.requery.remaining}),
         );
     }
     Ok(json!({"recon": {"date": day.date(), "reports": summary}}))

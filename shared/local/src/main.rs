@@ -42,6 +42,10 @@ struct Cli {
     /// Divides every provider timing and retry schedule.
     #[arg(long, default_value_t = 20.0)]
     time_scale: f64,
+    /// Run the daily reconciliation of yesterday and today so far every this many seconds (a scaled day;
+    /// docs/reconciliation.md §3). 0: never (run it from the ops route, the CLI or the console).
+    #[arg(long, default_value_t = 60)]
+    recon_every: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +118,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         config,
         time_scale: cli.time_scale,
         local_mode: !cli.no_local_mode,
+        recon_every: (cli.recon_every > 0).then(|| std::time::Duration::from_secs(cli.recon_every)),
         ..LocalOptions::default()
     };
     match cli.command {

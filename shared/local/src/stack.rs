@@ -87,6 +87,10 @@ pub struct LocalOptions {
     pub sweep_every: Duration,
     /// How often the balance check runs.
     pub balance_every: Duration,
+    /// The daily reconciliation on a scaled tick (docs/reconciliation.md §3): every this often it reconciles
+    /// today so far and yesterday, every account (an unfinished re-query continues, a finished day is asked
+    /// again). `None` (the default, and in tests): only the ops route, the CLI or the console run it.
+    pub recon_every: Option<Duration>,
     /// How long a hanging simulator holds a submit (must outlast the 2 s provider call timeout).
     pub sim_hang: Duration,
     /// Chaos for every simulator (fault campaigns): seed and rates.
@@ -117,6 +121,7 @@ impl Default for LocalOptions {
             time_scale: 20.0,
             sweep_every: Duration::from_millis(200),
             balance_every: Duration::from_secs(15),
+            recon_every: None,
             sim_hang: Duration::from_secs(4),
             chaos: None,
             dialects: BTreeMap::new(),
@@ -401,6 +406,24 @@ impl LocalStack {
                 tokio::time::sleep(balance_every).await;
             }
         }));
+        if let Some(every) = options.recon_every {
+            let recon_state = Arc::clone(&state);
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let today = recharge_core::recon::ReconDay::containing(
+                        recon_state.clock.now(),
+                        recon_state.settings.recon_utc_offset_minutes,
+                    );
+                    for day in [today.previous(), today] {
+                        let options = &recon_state.settings.recon;
+                        if let Err(e) = recharge_api::recon::run(&recon_state, day, None, options).await {
+                            tracing::error!(error = %e, date = %day.date(), "local reconciliation tick failed");
+                        }
+                    }
+                }
+            }));
+        }
         Ok(LocalStack {
             base_url,
             state,

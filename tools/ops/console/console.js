@@ -515,8 +515,8 @@ async function changeMode(button, account, mode) {
 // ---- reconciliation -------------------------------------------------------------------------------------
 
 // Reconciliation reports are per provider account and day (docs/reconciliation.md). The count on top is the
-// alarming mismatches (all but top-ups) of today's and yesterday's reports; null where the gateway serves no
-// reconciliation routes (the count is then hidden).
+// open alarming mismatches (all but top-ups, not settled by an operator) of today's and yesterday's reports;
+// null where the gateway serves no reconciliation routes (the count is then hidden).
 function nextDay(date) {
   const d = new Date(`${date}T00:00:00Z`);
   d.setUTCDate(d.getUTCDate() + 1);
@@ -535,7 +535,7 @@ async function reconSummary() {
   state.recon.yesterday = yesterday.body.date;
   const today = await api('GET', `/recon/mismatches${q({ date: nextDay(yesterday.body.date) })}`);
   if (today.status !== 200) return -1;
-  return [yesterday, today].reduce((n, r) => n + (r.body.mismatches || []).filter((m) => m.alarm).length, 0);
+  return [yesterday, today].reduce((n, r) => n + (r.body.mismatches || []).filter((m) => m.alarm && m.open !== false).length, 0);
 }
 
 function millisText(v) {
@@ -580,16 +580,19 @@ async function showRecon(date) {
   }
   const list = reports.body.reports || [];
   const found = mismatches.body.mismatches || [];
-  const alarming = found.filter((m) => m.alarm).length;
+  const alarming = found.filter((m) => m.alarm && m.open !== false).length;
+  const settled = found.filter((m) => m.open === false).length;
+  const settledText = settled ? ` ${settled} settled.` : '';
   const summary = el('p', { id: 'recon-summary', class: alarming ? 'error' : list.length ? 'empty' : 'muted',
-    'data-mismatches': alarming, 'data-reports': list.length,
+    'data-mismatches': alarming, 'data-settled': settled, 'data-reports': list.length,
     text: !list.length ? `No report for ${day} yet.`
-      : alarming ? `${alarming} mismatch${alarming === 1 ? '' : 'es'} on ${day} across ${list.length} report${list.length === 1 ? '' : 's'}: resolve each order, then run the day again.`
-        : `${day}: ${list.length} report${list.length === 1 ? '' : 's'}, no mismatch.` });
+      : alarming ? `${alarming} open mismatch${alarming === 1 ? '' : 'es'} on ${day} across ${list.length} report${list.length === 1 ? '' : 's'}: settle the money, resolve the order where it is wrong, then settle the mismatch.${settledText}`
+        : `${day}: ${list.length} report${list.length === 1 ? '' : 's'}, no open mismatch.${settledText}` });
 
   const table = el('table', { class: 'list', id: 'mismatches-table', hidden: !found.length },
-    el('thead', {}, el('tr', {}, ...['Kind', 'Account', 'Order', 'Ours', 'Theirs', 'Amount', 'Order now', 'Evidence'].map((h) => el('th', { text: h })))),
-    el('tbody', {}, ...found.map((m) => el('tr', { 'data-kind': m.kind, 'data-order-id': m.order_id || null, class: m.alarm ? 'attention' : '' },
+    el('thead', {}, el('tr', {}, ...['Kind', 'Account', 'Order', 'Ours', 'Theirs', 'Amount', 'Order now', 'Evidence', 'State'].map((h) => el('th', { text: h })))),
+    el('tbody', {}, ...found.map((m) => el('tr', { 'data-kind': m.kind, 'data-order-id': m.order_id || null, 'data-key': m.key,
+      'data-state': m.open === false ? 'settled' : 'open', class: m.alarm && m.open !== false ? 'attention' : '' },
       el('td', {}, kindBadge(m)),
       el('td', { class: 'mono', text: m.account }),
       el('td', { class: 'mono' }, m.order_id ? el('a', { href: `#order/${m.order_id}`, text: m.order_id, onclick: (e) => e.stopPropagation() }) : '–',
@@ -598,13 +601,15 @@ async function showRecon(date) {
       el('td', { text: m.theirs }),
       el('td', { text: m.amount_fen === null || m.amount_fen === undefined ? '–' : yuan(m.amount_fen) }),
       el('td', {}, m.order_status_now ? statusBadge(m.order_status_now) : '–'),
-      el('td', { class: 'detail' }, el('details', {}, el('summary', { text: 'show' }), el('pre', { text: m.evidence })))))));
+      el('td', { class: 'detail' }, el('details', {}, el('summary', { text: 'show' }), el('pre', { text: m.evidence }))),
+      el('td', { class: 'settle' }, m.open === false ? settledCell(m.settlement)
+        : el('button', { type: 'button', class: 'settle-open', text: 'Settle…', onclick: (e) => openSettle(e.target, m) }))))));
 
   const cards = list.map((r) => {
     const b = r.balance || {};
     const p = r.prices || {};
     const rq = r.requery || {};
-    const n = (r.mismatches || []).filter((m) => m.kind !== 'balance_top_up').length;
+    const n = (r.mismatches || []).filter((m) => m.kind !== 'balance_top_up' && m.open !== false).length;
     return el('div', { class: 'report', 'data-account': r.account },
       el('h3', {}, el('span', { class: 'mono', text: r.account }), ' ', n ? badge(`${n} mismatch${n === 1 ? '' : 'es'}`, 'alarm') : badge('clean', 'ok'),
         el('small', { class: 'muted', text: ` generated ${millisText(r.generated_at)}` })),
@@ -619,9 +624,52 @@ async function showRecon(date) {
         field('Drops / delivered cost', `${yuan(b.drops_fen)} / ${yuan(b.delivered_cost_fen)}`),
         field('Unexplained drop', b.unexplained_fen ? badge(yuan(b.unexplained_fen), 'alarm') : yuan(0)),
         field('Top-ups', yuan(b.top_ups_fen)),
-        field('Re-query', rq.supported ? `${rq.queried}/${rq.eligible} asked, ${rq.diverged} diverged, ${rq.inconclusive} inconclusive, ${rq.skipped} left for later` : 'the protocol has no query')));
+        field('Re-query', rq.supported ? `${rq.queried}/${rq.eligible} asked, ${rq.diverged} diverged, ${rq.inconclusive} inconclusive, ${rq.remaining ? `${rq.remaining} still to ask (continued every minute)` : 'done'}` : 'the protocol has no query')));
   });
   box.replaceChildren(controls, summary, table, ...cards);
+}
+
+function settledCell(st) {
+  const s = st || {};
+  return el('div', { class: 'settled' }, badge('settled', 'ok'),
+    el('div', { text: `by ${s.operator || '?'} ${millisText(s.at)}` }),
+    el('div', { class: 'muted', text: s.note || '' }));
+}
+
+// Settling a mismatch records who settled it, why and on what evidence (POST /ops/recon/mismatches/settle);
+// the mismatch stops counting as open, and a rerun of the day keeps it.
+function openSettle(button, m) {
+  if (document.getElementById('settle-form')) document.getElementById('settle-form').remove();
+  const form = el('form', { id: 'settle-form', class: 'resolve', 'data-key': m.key },
+    el('label', { class: 'wide' }, 'What was done', el('textarea', { id: 'settle-note', rows: 2, maxLength: 500, required: true,
+      placeholder: 'e.g. refunded the merchant; the provider credited the reversal' })),
+    el('label', { class: 'wide' }, 'Evidence', el('textarea', { id: 'settle-evidence', rows: 2, maxLength: 2000, required: true,
+      placeholder: 'provider ticket, statement line, transfer reference' })),
+    el('div', { class: 'actions' },
+      el('button', { id: 'settle-submit', type: 'submit', class: 'primary', text: 'Settle the mismatch' }),
+      el('span', { id: 'settle-result', 'data-status': '' })));
+  form.addEventListener('submit', (ev) => settle(ev, m));
+  button.replaceWith(form);
+  $('settle-note').focus();
+}
+
+async function settle(ev, m) {
+  ev.preventDefault();
+  const operator = operatorName();
+  if (!operator) return;
+  const body = { account: m.account, date: m.date, key: m.key, operator,
+    note: $('settle-note').value, evidence: $('settle-evidence').value };
+  $('settle-submit').disabled = true;
+  const r = await api('POST', '/recon/mismatches/settle', body);
+  $('settle-submit').disabled = false;
+  $('settle-result').dataset.status = String(r.status);
+  if (r.status !== 200) {
+    $('settle-result').textContent = errorText(r);
+    return;
+  }
+  toast(`Settled ${m.kind.replace(/_/g, ' ')}${m.order_id ? ` of ${m.order_id}` : ''}.`, 'ok');
+  await refreshCounts();
+  await showRecon(m.date);
 }
 
 async function runRecon() {
@@ -635,8 +683,8 @@ async function runRecon() {
   const r = await api('POST', '/recon/run', body);
   button.disabled = false;
   if (r.status !== 200) return toast(errorText(r), 'alarm');
-  const n = (r.body.reports || []).reduce((k, rep) => k + (rep.mismatches || []).filter((m) => m.kind !== 'balance_top_up').length, 0);
-  toast(`Reconciled ${r.body.date}: ${(r.body.reports || []).length} reports, ${n} mismatches.`, n ? 'alarm' : 'ok');
+  const n = (r.body.reports || []).reduce((k, rep) => k + (rep.mismatches || []).filter((m) => m.kind !== 'balance_top_up' && m.open !== false).length, 0);
+  toast(`Reconciled ${r.body.date}: ${(r.body.reports || []).length} reports, ${n} open mismatches.`, n ? 'alarm' : 'ok');
   await refreshCounts();
   await showRecon(date);
 }

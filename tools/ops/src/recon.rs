@@ -1,5 +1,6 @@
-//! `recharge-ops recon run|show|export` (docs/reconciliation.md §6): the daily reconciliation's reports through
-//! the ops API (`POST /ops/recon/run`, `GET /ops/recon`), printed for people, or exported as JSON or CSV.
+//! `recharge-ops recon run|show|export|resolve` (docs/reconciliation.md §6, §7): the daily reconciliation's
+//! reports through the ops API (`POST /ops/recon/run`, `GET /ops/recon`), printed for people, or exported as
+//! JSON or CSV; an operator's settlement of one mismatch (`POST /ops/recon/mismatches/settle`).
 
 use crate::{CliError, OpsClient, Output, enc, s, table};
 use clap::{Subcommand, ValueEnum};
@@ -20,6 +21,9 @@ pub enum ReconCommand {
         /// YYYY-MM-DD in the gateway's day boundary (Beijing time by default).
         #[arg(long)]
         date: Option<String>,
+        /// Re-query the whole day again (by default an unfinished re-query continues where it stopped).
+        #[arg(long)]
+        restart: bool,
     },
     /// The stored reports of a day, with their mismatches.
     Show {
@@ -36,6 +40,25 @@ pub enum ReconCommand {
         account: Option<String>,
         #[arg(long)]
         date: Option<String>,
+    },
+    /// Settle one mismatch of a day's report (after settling the money): it stops counting as open.
+    Resolve {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        date: String,
+        /// The mismatch's key, as `recon show` prints it (e.g. `late_reversal:<attempt id>`).
+        #[arg(long)]
+        key: String,
+        /// Who settles it.
+        #[arg(long)]
+        operator: String,
+        /// What was done.
+        #[arg(long)]
+        note: String,
+        /// What it rests on (a provider ticket, a statement line).
+        #[arg(long)]
+        evidence: String,
     },
 }
 
@@ -67,13 +90,20 @@ pub fn report_text(r: &Value) -> String {
     let mismatches = r["mismatches"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     let alarming = mismatches
         .iter()
-        .filter(|m| m["kind"] != "balance_top_up")
+        .filter(|m| m["kind"] != "balance_top_up" && m["settlement"].is_null())
         .count();
-    let verdict = if alarming == 0 {
+    let settled = mismatches
+        .iter()
+        .filter(|m| !m["settlement"].is_null())
+        .count();
+    let mut verdict = if alarming == 0 {
         "clean".to_owned()
     } else {
         format!("{alarming} MISMATCH(ES)")
     };
+    if settled > 0 {
+        verdict.push_str(&format!(" ({settled} settled)"));
+    }
     out.push(format!(
         "{} {} (UTC{:+}h): {verdict}",
         s(&r["account"]),
@@ -130,13 +160,18 @@ pub fn report_text(r: &Value) -> String {
     }
     let q = &r["requery"];
     if q["supported"] == true {
+        let remaining = q["remaining"].as_u64().unwrap_or(0);
         out.push(format!(
-            "re-query: {} final attempts, {} queried, {} diverged, {} inconclusive, {} skipped",
+            "re-query: {} final attempts, {} queried, {} diverged, {} inconclusive, {}",
             s(&q["eligible"]),
             s(&q["queried"]),
             s(&q["diverged"]),
             s(&q["inconclusive"]),
-            s(&q["skipped"])
+            if remaining == 0 {
+                "done".to_owned()
+            } else {
+                format!("{remaining} REMAINING (a later pass continues)")
+            }
         ));
     } else {
         out.push("re-query: the protocol has no query".into());
@@ -145,21 +180,35 @@ pub fn report_text(r: &Value) -> String {
         let rows: Vec<Vec<String>> = mismatches
             .iter()
             .map(|m| {
+                let state = if m["settlement"].is_null() {
+                    "open".to_owned()
+                } else {
+                    format!("settled by {}", s(&m["settlement"]["operator"]))
+                };
                 vec![
                     s(&m["kind"]),
                     s(&m["order_id"]),
                     s(&m["ours"]),
                     s(&m["theirs"]),
                     yuan(&m["amount_fen"]),
+                    state,
+                    mismatch_key(m),
                 ]
             })
             .collect();
         out.push(table(
-            &["MISMATCH", "ORDER", "OURS", "THEIRS", "YUAN"],
+            &[
+                "MISMATCH", "ORDER", "OURS", "THEIRS", "YUAN", "STATE", "KEY",
+            ],
             &rows,
         ));
     }
     out.join("\n")
+}
+
+/// A mismatch's key, as the API gives it (`recon resolve --key`).
+fn mismatch_key(m: &Value) -> String {
+    m["key"].as_str().unwrap_or_default().to_owned()
 }
 
 fn reports_text(v: &Value) -> String {
@@ -191,11 +240,11 @@ fn field(v: &Value) -> String {
 /// Every mismatch of the reports as CSV, one line each.
 pub fn mismatches_csv(v: &Value) -> String {
     let mut out = String::from(
-        "account,date,kind,alarm,order_id,attempt_id,ours,theirs,amount_fen,evidence\r\n",
+        "account,date,kind,alarm,order_id,attempt_id,ours,theirs,amount_fen,evidence,key,settled_by,settled_note\r\n",
     );
     for r in v["reports"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
         for m in r["mismatches"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-            let alarm = m["kind"] != "balance_top_up";
+            let alarm = m["kind"] != "balance_top_up" && m["settlement"].is_null();
             let cells = [
                 field(&r["account"]),
                 field(&r["date"]),
@@ -207,6 +256,9 @@ pub fn mismatches_csv(v: &Value) -> String {
                 field(&m["theirs"]),
                 field(&m["amount_fen"]),
                 field(&m["evidence"]),
+                field(&Value::String(mismatch_key(m))),
+                field(&m["settlement"]["operator"]),
+                field(&m["settlement"]["note"]),
             ];
             out.push_str(&cells.join(","));
             out.push_str("\r\n");
@@ -217,8 +269,15 @@ pub fn mismatches_csv(v: &Value) -> String {
 
 pub async fn run(client: &OpsClient, command: &ReconCommand) -> Result<Output, CliError> {
     match command {
-        ReconCommand::Run { account, date } => {
+        ReconCommand::Run {
+            account,
+            date,
+            restart,
+        } => {
             let mut body = serde_json::Map::new();
+            if *restart {
+                body.insert("restart".into(), json!(true));
+            }
             if let Some(a) = account {
                 body.insert("account".into(), json!(a));
             }
@@ -258,6 +317,35 @@ pub async fn run(client: &OpsClient, command: &ReconCommand) -> Result<Output, C
             };
             Ok(Output { text, json: v })
         }
+        ReconCommand::Resolve {
+            account,
+            date,
+            key,
+            operator,
+            note,
+            evidence,
+        } => {
+            let body = json!({"account": account, "date": date, "key": key, "operator": operator,
+                              "note": note, "evidence": evidence});
+            let v = client
+                .send(
+                    "POST",
+                    "/ops/recon/mismatches/settle",
+                    body.to_string().as_bytes(),
+                )
+                .await?;
+            let m = &v["mismatch"];
+            let text = format!(
+                "settled {} of {} on {} ({}) by {}: {}",
+                s(&m["key"]),
+                s(&m["account"]),
+                s(&m["date"]),
+                s(&m["kind"]),
+                s(&m["settlement"]["operator"]),
+                s(&m["settlement"]["note"])
+            );
+            Ok(Output { text, json: v })
+        }
     }
 }
 
@@ -268,17 +356,21 @@ mod tests {
     #[test]
     fn csv_fields_with_commas_or_quotes_are_quoted() {
         let v = json!({"reports": [{"account": "a", "date": "2025-11-13", "mismatches": [
-            {"kind": "price_mismatch", "order_id": "O1", "attempt_id": "O1-1", "ours": "route cost 9850 fen",
+            {"kind": "price_mismatch", "key": "price_mismatch:O1-1", "order_id": "O1", "attempt_id": "O1-1", "ours": "route cost 9850 fen",
              "theirs": "reported \"9950\", high", "amount_fen": 100, "evidence": "x"},
-            {"kind": "balance_top_up", "order_id": null, "attempt_id": null, "ours": "o", "theirs": "t",
-             "amount_fen": 5000, "evidence": "e"}]}]});
+            {"kind": "balance_top_up", "key": "balance_top_up:", "order_id": null, "attempt_id": null, "ours": "o", "theirs": "t",
+             "amount_fen": 5000, "evidence": "e",
+             "settlement": {"operator": "li", "note": "refunded, ticket 7"}}]}]});
         let csv = mismatches_csv(&v);
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(
             lines[1],
-            "a,2025-11-13,price_mismatch,true,O1,O1-1,route cost 9850 fen,\"reported \"\"9950\"\", high\",100,x"
+            "a,2025-11-13,price_mismatch,true,O1,O1-1,route cost 9850 fen,\"reported \"\"9950\"\", high\",100,x,price_mismatch:O1-1,,"
         );
-        assert_eq!(lines[2], "a,2025-11-13,balance_top_up,false,,,o,t,5000,e");
+        assert_eq!(
+            lines[2],
+            "a,2025-11-13,balance_top_up,false,,,o,t,5000,e,balance_top_up:,li,\"refunded, ticket 7\""
+        );
     }
 
     #[test]
@@ -288,11 +380,19 @@ mod tests {
                            "requery": {"supported": false}, "mismatches": []});
         assert!(report_text(&clean).starts_with("a 2025-11-13 (UTC+8h): clean"));
         let mut dirty = clean.clone();
-        dirty["mismatches"] = json!([{"kind": "late_reversal", "order_id": "O9", "ours": "succeeded",
+        dirty["mismatches"] = json!([{"kind": "late_reversal", "key": "late_reversal:O9", "order_id": "O9", "ours": "succeeded",
                                       "theirs": "reversed", "amount_fen": 10000}]);
         let text = report_text(&dirty);
         assert!(text.contains("1 MISMATCH(ES)"), "{text}");
         assert!(text.contains("late_reversal  O9"), "{text}");
         assert!(text.contains("100.00"), "{text}");
+        assert!(
+            text.contains(" open ") && text.contains("late_reversal:O9"),
+            "{text}"
+        );
+        dirty["mismatches"][0]["settlement"] = json!({"operator": "li", "note": "n"});
+        let text = report_text(&dirty);
+        assert!(text.contains("clean (1 settled)"), "{text}");
+        assert!(text.contains("settled by li"), "{text}");
     }
 }

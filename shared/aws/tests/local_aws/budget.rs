@@ -321,3 +321,121 @@ async fn a_day_of_orders_is_read_with_one_query_per_index_partition_and_one_batc
     assert_eq!(calls.get("BatchGetItem"), (N / 100) as u64);
     assert_eq!(calls.total(), queries + (N / 100) as u64);
 }
+
+/// The read units of a daily reconciliation run (docs/reconciliation.md §5), metered with
+/// `ReturnConsumedCapacity` on DynamoDB Local: the store calls `recharge_api::recon::run_pass` makes for one
+/// account (its stored report, the day's orders from the `by_status` index, the orders 500 at a time, the
+/// balance history, the report's write) over 2,000 orders, each created, accepted and succeeded. The bound:
+/// every order item is under 4 KB with its three audit entries (0.5 unit, eventually consistent), and the
+/// index pages hold small projected entries, so the run reads under 0.6 units per order.
+#[tokio::test]
+async fn a_recon_run_reads_about_half_a_unit_per_order() {
+    use recharge_core::recon::{ReconDay, ReconReport};
+    use recharge_core::store::BalanceStore;
+    use recharge_core::{
+        AppId, Fen, MerchantOrderNo, NewOrder, Order, ProductCode, ProviderAccountId, Route,
+        Timestamp,
+    };
+    let calls = CallCounter::metering();
+    let store = std::sync::Arc::new(store(Some(&calls)).await);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    // A day no other test writes into (a Beijing day, as the run reads it).
+    let day = ReconDay::containing(
+        Timestamp::from_millis(T0.millis() + 86_400_000 * (20_000 + (nanos % 10_000) as i64)),
+        480,
+    );
+    const N: usize = 2_000;
+    let account = ProviderAccountId::parse(&format!("acct-units-{}", nanos % 1_000_000)).unwrap();
+    let orders: Vec<Order> = (0..N)
+        .map(|i| {
+            let new = NewOrder {
+                app_id: AppId::parse("reconunits").unwrap(),
+                merchant_order_no: MerchantOrderNo::parse(&format!("ru-{nanos}-{i}")).unwrap(),
+                product_code: ProductCode::parse("mobile.100").unwrap(),
+                account: "13800138000".to_owned(),
+                extra: Default::default(),
+                face_value: Fen::new(10_000),
+                notify_url: None,
+                request_digest: "00".repeat(32),
+            };
+            let route = Route {
+                provider_account: account.clone(),
+                provider_product: "100".to_owned(),
+                cost: Fen::new(9_850),
+            };
+            Order::new(
+                new,
+                route,
+                Timestamp::from_millis(day.start().millis() + i as i64 * 1_000),
+                Policy::default().call_timeout,
+            )
+        })
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in orders.chunks(N / 16) {
+        let chunk = chunk.to_vec();
+        let store = std::sync::Arc::clone(&store);
+        tasks.spawn(async move {
+            for o in chunk {
+                store
+                    .create(&o, &AuditEntry::for_create(&o, None))
+                    .await
+                    .unwrap();
+                let mut current = o;
+                for event in [accepted(), succeeded()] {
+                    let at = current.created_at();
+                    match record(&*store, current, &event, at, &Policy::default(), None)
+                        .await
+                        .unwrap()
+                    {
+                        Recorded::Applied(a) => current = a.order,
+                        Recorded::Refused { refusal, .. } => panic!("refused: {refusal}"),
+                    }
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    calls.reset();
+    // The run's reads, in its order.
+    assert_eq!(store.recon(&account, &day.date()).await.unwrap(), None);
+    let found = store.created_between(day.start(), day.end()).await.unwrap();
+    assert_eq!(found.len(), N);
+    let ids: Vec<_> = found.into_iter().map(|s| s.order_id).collect();
+    let mut read = Vec::with_capacity(N);
+    for chunk in ids.chunks(500) {
+        read.extend(store.get_many(chunk).await.unwrap());
+    }
+    assert_eq!(read.len(), N);
+    assert!(
+        read.iter()
+            .all(|o| o.public_view().status.as_str() == "succeeded")
+    );
+    store
+        .balance_history(&account, day.start(), day.end())
+        .await
+        .unwrap();
+    store
+        .put_recon(&ReconReport::empty(account.clone(), day, T0))
+        .await
+        .unwrap();
+    let units = calls.units();
+    let of = |op: &str| units.get(op).copied().unwrap_or_default();
+    let read_units: f64 = units.values().map(|u| u.read).sum();
+    let per_10k = read_units * 10_000.0 / N as f64;
+    println!(
+        "recon run over {N} orders: {read_units:.1} read units (Query {:.1}, BatchGetItem {:.1}); \
+         {per_10k:.0} per 10,000 orders; writes {:.1}",
+        of("Query").read,
+        of("BatchGetItem").read,
+        units.values().map(|u| u.write).sum::<f64>()
+    );
+    // Each order item read once, eventually consistent: at least half a unit each, not a full one.
+    assert!(of("BatchGetItem").read >= 0.5 * N as f64, "{units:?}");
+    assert!(read_units <= 0.6 * N as f64, "{units:?}");
+}

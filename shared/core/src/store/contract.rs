@@ -1054,6 +1054,7 @@ macro_rules! balance_store_contract {
             account_controls_are_stored_replaced_and_listed_together,
             balance_history_gives_the_range_with_the_opening_snapshot_before_it,
             a_recon_report_round_trips_and_a_shorter_rerun_replaces_it,
+            a_settlement_is_written_once_and_outlives_a_rerun_of_its_day,
         );
     };
 }
@@ -1220,6 +1221,7 @@ pub async fn a_recon_report_round_trips_and_a_shorter_rerun_replaces_it(
         theirs: "reported 价格".to_owned(),
         amount_fen: Some(i),
         evidence: "e".to_owned(),
+        settlement: None,
     };
     let mut report = ReconReport::empty(account.clone(), day, T0);
     report.mismatches = (0..30).map(mismatch).collect();
@@ -1237,4 +1239,89 @@ pub async fn a_recon_report_round_trips_and_a_shorter_rerun_replaces_it(
         Some(rerun),
         "the rerun's one mismatch, none of the earlier run's"
     );
+}
+
+pub async fn a_settlement_is_written_once_and_outlives_a_rerun_of_its_day(
+    store: Arc<dyn crate::store::BalanceStore>,
+) {
+    use crate::recon::{Mismatch, MismatchKind, ReconDay, ReconReport, Settlement};
+    let account = fresh_account("settle");
+    let day = ReconDay::parse("2025-11-14", 480).unwrap();
+    let order =
+        crate::ids::OrderId::derive(&AppId::parse("contract").unwrap(), &fresh_order_no("s"));
+    let reversal = Mismatch {
+        kind: MismatchKind::LateReversal,
+        order_id: Some(order.clone()),
+        attempt_id: Some(format!("{order}-1")),
+        ours: "succeeded".to_owned(),
+        theirs: "reversed".to_owned(),
+        amount_fen: Some(10_000),
+        evidence: "re-query".to_owned(),
+        settlement: None,
+    };
+    let drop = Mismatch {
+        kind: MismatchKind::UnexplainedBalanceDrop,
+        order_id: None,
+        attempt_id: None,
+        ours: "delivered 0 fen".to_owned(),
+        theirs: "net movement -300 fen".to_owned(),
+        amount_fen: Some(300),
+        evidence: "opening 1000".to_owned(),
+        settlement: None,
+    };
+    let mut report = ReconReport::empty(account.clone(), day, T0);
+    report.mismatches = vec![reversal.clone(), drop.clone()];
+    store.put_recon(&report).await.unwrap();
+    let settlement = Settlement {
+        key: reversal.key(),
+        operator: "李四".to_owned(),
+        principal: "arn:aws:iam::1:user/ops".to_owned(),
+        note: "refunded the merchant".to_owned(),
+        evidence: "provider ticket 42".to_owned(),
+        at: T0.plus(Duration::from_secs(5)),
+    };
+    assert!(
+        store
+            .settle_mismatch(&account, "2025-11-14", &settlement)
+            .await
+            .unwrap()
+    );
+    let again = Settlement {
+        operator: "someone else".to_owned(),
+        ..settlement.clone()
+    };
+    assert!(
+        !store
+            .settle_mismatch(&account, "2025-11-14", &again)
+            .await
+            .unwrap(),
+        "the first settlement stands"
+    );
+    let read = store.recon(&account, "2025-11-14").await.unwrap().unwrap();
+    assert_eq!(read.mismatches[0].settlement.as_ref(), Some(&settlement));
+    assert_eq!(read.mismatches[1].settlement, None);
+    assert_eq!(read.alarming(), 1);
+    // A rerun writes its mismatches again (here with the settlement it read, and another drop): the
+    // settlement is kept apart, attached to the same finding, and to nothing else.
+    let mut rerun = ReconReport::empty(account.clone(), day, T0.plus(Duration::from_secs(60)));
+    rerun.mismatches = vec![
+        Mismatch {
+            amount_fen: Some(200),
+            ..drop.clone()
+        },
+        read.mismatches[0].clone(),
+    ];
+    store.put_recon(&rerun).await.unwrap();
+    let read = store.recon(&account, "2025-11-14").await.unwrap().unwrap();
+    assert_eq!(read.mismatches.len(), 2);
+    assert_eq!(read.mismatches[0].settlement, None);
+    assert_eq!(read.mismatches[1].settlement.as_ref(), Some(&settlement));
+    // Another day of the same account has none of it.
+    let other = ReconReport {
+        date: "2025-11-15".to_owned(),
+        ..report.clone()
+    };
+    store.put_recon(&other).await.unwrap();
+    let read = store.recon(&account, "2025-11-15").await.unwrap().unwrap();
+    assert!(read.mismatches.iter().all(Mismatch::is_open));
 }

@@ -408,6 +408,52 @@ async fn a_reconciliation_mismatch_run_from_the_console_is_loud_and_leads_to_its
         "the count on top is the alarming mismatches of the day: {stored}"
     );
 
+    // The operator settles the mismatch itself, with a note and evidence: the row shows who settled it, the
+    // count on top no longer counts it, and the API has the settlement.
+    session.type_into("#operator", "carol").await;
+    session.click(&format!("{row} button.settle-open")).await;
+    session
+        .wait_for("#settle-form", "the settle form", Duration::from_secs(10))
+        .await;
+    session
+        .type_into("#settle-note", "provider refunded the 1.00 overcharge")
+        .await;
+    session
+        .type_into("#settle-evidence", "provider ticket OC-77")
+        .await;
+    session.click("#settle-submit").await;
+    wait_attribute(&session, &row, "data-state", "settled").await;
+    let settled_row = session.text(&row).await;
+    assert!(settled_row.contains("by carol"), "{settled_row}");
+    wait_attribute(
+        &session,
+        "#count-mismatches",
+        "data-count",
+        &(count - 1).to_string(),
+    )
+    .await;
+    let stored = ops_get(
+        &h,
+        &format!("/ops/recon/mismatches?date={today}&state=settled"),
+    )
+    .await;
+    let settled = stored["mismatches"].as_array().unwrap();
+    assert_eq!(settled.len(), 1, "{stored}");
+    assert_eq!(settled[0]["order_id"], id.as_str());
+    assert_eq!(settled[0]["open"], false);
+    assert_eq!(settled[0]["settlement"]["operator"], "carol");
+    assert_eq!(
+        settled[0]["settlement"]["evidence"],
+        "provider ticket OC-77"
+    );
+    assert!(
+        settled[0]["settlement"]["principal"]
+            .as_str()
+            .unwrap()
+            .starts_with("app:"),
+        "{stored}"
+    );
+
     // The mismatch leads to its order, where it is resolved.
     session.click(&format!("{row} a")).await;
     wait_attribute(&session, "#detail", "data-order-id", &id).await;

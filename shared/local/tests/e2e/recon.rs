@@ -316,3 +316,356 @@ async fn recon_routes_refuse_bad_dates_accounts_and_methods() {
     .await;
     assert_error(&reply, 400, "invalid_parameter");
 }
+
+/// Succeeded `mobile.100` orders on wikeyun, of which the provider reverses `reversed` after they were final
+/// (only a re-query shows it). Returns every order id and the reversed ones.
+async fn day_with_late_reversals(h: &Harness, orders: usize, reversed: &[usize]) -> Vec<String> {
+    let sim = h.sim(WIKEYUN).base_url().to_owned();
+    let mut ids = Vec::new();
+    for i in 0..orders {
+        let (no, id) = succeeded(h, &format!("1380013{:04}", 8100 + i)).await;
+        if reversed.contains(&i) {
+            let stored = h.stored("demo", &no).await;
+            let caller = stored.attempt_id(AttemptNo::FIRST).to_string();
+            let (status, changed) = sim_post(
+                format!("{sim}/_sim/orders/{caller}/change"),
+                json!({"state": "reversed"}),
+            )
+            .await;
+            assert_eq!(status, 200, "{changed}");
+        }
+        ids.push(id);
+    }
+    ids
+}
+
+fn mismatch_keys(r: &recharge_core::recon::ReconReport) -> Vec<String> {
+    let mut keys: Vec<String> = r.mismatches.iter().map(|m| m.key()).collect();
+    keys.sort();
+    keys
+}
+
+/// A re-query budget that allows only part of the day per pass: the minute tick's continuations finish it,
+/// pass after pass from the stored cursor, with the same mismatches (each once) as one unbounded run.
+async fn requery_resumes(store: Option<StoreChoice>) {
+    use recharge_api::recon::{Pass, ReconOptions, continue_unfinished, run_pass};
+    use std::time::Instant;
+    let h = Harness::start_with(options_without_balance_tick(store)).await;
+    let state = h.stack.state();
+    let ids = day_with_late_reversals(&h, 7, &[1, 5]).await;
+    let day = ReconDay::containing(state.clock.now(), state.settings.recon_utc_offset_minutes);
+    let wikeyun = [recharge_core::ProviderAccountId::parse(WIKEYUN).unwrap()];
+    let far = || Instant::now() + Duration::from_secs(120);
+    let fast = ReconOptions {
+        queries_per_second: 0.0,
+        ..ReconOptions::default()
+    };
+
+    // One unbounded run: the reference.
+    let whole = run_pass(state, day, &wikeyun, Pass::Restart, &fast, far())
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(whole.requery.eligible, 7, "{whole:#?}");
+    assert_eq!(whole.requery.queried, 7);
+    assert_eq!(whole.requery.remaining, 0);
+    assert_eq!(whole.requery.diverged, 2);
+    let late: Vec<&str> = whole
+        .mismatches
+        .iter()
+        .filter(|m| m.kind == recharge_core::recon::MismatchKind::LateReversal)
+        .filter_map(|m| m.order_id.as_ref().map(|o| o.as_str()))
+        .collect();
+    assert_eq!(late.len(), 2, "{whole:#?}");
+    assert!(late.contains(&ids[1].as_str()) && late.contains(&ids[5].as_str()));
+
+    // The same day again, 3 re-queries a pass: the first pass leaves 4 for later, and says so.
+    let part = ReconOptions {
+        max_queries: 3,
+        ..fast.clone()
+    };
+    let first = run_pass(state, day, &wikeyun, Pass::Restart, &part, far())
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        (
+            first.requery.eligible,
+            first.requery.queried,
+            first.requery.remaining
+        ),
+        (7, 3, 4),
+        "{first:#?}"
+    );
+    assert_eq!(first.requery.passes, 1);
+    assert!(first.requery.cursor.is_some());
+    let stored = state
+        .balances
+        .recon(&wikeyun[0], &day.date())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.requery, first.requery);
+    // The tick continues it: 4 more need two passes; then nothing is left to continue.
+    let mut passes = 0;
+    let mut last = first;
+    loop {
+        let continued = continue_unfinished(state, 1, &part, far()).await.unwrap();
+        let Some(r) = continued.into_iter().find(|r| r.account == wikeyun[0]) else {
+            break;
+        };
+        assert!(r.requery.remaining < last.requery.remaining, "{r:#?}");
+        last = r;
+        passes += 1;
+        assert!(passes <= 3, "the day never finishes: {last:#?}");
+    }
+    assert_eq!(passes, 2);
+    assert_eq!(last.requery.queried, 7, "{last:#?}");
+    assert_eq!(last.requery.remaining, 0);
+    assert_eq!(last.requery.passed_open, 0);
+    assert_eq!(last.requery.passes, 3);
+    assert_eq!(last.requery.diverged, 2);
+    assert_eq!(mismatch_keys(&last), mismatch_keys(&whole));
+    assert_eq!(
+        last.balance, whole.balance,
+        "the corrections of every pass count"
+    );
+    let stored = state
+        .balances
+        .recon(&wikeyun[0], &day.date())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mismatch_keys(&stored), mismatch_keys(&whole));
+    // A run of the finished day from the ops route asks everything again (and finds the same, once each).
+    let (status, rerun) = ops_send(
+        &h,
+        "POST",
+        "/ops/recon/run",
+        &json!({"date": day.date(), "account": WIKEYUN}),
+    )
+    .await;
+    assert_eq!(status, 200, "{rerun}");
+    assert_eq!(rerun["reports"][0]["requery"]["queried"], 7, "{rerun}");
+    assert_eq!(rerun["reports"][0]["requery"]["passes"], 1, "{rerun}");
+    assert_eq!(
+        rerun["reports"][0]["mismatches"].as_array().unwrap().len(),
+        whole.mismatches.len()
+    );
+}
+
+#[tokio::test]
+async fn a_requery_budget_for_part_of_the_day_finishes_it_over_passes_on_dynamodb() {
+    requery_resumes(None).await;
+}
+
+#[tokio::test]
+async fn a_requery_budget_for_part_of_the_day_finishes_it_over_passes_on_the_in_memory_store() {
+    requery_resumes(Some(StoreChoice::Memory)).await;
+}
+
+/// An operator settles a mismatch through the route and the CLI: the list shows it settled, the alarm's figure
+/// no longer counts it, a second settlement is refused, an unknown key is 404, and a rerun keeps it.
+#[tokio::test]
+async fn a_settled_mismatch_stays_settled_through_a_rerun_and_stops_counting() {
+    let h = Harness::start_with(options_without_balance_tick(None)).await;
+    let ids = day_with_late_reversals(&h, 3, &[0, 2]).await;
+    let date = today();
+    let (status, run) = ops_send(
+        &h,
+        "POST",
+        "/ops/recon/run",
+        &json!({"date": date, "account": WIKEYUN}),
+    )
+    .await;
+    assert_eq!(status, 200, "{run}");
+    let mismatches = run["reports"][0]["mismatches"].as_array().unwrap().clone();
+    assert_eq!(mismatches.len(), 2, "{run:#}");
+    assert!(mismatches.iter().all(|m| m["open"] == true));
+    let key_of = |id: &str| {
+        mismatches.iter().find(|m| m["order_id"] == id).unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (first, second) = (key_of(&ids[0]), key_of(&ids[2]));
+
+    // The route.
+    let settle = |key: &str, operator: &str| {
+        json!({"account": WIKEYUN, "date": date, "key": key, "operator": operator,
+               "note": "merchant refunded 100.00", "evidence": "provider ticket 13800138000 / R-9"})
+    };
+    let (status, settled) = ops_send(
+        &h,
+        "POST",
+        "/ops/recon/mismatches/settle",
+        &settle(&first, "li"),
+    )
+    .await;
+    assert_eq!(status, 200, "{settled}");
+    assert_eq!(settled["mismatch"]["open"], false);
+    assert_eq!(settled["mismatch"]["settlement"]["operator"], "li");
+    // Long digit runs are masked, as in every operator note.
+    let evidence = settled["mismatch"]["settlement"]["evidence"]
+        .as_str()
+        .unwrap();
+    assert!(!evidence.contains("13800138000"), "{evidence}");
+    let (status, again) = ops_send(
+        &h,
+        "POST",
+        "/ops/recon/mismatches/settle",
+        &settle(&first, "wang"),
+    )
+    .await;
+    assert_error(&(status, again), 409, "already_settled");
+    let (status, unknown) = ops_send(
+        &h,
+        "POST",
+        "/ops/recon/mismatches/settle",
+        &settle("late_reversal:nothing", "li"),
+    )
+    .await;
+    assert_error(&(status, unknown), 404, "unknown_mismatch");
+    let mut no_note = settle(&second, "li");
+    no_note["note"] = json!(" ");
+    let (status, refused) = ops_send(&h, "POST", "/ops/recon/mismatches/settle", &no_note).await;
+    assert_error(&(status, refused), 400, "invalid_field");
+    let (status, refused) = ops_send(&h, "GET", "/ops/recon/mismatches/settle", &Value::Null).await;
+    assert_eq!(status, 405, "{refused}");
+
+    // The CLI settles the other one and shows both settled.
+    let cli = |args: &[&str]| {
+        let mut all = vec![
+            "recharge-ops",
+            "--base",
+            h.stack.base_url(),
+            "--app",
+            OPS.0,
+            "--secret",
+            OPS.1,
+            "recon",
+        ];
+        all.extend_from_slice(args);
+        <recharge_ops::Cli as clap::Parser>::try_parse_from(all).unwrap()
+    };
+    let resolve = cli(&[
+        "resolve",
+        "--account",
+        WIKEYUN,
+        "--date",
+        &date,
+        "--key",
+        &second,
+        "--operator",
+        "zhao",
+        "--note",
+        "credited back",
+        "--evidence",
+        "statement line 4",
+    ]);
+    let client = recharge_ops::client_for(&resolve).await.unwrap();
+    let out = recharge_ops::run(&client, &resolve.command).await.unwrap();
+    assert!(
+        out.text.contains(&format!("settled {second}")),
+        "{}",
+        out.text
+    );
+    assert!(out.text.contains("by zhao"), "{}", out.text);
+    let show = cli(&["show", "--account", WIKEYUN, "--date", &date]);
+    let out = recharge_ops::run(&client, &show.command).await.unwrap();
+    assert!(out.text.contains("clean (2 settled)"), "{}", out.text);
+    assert!(out.text.contains("settled by li"), "{}", out.text);
+
+    // The list: both settled, none open.
+    let (_, open) = ops_send(
+        &h,
+        "GET",
+        &format!("/ops/recon/mismatches?date={date}&account={WIKEYUN}&state=open"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(open["mismatches"], json!([]), "{open}");
+    let (status, bad) = ops_send(
+        &h,
+        "GET",
+        &format!("/ops/recon/mismatches?date={date}&state=maybe"),
+        &Value::Null,
+    )
+    .await;
+    assert_error(&(status, bad), 400, "invalid_parameter");
+
+    // A rerun from the start finds both again and keeps both settlements; the alarm's figure is 0.
+    let reports = recharge_api::recon::run_pass(
+        h.stack.state(),
+        ReconDay::parse(&date, BEIJING_OFFSET_MINUTES).unwrap(),
+        &[recharge_core::ProviderAccountId::parse(WIKEYUN).unwrap()],
+        recharge_api::recon::Pass::Restart,
+        &h.stack.state().settings.recon,
+        std::time::Instant::now() + Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reports[0].mismatches.len(), 2, "{reports:#?}");
+    assert_eq!(reports[0].alarming(), 0, "{reports:#?}");
+    let (_, listed) = ops_send(
+        &h,
+        "GET",
+        &format!("/ops/recon/mismatches?date={date}&account={WIKEYUN}"),
+        &Value::Null,
+    )
+    .await;
+    let listed = listed["mismatches"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    for m in listed {
+        assert_eq!(m["open"], false, "{m}");
+        assert_eq!(
+            m["alarm"], true,
+            "a settled late reversal is still of an alarming kind"
+        );
+    }
+    let by: BTreeMap<&str, &str> = listed
+        .iter()
+        .map(|m| {
+            (
+                m["key"].as_str().unwrap(),
+                m["settlement"]["operator"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(by[first.as_str()], "li");
+    assert_eq!(by[second.as_str()], "zhao");
+}
+
+/// With `recon_every` the local stack reconciles on its own (a scaled day): a report of today appears with
+/// no one running it.
+#[tokio::test]
+async fn the_local_stack_reconciles_on_its_own_scaled_tick_when_asked_to() {
+    let mut o = options_without_balance_tick(Some(StoreChoice::Memory));
+    o.recon_every = Some(Duration::from_millis(300));
+    let h = Harness::start_with(o).await;
+    let (_, id) = succeeded(&h, "13800138031").await;
+    let date = today();
+    let started = std::time::Instant::now();
+    loop {
+        let (status, shown) = ops_send(
+            &h,
+            "GET",
+            &format!("/ops/recon?date={date}&account={WIKEYUN}"),
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{shown}");
+        if let Some(r) = shown["reports"].get(0)
+            && r["requery"]["queried"] == 1
+        {
+            assert_eq!(r["totals"][0]["orders"], 1, "{r:#}");
+            assert_eq!(r["mismatches"], json!([]), "{id}: {r:#}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no report of {date} appeared: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
