@@ -28,11 +28,13 @@ pub struct CallCounter {
     /// `Some` when built with [`CallCounter::recording`].
     calls: Option<Arc<Mutex<Vec<RecordedCall>>>>,
     /// `Some` when built with [`CallCounter::metering`]: each call's units and its indexes' share by name.
-    capacity: Option<Arc<Mutex<Vec<(Metered, IndexUnits)>>>>,
+    capacity: Option<Arc<Mutex<Vec<MeteredCall>>>>,
 }
 
 /// The units a call consumed on each global secondary index, by index name.
 pub type IndexUnits = BTreeMap<String, f64>;
+/// One metered call as kept: its operation and units, and its indexes' share.
+type MeteredCall = (Metered, IndexUnits);
 
 /// One metered call: its operation and the capacity it consumed.
 pub type Metered = (String, Units);
