@@ -600,7 +600,7 @@ async fn dynamo(
     ));
     rows.push(row(
         sec,
-        "  same, order with notify_url (notification sent)",
+        "  same, order with notify_url (the notification is the sweep's: below)",
         describe(&notified.callback),
         "1 write per transition",
         "",
