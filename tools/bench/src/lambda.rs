@@ -634,7 +634,7 @@ async fn first_invocations(
         eprintln!("first invocation: {name} x{starts} ...");
         let mut times = Vec::with_capacity(starts);
         for i in 0..starts {
-            let no = format!("FI{run_id}-{i}");
+            let no = format!("FI{run_id}-{name}-{i}");
             let create = |no: &str| {
                 let body = json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800130006"});
                 signed_request(
