@@ -27,9 +27,14 @@ pub struct CallCounter {
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
     /// `Some` when built with [`CallCounter::recording`].
     calls: Option<Arc<Mutex<Vec<RecordedCall>>>>,
-    /// `Some` when built with [`CallCounter::metering`].
-    capacity: Option<Arc<Mutex<Vec<Metered>>>>,
+    /// `Some` when built with [`CallCounter::metering`]: each call's units and its indexes' share by name.
+    capacity: Option<Arc<Mutex<Vec<MeteredCall>>>>,
 }
+
+/// The units a call consumed on each global secondary index, by index name.
+pub type IndexUnits = BTreeMap<String, f64>;
+/// One metered call as kept: its operation and units, and its indexes' share.
+type MeteredCall = (Metered, IndexUnits);
 
 /// One metered call: its operation and the capacity it consumed.
 pub type Metered = (String, Units);
@@ -96,7 +101,27 @@ impl CallCounter {
     pub fn metered(&self) -> Vec<(String, Units)> {
         self.capacity
             .as_ref()
-            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .map(|c| {
+                c.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|(m, _)| m.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every metered call so far, in the order of [`CallCounter::metered`], with the units each index took.
+    pub fn metered_by_index(&self) -> Vec<(String, Units, IndexUnits)> {
+        self.capacity
+            .as_ref()
+            .map(|c| {
+                c.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|((op, u), i)| (op.clone(), *u, i.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -173,8 +198,43 @@ fn ask_for_capacity(input: &mut aws_smithy_runtime_api::client::interceptors::co
     }
 }
 
-/// The capacity a DynamoDB output reports, split into read and write units by its operation.
+/// The capacity a DynamoDB output reports, with each index's share.
 fn consumed(
+    output: &aws_smithy_runtime_api::client::interceptors::context::Output,
+) -> Option<(Units, IndexUnits)> {
+    let units = consumed_units(output)?;
+    let mut by_index = IndexUnits::new();
+    let mut add = |c: &ConsumedCapacity| {
+        for (name, u) in c.global_secondary_indexes().into_iter().flatten() {
+            *by_index.entry(name.clone()).or_default() += u.capacity_units().unwrap_or(0.0);
+        }
+    };
+    if let Some(o) = output.downcast_ref::<ddb::put_item::PutItemOutput>() {
+        o.consumed_capacity().into_iter().for_each(&mut add);
+    } else if let Some(o) = output.downcast_ref::<ddb::update_item::UpdateItemOutput>() {
+        o.consumed_capacity().into_iter().for_each(&mut add);
+    } else if let Some(o) = output.downcast_ref::<ddb::delete_item::DeleteItemOutput>() {
+        o.consumed_capacity().into_iter().for_each(&mut add);
+    } else if let Some(o) = output.downcast_ref::<ddb::get_item::GetItemOutput>() {
+        o.consumed_capacity().into_iter().for_each(&mut add);
+    } else if let Some(o) = output.downcast_ref::<ddb::query::QueryOutput>() {
+        o.consumed_capacity().into_iter().for_each(&mut add);
+    } else if let Some(o) = output.downcast_ref::<ddb::scan::ScanOutput>() {
+        o.consumed_capacity().into_iter().for_each(&mut add);
+    } else if let Some(o) =
+        output.downcast_ref::<ddb::transact_write_items::TransactWriteItemsOutput>()
+    {
+        o.consumed_capacity().iter().for_each(&mut add);
+    } else if let Some(o) = output.downcast_ref::<ddb::batch_write_item::BatchWriteItemOutput>() {
+        o.consumed_capacity().iter().for_each(&mut add);
+    } else if let Some(o) = output.downcast_ref::<ddb::batch_get_item::BatchGetItemOutput>() {
+        o.consumed_capacity().iter().for_each(&mut add);
+    }
+    Some((units, by_index))
+}
+
+/// The capacity a DynamoDB output reports, split into read and write units by its operation.
+fn consumed_units(
     output: &aws_smithy_runtime_api::client::interceptors::context::Output,
 ) -> Option<Units> {
     // (all units, the indexes' part)
@@ -256,7 +316,7 @@ impl Intercept for CallCounter {
     ) -> Result<(), BoxError> {
         if let Some(capacity) = &self.capacity
             && let Ok(output) = context.output_or_error()
-            && let Some(units) = consumed(output)
+            && let Some((units, by_index)) = consumed(output)
         {
             let name = cfg
                 .load::<Metadata>()
@@ -265,7 +325,7 @@ impl Intercept for CallCounter {
             capacity
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push((name, units));
+                .push(((name, units), by_index));
         }
         Ok(())
     }

@@ -100,15 +100,28 @@ const AUDIT_RETENTION: Duration = Duration::from_secs(400 * 86_400);
 /// BatchWriteItem takes at most 25 puts; unprocessed ones are retried this many times.
 const BATCH_WRITE: usize = 25;
 const BATCH_RETRIES: u32 = 6;
-/// The order attributes that are absent when they do not apply (removed by a change that ends them).
-const OPTIONAL_ORDER_ATTRS: [&str; 6] = [
+/// The order attributes that are absent when they do not apply (removed by a change that ends them), and
+/// those only orders written before 2026-12-01 carry (`seq` and `updated_at`, copies of the doc's that no
+/// reader used; a change removes them, so each write of the item pays for its bytes no more).
+const OPTIONAL_ORDER_ATTRS: [&str; 8] = [
     attr::ACCOUNT,
     attr::ATTN_PART,
     attr::ATTN_SK,
     attr::ATTN_WHY,
     attr::DUE_SHARD,
     attr::DUE_AT,
+    attr::SEQUENCE,
+    attr::UPDATED,
 ];
+/// An order's JSON is a few KB at most; a `doc` that inflates past this is refused as corrupt.
+const MAX_DOC_BYTES: usize = 400 * 1024;
+
+/// The order's JSON, deflated (raw DEFLATE, RFC 1951): a usual order's 800 bytes of JSON take about 470,
+/// which keeps the order item, its inline audit included, under the 1 KB of one write unit
+/// (docs/storage.md §6).
+fn deflate(json: &[u8]) -> aws_smithy_types::Blob {
+    aws_smithy_types::Blob::new(miniz_oxide::deflate::compress_to_vec(json, 9))
+}
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -148,7 +161,7 @@ impl DynamoOrderStore {
                 attr::VERSION.into(),
                 AttributeValue::N(order.version().to_string()),
             ),
-            (attr::DOC.into(), AttributeValue::S(doc)),
+            (attr::DOC.into(), AttributeValue::B(deflate(doc.as_bytes()))),
             (
                 attr::APP.into(),
                 AttributeValue::S(order.app_id().to_string()),
@@ -156,14 +169,6 @@ impl DynamoOrderStore {
             (
                 attr::STATUS.into(),
                 AttributeValue::S(order.public_view().status.as_str().into()),
-            ),
-            (
-                attr::SEQUENCE.into(),
-                AttributeValue::N(order.sequence().to_string()),
-            ),
-            (
-                attr::UPDATED.into(),
-                AttributeValue::N(order.updated_at().millis().to_string()),
             ),
         ]);
         // The operators' listing and queue (docs/operations.md §1, §2): every order in `by_status`, the ones with an
@@ -250,10 +255,22 @@ impl DynamoOrderStore {
             order_id: id.clone(),
             reason,
         };
-        let Some(AttributeValue::S(doc)) = item.get(attr::DOC) else {
-            return Err(corrupt("no doc attribute".into()));
-        };
-        serde_json::from_str(doc).map_err(|e| corrupt(e.to_string()))
+        match item.get(attr::DOC) {
+            // Written since 2026-12-01: the JSON, deflated.
+            Some(AttributeValue::B(blob)) => {
+                let json = miniz_oxide::inflate::decompress_to_vec_with_limit(
+                    blob.as_ref(),
+                    MAX_DOC_BYTES,
+                )
+                .map_err(|e| corrupt(format!("doc does not inflate: {e}")))?;
+                serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))
+            }
+            // Written before: the JSON as text.
+            Some(AttributeValue::S(doc)) => {
+                serde_json::from_str(doc).map_err(|e| corrupt(e.to_string()))
+            }
+            _ => Err(corrupt("no doc attribute".into())),
+        }
     }
 
     fn parse_audit(item: &Item) -> Result<AuditEntry, StoreError> {

@@ -8,7 +8,7 @@ pub mod dynamo;
 pub mod secrets;
 pub mod table;
 
-pub use calls::{CallCounter, RecordedCall, Units};
+pub use calls::{CallCounter, IndexUnits, RecordedCall, Units};
 pub use config::{Config, EnvConfigError, FunctionConfig};
 pub use dynamo::DynamoOrderStore;
 pub use secrets::SecretsManagerSource;

@@ -57,6 +57,8 @@ pub struct FunctionUse {
     pub init_secret_calls: f64,
     /// Requests through API Gateway per invocation (1 for the HTTP functions, 0 for scheduled ones).
     pub http: f64,
+    /// Peak resident memory measured after the function's load (`VmHWM`), MiB; 0 when not measured.
+    pub peak_mib: f64,
 }
 
 impl FunctionUse {
@@ -78,28 +80,63 @@ pub struct CostInputs {
     pub read_units: f64,
 }
 
+/// A function may run at 128 MB only with this much of it to spare over its measured peak (the allocator,
+/// a larger answer, a longer day's reconciliation).
+const HEADROOM_AT_128: f64 = 0.5;
+/// How much slower than at 256 MB a merchant-facing function may answer at 128 MB, ms.
+const SLOWER_AT_128_MS: f64 = 50.0;
+
+impl FunctionUse {
+    /// Its compute per order at `mb`, dollars: warm duration and, for the cold share, its init.
+    fn compute(&self, mb: f64) -> f64 {
+        let warm = self.duration_ms(mb) / 1000.0 * mb / 1024.0 * LAMBDA_GB_SECOND;
+        // A cold start is billed its init too (Lambda bills the INIT phase), taken as measured here whatever
+        // the size (an assumption: init is mostly waiting on the AWS calls).
+        let init = self.init_ms.ceil() / 1000.0 * mb / 1024.0 * LAMBDA_GB_SECOND;
+        self.per_order * (warm + COLD_START_SHARE * init)
+    }
+
+    /// The memory size for this function: 128 MB where it is the cheaper, its measured peak leaves
+    /// [`HEADROOM_AT_128`] of it free, and (a merchant-facing function) it answers at most
+    /// [`SLOWER_AT_128_MS`] slower; otherwise 256 MB. With the reason.
+    pub fn memory_choice(&self) -> (u32, String) {
+        let slower = self.duration_ms(128.0) - self.duration_ms(256.0);
+        if self.peak_mib <= 0.0 {
+            return (256, "peak memory not measured".to_owned());
+        }
+        if self.peak_mib > 128.0 * (1.0 - HEADROOM_AT_128) {
+            return (
+                256,
+                format!("peak {:.1} MiB leaves under half of 128 MB", self.peak_mib),
+            );
+        }
+        if self.http > 0.0 && slower > SLOWER_AT_128_MS {
+            return (256, format!("{slower:.0} ms slower at 128 MB"));
+        }
+        if self.compute(128.0) > self.compute(256.0) {
+            return (256, "dearer at 128 MB".to_owned());
+        }
+        (
+            128,
+            format!(
+                "cheaper, peak {:.1} MiB, {slower:.0} ms slower",
+                self.peak_mib
+            ),
+        )
+    }
+}
+
 fn per_million(dollars_per_order: f64) -> f64 {
     dollars_per_order * 1e6
 }
 
-/// The table rows: each component at 128 MB and 256 MB, the totals, and the memory size chosen.
-pub fn rows(inputs: &CostInputs) -> (Vec<Row>, u32) {
-    let sec = "cost per million orders (a lifecycle: POST, callback with notification, GET), USD";
+/// The table rows: each component at 128 MB and 256 MB, each function's memory size chosen from them, and
+/// the totals at 128 MB, at 256 MB and at the sizes chosen.
+pub fn rows(inputs: &CostInputs) -> (Vec<Row>, Vec<(&'static str, u32)>) {
+    let sec = "cost per million orders (a lifecycle: POST, callback, notification, GET), USD";
     let mut rows = Vec::new();
     let sizes = [128.0, 256.0];
-    let lambda_compute = |mb: f64| -> f64 {
-        inputs
-            .functions
-            .iter()
-            .map(|f| {
-                let warm = f.duration_ms(mb) / 1000.0 * mb / 1024.0 * LAMBDA_GB_SECOND;
-                // A cold start is billed its init too (Lambda bills the INIT phase), taken as measured here
-                // whatever the size (an assumption: init is mostly waiting on the AWS calls).
-                let init = f.init_ms.ceil() / 1000.0 * mb / 1024.0 * LAMBDA_GB_SECOND;
-                f.per_order * (warm + COLD_START_SHARE * init)
-            })
-            .sum()
-    };
+    let lambda_compute = |mb: f64| -> f64 { inputs.functions.iter().map(|f| f.compute(mb)).sum() };
     let invocations: f64 = inputs.functions.iter().map(|f| f.per_order).sum();
     let http: f64 = inputs.functions.iter().map(|f| f.per_order * f.http).sum();
     let log_bytes: f64 = inputs
@@ -207,36 +244,56 @@ pub fn rows(inputs: &CostInputs) -> (Vec<Row>, u32) {
             "",
         ));
     }
-    let totals: Vec<(f64, f64)> = sizes
+    let chosen: Vec<(&'static str, u32)> = inputs
+        .functions
         .iter()
-        .map(|mb| (*mb, per_million(lambda_compute(*mb) + common_total)))
+        .map(|f| {
+            let (mb, why) = f.memory_choice();
+            rows.push(row(
+                sec,
+                &format!("memory size of {}", f.name),
+                format!(
+                    "128 MB: ${:.3}, {:.0} ms; 256 MB: ${:.3}, {:.0} ms; peak {:.1} MiB",
+                    per_million(f.compute(128.0)),
+                    f.duration_ms(128.0),
+                    per_million(f.compute(256.0)),
+                    f.duration_ms(256.0),
+                    f.peak_mib
+                ),
+                "128 MB if cheaper, peak <= 64 MiB, and (HTTP) <= 50 ms slower",
+                &format!("chosen {mb} MB ({why})"),
+            ));
+            (f.name, mb)
+        })
         .collect();
-    // The smaller size unless it would make the POST (the merchant's wait) more than 50 ms slower.
-    let post_at = |mb: f64| {
-        inputs
-            .functions
-            .iter()
-            .find(|f| f.name == "submit-order")
-            .map_or(0.0, |f| f.duration_ms(mb))
-    };
-    let chosen: u32 = if post_at(128.0) - post_at(256.0) <= 50.0 && totals[0].1 <= totals[1].1 {
-        128
-    } else {
-        256
-    };
-    for (mb, total) in &totals {
+    let at_chosen: f64 = inputs
+        .functions
+        .iter()
+        .zip(&chosen)
+        .map(|(f, (_, mb))| f.compute(f64::from(*mb)))
+        .sum();
+    for mb in sizes {
         rows.push(row(
             sec,
-            &format!("total at {mb:.0} MB"),
-            format!("${total:.2} per million orders"),
-            "the cheaper size unless its POST is > 50 ms slower",
-            if *mb as u32 == chosen {
-                "chosen (infra/template.yaml MemorySize)"
-            } else {
-                ""
-            },
+            &format!("total, every function at {mb:.0} MB"),
+            format!(
+                "${:.2} per million orders",
+                per_million(lambda_compute(mb) + common_total)
+            ),
+            "",
+            "",
         ));
     }
+    rows.push(row(
+        sec,
+        "total at the sizes chosen (infra/template.yaml MemorySize)",
+        format!(
+            "${:.2} per million orders",
+            per_million(at_chosen + common_total)
+        ),
+        "",
+        "",
+    ));
     rows.push(row(sec, "prices", PRICES_AS_OF.to_owned(), "", ""));
     (rows, chosen)
 }
@@ -255,6 +312,7 @@ mod tests {
             init_ms: 10.0,
             init_secret_calls: 1.0,
             http: 1.0,
+            peak_mib: 20.0,
         }
     }
 
@@ -284,12 +342,40 @@ mod tests {
             .map(|r| r.measured.clone());
         // 4 units at $0.625 per million units: $2.50 per million orders.
         assert_eq!(dynamo.as_deref(), Some("$2.500"));
-        assert!(chosen == 128 || chosen == 256);
+        // 1 ms of CPU: 14 ms at 128 MB against 7 at 256, cheaper, and a 20 MiB peak.
+        assert_eq!(chosen, [("submit-order", 128)]);
         assert_eq!(
             rows.iter()
                 .filter(|r| r.verdict.starts_with("chosen"))
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn a_function_stays_at_256_mb_when_128_is_too_slow_or_too_tight() {
+        // 10 ms of CPU: 139 ms at 128 MB, 70 at 256: 69 ms slower for the merchant.
+        assert_eq!(function(10.0, 10.0).memory_choice().0, 256);
+        // The same CPU in a scheduled function: nobody waits on it, and 128 MB is cheaper.
+        let scheduled = FunctionUse {
+            http: 0.0,
+            ..function(10.0, 10.0)
+        };
+        assert_eq!(scheduled.memory_choice().0, 128);
+        // A peak of 70 MiB leaves less than half of 128 MB.
+        let big = FunctionUse {
+            peak_mib: 70.0,
+            ..function(10.0, 1.0)
+        };
+        assert_eq!(big.memory_choice().0, 256);
+        // Unmeasured: the safe size.
+        let unknown = FunctionUse {
+            peak_mib: 0.0,
+            ..function(10.0, 1.0)
+        };
+        assert_eq!(unknown.memory_choice().0, 256);
+        // Mostly waiting: 128 MB halves the GB-seconds.
+        let waiting = function(40.0, 1.0);
+        assert!(waiting.compute(128.0) < waiting.compute(256.0));
     }
 }

@@ -53,6 +53,13 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         hang_secs: u64,
     },
+    /// Only the sweep-at-scale rows on DynamoDB Local (also part of `bench`; needs AWS_ENDPOINT_URL_DYNAMODB).
+    Scale {
+        #[arg(long, default_value_t = 100_000)]
+        stored: usize,
+        #[arg(long, default_value_t = 10_000)]
+        stored_due: usize,
+    },
     /// The figures table (local throughput and sweep; with DynamoDB and Secrets Manager endpoints in the
     /// environment, round trips per lifecycle and warm latency).
     Bench {
@@ -171,6 +178,11 @@ fn main() -> ExitCode {
                     hang: std::time::Duration::from_secs(hang_secs),
                 })
                 .await?;
+                recharge_bench::table::print_table(&rows);
+                Ok(true)
+            }
+            Command::Scale { stored, stored_due } => {
+                let rows = recharge_bench::scale::run(stored, stored_due).await?;
                 recharge_bench::table::print_table(&rows);
                 Ok(true)
             }

@@ -200,45 +200,133 @@ async fn the_sweep_finds_due_orders_with_one_query_per_shard() {
     );
 }
 
+/// The write units of the same five writes in the layout before 2026-12-01, measured then on DynamoDB Local
+/// with this test's order: each change a `TransactWriteItems` of the order item (1 to 2 KB: 2 units) and its
+/// audit item (under 1 KB: 1 unit), both billed twice by AWS, 2 x (2 + 1) = 6 table units per write, and the
+/// index changes 3 + 2 + 5 + 2 + 1 = 13 (the same keys as now): 5 x 6 + 13 = 43. Without the claim (the
+/// four writes the bench's lifecycle row counts): 4 x 6 + 11 = 35. docs/storage.md §6.
+const BEFORE_FIVE_WRITES: f64 = 43.0;
+const BEFORE_WITHOUT_CLAIM: f64 = 35.0;
+
+async fn applied(
+    store: &recharge_aws::DynamoOrderStore,
+    order: recharge_core::Order,
+    event: Event,
+    now: recharge_core::Timestamp,
+) -> recharge_core::Order {
+    match record(store, order, &event, now, &Policy::default(), None)
+        .await
+        .unwrap()
+    {
+        Recorded::Applied(a) => a.order,
+        Recorded::Refused { refusal, .. } => panic!("{event:?} refused: {refusal}"),
+    }
+}
+
 #[tokio::test]
-async fn a_lifecycle_writes_at_most_half_the_table_units_of_the_transactional_layout() {
-    // ReturnConsumedCapacity on every call: create, accepted and final of an order with short audit lines.
+async fn a_lifecycle_writes_at_most_half_the_units_of_the_transactional_layout() {
+    use std::time::Duration;
+    // ReturnConsumedCapacity = INDEXES on every call: an order with a notify_url from create to its
+    // notification delivered, through the store as the handlers and the sweep drive it.
     let calls = CallCounter::metering();
     let store = store(Some(&calls)).await;
-    let order = sample_order("budget-units");
+    let mut doc = serde_json::to_value(sample_order("budget-units")).unwrap();
+    doc["notify_url"] = serde_json::json!("https://merchant.example.com/notify/recharge");
+    let order: recharge_core::Order = serde_json::from_value(doc).unwrap();
     store
         .create(&order, &AuditEntry::for_create(&order, None))
         .await
         .unwrap();
+    let at = |secs: u64| T0.plus(Duration::from_secs(secs));
     let mut current = order;
-    for event in [accepted(), succeeded()] {
-        match record(&store, current, &event, T0, &Policy::default(), None)
-            .await
-            .unwrap()
-        {
-            Recorded::Applied(a) => current = a.order,
-            Recorded::Refused { refusal, .. } => panic!("refused: {refusal}"),
-        }
-    }
-    let metered = calls.metered();
-    let ops: Vec<&str> = metered.iter().map(|(op, _)| op.as_str()).collect();
-    assert_eq!(ops, ["PutItem", "UpdateItem", "UpdateItem"]);
-    // A plain write costs 1 unit per KB of the order item on the table (its audit entry inside), its index
-    // changes on top. The transactional layout wrote the order item (no smaller) and a separate audit item,
-    // each at 2 units per KB: at least 2 x (table + 1) table units per change. The index changes are the
-    // same in both layouts (docs/storage.md §6 has the figures).
-    let mut after = 0.0;
-    let mut before = 0.0;
-    for (op, u) in &metered {
-        let table = u.write - u.index;
-        assert!((1.0..=2.0).contains(&table), "{op}: {u:?}");
-        after += table;
-        before += 2.0 * (table + 1.0);
-    }
-    assert!(
-        after * 2.0 <= before,
-        "table units: after {after} vs before {before}: {metered:?}"
+    current = applied(&store, current, accepted(), at(1)).await;
+    current = applied(&store, current, succeeded(), at(60)).await;
+    let claim = Event::NotifyClaimed {
+        sequence: current.sequence(),
+        until: at(90),
+    };
+    current = applied(&store, current, claim, at(60)).await;
+    let delivered = Event::Notified {
+        sequence: current.sequence(),
+        delivered: true,
+        retry_at: None,
+    };
+    current = applied(&store, current, delivered, at(61)).await;
+    assert_eq!(current.due_at(), None, "nothing left to do");
+    let metered = calls.metered_by_index();
+    let ops: Vec<&str> = metered.iter().map(|(op, _, _)| op.as_str()).collect();
+    assert_eq!(
+        ops,
+        [
+            "PutItem",
+            "UpdateItem",
+            "UpdateItem",
+            "UpdateItem",
+            "UpdateItem"
+        ]
     );
+    let names = ["create", "accepted", "final", "notify claimed", "notified"];
+    let mut total = 0.0;
+    for (name, (op, u, by_index)) in names.iter().zip(&metered) {
+        println!(
+            "{name}: {op} {} WCU = table {} + indexes {by_index:?}",
+            u.write,
+            u.write - u.index
+        );
+        // The order item with its inline audit stays under 1 KB (the doc deflated): 1 unit per write.
+        assert_eq!(u.write - u.index, 1.0, "{name}: {u:?}");
+        total += u.write;
+    }
+    let claim_units = metered[3].1.write;
+    println!(
+        "lifecycle: {total} WCU against {BEFORE_FIVE_WRITES} before; without the claim {} against {BEFORE_WITHOUT_CLAIM}",
+        total - claim_units
+    );
+    assert!(
+        total * 2.0 <= BEFORE_FIVE_WRITES,
+        "{total} WCU: {metered:?}"
+    );
+    assert!(
+        (total - claim_units) * 2.0 <= BEFORE_WITHOUT_CLAIM,
+        "{total} WCU: {metered:?}"
+    );
+    // The trail has every event.
+    let trail = store.audit_trail(current.id()).await.unwrap();
+    assert_eq!(
+        trail.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+}
+
+/// A provider callback's read before its write (docs/storage.md §6): one strongly consistent `GetItem` of an
+/// item under 4 KB, 1 read unit, beside the write's units.
+#[tokio::test]
+async fn a_callback_read_costs_one_read_unit() {
+    let calls = CallCounter::metering();
+    let store = store(Some(&calls)).await;
+    let order = sample_order("budget-callback-units");
+    store
+        .create(&order, &AuditEntry::for_create(&order, None))
+        .await
+        .unwrap();
+    let current = record(&store, order, &accepted(), T0, &Policy::default(), None)
+        .await
+        .unwrap();
+    let Recorded::Applied(current) = current else {
+        panic!("accepted refused")
+    };
+    calls.reset();
+    let read = store.get(current.order.id()).await.unwrap().unwrap();
+    record(&store, read, &succeeded(), T0, &Policy::default(), None)
+        .await
+        .unwrap();
+    let metered = calls.metered();
+    println!("callback: {metered:?}");
+    assert_eq!(metered.len(), 2);
+    assert_eq!(metered[0].0, "GetItem");
+    assert_eq!(metered[0].1.read, 1.0);
+    assert_eq!(metered[1].0, "UpdateItem");
+    assert_eq!(metered[1].1.read, 0.0);
 }
 
 /// The daily reconciliation's reads (docs/reconciliation.md §5), counted: the day's orders from the `by_status`
