@@ -760,60 +760,49 @@ async fn wait_for_queue(
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// The latest escalation time among the open orders, read 32 at a time.
+/// Every stored order of `ids` read 32 at a time (DynamoDB Local answers one read in about a millisecond; 5,000
+/// reads one by one would make every settle poll take seconds), each mapped by `f`.
+async fn read_orders<T: Send + 'static>(
+    state: &Arc<recharge_api::AppState>,
+    ids: &[OrderId],
+    f: fn(&Order) -> T,
+) -> anyhow::Result<Vec<T>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(32) {
+        let mut reads: JoinSet<anyhow::Result<Option<T>>> = JoinSet::new();
+        for id in chunk {
+            let state = Arc::clone(state);
+            let id = id.clone();
+            reads.spawn(async move { Ok(state.store.get(&id).await?.map(|o| f(&o))) });
+        }
+        while let Some(r) = reads.join_next().await {
+            out.extend(r??);
+        }
+    }
+    Ok(out)
+}
+
+/// The latest escalation time among the open orders.
 async fn latest_escalation(
     state: &Arc<recharge_api::AppState>,
     ids: &[OrderId],
 ) -> anyhow::Result<Option<recharge_core::Timestamp>> {
-    let mut latest = None;
-    for chunk in ids.chunks(32) {
-        let mut reads: JoinSet<anyhow::Result<Option<recharge_core::Timestamp>>> = JoinSet::new();
-        for id in chunk {
-            let state = Arc::clone(state);
-            let id = id.clone();
-            reads.spawn(async move {
-                Ok(state
-                    .store
-                    .get(&id)
-                    .await?
-                    .filter(|o| !is_final(o))
-                    .and_then(|o| o.attention().map(|(at, _)| at)))
-            });
-        }
-        while let Some(r) = reads.join_next().await {
-            latest = latest.max(r??);
-        }
-    }
-    Ok(latest)
+    let times = read_orders(state, ids, |o| {
+        (!is_final(o))
+            .then(|| o.attention().map(|(at, _)| at))
+            .flatten()
+    })
+    .await?;
+    Ok(times.into_iter().flatten().max())
 }
 
-/// Orders still open or with a notification pending, read 32 at a time (DynamoDB Local answers one read in
-/// about a millisecond; 5,000 reads one by one would make every settle poll take seconds).
+/// Orders still open or with a notification pending.
 async fn count_pending(
     state: &Arc<recharge_api::AppState>,
     ids: &[OrderId],
 ) -> anyhow::Result<usize> {
-    let mut pending = 0usize;
-    for chunk in ids.chunks(32) {
-        let mut reads: JoinSet<anyhow::Result<bool>> = JoinSet::new();
-        for id in chunk {
-            let state = Arc::clone(state);
-            let id = id.clone();
-            reads.spawn(async move {
-                Ok(state
-                    .store
-                    .get(&id)
-                    .await?
-                    .is_some_and(|o| !is_final(&o) || o.notify_due_at().is_some()))
-            });
-        }
-        while let Some(r) = reads.join_next().await {
-            if r?? {
-                pending += 1;
-            }
-        }
-    }
-    Ok(pending)
+    let pending = read_orders(state, ids, |o| !is_final(o) || o.notify_due_at().is_some()).await?;
+    Ok(pending.into_iter().filter(|p| *p).count())
 }
 
 fn order_id(merchant_order_no: &str) -> anyhow::Result<OrderId> {
