@@ -413,7 +413,11 @@ pub async fn query_attempt(
         .await?
         .order;
     match provider.as_deref() {
-        Some(p) if order.probe_due(no, state.clock.now(), &state.policy(&account)) => {
+        Some(p)
+            if state
+                .policy(&account)
+                .probe_due(&order, no, state.clock.now()) =>
+        {
             probe_attempt(state, p, order, no).await
         }
         Some(_) | None => Ok(order),

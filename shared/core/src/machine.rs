@@ -30,7 +30,7 @@ pub struct Policy {
     pub not_found_failover: bool,
     /// The provider refuses a reused order id, so "not found" never fails an attempt: once the grace window
     /// and the answers are there, the caller probes by resubmitting the same attempt id instead
-    /// ([`Order::probe_due`]; docs/providers/README.md §4 rule 4).
+    /// ([`Policy::probe_due`]; docs/providers/README.md §4 rule 4).
     pub not_found_probe: bool,
 }
 
@@ -52,6 +52,22 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// True when attempt `no` of `order` should be probed by resubmitting it under the same id
+    /// (docs/providers/README.md §4 rule 4): the provider refuses reused ids (`not_found_probe`), the attempt is
+    /// open and was never acknowledged, and "not found" has been answered often enough for long enough.
+    pub fn probe_due(&self, order: &Order, no: AttemptNo, now: Timestamp) -> bool {
+        let Some(a) = order.attempt(no) else {
+            return false;
+        };
+        self.not_found_probe
+            && a.state.is_open()
+            && a.state != AttemptState::Submitting
+            && !a.acknowledged
+            && a.not_found
+                .is_some_and(|t| t.answers >= self.not_found_min_answers)
+            && now.since(a.opened_at) >= self.not_found_grace
+    }
+
     fn poll_delay(&self, polls: u32) -> Duration {
         let i = usize::try_from(polls).unwrap_or(usize::MAX);
         self.poll_backoff

@@ -688,27 +688,6 @@ impl Order {
         }
     }
 
-    /// True when attempt `no` should be probed by resubmitting it under the same id (docs/providers/README.md §4
-    /// rule 4): the provider refuses reused ids (`policy.not_found_probe`), the attempt is open and was never
-    /// acknowledged, and "not found" has been answered often enough for long enough.
-    pub fn probe_due(
-        &self,
-        no: AttemptNo,
-        now: Timestamp,
-        policy: &crate::machine::Policy,
-    ) -> bool {
-        let Some(a) = self.attempt(no) else {
-            return false;
-        };
-        policy.not_found_probe
-            && a.state.is_open()
-            && a.state != AttemptState::Submitting
-            && !a.acknowledged
-            && a.not_found
-                .is_some_and(|t| t.answers >= policy.not_found_min_answers)
-            && now.since(a.opened_at) >= policy.not_found_grace
-    }
-
     /// True when the order's provider work (not its notification) is due at `now`.
     pub fn work_due(&self, now: Timestamp) -> bool {
         match self.open_attempt() {

@@ -300,7 +300,7 @@ fn not_found_never_fails_an_attempt_the_provider_once_acknowledged() {
     }
     assert_eq!(cur.attempts()[0].state(), &AttemptState::Accepted);
     assert_eq!(cur.attempts()[0].not_found().map(|t| t.answers), Some(5));
-    assert!(!cur.probe_due(n(1), T0.plus(Duration::from_secs(36_000)), &p));
+    assert!(!p.probe_due(&cur, n(1), T0.plus(Duration::from_secs(36_000))));
 }
 
 #[test]
@@ -318,7 +318,7 @@ fn on_a_provider_that_refuses_reused_ids_not_found_is_never_a_failure_and_a_prob
     let mut cur = apply(&o, &out(1, Source::Query, Outcome::NotFound), early, &p)
         .unwrap()
         .order;
-    assert!(!cur.probe_due(n(1), early, &p), "inside the grace window");
+    assert!(!p.probe_due(&cur, n(1), early), "inside the grace window");
     let late = T0.plus(p.not_found_grace);
     cur = apply(&cur, &out(1, Source::Query, Outcome::NotFound), late, &p)
         .unwrap()
@@ -328,12 +328,12 @@ fn on_a_provider_that_refuses_reused_ids_not_found_is_never_a_failure_and_a_prob
         "{:?}",
         cur.attempts()[0].state()
     );
-    assert!(cur.probe_due(n(1), late, &p));
+    assert!(p.probe_due(&cur, n(1), late));
     // The probe's answer "I have it" (Accepted, from a submit) ends the probing.
     let probed = apply(&cur, &out(1, Source::Submit, accepted()), late, &p)
         .unwrap()
         .order;
-    assert!(!probed.probe_due(n(1), late, &p));
+    assert!(!p.probe_due(&probed, n(1), late));
     // A refusal of the probe is a definite one: nothing exists under that id.
     let refused = apply(&cur, &out(1, Source::Submit, rejected()), late, &p)
         .unwrap()
