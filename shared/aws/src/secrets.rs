@@ -81,25 +81,33 @@ impl SecretSource for SecretsManagerSource {
         Ok(SecretVersions { current, previous })
     }
 
-    /// One `BatchGetSecretValue` per 20 names. If the batch call itself fails (an older IAM policy without
-    /// `secretsmanager:BatchGetSecretValue`, a throttle), that chunk is read one name at a time instead.
+    /// One `BatchGetSecretValue` per 20 names, the chunks side by side (a cold start with 100 accounts waits for
+    /// one round trip, not five: docs/benchmarks.md §8). If the batch call itself fails (an older IAM policy
+    /// without `secretsmanager:BatchGetSecretValue`, a throttle), that chunk is read one name at a time instead.
     async fn fetch_current_many(&self, names: &[String]) -> Vec<Result<SecretString, SecretError>> {
         let mut unique: Vec<&String> = names.iter().collect();
         unique.sort();
         unique.dedup();
-        let mut found: HashMap<String, Batched> = HashMap::new();
+        let mut chunks = tokio::task::JoinSet::new();
         for chunk in unique.chunks(BATCH) {
-            if let Err(e) = self.batch(chunk, &mut found).await {
-                tracing::warn!(secrets = chunk.len(), error = %e, "BatchGetSecretValue failed; reading the secrets one by one");
-                for name in chunk {
-                    let one = match self.stage(name, None).await {
-                        Ok(Some(v)) => Batched::Value(v),
-                        Ok(None) => Batched::NotFound,
-                        Err(SecretError::Malformed { .. }) => Batched::Binary,
-                        Err(e) => Batched::Failed(e.to_string()),
-                    };
-                    found.insert((*name).clone(), one);
-                }
+            let ids: Vec<String> = chunk.iter().map(|n| (*n).clone()).collect();
+            let source = self.clone();
+            chunks.spawn(async move { source.chunk(ids).await });
+        }
+        let mut found: HashMap<String, Batched> = HashMap::new();
+        let mut lost = None;
+        while let Some(done) = chunks.join_next().await {
+            match done {
+                Ok(part) => found.extend(part),
+                // Only a panic ends a task early (release builds abort instead): its names are unavailable.
+                Err(e) => lost = Some(e.to_string()),
+            }
+        }
+        if let Some(why) = lost {
+            for name in &unique {
+                found
+                    .entry((*name).clone())
+                    .or_insert_with(|| Batched::Failed(format!("secret read task failed: {why}")));
             }
         }
         names
@@ -121,20 +129,37 @@ impl SecretSource for SecretsManagerSource {
 }
 
 impl SecretsManagerSource {
+    /// One chunk: through `BatchGetSecretValue`, or name by name if that call fails.
+    async fn chunk(&self, ids: Vec<String>) -> HashMap<String, Batched> {
+        let mut found = HashMap::new();
+        if let Err(e) = self.batch(&ids, &mut found).await {
+            tracing::warn!(secrets = ids.len(), error = %e, "BatchGetSecretValue failed; reading the secrets one by one");
+            for name in ids {
+                let one = match self.stage(&name, None).await {
+                    Ok(Some(v)) => Batched::Value(v),
+                    Ok(None) => Batched::NotFound,
+                    Err(SecretError::Malformed { .. }) => Batched::Binary,
+                    Err(e) => Batched::Failed(e.to_string()),
+                };
+                found.insert(name, one);
+            }
+        }
+        found
+    }
+
     /// One chunk through `BatchGetSecretValue` (following `NextToken`), each value or per-secret error filed
     /// under the id it was asked by.
     async fn batch(
         &self,
-        chunk: &[&String],
+        ids: &[String],
         found: &mut HashMap<String, Batched>,
     ) -> Result<(), String> {
-        let ids: Vec<String> = chunk.iter().map(|n| (*n).clone()).collect();
         let mut token: Option<String> = None;
         loop {
             let out = self
                 .client
                 .batch_get_secret_value()
-                .set_secret_id_list(Some(ids.clone()))
+                .set_secret_id_list(Some(ids.to_vec()))
                 .set_next_token(token.take())
                 .send()
                 .await

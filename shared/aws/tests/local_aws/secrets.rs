@@ -179,6 +179,38 @@ async fn a_cold_start_reads_many_current_values_in_one_batch_call_and_names_the_
 }
 
 #[tokio::test]
+async fn a_hundred_accounts_take_five_batch_calls_and_each_value_comes_back_under_its_own_name() {
+    let calls = CallCounter::new();
+    let client = client(&calls).await;
+    let names: Vec<String> = (0..100)
+        .map(|i| unique(&format!("provider-{i:03}")))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        create(&client, name, &format!(r#"{{"key":"k{i}"}}"#)).await;
+    }
+    let source = SecretsManagerSource::new(client);
+    calls.reset();
+    let got = source.fetch_current_many(&names).await;
+    for (i, value) in got.into_iter().enumerate() {
+        assert_eq!(
+            value
+                .map(|v| v.expose_secret().to_owned())
+                .map_err(|e| e.to_string()),
+            Ok(format!(r#"{{"key":"k{i}"}}"#)),
+            "{}",
+            names[i]
+        );
+    }
+    assert_eq!(
+        calls.get("BatchGetSecretValue"),
+        5,
+        "{:?}",
+        calls.snapshot()
+    );
+    assert_eq!(calls.get("GetSecretValue"), 0, "{:?}", calls.snapshot());
+}
+
+#[tokio::test]
 async fn the_writer_creates_once_and_a_rotation_leaves_the_old_value_as_previous() {
     use recharge_core::secrets::{SecretWriteError, SecretWriter};
     use secrecy::SecretString;
