@@ -26,4 +26,4 @@ pub mod view;
 
 pub use error::ApiError;
 pub use http::{ApiRequest, ApiResponse};
-pub use state::{AppState, BootError, Parts, Providers, Settings};
+pub use state::{AppState, BootError, Ports, Providers, Settings, StateConfig};

@@ -8,17 +8,15 @@ use crate::demo::{DEMO_VERIFICATION_CODE, LocalConfig};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use recharge_api::auth::{AppConfig, Apps, Role};
-use recharge_api::catalog::Catalog;
-use recharge_api::notify::HttpNotifier;
-use recharge_api::{ApiRequest, AppState, Parts, Providers, Settings};
+use recharge_api::auth::{AppConfig, Role};
+use recharge_api::{ApiRequest, AppState, BootError, Ports, Settings, StateConfig};
 use recharge_core::memory::InMemoryOrderStore;
 use recharge_core::secrets::{
     CachedSecretSource, InMemorySecretSource, SecretSource, SecretWriter,
 };
 use recharge_core::store::{AppStore, BalanceStore, OrderStore};
 use recharge_core::{AppId, ProviderAccountId, SystemClock};
-use recharge_providers::{Executor, ProviderAccount};
+use recharge_providers::ProviderAccount;
 use recharge_sim::{RunningSim, SimConfig};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -239,11 +237,6 @@ impl LocalStack {
             secret_values.push((account.secret_name.clone(), a.secret.to_string()));
             provider_accounts.push(account);
         }
-        let providers = Providers::load(provider_accounts, &*secrets).await?;
-
-        let catalog_text = config.catalog.clone().unwrap_or(Value::Null).to_string();
-        let catalog = Catalog::from_json(&catalog_text, &providers.ids())
-            .map_err(|e| LocalError::Config(e.to_string()))?;
 
         let prefix = "local/merchant/";
         let mut app_configs = Vec::new();
@@ -305,6 +298,8 @@ impl LocalStack {
             }
         };
         let clock: Arc<dyn recharge_core::Clock> = Arc::new(SystemClock);
+        // Provider credentials are read from the in-memory source at start, whichever source serves the rest.
+        let credentials: Arc<dyn SecretSource> = secrets.clone();
         // The operators' API creates and rotates app secrets in the same store the stack reads them from.
         let (secrets, secret_writer): (Arc<dyn SecretSource>, Arc<dyn SecretWriter>) =
             if options.secrets_manager {
@@ -319,10 +314,7 @@ impl LocalStack {
             } else {
                 (secrets.clone(), secrets)
             };
-        let executor = Executor::new().map_err(|e| LocalError::Config(e.to_string()))?;
         let notify_timeout = Duration::from_secs(5);
-        let notifier = HttpNotifier::new(notify_timeout, options.local_mode)
-            .map_err(|e| LocalError::Config(e.to_string()))?;
         let mut settings = Settings::production(base_url.clone());
         settings.local_mode = options.local_mode;
         settings.time_scale = options.time_scale;
@@ -335,23 +327,35 @@ impl LocalStack {
             .max(Duration::from_secs(60))
         });
         settings.client_key_secret = Some(CLIENT_KEY_SECRET.to_owned());
-        // A claim outlasts the notifier's timeout; shorter than production's, so a sweep aborted after its
-        // claim (the fault campaign does that) is retried within seconds.
-        settings.notify_lease = notify_timeout + Duration::from_secs(3);
-        let state = Arc::new(AppState::new(Parts {
+        // No floor under the lease: it is the notifier's timeout + 3 s (the claim margin below), shorter than
+        // production's 30 s, so a sweep aborted after its claim (the fault campaign does that) is retried within
+        // seconds.
+        settings.notify_lease = Duration::ZERO;
+        let ports = Ports {
             store,
             balances,
+            apps: app_store,
             secrets,
-            clock,
-            catalog,
-            providers,
-            executor,
-            apps: Apps::new(app_configs, prefix),
-            app_store,
             secret_writer: Some(secret_writer),
-            notifier: Arc::new(notifier),
+            clock,
+        };
+        let state_config = StateConfig {
+            accounts: provider_accounts,
+            credentials: Some(credentials),
+            catalog_text: config.catalog.clone().unwrap_or(Value::Null).to_string(),
+            apps: app_configs,
+            merchant_secret_prefix: prefix.to_owned(),
             settings,
-        }));
+            notify_timeout,
+            notify_claim_margin: Duration::from_secs(3),
+        };
+        let state = Arc::new(AppState::assemble(ports, state_config).await.map_err(
+            |e| match e {
+                BootError::Catalog(e) => LocalError::Config(e.to_string()),
+                BootError::HttpClient(e) => LocalError::Config(e),
+                e => LocalError::Boot(e),
+            },
+        )?);
 
         let local_info = Arc::new(local_info(
             &base_url,
