@@ -1,10 +1,10 @@
 //! `AppState`: the ports and configuration every handler works over, built once per process (Lambda cold start,
 //! local stack start: [`AppState::assemble`]). Handlers take `&AppState`; nothing in it is rebuilt per request.
 
-use crate::apps::AppDirectory;
 use crate::catalog::Catalog;
-use crate::notify::Notifier;
-use crate::route_choice::AccountView;
+use crate::usecases::apps::AppDirectory;
+use crate::usecases::notify::Notifier;
+use crate::usecases::route_choice::AccountView;
 use recharge_core::secrets::{SecretError, SecretSource, SecretWriter};
 use recharge_core::store::{AccountControl, BalanceSnapshot, BalanceStore, OrderStore};
 use recharge_core::{Clock, Policy, ProviderAccountId, Timestamp};
@@ -59,7 +59,7 @@ pub struct Settings {
     /// Beijing time, 480).
     pub recon_utc_offset_minutes: i32,
     /// How the daily reconciliation paces its re-queries.
-    pub recon: crate::recon::ReconOptions,
+    pub recon: crate::usecases::recon::ReconOptions,
 }
 
 impl Settings {
@@ -79,7 +79,7 @@ impl Settings {
             client_key_secret: None,
             callback_queries_per_minute: 30,
             recon_utc_offset_minutes: recharge_core::recon::BEIJING_OFFSET_MINUTES,
-            recon: crate::recon::ReconOptions::default(),
+            recon: crate::usecases::recon::ReconOptions::default(),
         }
     }
 }
@@ -400,16 +400,16 @@ pub struct AppState {
     pub catalog: Catalog,
     pub providers: Providers,
     pub executor: Executor,
-    /// Merchant apps: the seed (`apps.json`) and the operators' records, found on first use (`crate::apps`).
+    /// Merchant apps: the seed (`apps.json`) and the operators' records, found on first use (`crate::usecases::apps`).
     pub apps: AppDirectory,
     /// Creates and rotates merchant app secrets: the ops function's only (`None` everywhere else).
     pub secret_writer: Option<Arc<dyn SecretWriter>>,
     pub notifier: Arc<dyn Notifier>,
     pub settings: Settings,
     /// The per-order rate limit of the client routes (issue 18), in this process.
-    pub client_limiter: crate::client::Limiter,
+    pub client_limiter: crate::usecases::client::Limiter,
     /// Provider queries that unverifiable callbacks may cause, per account and minute (issue 15).
-    pub callback_queries: crate::callbacks::QueryBudget,
+    pub callback_queries: crate::usecases::callbacks::QueryBudget,
     balance_cache: Mutex<Option<(Timestamp, BalanceMap)>>,
     control_cache: Mutex<Option<(Timestamp, ControlMap)>>,
 }

@@ -8,7 +8,7 @@ use crate::demo::{DEMO_VERIFICATION_CODE, LocalConfig};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use recharge_api::auth::{AppConfig, Role};
+use recharge_api::http::auth::{AppConfig, Role};
 use recharge_api::{ApiRequest, AppState, BootError, Ports, Settings, StateConfig};
 use recharge_core::memory::InMemoryOrderStore;
 use recharge_core::secrets::{
@@ -390,15 +390,16 @@ impl LocalStack {
         // The sweep's two lanes as two loops: a pass of notifications waiting on a hanging notify URL never
         // holds up the next pass of provider work (docs/architecture.md §8).
         for lanes in [
-            recharge_api::sweep::Lanes::Work,
-            recharge_api::sweep::Lanes::Notifications,
+            recharge_api::usecases::sweep::Lanes::Work,
+            recharge_api::usecases::sweep::Lanes::Notifications,
         ] {
             let sweep_state = Arc::clone(&state);
             let sweep_every = options.sweep_every;
             tasks.push(tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(sweep_every).await;
-                    recharge_api::sweep::sweep_lanes(Arc::clone(&sweep_state), lanes).await;
+                    recharge_api::usecases::sweep::sweep_lanes(Arc::clone(&sweep_state), lanes)
+                        .await;
                 }
             }));
         }
@@ -406,7 +407,7 @@ impl LocalStack {
         let balance_every = options.balance_every;
         tasks.push(tokio::spawn(async move {
             loop {
-                recharge_api::balance_check::check_balances(&balance_state).await;
+                recharge_api::usecases::balance_check::check_balances(&balance_state).await;
                 tokio::time::sleep(balance_every).await;
             }
         }));
@@ -421,7 +422,7 @@ impl LocalStack {
                     );
                     for day in [today.previous(), today] {
                         let options = &recon_state.settings.recon;
-                        if let Err(e) = recharge_api::recon::run(&recon_state, day, None, options).await {
+                        if let Err(e) = recharge_api::usecases::recon::run(&recon_state, day, None, options).await {
                             tracing::error!(error = %e, date = %day.date(), "local reconciliation tick failed");
                         }
                     }
@@ -614,7 +615,7 @@ async fn serve(State((state, info)): State<Shared>, req: Request<Body>) -> Respo
             .collect(),
         body,
     };
-    respond(recharge_api::http_routes::handle(&state, api).await)
+    respond(recharge_api::http::routes::handle(&state, api).await)
 }
 
 fn respond(r: recharge_api::ApiResponse) -> Response<Body> {

@@ -4,10 +4,10 @@
 //! Lambda metrics decorator around the store, the local simulators and secrets) stays with it.
 
 use super::{AppState, BootError, Providers, Settings};
-use crate::apps::AppDirectory;
-use crate::auth::{AppConfig, Apps};
 use crate::catalog::Catalog;
-use crate::notify::HttpNotifier;
+use crate::http::auth::{AppConfig, Apps};
+use crate::usecases::apps::AppDirectory;
+use crate::usecases::notify::HttpNotifier;
 use recharge_core::Clock;
 use recharge_core::secrets::{SecretSource, SecretWriter};
 use recharge_core::store::{AppStore, BalanceStore, OrderStore};
@@ -97,8 +97,8 @@ impl AppState {
             secret_writer: ports.secret_writer,
             notifier: Arc::new(notifier),
             settings,
-            client_limiter: crate::client::Limiter::default(),
-            callback_queries: crate::callbacks::QueryBudget::default(),
+            client_limiter: crate::usecases::client::Limiter::default(),
+            callback_queries: crate::usecases::callbacks::QueryBudget::default(),
             balance_cache: Mutex::new(None),
             control_cache: Mutex::new(None),
         })
