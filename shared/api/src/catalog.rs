@@ -1,7 +1,7 @@
 //! The product catalog (docs/architecture.md §4): data, loaded and checked once at cold start. Maps our product codes
 //! to a kind, a face value, a merchant price, and an ordered list of routes to provider accounts.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use recharge_core::msisdn::{Carrier, Msisdn};
 use recharge_core::{Fen, ProductCode, ProviderAccountId};
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,15 @@
-//! Framework-neutral HTTP values: the Lambda adapter (API Gateway HTTP API events) and the local server both
-//! convert to and from these, so one set of handlers serves both.
+//! The HTTP face of the gateway. Here: the framework-neutral HTTP values (the Lambda adapter, API Gateway HTTP
+//! API events, and the local server both convert to and from these, so one set of handlers serves both). Below:
+//! - [`routes`]: the route table and the dispatch of a request to its use case;
+//! - [`auth`]: merchant request authentication; [`client_secret`]: the per-order secrets of the client routes;
+//! - [`error`]: client-facing errors and their HTTP status;
+//! - [`view`]: the order as a merchant sees it, in responses and notifications.
+
+pub mod auth;
+pub mod client_secret;
+pub mod error;
+pub mod routes;
+pub mod view;
 
 use serde::Serialize;
 

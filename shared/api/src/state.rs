@@ -1,13 +1,12 @@
 //! `AppState`: the ports and configuration every handler works over, built once per process (Lambda cold start,
-//! local stack start). Handlers take `&AppState`; nothing in it is rebuilt per request.
+//! local stack start: [`AppState::assemble`]). Handlers take `&AppState`; nothing in it is rebuilt per request.
 
-use crate::apps::AppDirectory;
-use crate::auth::Apps;
 use crate::catalog::Catalog;
-use crate::notify::Notifier;
-use crate::route_choice::AccountView;
+use crate::usecases::apps::AppDirectory;
+use crate::usecases::notify::Notifier;
+use crate::usecases::route_choice::AccountView;
 use recharge_core::secrets::{SecretError, SecretSource, SecretWriter};
-use recharge_core::store::{AccountControl, AppStore, BalanceSnapshot, BalanceStore, OrderStore};
+use recharge_core::store::{AccountControl, BalanceSnapshot, BalanceStore, OrderStore};
 use recharge_core::{Clock, Policy, ProviderAccountId, Timestamp};
 use recharge_providers::codes::CodeOverrides;
 use recharge_providers::{Capabilities, ConfigError, Executor, Provider, ProviderAccount};
@@ -15,6 +14,9 @@ use secrecy::ExposeSecret;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+mod assembly;
+pub use assembly::{Ports, StateConfig};
 
 /// Non-secret runtime settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,7 +59,7 @@ pub struct Settings {
     /// Beijing time, 480).
     pub recon_utc_offset_minutes: i32,
     /// How the daily reconciliation paces its re-queries.
-    pub recon: crate::recon::ReconOptions,
+    pub recon: crate::usecases::recon::ReconOptions,
 }
 
 impl Settings {
@@ -77,7 +79,7 @@ impl Settings {
             client_key_secret: None,
             callback_queries_per_minute: 30,
             recon_utc_offset_minutes: recharge_core::recon::BEIJING_OFFSET_MINUTES,
-            recon: crate::recon::ReconOptions::default(),
+            recon: crate::usecases::recon::ReconOptions::default(),
         }
     }
 }
@@ -101,6 +103,11 @@ pub enum BootError {
     DuplicateAccount(String),
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    /// The provider executor's or the merchant notifier's HTTP client could not be built.
+    #[error("{0}")]
+    HttpClient(String),
 }
 
 /// The loaded provider accounts, and those disabled at load because their secret was missing or malformed.
@@ -155,7 +162,10 @@ fn disables_only_the_account(e: &BootError) -> bool {
             | ConfigError::Capabilities(_)
             | ConfigError::Codes(_) => false,
         },
-        BootError::DuplicateAccount(_) | BootError::Config(_) => false,
+        BootError::DuplicateAccount(_)
+        | BootError::Config(_)
+        | BootError::Catalog(_)
+        | BootError::HttpClient(_) => false,
     }
 }
 
@@ -390,16 +400,16 @@ pub struct AppState {
     pub catalog: Catalog,
     pub providers: Providers,
     pub executor: Executor,
-    /// Merchant apps: the seed (`apps.json`) and the operators' records, found on first use (`crate::apps`).
+    /// Merchant apps: the seed (`apps.json`) and the operators' records, found on first use (`crate::usecases::apps`).
     pub apps: AppDirectory,
     /// Creates and rotates merchant app secrets: the ops function's only (`None` everywhere else).
     pub secret_writer: Option<Arc<dyn SecretWriter>>,
     pub notifier: Arc<dyn Notifier>,
     pub settings: Settings,
     /// The per-order rate limit of the client routes (issue 18), in this process.
-    pub client_limiter: crate::client::Limiter,
+    pub client_limiter: crate::usecases::client::Limiter,
     /// Provider queries that unverifiable callbacks may cause, per account and minute (issue 15).
-    pub callback_queries: crate::callbacks::QueryBudget,
+    pub callback_queries: crate::usecases::callbacks::QueryBudget,
     balance_cache: Mutex<Option<(Timestamp, BalanceMap)>>,
     control_cache: Mutex<Option<(Timestamp, ControlMap)>>,
 }
@@ -429,53 +439,7 @@ impl AccountView for RuntimeAccounts<'_> {
 /// The last known balance of each account, as routing reads it.
 pub type BalanceMap = Arc<HashMap<ProviderAccountId, BalanceSnapshot>>;
 
-/// The parts of an `AppState`, so the struct can keep a private cache.
-#[derive(Debug)]
-pub struct Parts {
-    pub store: Arc<dyn OrderStore>,
-    pub balances: Arc<dyn BalanceStore>,
-    pub secrets: Arc<dyn SecretSource>,
-    pub clock: Arc<dyn Clock>,
-    pub catalog: Catalog,
-    pub providers: Providers,
-    pub executor: Executor,
-    /// The deployed apps (`apps.json`), the seed of the app directory.
-    pub apps: Apps,
-    /// Where the operators' app records live (the orders table's config partition).
-    pub app_store: Arc<dyn AppStore>,
-    pub secret_writer: Option<Arc<dyn SecretWriter>>,
-    pub notifier: Arc<dyn Notifier>,
-    pub settings: Settings,
-}
-
 impl AppState {
-    pub fn new(p: Parts) -> AppState {
-        let apps = AppDirectory::new(
-            p.apps,
-            p.app_store,
-            Arc::clone(&p.secrets),
-            Arc::clone(&p.clock),
-            p.settings.control_cache_ttl,
-        );
-        AppState {
-            store: p.store,
-            balances: p.balances,
-            secrets: p.secrets,
-            clock: p.clock,
-            catalog: p.catalog,
-            providers: p.providers,
-            executor: p.executor,
-            apps,
-            secret_writer: p.secret_writer,
-            notifier: p.notifier,
-            settings: p.settings,
-            client_limiter: crate::client::Limiter::default(),
-            callback_queries: crate::callbacks::QueryBudget::default(),
-            balance_cache: Mutex::new(None),
-            control_cache: Mutex::new(None),
-        }
-    }
-
     /// The state machine's timing for an account, scaled for the local stack.
     pub fn policy(&self, account: &ProviderAccountId) -> Policy {
         let base = self

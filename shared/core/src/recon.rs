@@ -1,5 +1,5 @@
 //! Daily reconciliation (对账, see docs/reconciliation.md): the report type one run produces per provider account
-//! and day, its mismatches, and the day a report covers. The engine is `recharge_api::recon`; reports are
+//! and day, its mismatches, and the day a report covers. The engine is `recharge_api::usecases::recon`; reports are
 //! stored through `BalanceStore` (`put_recon`, `recon`).
 
 use crate::ids::{OrderId, ProviderAccountId};

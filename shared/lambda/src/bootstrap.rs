@@ -5,17 +5,15 @@
 
 use crate::metrics::{Metrics, ObservedStore};
 use aws_sdk_dynamodb::types::AttributeValue;
-use recharge_api::auth::{AppConfig, Apps};
-use recharge_api::catalog::Catalog;
-use recharge_api::notify::HttpNotifier;
-use recharge_api::{AppState, BootError, Parts, Providers, Settings};
+use recharge_api::http::auth::AppConfig;
+use recharge_api::{AppState, BootError, Settings, StateConfig};
 use recharge_aws::{
     Config, DynamoOrderStore, EnvConfigError, FunctionConfig, SecretsManagerSource,
 };
 use recharge_core::secrets::{CachedSecretSource, SecretSource, SecretWriter};
-use recharge_core::store::{AppStore, BalanceStore, OrderStore};
+use recharge_core::store::{BalanceStore, OrderStore};
 use recharge_core::{Clock, SystemClock};
-use recharge_providers::{Executor, ProviderAccount};
+use recharge_providers::ProviderAccount;
 use std::sync::Arc;
 
 /// The six functions; what each needs at cold start differs a little.
@@ -58,7 +56,7 @@ impl Function {
     }
 
     /// Functions serving the client routes read the client-secret key: they warm it at cold start (one
-    /// secret, whatever the number of apps; merchant secrets are read on first use, `recharge_api::apps`).
+    /// secret, whatever the number of apps; merchant secrets are read on first use, `recharge_api::usecases::apps`).
     fn serves_merchants(self) -> bool {
         match self {
             Function::SubmitOrder | Function::OrderStatus => true,
@@ -134,20 +132,11 @@ impl Files {
     }
 }
 
-/// The ports an `AppState` is built over (the AWS ones in production, in-memory ones in tests).
-#[derive(Debug)]
-pub struct Ports {
-    pub store: Arc<dyn OrderStore>,
-    pub balances: Arc<dyn BalanceStore>,
-    /// The operators' merchant apps (the same table in production).
-    pub apps: Arc<dyn AppStore>,
-    pub secrets: Arc<dyn SecretSource>,
-    /// Creates and rotates app secrets: given to the ops function only.
-    pub secret_writer: Option<Arc<dyn SecretWriter>>,
-    pub clock: Arc<dyn Clock>,
-}
+/// The ports a function's state is built over (`recharge_api::Ports`: the AWS ones in production, in-memory ones
+/// in tests).
+pub use recharge_api::Ports;
 
-/// Everything besides files and ports that shapes a state.
+/// Everything besides files and ports that shapes a function's state.
 #[derive(Debug, Clone)]
 pub struct Setup {
     pub function: Function,
@@ -159,12 +148,13 @@ pub struct Setup {
     pub catalog_path: String,
 }
 
-/// Builds the state from parsed files and ports: loads every provider account with its credentials (keys
-/// validated now), checks the catalog against them, wraps the store in the metrics decorator.
+/// Builds a function's state from parsed files and ports with `AppState::assemble` (every provider account
+/// loaded with its credentials, keys validated now, when the function calls providers; the catalog checked
+/// against them), with the store inside the metrics decorator; reports the disabled accounts as a metric.
 pub async fn assemble(
     setup: Setup,
     files: Files,
-    ports: Ports,
+    mut ports: Ports,
 ) -> Result<AppState, BootstrapError> {
     let Setup {
         function,
@@ -172,54 +162,45 @@ pub async fn assemble(
         settings,
         notify_timeout,
         metrics,
-        catalog_path: catalog_var_path,
+        catalog_path,
     } = setup;
-    let providers = if function.calls_providers() {
-        Providers::load(files.accounts, &*ports.secrets).await?
-    } else {
-        Providers::without_credentials(files.accounts)?
-    };
-    // A missing or malformed provider secret disables only that account (logged by `Providers::load`); the
-    // alarm `ProviderAccountDisabled` of the template watches this metric.
-    for account in providers.disabled().keys() {
-        metrics.provider_account_disabled(account.as_str());
-    }
-    let catalog = Catalog::from_json(&files.catalog_text, &providers.ids()).map_err(|e| {
-        BootstrapError::Parse {
-            var: "RECHARGE_CATALOG_PATH",
-            path: catalog_var_path.clone(),
-            problem: e.to_string(),
-        }
-    })?;
-    let apps = Apps::new(files.apps, merchant_secret_prefix);
-    let executor = Executor::new().map_err(|e| BootstrapError::Client(e.to_string()))?;
-    // A claim on a notification must outlast the try it covers (docs/state-machine.md §5).
-    let mut settings = settings;
-    settings.notify_lease = settings
-        .notify_lease
-        .max(notify_timeout.saturating_add(std::time::Duration::from_secs(10)));
-    let notifier = HttpNotifier::new(notify_timeout, settings.local_mode)
-        .map_err(|e| BootstrapError::Client(e.to_string()))?;
-    let store = Arc::new(ObservedStore::new(
+    let credentials = function
+        .calls_providers()
+        .then(|| Arc::clone(&ports.secrets));
+    ports.store = Arc::new(ObservedStore::new(
         ports.store,
-        metrics,
+        metrics.clone(),
         Arc::clone(&ports.clock),
         function == Function::Reconcile,
     ));
-    Ok(AppState::new(Parts {
-        store,
-        balances: ports.balances,
-        secrets: ports.secrets,
-        clock: ports.clock,
-        catalog,
-        providers,
-        executor,
-        apps,
-        app_store: ports.apps,
-        secret_writer: ports.secret_writer,
-        notifier: Arc::new(notifier),
+    let config = StateConfig {
+        accounts: files.accounts,
+        credentials,
+        catalog_text: files.catalog_text,
+        apps: files.apps,
+        merchant_secret_prefix,
         settings,
-    }))
+        notify_timeout,
+        // The DynamoDB writes around a notification's try fit in 10 s beyond the notifier's timeout.
+        notify_claim_margin: std::time::Duration::from_secs(10),
+    };
+    let state = AppState::assemble(ports, config)
+        .await
+        .map_err(|e| match e {
+            BootError::Catalog(e) => BootstrapError::Parse {
+                var: "RECHARGE_CATALOG_PATH",
+                path: catalog_path,
+                problem: e.to_string(),
+            },
+            BootError::HttpClient(e) => BootstrapError::Client(e),
+            e => BootstrapError::State(e),
+        })?;
+    // A missing or malformed provider secret disables only that account (logged by `Providers::load`); the
+    // alarm `ProviderAccountDisabled` of the template watches this metric.
+    for account in state.providers.disabled().keys() {
+        metrics.provider_account_disabled(account.as_str());
+    }
+    Ok(state)
 }
 
 /// What a handler works with: the state and the metrics sink of this function.
@@ -316,7 +297,7 @@ pub async fn bootstrap_with(
                 .unwrap_or(recharge_core::recon::BEIJING_OFFSET_MINUTES),
             // Re-queries stop well inside the function's time limit (reconcile 55 s, ops 29 s); the report is
             // written either way, with the rest counted as skipped.
-            recon: recharge_api::recon::ReconOptions {
+            recon: recharge_api::usecases::recon::ReconOptions {
                 requery_budget: std::time::Duration::from_secs(
                     if function == Function::Reconcile {
                         35
@@ -324,7 +305,7 @@ pub async fn bootstrap_with(
                         15
                     },
                 ),
-                ..recharge_api::recon::ReconOptions::default()
+                ..recharge_api::usecases::recon::ReconOptions::default()
             },
             ..Settings::production(fcfg.public_base_url.clone())
         },

@@ -15,8 +15,9 @@ use crate::apigw::{from_api_response, to_api_request};
 use crate::bootstrap::Service;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use recharge_api::error::ApiError;
-use recharge_api::{balance_check, http_routes, ops, sweep};
+use recharge_api::ApiError;
+use recharge_api::http::routes as http_routes;
+use recharge_api::usecases::{balance_check, ops, sweep};
 use recharge_core::store::OrderFilter;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -197,8 +198,13 @@ async fn continue_recon(service: &Service, started: std::time::Instant) -> Value
     {
         return Value::Null;
     }
-    match recharge_api::recon::continue_unfinished(state, RECON_CONTINUE_DAYS, options, deadline)
-        .await
+    match recharge_api::usecases::recon::continue_unfinished(
+        state,
+        RECON_CONTINUE_DAYS,
+        options,
+        deadline,
+    )
+    .await
     {
         Ok(reports) => {
             for r in &reports {
@@ -244,7 +250,7 @@ async fn daily_recon(service: &Service, mode: &Value) -> Result<Value, Invocatio
             }
         },
     };
-    let reports = recharge_api::recon::run(state, day, None, &state.settings.recon)
+    let reports = recharge_api::usecases::recon::run(state, day, None, &state.settings.recon)
         .await
         .map_err(|e| {
             service.metrics.function_error();

@@ -1,7 +1,7 @@
 //! A small signing client of the merchant API (docs/merchant-api.md §1): what a merchant back end does, in Rust. Used
 //! by `recharge-local order …` and by the end-to-end tests.
 
-use recharge_api::auth::{
+use recharge_api::http::auth::{
     HEADER_APP, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, hmac_hex, string_to_sign,
 };
 use serde_json::Value;

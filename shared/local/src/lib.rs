@@ -2,6 +2,7 @@
 //! minute, for merchants' integration work, and for the end-to-end tests. See docs/architecture.md §5.
 
 pub mod banner;
+pub mod cli;
 pub mod client;
 pub mod demo;
 pub mod follow;

@@ -4,21 +4,19 @@
 //! Every timing is divided by `time_scale` (default 20), so each scripted scenario ends within a minute but
 //! account `0009`'s long processing, which takes the simulators' hour divided by it (3 minutes by default).
 
-use crate::demo::{DEMO_VERIFICATION_CODE, LocalConfig};
+use crate::demo::{DEMO_VERIFICATION_CODE, LocalAccount, LocalApp, LocalConfig, LocalSimulator};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use recharge_api::auth::{AppConfig, Apps, Role};
-use recharge_api::catalog::Catalog;
-use recharge_api::notify::HttpNotifier;
-use recharge_api::{ApiRequest, AppState, Parts, Providers, Settings};
+use recharge_api::http::auth::{AppConfig, Role};
+use recharge_api::{ApiRequest, AppState, BootError, Ports, Settings, StateConfig};
 use recharge_core::memory::InMemoryOrderStore;
 use recharge_core::secrets::{
     CachedSecretSource, InMemorySecretSource, SecretSource, SecretWriter,
 };
 use recharge_core::store::{AppStore, BalanceStore, OrderStore};
 use recharge_core::{AppId, ProviderAccountId, SystemClock};
-use recharge_providers::{Executor, ProviderAccount};
+use recharge_providers::ProviderAccount;
 use recharge_sim::{RunningSim, SimConfig};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -168,268 +166,52 @@ pub struct LocalStack {
 }
 
 impl LocalStack {
+    /// Starts the stack in five steps: the configuration and the listener; the simulators (and the provider
+    /// accounts pointed at them) with the stack's secrets; the state over its stores and secret source; the
+    /// router (with the console); the server and the background loops.
     pub async fn start(options: LocalOptions) -> Result<LocalStack, LocalError> {
         let config = LocalConfig::demo_with(options.config.clone())
             .map_err(|e| LocalError::Config(e.to_string()))?;
         let apps = config.apps.clone().unwrap_or_default();
         let accounts = config.accounts.clone().unwrap_or_default();
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .map_err(|e| LocalError::Bind(options.listen, e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| LocalError::Bind(options.listen, e))?;
+        let (listener, addr) = bind(options.listen).await?;
         let base_url = format!("http://{addr}");
 
-        let secrets = Arc::new(InMemorySecretSource::new());
-        let mut secret_values: Vec<(String, String)> = Vec::new();
-        let mut sims = BTreeMap::new();
-        // The simulators' longest scripted behaviour (account `0009`), shown at `/_local` so that `order`
-        // waits long enough.
-        let mut long_processing = Duration::ZERO;
-        let mut provider_accounts = Vec::new();
-        for a in &accounts {
-            let mut account_json = a.account.clone();
-            let id = account_json
-                .get("id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| LocalError::Config("an account has no id".into()))?
-                .to_owned();
-            if let Some(sim) = &a.simulator {
-                let protocol: recharge_sim::Protocol = sim
-                    .protocol
-                    .parse()
-                    .map_err(|e| LocalError::Config(format!("{id}: simulator protocol: {e}")))?;
-                let mut sc = SimConfig::new(protocol, sim.credentials.clone());
-                sc.time_scale = options.time_scale;
-                sc.scripts = sim.scripts;
-                sc.hang = options.sim_hang;
-                long_processing = long_processing.max(sc.long_processing);
-                sc.chaos = options.chaos.clone();
-                if let Some(d) = options.dialects.get(&id) {
-                    sc.dialect = d.clone();
-                } else if let Some(seed) = options.dialect_seed {
-                    let per_account = id.bytes().fold(seed, |h, b| {
-                        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                    });
-                    sc.dialect = recharge_sim::Dialect::random(protocol, per_account);
-                }
-                sc.callback_url = Some(format!("{base_url}/v1/callbacks/{id}"));
-                let running = recharge_sim::start(sc)
-                    .await
-                    .map_err(|source| LocalError::Sim {
-                        account: id.clone(),
-                        source,
-                    })?;
-                if let Some(endpoints) = account_json
-                    .get_mut("endpoints")
-                    .and_then(Value::as_object_mut)
-                {
-                    for v in endpoints.values_mut() {
-                        if let Some(s) = v.as_str() {
-                            *v = Value::String(s.replace("{sim}", running.base_url()));
-                        }
-                    }
-                }
-                sims.insert(id.clone(), running);
-            }
-            let account: ProviderAccount = serde_json::from_value(account_json)
-                .map_err(|e| LocalError::Config(format!("account {id}: {e}")))?;
-            secrets.put(&account.secret_name, &a.secret.to_string());
-            secret_values.push((account.secret_name.clone(), a.secret.to_string()));
-            provider_accounts.push(account);
-        }
-        let providers = Providers::load(provider_accounts, &*secrets).await?;
+        let mut secrets = LocalSecrets::default();
+        let simulated = Simulated::start(&accounts, &options, &base_url, &mut secrets).await?;
+        let app_configs = app_configs(&apps, &mut secrets)?;
+        // The gateway key of client secrets (issue 18): fresh random bytes per start, like a generated secret.
+        secrets.put(CLIENT_KEY_SECRET, json!({"key": random_key()?}).to_string());
 
         let catalog_text = config.catalog.clone().unwrap_or(Value::Null).to_string();
-        let catalog = Catalog::from_json(&catalog_text, &providers.ids())
-            .map_err(|e| LocalError::Config(e.to_string()))?;
-
-        let prefix = "local/merchant/";
-        let mut app_configs = Vec::new();
-        for app in &apps {
-            let id = AppId::parse(&app.id).map_err(|e| LocalError::Config(e.to_string()))?;
-            let role = match app.role.as_str() {
-                "admin" => Role::Admin,
-                "merchant" => Role::Merchant,
-                other => {
-                    return Err(LocalError::Config(format!(
-                        "app {}: role {other:?}",
-                        app.id
-                    )));
-                }
-            };
-            let value = json!({"app_secret": app.secret}).to_string();
-            secrets.put(&format!("{prefix}{id}"), &value);
-            secret_values.push((format!("{prefix}{id}"), value));
-            app_configs.push(AppConfig {
-                id,
-                role,
-                secret_name: None,
-                client: app.client.clone(),
-            });
-        }
-        // The gateway key of client secrets (issue 18): fresh random bytes per start, like a generated secret.
-        let client_key = json!({"key": random_key()?}).to_string();
-        secrets.put(CLIENT_KEY_SECRET, &client_key);
-        secret_values.push((CLIENT_KEY_SECRET.to_owned(), client_key));
-
-        type Stores = (
-            Arc<dyn OrderStore>,
-            Arc<dyn BalanceStore>,
-            Arc<dyn AppStore>,
-        );
-        let (store, balances, app_store): Stores = match &options.store {
-            StoreChoice::Memory => {
-                let s = Arc::new(InMemoryOrderStore::new(8));
-                (s.clone(), s.clone(), s)
-            }
-            StoreChoice::DynamoDb { endpoint, table } => {
-                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-                if let Some(url) = endpoint {
-                    loader = loader.endpoint_url(url);
-                }
-                let sdk = loader.load().await;
-                let mut conf = aws_sdk_dynamodb::config::Builder::from(&sdk);
-                if let Some(counter) = &options.aws_calls {
-                    conf = conf.interceptor(counter.clone());
-                }
-                let client = aws_sdk_dynamodb::Client::from_conf(conf.build());
-                recharge_aws::table::ensure_table(&client, table).await?;
-                let s = Arc::new(recharge_aws::DynamoOrderStore::new(
-                    client,
-                    table.clone(),
-                    8,
-                ));
-                (s.clone(), s.clone(), s)
-            }
-        };
-        let clock: Arc<dyn recharge_core::Clock> = Arc::new(SystemClock);
-        // The operators' API creates and rotates app secrets in the same store the stack reads them from.
-        let (secrets, secret_writer): (Arc<dyn SecretSource>, Arc<dyn SecretWriter>) =
-            if options.secrets_manager {
-                let cached = secrets_manager(
-                    &secret_values,
-                    options.aws_calls.as_ref(),
-                    Arc::clone(&clock),
-                )
-                .await?;
-                let writer = Arc::new(cached.inner().clone());
-                (Arc::new(cached), writer)
-            } else {
-                (secrets.clone(), secrets)
-            };
-        let executor = Executor::new().map_err(|e| LocalError::Config(e.to_string()))?;
-        let notify_timeout = Duration::from_secs(5);
-        let notifier = HttpNotifier::new(notify_timeout, options.local_mode)
-            .map_err(|e| LocalError::Config(e.to_string()))?;
-        let mut settings = Settings::production(base_url.clone());
-        settings.local_mode = options.local_mode;
-        settings.time_scale = options.time_scale;
-        settings.balance_cache_ttl = Duration::from_secs(1);
-        settings.control_cache_ttl = Duration::from_secs(1);
-        settings.verification_expiry = options.verification_expiry.unwrap_or_else(|| {
-            Duration::from_secs_f64(
-                settings.verification_expiry.as_secs_f64() / options.time_scale.max(1.0),
+        let state = Arc::new(
+            build_state(
+                &options,
+                &base_url,
+                simulated.accounts,
+                catalog_text,
+                app_configs,
+                &secrets,
             )
-            .max(Duration::from_secs(60))
-        });
-        settings.client_key_secret = Some(CLIENT_KEY_SECRET.to_owned());
-        // A claim outlasts the notifier's timeout; shorter than production's, so a sweep aborted after its
-        // claim (the fault campaign does that) is retried within seconds.
-        settings.notify_lease = notify_timeout + Duration::from_secs(3);
-        let state = Arc::new(AppState::new(Parts {
-            store,
-            balances,
-            secrets,
-            clock,
-            catalog,
-            providers,
-            executor,
-            apps: Apps::new(app_configs, prefix),
-            app_store,
-            secret_writer: Some(secret_writer),
-            notifier: Arc::new(notifier),
-            settings,
-        }));
+            .await?,
+        );
 
-        let local_info = Arc::new(local_info(
+        let info = local_info(
             &base_url,
-            &sims,
+            &simulated.sims,
             &apps,
             &config,
             &options,
-            long_processing,
-        ));
-        let mut router = axum::Router::new()
-            .fallback(serve)
-            .with_state((Arc::clone(&state), local_info));
-        // The operator console at /ops/console (docs/console.md), local mode only like `/_local`: its proxy
-        // signs the page's calls as the first admin app, as `recharge-ops` does against this stack.
-        if options.local_mode
-            && let Some(admin) = apps.iter().find(|a| a.role == "admin")
-        {
-            let client = recharge_ops::OpsClient::hmac(&base_url, &admin.id, &admin.secret);
-            let console = recharge_ops::console::Console::new(
-                client,
-                recharge_ops::console::Console::hosts_for(addr),
-                None,
-            );
-            router = recharge_ops::console::router(console).merge(router);
-        }
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "local server stopped");
-            }
-        }));
-        // The sweep's two lanes as two loops: a pass of notifications waiting on a hanging notify URL never
-        // holds up the next pass of provider work (docs/architecture.md §8).
-        for lanes in [
-            recharge_api::sweep::Lanes::Work,
-            recharge_api::sweep::Lanes::Notifications,
-        ] {
-            let sweep_state = Arc::clone(&state);
-            let sweep_every = options.sweep_every;
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(sweep_every).await;
-                    recharge_api::sweep::sweep_lanes(Arc::clone(&sweep_state), lanes).await;
-                }
-            }));
-        }
-        let balance_state = Arc::clone(&state);
-        let balance_every = options.balance_every;
-        tasks.push(tokio::spawn(async move {
-            loop {
-                recharge_api::balance_check::check_balances(&balance_state).await;
-                tokio::time::sleep(balance_every).await;
-            }
-        }));
-        if let Some(every) = options.recon_every {
-            let recon_state = Arc::clone(&state);
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    let today = recharge_core::recon::ReconDay::containing(
-                        recon_state.clock.now(),
-                        recon_state.settings.recon_utc_offset_minutes,
-                    );
-                    for day in [today.previous(), today] {
-                        let options = &recon_state.settings.recon;
-                        if let Err(e) = recharge_api::recon::run(&recon_state, day, None, options).await {
-                            tracing::error!(error = %e, date = %day.date(), "local reconciliation tick failed");
-                        }
-                    }
-                }
-            }));
-        }
+            simulated.long_processing,
+        );
+        let router = router(Arc::clone(&state), info, &options, &apps, &base_url, addr);
+        let tasks = spawn_tasks(listener, router, &state, &options);
         Ok(LocalStack {
             base_url,
             state,
-            sims,
+            sims: simulated.sims,
             apps,
-            secret_values,
+            secret_values: secrets.values,
             tasks,
         })
     }
@@ -479,6 +261,359 @@ impl Drop for LocalStack {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+    }
+}
+
+/// The listener of the API (port 0: any free one) and the address it got.
+async fn bind(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), LocalError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| LocalError::Bind(listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| LocalError::Bind(listen, e))?;
+    Ok((listener, addr))
+}
+
+/// Every secret the stack configures: in memory, and each kept as (name, JSON) for
+/// [`LocalStack::secret_values`] and for the copy into Secrets Manager.
+#[derive(Debug, Default)]
+struct LocalSecrets {
+    memory: Arc<InMemorySecretSource>,
+    values: Vec<(String, String)>,
+}
+
+impl LocalSecrets {
+    fn put(&mut self, name: &str, value: String) {
+        self.memory.put(name, &value);
+        self.values.push((name.to_owned(), value));
+    }
+}
+
+/// The simulators started for the configured accounts, and the accounts as the gateway loads them.
+#[derive(Debug)]
+struct Simulated {
+    sims: BTreeMap<String, RunningSim>,
+    /// The simulators' longest scripted behaviour (account `0009`), shown at `/_local` so that `order` waits
+    /// long enough.
+    long_processing: Duration,
+    accounts: Vec<ProviderAccount>,
+}
+
+impl Simulated {
+    /// Starts a simulator for every account that has a `simulator` block and points the account's
+    /// `{sim}` endpoints at it; every account's credentials go into `secrets`.
+    async fn start(
+        accounts: &[LocalAccount],
+        options: &LocalOptions,
+        base_url: &str,
+        secrets: &mut LocalSecrets,
+    ) -> Result<Simulated, LocalError> {
+        let mut simulated = Simulated {
+            sims: BTreeMap::new(),
+            long_processing: Duration::ZERO,
+            accounts: Vec::new(),
+        };
+        for a in accounts {
+            let mut account_json = a.account.clone();
+            let id = account_json
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| LocalError::Config("an account has no id".into()))?
+                .to_owned();
+            if let Some(sim) = &a.simulator {
+                let (running, long_processing) =
+                    start_simulator(&id, sim, options, base_url).await?;
+                simulated.long_processing = simulated.long_processing.max(long_processing);
+                if let Some(endpoints) = account_json
+                    .get_mut("endpoints")
+                    .and_then(Value::as_object_mut)
+                {
+                    for v in endpoints.values_mut() {
+                        if let Some(s) = v.as_str() {
+                            *v = Value::String(s.replace("{sim}", running.base_url()));
+                        }
+                    }
+                }
+                simulated.sims.insert(id.clone(), running);
+            }
+            let account: ProviderAccount = serde_json::from_value(account_json)
+                .map_err(|e| LocalError::Config(format!("account {id}: {e}")))?;
+            secrets.put(&account.secret_name, a.secret.to_string());
+            simulated.accounts.push(account);
+        }
+        Ok(simulated)
+    }
+}
+
+/// One account's simulator, with the options' time scale, hang, chaos and dialect; and its longest scripted
+/// behaviour.
+async fn start_simulator(
+    id: &str,
+    sim: &LocalSimulator,
+    options: &LocalOptions,
+    base_url: &str,
+) -> Result<(RunningSim, Duration), LocalError> {
+    let protocol: recharge_sim::Protocol = sim
+        .protocol
+        .parse()
+        .map_err(|e| LocalError::Config(format!("{id}: simulator protocol: {e}")))?;
+    let mut sc = SimConfig::new(protocol, sim.credentials.clone());
+    sc.time_scale = options.time_scale;
+    sc.scripts = sim.scripts;
+    sc.hang = options.sim_hang;
+    let long_processing = sc.long_processing;
+    sc.chaos = options.chaos.clone();
+    if let Some(d) = options.dialects.get(id) {
+        sc.dialect = d.clone();
+    } else if let Some(seed) = options.dialect_seed {
+        let per_account = id.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        sc.dialect = recharge_sim::Dialect::random(protocol, per_account);
+    }
+    sc.callback_url = Some(format!("{base_url}/v1/callbacks/{id}"));
+    let running = recharge_sim::start(sc)
+        .await
+        .map_err(|source| LocalError::Sim {
+            account: id.to_owned(),
+            source,
+        })?;
+    Ok((running, long_processing))
+}
+
+/// Where the merchant apps' secrets live in the local stack: `<prefix><app id>`.
+const MERCHANT_SECRET_PREFIX: &str = "local/merchant/";
+
+/// The apps as the gateway's seed (`apps.json`), their secrets put into `secrets`.
+fn app_configs(
+    apps: &[LocalApp],
+    secrets: &mut LocalSecrets,
+) -> Result<Vec<AppConfig>, LocalError> {
+    let mut app_configs = Vec::new();
+    for app in apps {
+        let id = AppId::parse(&app.id).map_err(|e| LocalError::Config(e.to_string()))?;
+        let role = match app.role.as_str() {
+            "admin" => Role::Admin,
+            "merchant" => Role::Merchant,
+            other => {
+                return Err(LocalError::Config(format!(
+                    "app {}: role {other:?}",
+                    app.id
+                )));
+            }
+        };
+        secrets.put(
+            &format!("{MERCHANT_SECRET_PREFIX}{id}"),
+            json!({"app_secret": app.secret}).to_string(),
+        );
+        app_configs.push(AppConfig {
+            id,
+            role,
+            secret_name: None,
+            client: app.client.clone(),
+        });
+    }
+    Ok(app_configs)
+}
+
+/// The state over the chosen store and secret source, with the local settings, built by the same
+/// `AppState::assemble` as a Lambda cold start.
+async fn build_state(
+    options: &LocalOptions,
+    base_url: &str,
+    accounts: Vec<ProviderAccount>,
+    catalog_text: String,
+    apps: Vec<AppConfig>,
+    secrets: &LocalSecrets,
+) -> Result<AppState, LocalError> {
+    let (store, balances, app_store) = stores(options).await?;
+    let clock: Arc<dyn recharge_core::Clock> = Arc::new(SystemClock);
+    // Provider credentials are read from the in-memory source at start, whichever source serves the rest.
+    let credentials: Arc<dyn SecretSource> = secrets.memory.clone();
+    // The operators' API creates and rotates app secrets in the same store the stack reads them from.
+    let (secrets, secret_writer): (Arc<dyn SecretSource>, Arc<dyn SecretWriter>) =
+        if options.secrets_manager {
+            let cached = secrets_manager(
+                &secrets.values,
+                options.aws_calls.as_ref(),
+                Arc::clone(&clock),
+            )
+            .await?;
+            let writer = Arc::new(cached.inner().clone());
+            (Arc::new(cached), writer)
+        } else {
+            (secrets.memory.clone(), secrets.memory.clone())
+        };
+    let ports = Ports {
+        store,
+        balances,
+        apps: app_store,
+        secrets,
+        secret_writer: Some(secret_writer),
+        clock,
+    };
+    let state_config = StateConfig {
+        accounts,
+        credentials: Some(credentials),
+        catalog_text,
+        apps,
+        merchant_secret_prefix: MERCHANT_SECRET_PREFIX.to_owned(),
+        settings: settings(options, base_url),
+        notify_timeout: Duration::from_secs(5),
+        // No floor under the lease (`settings`): it is the notifier's timeout + 3 s, shorter than production's
+        // 30 s, so a sweep aborted after its claim (the fault campaign does that) is retried within seconds.
+        notify_claim_margin: Duration::from_secs(3),
+    };
+    AppState::assemble(ports, state_config)
+        .await
+        .map_err(|e| match e {
+            BootError::Catalog(e) => LocalError::Config(e.to_string()),
+            BootError::HttpClient(e) => LocalError::Config(e),
+            e => LocalError::Boot(e),
+        })
+}
+
+type Stores = (
+    Arc<dyn OrderStore>,
+    Arc<dyn BalanceStore>,
+    Arc<dyn AppStore>,
+);
+
+/// The store the options choose: in memory, or DynamoDB (the table created if missing).
+async fn stores(options: &LocalOptions) -> Result<Stores, LocalError> {
+    match &options.store {
+        StoreChoice::Memory => {
+            let s = Arc::new(InMemoryOrderStore::new(8));
+            Ok((s.clone(), s.clone(), s))
+        }
+        StoreChoice::DynamoDb { endpoint, table } => {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(url) = endpoint {
+                loader = loader.endpoint_url(url);
+            }
+            let sdk = loader.load().await;
+            let mut conf = aws_sdk_dynamodb::config::Builder::from(&sdk);
+            if let Some(counter) = &options.aws_calls {
+                conf = conf.interceptor(counter.clone());
+            }
+            let client = aws_sdk_dynamodb::Client::from_conf(conf.build());
+            recharge_aws::table::ensure_table(&client, table).await?;
+            let s = Arc::new(recharge_aws::DynamoOrderStore::new(
+                client,
+                table.clone(),
+                8,
+            ));
+            Ok((s.clone(), s.clone(), s))
+        }
+    }
+}
+
+/// Production's settings with the local stack's timings: scaled, fast caches, loopback notify URLs in local
+/// mode.
+fn settings(options: &LocalOptions, base_url: &str) -> Settings {
+    let mut settings = Settings::production(base_url);
+    settings.local_mode = options.local_mode;
+    settings.time_scale = options.time_scale;
+    settings.balance_cache_ttl = Duration::from_secs(1);
+    settings.control_cache_ttl = Duration::from_secs(1);
+    settings.verification_expiry = options.verification_expiry.unwrap_or_else(|| {
+        Duration::from_secs_f64(
+            settings.verification_expiry.as_secs_f64() / options.time_scale.max(1.0),
+        )
+        .max(Duration::from_secs(60))
+    });
+    settings.client_key_secret = Some(CLIENT_KEY_SECRET.to_owned());
+    // The lease is the notifier's timeout + the claim margin alone (`build_state`).
+    settings.notify_lease = Duration::ZERO;
+    settings
+}
+
+/// Every route on one router: the gateway's, `/_local`, and in local mode the operator console.
+fn router(
+    state: Arc<AppState>,
+    info: Value,
+    options: &LocalOptions,
+    apps: &[LocalApp],
+    base_url: &str,
+    addr: SocketAddr,
+) -> axum::Router {
+    let mut router = axum::Router::new()
+        .fallback(serve)
+        .with_state((state, Arc::new(info)));
+    // The operator console at /ops/console (docs/console.md), local mode only like `/_local`: its proxy
+    // signs the page's calls as the first admin app, as `recharge-ops` does against this stack.
+    if options.local_mode
+        && let Some(admin) = apps.iter().find(|a| a.role == "admin")
+    {
+        let client = recharge_ops::OpsClient::hmac(base_url, &admin.id, &admin.secret);
+        let console = recharge_ops::console::Console::new(
+            client,
+            recharge_ops::console::Console::hosts_for(addr),
+            None,
+        );
+        router = recharge_ops::console::router(console).merge(router);
+    }
+    router
+}
+
+/// The server, then the background loops: the sweep's two lanes, the balance check and, when asked for, the
+/// daily reconciliation.
+fn spawn_tasks(
+    listener: TcpListener,
+    router: axum::Router,
+    state: &Arc<AppState>,
+    options: &LocalOptions,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "local server stopped");
+        }
+    }));
+    // The sweep's two lanes as two loops: a pass of notifications waiting on a hanging notify URL never
+    // holds up the next pass of provider work (docs/architecture.md §8).
+    for lanes in [
+        recharge_api::usecases::sweep::Lanes::Work,
+        recharge_api::usecases::sweep::Lanes::Notifications,
+    ] {
+        let sweep_state = Arc::clone(state);
+        let sweep_every = options.sweep_every;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(sweep_every).await;
+                recharge_api::usecases::sweep::sweep_lanes(Arc::clone(&sweep_state), lanes).await;
+            }
+        }));
+    }
+    let balance_state = Arc::clone(state);
+    let balance_every = options.balance_every;
+    tasks.push(tokio::spawn(async move {
+        loop {
+            recharge_api::usecases::balance_check::check_balances(&balance_state).await;
+            tokio::time::sleep(balance_every).await;
+        }
+    }));
+    if let Some(every) = options.recon_every {
+        tasks.push(tokio::spawn(recon_loop(Arc::clone(state), every)));
+    }
+    tasks
+}
+
+/// The daily reconciliation on a scaled tick: every `every`, yesterday and today so far.
+async fn recon_loop(state: Arc<AppState>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let today = recharge_core::recon::ReconDay::containing(
+            state.clock.now(),
+            state.settings.recon_utc_offset_minutes,
+        );
+        for day in [today.previous(), today] {
+            let options = &state.settings.recon;
+            if let Err(e) = recharge_api::usecases::recon::run(&state, day, None, options).await {
+                tracing::error!(error = %e, date = %day.date(), "local reconciliation tick failed");
+            }
         }
     }
 }
@@ -610,7 +745,7 @@ async fn serve(State((state, info)): State<Shared>, req: Request<Body>) -> Respo
             .collect(),
         body,
     };
-    respond(recharge_api::http_routes::handle(&state, api).await)
+    respond(recharge_api::http::routes::handle(&state, api).await)
 }
 
 fn respond(r: recharge_api::ApiResponse) -> Response<Body> {

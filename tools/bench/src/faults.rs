@@ -527,7 +527,7 @@ pub async fn run(opts: FaultOptions) -> anyhow::Result<FaultReport> {
             let mut rng = Rng::new(seed ^ 0x5eed);
             loop {
                 tokio::time::sleep(Duration::from_millis(150 + rng.below(100))).await;
-                let t = tokio::spawn(recharge_api::sweep::sweep(Arc::clone(&state)));
+                let t = tokio::spawn(recharge_api::usecases::sweep::sweep(Arc::clone(&state)));
                 tokio::time::sleep(Duration::from_micros(rng.below(20_000))).await;
                 if !t.is_finished() {
                     t.abort();
@@ -658,15 +658,15 @@ async fn reconcile(
     if last != first {
         days.push(last);
     }
-    let options = recharge_api::recon::ReconOptions {
+    let options = recharge_api::usecases::recon::ReconOptions {
         queries_per_second: 5_000.0,
         max_queries: usize::MAX,
         requery_budget: Duration::from_secs(3_600),
-        ..recharge_api::recon::ReconOptions::default()
+        ..recharge_api::usecases::recon::ReconOptions::default()
     };
     let mut summary = ReconSummary::default();
     for day in days {
-        let reports = recharge_api::recon::run(state, day, None, &options)
+        let reports = recharge_api::usecases::recon::run(state, day, None, &options)
             .await
             .map_err(|e| anyhow::anyhow!("reconciliation of the campaign's day: {e:?}"))?;
         for r in reports {
@@ -845,7 +845,7 @@ async fn send(state: &Arc<recharge_api::AppState>, client: &SigningClient, p: &P
             );
             let st = Arc::clone(state);
             let task =
-                tokio::spawn(async move { recharge_api::http_routes::handle(&st, req).await });
+                tokio::spawn(async move { recharge_api::http::routes::handle(&st, req).await });
             tokio::time::sleep(p.abort_after).await;
             task.abort();
             match task.await {
@@ -869,7 +869,7 @@ async fn crash_after_write(state: &recharge_api::AppState, p: &Planned) -> anyho
     let target = recharge_api::catalog::validate_account(product, s("account"))
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let balances = state.known_balances().await;
-    let decision = recharge_api::route_choice::choose(
+    let decision = recharge_api::usecases::route_choice::choose(
         &state.catalog,
         product,
         target.carrier,
@@ -901,7 +901,7 @@ async fn crash_after_write(state: &recharge_api::AppState, p: &Planned) -> anyho
     };
     let now = state.clock.now();
     let policy = state.policy(&route.provider_account);
-    // The escalation limit the create handler would have written (shared/api/src/orders.rs).
+    // The escalation limit the create handler would have written (shared/api/src/usecases/orders.rs).
     let controls = state.account_controls().await;
     let escalate_after = state.escalate_after_on(&controls, &route.provider_account, product.kind);
     let order = Order::new(new, route, now, policy.call_timeout).with_escalation(escalate_after);

@@ -648,7 +648,7 @@ async fn first_invocations(
             let event = match name {
                 "submit-order" => http_event(&create(&no))?,
                 "order-status" | "provider-callback" => {
-                    let r = recharge_api::http_routes::handle(stack.state(), create(&no)).await;
+                    let r = recharge_api::http::routes::handle(stack.state(), create(&no)).await;
                     anyhow::ensure!(
                         r.status == 201,
                         "first invocation: create HTTP {}",

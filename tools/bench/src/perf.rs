@@ -339,7 +339,7 @@ async fn sweep_rate(n: usize) -> anyhow::Result<Vec<Row>> {
         let permit = Arc::clone(&permits).acquire_owned().await?;
         let st = Arc::clone(&state);
         tasks.spawn(async move {
-            let r = recharge_api::http_routes::handle(&st, req).await;
+            let r = recharge_api::http::routes::handle(&st, req).await;
             drop(permit);
             r.status
         });
@@ -357,7 +357,7 @@ async fn sweep_rate(n: usize) -> anyhow::Result<Vec<Row>> {
     let mut passes = 0;
     let mut queried = 0usize;
     loop {
-        let r = recharge_api::sweep::sweep(Arc::clone(&state)).await;
+        let r = recharge_api::usecases::sweep::sweep(Arc::clone(&state)).await;
         passes += 1;
         queried += r.queried;
         if r.due == 0 || passes > 1000 {
@@ -448,7 +448,7 @@ async fn lifecycle(
     let body = body.to_string().into_bytes();
     let before = calls.snapshot();
     let m0 = calls.metered().len();
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         state,
         signed_request(APP, APP_SECRET, "POST", "/v1/orders", body.clone()),
     )
@@ -485,14 +485,14 @@ async fn lifecycle(
             .get(&id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("{id} vanished"))?;
-        let order = recharge_api::flow::notify_merchant(state, order).await?;
+        let order = recharge_api::usecases::flow::notify_merchant(state, order).await?;
         anyhow::ensure!(
             order.notify_due_at().is_none(),
             "the notification of {id} was not delivered"
         );
     }
     let m3 = calls.metered().len();
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         state,
         signed_request(
             APP,
@@ -513,7 +513,7 @@ async fn lifecycle(
         slice(m2, m3),
         slice(m3, metered.len()),
     ];
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         state,
         signed_request(APP, APP_SECRET, "POST", "/v1/orders", body),
     )
@@ -664,7 +664,7 @@ async fn dynamo(
     Ok(rows)
 }
 
-/// Warm handler latency (no HTTP server in front: `http_routes::handle` as the Lambda runtime loop calls it) beside
+/// Warm handler latency (no HTTP server in front: `http::routes::handle` as the Lambda runtime loop calls it) beside
 /// the store calls each one needs, on the same DynamoDB Local.
 async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<(Vec<Row>, Floor)> {
     let state: &Arc<AppState> = stack.state();
@@ -674,7 +674,7 @@ async fn latency(stack: &LocalStack, samples: usize) -> anyhow::Result<(Vec<Row>
     let mut post = Vec::new();
     let mut get = Vec::new();
     let mut cb = Vec::new();
-    let handle = |req: ApiRequest| recharge_api::http_routes::handle(state, req);
+    let handle = |req: ApiRequest| recharge_api::http::routes::handle(state, req);
     // Orders on script 0006: accepted, never called back; the harness sends the success callback itself.
     for i in 0..samples {
         let no = format!("L{i}");

@@ -104,15 +104,16 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let ts = header(recharge_api::notify::HEADER_TIMESTAMP).and_then(|t| t.parse::<i64>().ok());
-    let sig = header(recharge_api::notify::HEADER_SIGNATURE);
+    let ts = header(recharge_api::usecases::notify::HEADER_TIMESTAMP)
+        .and_then(|t| t.parse::<i64>().ok());
+    let sig = header(recharge_api::usecases::notify::HEADER_SIGNATURE);
     let view: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
     let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
     let (Some(ts), Some(sig)) = (ts, sig) else {
         inner.bad_signature += 1;
         return StatusCode::UNAUTHORIZED;
     };
-    if recharge_api::notify::signature(shared.secret.as_bytes(), ts, &body) != sig {
+    if recharge_api::usecases::notify::signature(shared.secret.as_bytes(), ts, &body) != sig {
         inner.bad_signature += 1;
         return StatusCode::UNAUTHORIZED;
     }

@@ -192,7 +192,7 @@ pub async fn run(stored: usize, due: usize) -> anyhow::Result<Vec<Row>> {
             body.to_string().into_bytes(),
         );
         let st = Arc::clone(&state);
-        async move { recharge_api::http_routes::handle(&st, req).await.status }
+        async move { recharge_api::http::routes::handle(&st, req).await.status }
     })
     .await?;
     let created = statuses.iter().filter(|s| **s == 201).count();
@@ -262,7 +262,7 @@ pub async fn run(stored: usize, due: usize) -> anyhow::Result<Vec<Row>> {
     loop {
         let from = calls.metered().len();
         let t = Instant::now();
-        let r = recharge_api::sweep::sweep(Arc::clone(&state)).await;
+        let r = recharge_api::usecases::sweep::sweep(Arc::clone(&state)).await;
         let secs = t.elapsed().as_secs_f64();
         pass += 1;
         let metered = calls.metered();

@@ -2,7 +2,7 @@
 //! provider's signed callback, and percentiles.
 
 use recharge_api::ApiRequest;
-use recharge_api::auth::{
+use recharge_api::http::auth::{
     HEADER_APP, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, hmac_hex, string_to_sign,
 };
 use std::collections::BTreeMap;
@@ -36,7 +36,7 @@ impl Rng {
     }
 }
 
-/// A merchant request signed as docs/merchant-api.md §1 says, ready for `recharge_api::http_routes::handle`.
+/// A merchant request signed as docs/merchant-api.md §1 says, ready for `recharge_api::http::routes::handle`.
 pub fn signed_request(
     app: &str,
     secret: &str,

@@ -411,7 +411,7 @@ async fn a_day_of_orders_is_read_with_one_query_per_index_partition_and_one_batc
 }
 
 /// The read units of a daily reconciliation run (docs/reconciliation.md §5), metered with
-/// `ReturnConsumedCapacity` on DynamoDB Local: the store calls `recharge_api::recon::run_pass` makes for one
+/// `ReturnConsumedCapacity` on DynamoDB Local: the store calls `recharge_api::usecases::recon::run_pass` makes for one
 /// account (its stored report, the day's orders from the `by_status` index, the orders 500 at a time, the
 /// balance history, the report's write) over 2,000 orders, each created, accepted and succeeded. The bound:
 /// every order item is under 4 KB with its three audit entries (0.5 unit, eventually consistent), and the

@@ -80,16 +80,16 @@ async fn a_missing_or_malformed_provider_secret_disables_only_that_account() {
             body.as_bytes(),
         )
     };
-    let r = recharge_api::http_routes::handle(&submit.state, create("G1", "mobile.100")).await;
+    let r = recharge_api::http::routes::handle(&submit.state, create("G1", "mobile.100")).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    let r = recharge_api::http_routes::handle(&submit.state, create("W1", "mobile.wky.100")).await;
+    let r = recharge_api::http::routes::handle(&submit.state, create("W1", "mobile.wky.100")).await;
     assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
     let body: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(body["error"]["code"], "no_route");
 
     // Merchant reads: order-status needs no provider secret at all, and lists every configured account.
     let (status, _) = d.cold_start(Function::OrderStatus, &counter).await;
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         &status.state,
         signed(
             ("demo", DEMO_SECRET),
@@ -101,7 +101,7 @@ async fn a_missing_or_malformed_provider_secret_disables_only_that_account() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         &status.state,
         signed(
             ("ops", OPS_SECRET),

@@ -10,7 +10,7 @@ use crate::support::{
     self, DEMO_SECRET, OPS_SECRET, RSA_BUSINESS, RSA_MERCHANT, RSA_PRIVATE, RSA_PUBLIC,
 };
 use recharge_api::ApiRequest;
-use recharge_api::auth::{hmac_hex, string_to_sign};
+use recharge_api::http::auth::{hmac_hex, string_to_sign};
 use recharge_aws::{CallCounter, Config, FunctionConfig};
 use recharge_core::{Clock, ManualClock, Timestamp};
 use recharge_lambda::Service;

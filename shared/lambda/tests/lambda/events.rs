@@ -8,7 +8,7 @@ use crate::support::{self, DEMO_SECRET, OPS_SECRET, SIGNED_AT};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use base64::Engine;
 use recharge_api::ApiRequest;
-use recharge_api::auth::{hmac_hex, string_to_sign};
+use recharge_api::http::auth::{hmac_hex, string_to_sign};
 use recharge_core::memory::InMemoryOrderStore;
 use recharge_lambda::apigw::response_body;
 use recharge_lambda::bootstrap::Function;
@@ -495,7 +495,8 @@ fn generate() -> BTreeMap<&'static str, Value> {
     // Client routes: M1's client secret, derived with the test key as the create hands it out.
     let m1 = recharge_core::OrderId::parse(M1).unwrap();
     let key =
-        recharge_api::client_secret::ClientKey::new(support::CLIENT_KEY.to_owned().into()).unwrap();
+        recharge_api::http::client_secret::ClientKey::new(support::CLIENT_KEY.to_owned().into())
+            .unwrap();
     let client_secret = key.issue(&m1, SIGNED_AT + 86_400).unwrap();
     let bearer = vec![(
         "authorization".to_owned(),
@@ -775,7 +776,7 @@ async fn create_m1(service: &recharge_lambda::Service, product: &str) {
         headers: signed("demo", DEMO_SECRET, "POST", "/v1/orders", "", &body),
         body,
     };
-    let resp = recharge_api::http_routes::handle(&service.state, req).await;
+    let resp = recharge_api::http::routes::handle(&service.state, req).await;
     assert_eq!(resp.status, 201, "{}", String::from_utf8_lossy(&resp.body));
 }
 

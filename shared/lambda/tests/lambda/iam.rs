@@ -551,7 +551,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         json!({"merchant_order_no": "M2", "product_code": "mobile.100", "account": "13800138001"}),
     ] {
         let bytes = body.to_string().into_bytes();
-        let r = recharge_api::http_routes::handle(
+        let r = recharge_api::http::routes::handle(
             &submit.state,
             signed(demo, d.now_secs(), "POST", "/v1/orders", &bytes),
         )
@@ -574,7 +574,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         ],
         body: body.to_vec(),
     };
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         &submit.state,
         client(
             "POST",
@@ -614,7 +614,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
     let (status, _) = d
         .cold_start(Function::OrderStatus, counter(Function::OrderStatus))
         .await;
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         &status.state,
         signed(demo, d.now_secs(), "GET", "/v1/orders/M1", b""),
     )
@@ -625,7 +625,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         body.contains("\"succeeded\""),
         "the callback was applied: {body}"
     );
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         &status.state,
         signed(
             ("ops", OPS_SECRET),
@@ -637,7 +637,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", status_of(&r));
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         &status.state,
         client("GET", format!("/v1/client/orders/{order_id}"), b""),
     )
@@ -652,7 +652,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         )
         .date()
     );
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         &status.state,
         signed(demo, d.now_secs(), "GET", &statement_path, b""),
     )
@@ -740,7 +740,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
                                "account": "13800138002"})
             .to_string()
             .into_bytes();
-            let r = recharge_api::http_routes::handle(
+            let r = recharge_api::http::routes::handle(
                 &submit.state,
                 signed(
                     ("shop-iam", &secret),

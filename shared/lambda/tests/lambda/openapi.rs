@@ -1,10 +1,10 @@
 //! `docs/openapi.yaml` (the merchant API as OpenAPI 3.1) against the code: its paths and methods are exactly
-//! the merchant routes of `recharge_api::http_routes::ROUTES`, and the bodies the handlers really answer (an order
+//! the merchant routes of `recharge_api::http::routes::ROUTES`, and the bodies the handlers really answer (an order
 //! created, read, a balance list) have exactly the properties its schemas list, each of the declared type.
 
 use crate::deployed::signed;
 use crate::support::{self, DEMO_SECRET, OPS_SECRET, SIGNED_AT, repo_root};
-use recharge_api::http_routes::ROUTES;
+use recharge_api::http::routes::ROUTES;
 use recharge_core::memory::InMemoryOrderStore;
 use recharge_lambda::bootstrap::Function;
 use serde_json::{Value, json};
@@ -120,7 +120,7 @@ async fn the_answers_of_the_handlers_conform_to_the_spec_schemas() {
     let body =
         json!({"merchant_order_no": "M1", "product_code": "mobile.100", "account": "13800138000"})
             .to_string();
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         &submit.state,
         signed(
             ("demo", DEMO_SECRET),
@@ -146,7 +146,7 @@ async fn the_answers_of_the_handlers_conform_to_the_spec_schemas() {
         "POST /v1/orders 201",
     );
 
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         &status.state,
         signed(
             ("demo", DEMO_SECRET),
@@ -167,7 +167,7 @@ async fn the_answers_of_the_handlers_conform_to_the_spec_schemas() {
     // The client route, with the client secret the create handed out (issue 18).
     let secret = created["client_secret"].as_str().expect("a client secret");
     let order_id = created["order_id"].as_str().unwrap();
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         &status.state,
         recharge_api::http::ApiRequest {
             method: "GET".to_owned(),
@@ -185,7 +185,7 @@ async fn the_answers_of_the_handlers_conform_to_the_spec_schemas() {
         "GET /v1/client/orders/{order_id} 200",
     );
 
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         &status.state,
         signed(("ops", OPS_SECRET), SIGNED_AT, "GET", "/v1/balances", b""),
     )
@@ -203,7 +203,7 @@ async fn the_answers_of_the_handlers_conform_to_the_spec_schemas() {
     }
 
     // Errors: the shape of every error answer.
-    let r = recharge_api::http_routes::handle(
+    let r = recharge_api::http::routes::handle(
         &status.state,
         signed(
             ("demo", DEMO_SECRET),

@@ -1,12 +1,12 @@
 //! `infra/template.yaml` against the code it deploys: every function is a bin of `functions/` (and every bin
-//! is deployed), the HTTP routes are exactly `recharge_api::http_routes::ROUTES` with the same function, the table
+//! is deployed), the HTTP routes are exactly `recharge_api::http::routes::ROUTES` with the same function, the table
 //! is `infra/table.json`, IAM is explicit statements (no wildcard actions, no SAM policy templates), and the
 //! sample config of `infra/config/` loads as the functions load it.
 
 use crate::support::repo_root;
-use recharge_api::auth::AppConfig;
 use recharge_api::catalog::Catalog;
-use recharge_api::http_routes::ROUTES;
+use recharge_api::http::auth::AppConfig;
+use recharge_api::http::routes::ROUTES;
 use recharge_providers::ProviderAccount;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
@@ -274,7 +274,7 @@ fn the_secrets_example_lists_every_configured_secret_in_its_shape() {
     )
     .unwrap();
     let mut expected: BTreeSet<String> = accounts.iter().map(|a| a.secret_name.clone()).collect();
-    let apps = recharge_api::auth::Apps::new(apps.clone(), "recharge/dev/merchant/");
+    let apps = recharge_api::http::auth::Apps::new(apps.clone(), "recharge/dev/merchant/");
     for id in apps.ids() {
         expected.insert(apps.secret_name(apps.get(id).unwrap()));
     }
@@ -345,7 +345,7 @@ fn ops_routes_and_only_they_carry_the_iam_authorizer() {
             }
         }
     }
-    assert_eq!(ops_routes, recharge_api::ops::OPS_ROUTES.len());
+    assert_eq!(ops_routes, recharge_api::usecases::ops::OPS_ROUTES.len());
 }
 
 #[test]

@@ -220,5 +220,5 @@ async fn after_a_rotation_the_new_secret_works_and_the_old_one_only_within_the_g
 
 /// Now as the API writes times (RFC 3339, UTC, `Z`), for comparing with its answers as text.
 fn chrono_free_now() -> String {
-    recharge_api::view::rfc3339(recharge_core::Clock::now(&recharge_core::SystemClock))
+    recharge_api::http::view::rfc3339(recharge_core::Clock::now(&recharge_core::SystemClock))
 }

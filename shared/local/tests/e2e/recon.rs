@@ -67,7 +67,7 @@ async fn a_day_with_planted_divergences_lists_each_one_and_the_statement_matches
     let h = Harness::start_with(options_without_balance_tick(None)).await;
     let state = h.stack.state();
     let sim = h.sim(WIKEYUN).base_url().to_owned();
-    recharge_api::balance_check::check_balances(state).await;
+    recharge_api::usecases::balance_check::check_balances(state).await;
 
     let (no_a, id_a) = succeeded(&h, "13800138000").await;
     // 0011: charged, and reported, above the agreed price.
@@ -82,14 +82,14 @@ async fn a_day_with_planted_divergences_lists_each_one_and_the_statement_matches
     )
     .await;
     assert_eq!(status, 200, "{changed}");
-    recharge_api::balance_check::check_balances(state).await;
+    recharge_api::usecases::balance_check::check_balances(state).await;
     let (status, _) = sim_post(format!("{sim}/_sim/balance/top-up"), json!({"fen": 5_000})).await;
     assert_eq!(status, 200);
-    recharge_api::balance_check::check_balances(state).await;
+    recharge_api::usecases::balance_check::check_balances(state).await;
     // An order the provider has and we never sent.
     let (status, _) = sim_post(format!("{sim}/_sim/foreign-order"), json!({"fen": 3_000})).await;
     assert_eq!(status, 200);
-    recharge_api::balance_check::check_balances(state).await;
+    recharge_api::usecases::balance_check::check_balances(state).await;
 
     let date = today();
     let (status, run) = ops_send(
@@ -252,10 +252,10 @@ async fn a_day_with_planted_divergences_lists_each_one_and_the_statement_matches
 async fn clean_day(store: Option<StoreChoice>) {
     let h = Harness::start_with(options_without_balance_tick(store)).await;
     let state = h.stack.state();
-    recharge_api::balance_check::check_balances(state).await;
+    recharge_api::usecases::balance_check::check_balances(state).await;
     succeeded(&h, "13800138000").await;
     succeeded(&h, "13800138021").await;
-    recharge_api::balance_check::check_balances(state).await;
+    recharge_api::usecases::balance_check::check_balances(state).await;
     let date = today();
     let (status, run) = ops_send(&h, "POST", "/ops/recon/run", &json!({"date": date})).await;
     assert_eq!(status, 200, "{run}");
@@ -348,7 +348,7 @@ fn mismatch_keys(r: &recharge_core::recon::ReconReport) -> Vec<String> {
 /// A re-query budget that allows only part of the day per pass: the minute tick's continuations finish it,
 /// pass after pass from the stored cursor, with the same mismatches (each once) as one unbounded run.
 async fn requery_resumes(store: Option<StoreChoice>) {
-    use recharge_api::recon::{Pass, ReconOptions, continue_unfinished, run_pass};
+    use recharge_api::usecases::recon::{Pass, ReconOptions, continue_unfinished, run_pass};
     use std::time::Instant;
     let h = Harness::start_with(options_without_balance_tick(store)).await;
     let state = h.stack.state();
@@ -595,11 +595,11 @@ async fn a_settled_mismatch_stays_settled_through_a_rerun_and_stops_counting() {
     assert_error(&(status, bad), 400, "invalid_parameter");
 
     // A rerun from the start finds both again and keeps both settlements; the alarm's figure is 0.
-    let reports = recharge_api::recon::run_pass(
+    let reports = recharge_api::usecases::recon::run_pass(
         h.stack.state(),
         ReconDay::parse(&date, BEIJING_OFFSET_MINUTES).unwrap(),
         &[recharge_core::ProviderAccountId::parse(WIKEYUN).unwrap()],
-        recharge_api::recon::Pass::Restart,
+        recharge_api::usecases::recon::Pass::Restart,
         &h.stack.state().settings.recon,
         std::time::Instant::now() + Duration::from_secs(60),
     )

@@ -1,15 +1,15 @@
 //! The merchant endpoints: create an order, read it, send a verification code, read provider balances.
 
-use crate::auth::{Caller, Role};
 use crate::catalog::{first_hidden, validate_account};
-use crate::client_secret::{self, ClientKey, KeyError};
-use crate::error::ApiError;
-use crate::flow::{self, apply_event};
 use crate::http::ApiResponse;
-use crate::notify::check_notify_url;
-use crate::route_choice;
+use crate::http::auth::{Caller, Role};
+use crate::http::client_secret::{self, ClientKey, KeyError};
+use crate::http::error::ApiError;
+use crate::http::view::{OrderView, rfc3339};
 use crate::state::{AppState, RuntimeAccounts};
-use crate::view::{OrderView, rfc3339};
+use crate::usecases::flow::{self, apply_event};
+use crate::usecases::notify::check_notify_url;
+use crate::usecases::route_choice;
 use recharge_core::Timestamp;
 use recharge_core::secrets::{Rotating, SecretError};
 use recharge_core::store::{AuditEntry, Created};

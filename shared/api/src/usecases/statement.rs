@@ -6,11 +6,11 @@
 //! DynamoDB round trips: 1 Query per `by_status` partition and page over the day (every app's index entries;
 //! only this app's orders are read whole), then 1 BatchGetItem per 100 of the app's orders.
 
-use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
+use crate::http::view::rfc3339;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::state::AppState;
-use crate::view::rfc3339;
 use recharge_core::recon::ReconDay;
 use recharge_core::{Order, OrderId, PublicStatus};
 use serde::Serialize;
@@ -76,7 +76,7 @@ fn line(state: &AppState, order: &Order) -> StatementLine {
         .product(order.product_code())
         .map(|p| p.price_fen);
     let face = order.face_value().get();
-    let delivered = crate::view::OrderView::of(order).delivered_fen;
+    let delivered = crate::http::view::OrderView::of(order).delivered_fen;
     let charged = match view.status {
         PublicStatus::Succeeded => price.unwrap_or(0),
         PublicStatus::PartiallySucceeded => match (price, delivered) {

@@ -13,8 +13,8 @@
 //! notifications) and at least `sweep_per_app` or `notify_per_app`; the rest stay due for the next pass. One app's backlog, or its hanging notify URL, costs the others at most their place in
 //! the rotation. The local stack runs the two lanes as two loops; the Lambda runs both in one invocation.
 
-use crate::flow;
 use crate::state::AppState;
+use crate::usecases::flow;
 use recharge_core::store::StoreError;
 use recharge_core::{AppId, AttemptState, Event, NextAction, Order};
 use serde::Serialize;

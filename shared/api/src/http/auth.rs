@@ -9,9 +9,9 @@
 //! Nonces are not stored: every write is idempotent on the merchant order number and every read is
 //! tenant-scoped, so a replay inside the window repeats an answer the attacker has already seen.
 
-use crate::apps::{AppDirectory, secret_error};
-use crate::error::ApiError;
 use crate::http::ApiRequest;
+use crate::http::error::ApiError;
+use crate::usecases::apps::{AppDirectory, secret_error};
 use hmac::{Hmac, Mac};
 use recharge_core::AppId;
 use recharge_core::secrets::{MerchantSecret, Rotating};
@@ -47,12 +47,12 @@ pub struct AppConfig {
     /// Secret name; default `<RECHARGE_MERCHANT_SECRET_PREFIX><id>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-    /// Client secrets and browser origins of this app's end-user pages (issue 18; `crate::client`).
+    /// Client secrets and browser origins of this app's end-user pages (issue 18; `crate::usecases::client`).
     #[serde(default)]
-    pub client: crate::client::ClientAccess,
+    pub client: crate::usecases::client::ClientAccess,
 }
 
-/// The deployed apps (`apps.json`): the seed of the app directory (`crate::apps`).
+/// The deployed apps (`apps.json`): the seed of the app directory (`crate::usecases::apps`).
 #[derive(Debug, Clone, Default)]
 pub struct Apps {
     by_id: HashMap<AppId, AppConfig>,
@@ -151,7 +151,7 @@ fn valid_nonce(n: &str) -> bool {
 
 /// Verifies a merchant request. Errors are 401s with a stable code (`app_disabled` for an app an operator
 /// switched off), except a secret store outage (503). The app and its secret are found on first use and
-/// cached (`crate::apps`); a signature that matches no cached key makes one fresh look (a rotation just made).
+/// cached (`crate::usecases::apps`); a signature that matches no cached key makes one fresh look (a rotation just made).
 pub async fn authenticate(
     req: &ApiRequest,
     apps: &AppDirectory,

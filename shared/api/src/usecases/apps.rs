@@ -14,7 +14,7 @@
 //! [`REFRESH_ON_MISMATCH`]), so a merchant that switches to the new secret at once is not refused while a cache
 //! still holds the old one.
 
-use crate::auth::{AppConfig, Apps};
+use crate::http::auth::{AppConfig, Apps};
 use recharge_core::secrets::{
     MerchantSecret, Rotating, SecretError, SecretSource, SecretVersions, parse_json,
 };
@@ -366,7 +366,7 @@ pub fn secret_error(app: &AppId) -> impl Fn(SecretError) -> crate::ApiError + '_
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Role;
+    use crate::http::auth::Role;
     use recharge_core::ManualClock;
     use recharge_core::memory::InMemoryOrderStore;
     use recharge_core::secrets::InMemorySecretSource;

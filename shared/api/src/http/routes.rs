@@ -2,13 +2,13 @@
 //! callback route (authenticated by each protocol's own signature) and the client routes of issue 18
 //! (authenticated by an order's client secret in `client`; the only routes that answer cross-origin).
 
-use crate::auth::{Role, authenticate};
-use crate::callbacks;
-use crate::client;
-use crate::error::ApiError;
+use crate::http::auth::{Role, authenticate};
+use crate::http::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse, MAX_BODY};
-use crate::orders;
 use crate::state::AppState;
+use crate::usecases::callbacks;
+use crate::usecases::client;
+use crate::usecases::orders;
 use recharge_providers::{Method, RawCallback};
 
 /// Every route the gateway serves, with the Lambda function that serves it in production.
@@ -99,7 +99,7 @@ pub async fn handle(state: &AppState, req: ApiRequest) -> ApiResponse {
             Err(e) => e.to_response(),
         },
         ["ops", ..] => match operator(state, &req).await {
-            Ok(principal) => crate::ops::handle(state, &req, &principal).await,
+            Ok(principal) => crate::usecases::ops::handle(state, &req, &principal).await,
             Err(e) => e.to_response(),
         },
         // ---- client routes (issue 18): authorised in `client`, never by the merchant's HMAC ----------
@@ -115,13 +115,16 @@ pub async fn handle(state: &AppState, req: ApiRequest) -> ApiResponse {
 
 /// The local stack's operators: an admin app's HMAC signature (in AWS the `ops` function is behind the
 /// `AWS_IAM` authorizer and calls `ops::handle` with the caller's ARN instead, see recharge-lambda).
-async fn operator(state: &AppState, req: &ApiRequest) -> Result<crate::ops::Principal, ApiError> {
+async fn operator(
+    state: &AppState,
+    req: &ApiRequest,
+) -> Result<crate::usecases::ops::Principal, ApiError> {
     if req.body.len() > MAX_BODY {
         return Err(ApiError::TooLarge(MAX_BODY));
     }
     let caller = authenticate(req, &state.apps, state.clock.now()).await?;
     match caller.role {
-        Role::Admin => Ok(crate::ops::Principal::App(caller.app)),
+        Role::Admin => Ok(crate::usecases::ops::Principal::App(caller.app)),
         Role::Merchant => Err(ApiError::Forbidden("ops routes are for admin apps only")),
     }
 }
@@ -151,7 +154,8 @@ async fn merchant(
         }
         ["v1", "balances"] => orders::balances(state, &caller).await,
         ["v1", "statements", date] => {
-            crate::statement::get_statement(state, &caller, &percent_decode(date), req).await
+            crate::usecases::statement::get_statement(state, &caller, &percent_decode(date), req)
+                .await
         }
         _ => Err(ApiError::RouteNotFound),
     }

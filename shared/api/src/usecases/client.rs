@@ -4,7 +4,7 @@
 //!
 //! | route | store round trips |
 //! |---|---|
-//! | `GET /v1/client/orders/{order_id}` | 1 `GetItem` (0 when the secret is refused: it is checked before any read); a request with an `Origin` adds the app's `GetItem` on an app-cache miss (`crate::apps`) |
+//! | `GET /v1/client/orders/{order_id}` | 1 `GetItem` (0 when the secret is refused: it is checked before any read); a request with an `Origin` adds the app's `GetItem` on an app-cache miss (`crate::usecases::apps`) |
 //! | `POST /v1/client/orders/{order_id}/verification` | 1 `GetItem` + 1 `UpdateItem` (the attempt counter); then, when the order waits for a code, the existing verification flow: 1 `UpdateItem` of the order before the provider call and 1 after |
 //! | `OPTIONS` (preflight) on both | 0, but for 1 `Query` of the config partition per app-cache TTL (`AppDirectory::any_allows_origin`) |
 //!
@@ -20,12 +20,12 @@
 //! preflight carries no credentials, so it cannot know the order's app); the request itself is then held to
 //! the order's own app's list.
 
-use crate::client_secret::{self, DEFAULT_TTL, KeyError, TTL_RANGE_SECS};
-use crate::error::ApiError;
+use crate::http::client_secret::{self, DEFAULT_TTL, KeyError, TTL_RANGE_SECS};
+use crate::http::error::ApiError;
+use crate::http::view::rfc3339;
 use crate::http::{ApiRequest, ApiResponse, MAX_BODY};
-use crate::orders;
 use crate::state::AppState;
-use crate::view::rfc3339;
+use crate::usecases::orders;
 use recharge_core::mask::mask;
 use recharge_core::secrets::SecretError;
 use recharge_core::{NextAction, Order, OrderId, Timestamp};
@@ -324,7 +324,7 @@ async fn serve(
     // Every secret we issued names a stored order; an order gone is a secret that no longer opens anything.
     let order = state.store.get(&id).await?.ok_or_else(invalid)?;
     // A browser page must be of an origin the order's own app lists. The app is looked up only then (a
-    // mini-program sends no Origin): found on first use and cached, `crate::apps`; an app gone from the seed
+    // mini-program sends no Origin): found on first use and cached, `crate::usecases::apps`; an app gone from the seed
     // and the table opens nothing to a browser.
     if let Some(o) = origin {
         let app = state.apps.get(order.app_id()).await?.ok_or_else(invalid)?;

@@ -6,7 +6,7 @@
 //! every address the host name resolves to when the notification is sent (a resolver that drops private
 //! addresses, so DNS rebinding cannot reach the VPC or the metadata endpoint). Redirects are not followed.
 
-use crate::auth::hmac_hex;
+use crate::http::auth::hmac_hex;
 use async_trait::async_trait;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;

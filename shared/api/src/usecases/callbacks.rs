@@ -17,9 +17,9 @@
 //! is not budgeted: its one query is how every such result, a reversal after success included, is learned;
 //! a per-account budget measured the 100,000-order campaign down from 364 reversals learned to 24.
 
-use crate::flow::{self, apply_event};
 use crate::http::ApiResponse;
 use crate::state::AppState;
+use crate::usecases::flow::{self, apply_event};
 use recharge_core::mask::mask;
 use recharge_core::{AttemptId, Event, ProviderAccountId, Source};
 use recharge_providers::{CallbackAck, CallbackTrust, Expect, RawCallback};
@@ -74,11 +74,11 @@ pub async fn handle(state: &AppState, account: &str, raw: RawCallback) -> ApiRes
         .ok()
         .filter(|id| state.providers.base(id).is_some())
     else {
-        return crate::error::ApiError::RouteNotFound.to_response();
+        return crate::http::error::ApiError::RouteNotFound.to_response();
     };
     // With the operators' code overrides in force (docs/operations.md §3).
     let Some(provider) = state.provider(&id).await else {
-        return crate::error::ApiError::RouteNotFound.to_response();
+        return crate::http::error::ApiError::RouteNotFound.to_response();
     };
     let account = provider.account.id.clone();
     let ack = |a| ApiResponse::from(provider.adapter.callback_ack(a));

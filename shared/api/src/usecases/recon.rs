@@ -11,7 +11,7 @@
 //! further page); per account 1 Query of the stored report; 1 BatchWriteItem per 25 mismatches and 1 PutItem of
 //! the report.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 use recharge_core::recon::{
     Mismatch, MismatchKind, ReconDay, ReconReport, RequeryCheck, RequeryCursor, StatusTotal, add,
@@ -936,7 +936,7 @@ pub async fn ops_mismatches(
 pub async fn ops_settle(
     state: &AppState,
     body: &[u8],
-    principal: &crate::ops::Principal,
+    principal: &crate::usecases::ops::Principal,
 ) -> Result<crate::ApiResponse, ApiError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -957,10 +957,15 @@ pub async fn ops_settle(
     let day = day_of(state, Some(&req.date))?;
     let account =
         account_of(state, Some(&req.account))?.ok_or_else(|| bad("account", "an account id"))?;
-    let operator = crate::ops::text_field("operator", &req.operator, 64)?;
-    let note = crate::ops::mask_numbers(&crate::ops::text_field("note", &req.note, 500)?);
-    let evidence =
-        crate::ops::mask_numbers(&crate::ops::text_field("evidence", &req.evidence, 2000)?);
+    let operator = crate::usecases::ops::text_field("operator", &req.operator, 64)?;
+    let note = crate::usecases::ops::mask_numbers(&crate::usecases::ops::text_field(
+        "note", &req.note, 500,
+    )?);
+    let evidence = crate::usecases::ops::mask_numbers(&crate::usecases::ops::text_field(
+        "evidence",
+        &req.evidence,
+        2000,
+    )?);
     let not_found = || ApiError::NotFound {
         code: "unknown_mismatch",
         message: format!(

@@ -25,12 +25,12 @@
 //! Every change goes through the state machine (`recharge_core::apply`) as any other event: an operator's
 //! outcome is an `Event::Outcome` with `Source::Operator`, audited with who, why and the evidence.
 
-use crate::error::ApiError;
-use crate::flow;
+use crate::http::error::ApiError;
+use crate::http::view::{OrderView, merchant_failure, rfc3339};
 use crate::http::{ApiRequest, ApiResponse};
-use crate::notify::Delivery;
 use crate::state::AppState;
-use crate::view::{OrderView, merchant_failure, rfc3339};
+use crate::usecases::flow;
+use crate::usecases::notify::Delivery;
 use recharge_core::mask::mask;
 use recharge_core::store::{AccountControl, AccountMode, OrderFilter, OrderSummary, valid_cursor};
 use recharge_core::{
@@ -59,7 +59,7 @@ impl Principal {
     }
 }
 
-/// The ops routes, as `recharge_api::http_routes::ROUTES` lists them (function `ops`).
+/// The ops routes, as `recharge_api::http::routes::ROUTES` lists them (function `ops`).
 pub const OPS_ROUTES: &[(&str, &str)] = &[
     ("GET", "/ops/orders"),
     ("GET", "/ops/orders/{order_id}"),
@@ -116,19 +116,23 @@ async fn route(
         ("GET", ["ops", "accounts"]) => list_accounts(state).await,
         ("GET", ["ops", "accounts", id]) => show_account(state, id).await,
         ("PUT", ["ops", "accounts", id]) => put_account(state, id, &req.body, principal).await,
-        ("GET", ["ops", "apps"]) => crate::ops_apps::list(state).await,
-        ("POST", ["ops", "apps"]) => crate::ops_apps::create(state, &req.body, principal).await,
-        ("GET", ["ops", "apps", id]) => crate::ops_apps::show(state, id).await,
-        ("PUT", ["ops", "apps", id]) => {
-            crate::ops_apps::change(state, id, &req.body, principal).await
+        ("GET", ["ops", "apps"]) => crate::usecases::ops_apps::list(state).await,
+        ("POST", ["ops", "apps"]) => {
+            crate::usecases::ops_apps::create(state, &req.body, principal).await
         }
-        ("POST", ["ops", "recon", "run"]) => crate::recon::ops_run(state, &req.body).await,
-        ("GET", ["ops", "recon"]) => crate::recon::ops_show(state, &req.raw_query).await,
+        ("GET", ["ops", "apps", id]) => crate::usecases::ops_apps::show(state, id).await,
+        ("PUT", ["ops", "apps", id]) => {
+            crate::usecases::ops_apps::change(state, id, &req.body, principal).await
+        }
+        ("POST", ["ops", "recon", "run"]) => {
+            crate::usecases::recon::ops_run(state, &req.body).await
+        }
+        ("GET", ["ops", "recon"]) => crate::usecases::recon::ops_show(state, &req.raw_query).await,
         ("GET", ["ops", "recon", "mismatches"]) => {
-            crate::recon::ops_mismatches(state, &req.raw_query).await
+            crate::usecases::recon::ops_mismatches(state, &req.raw_query).await
         }
         ("POST", ["ops", "recon", "mismatches", "settle"]) => {
-            crate::recon::ops_settle(state, &req.body, principal).await
+            crate::usecases::recon::ops_settle(state, &req.body, principal).await
         }
         (
             _,
@@ -138,7 +142,7 @@ async fn route(
         ) => Err(ApiError::MethodNotAllowed),
         ("GET", ["ops", "balances"]) => Ok(ApiResponse::json(
             200,
-            &crate::orders::balances_json(state).await?,
+            &crate::usecases::orders::balances_json(state).await?,
         )),
         (
             _,

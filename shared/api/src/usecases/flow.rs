@@ -7,10 +7,10 @@
 //! Logs name the order, the attempt, the provider account and the outcome; the recharge account is masked.
 
 use crate::catalog::validate_account;
-use crate::notify::{self, Delivery};
-use crate::route_choice;
+use crate::http::view::OrderView;
 use crate::state::AppState;
-use crate::view::OrderView;
+use crate::usecases::notify::{self, Delivery};
+use crate::usecases::route_choice;
 use recharge_core::mask::mask;
 use recharge_core::store::{Recorded, StoreError, record};
 use recharge_core::{
