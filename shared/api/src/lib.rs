@@ -7,11 +7,16 @@
 //!   authentication and client secrets, the error → status mapping, the order as a merchant sees it;
 //! - [`usecases`]: what the gateway does: orders and their flows, provider callbacks, the client routes, the
 //!   sweep and merchant notifications, the balance check, the reconciliation and statements, the operators' API
-//!   and merchant apps, routing;
-//! - [`state`]: the `AppState` every handler works over, and its assembly; [`catalog`]: the product catalog.
+//!   and merchant apps' administration, routing;
+//! - [`state`]: the `AppState` every handler works over, and its assembly, with what it holds: [`apps`] (the
+//!   merchant app directory), [`catalog`] (the product catalog) and [`limits`] (in-process rate limits).
+//!
+//! Use cases depend on the state, never the other way round (`scripts/check-imports` finds a circle).
 
+pub mod apps;
 pub mod catalog;
 pub mod http;
+pub mod limits;
 pub mod state;
 pub mod usecases;
 

@@ -1,8 +1,8 @@
 //! `AppState`: the ports and configuration every handler works over, built once per process (Lambda cold start,
 //! local stack start: [`AppState::assemble`]). Handlers take `&AppState`; nothing in it is rebuilt per request.
 
+use crate::apps::AppDirectory;
 use crate::catalog::Catalog;
-use crate::usecases::apps::AppDirectory;
 use crate::usecases::notify::Notifier;
 use crate::usecases::route_choice::AccountView;
 use recharge_core::secrets::{SecretError, SecretSource, SecretWriter};
@@ -59,7 +59,7 @@ pub struct Settings {
     /// Beijing time, 480).
     pub recon_utc_offset_minutes: i32,
     /// How the daily reconciliation paces its re-queries.
-    pub recon: crate::usecases::recon::ReconOptions,
+    pub recon: ReconOptions,
 }
 
 impl Settings {
@@ -79,7 +79,7 @@ impl Settings {
             client_key_secret: None,
             callback_queries_per_minute: 30,
             recon_utc_offset_minutes: recharge_core::recon::BEIJING_OFFSET_MINUTES,
-            recon: crate::usecases::recon::ReconOptions::default(),
+            recon: ReconOptions::default(),
         }
     }
 }
@@ -390,6 +390,30 @@ impl AccountView for Providers {
     }
 }
 
+/// How a reconciliation run is paced (`crate::usecases::recon`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconOptions {
+    /// Re-queries per second per provider account (the provider's rate limit is shared with live traffic).
+    pub queries_per_second: f64,
+    /// At most this many re-queries per account in one run (the rest are counted as skipped).
+    pub max_queries: usize,
+    /// Stop re-querying after this long (a Lambda's time limit); the report is still written.
+    pub requery_budget: Duration,
+    /// How many orders are read from the store at once.
+    pub batch: usize,
+}
+
+impl Default for ReconOptions {
+    fn default() -> Self {
+        ReconOptions {
+            queries_per_second: 10.0,
+            max_queries: 20_000,
+            requery_budget: Duration::from_secs(600),
+            batch: 500,
+        }
+    }
+}
+
 /// Everything the handlers need.
 #[derive(Debug)]
 pub struct AppState {
@@ -400,16 +424,16 @@ pub struct AppState {
     pub catalog: Catalog,
     pub providers: Providers,
     pub executor: Executor,
-    /// Merchant apps: the seed (`apps.json`) and the operators' records, found on first use (`crate::usecases::apps`).
+    /// Merchant apps: the seed (`apps.json`) and the operators' records, found on first use (`crate::apps`).
     pub apps: AppDirectory,
     /// Creates and rotates merchant app secrets: the ops function's only (`None` everywhere else).
     pub secret_writer: Option<Arc<dyn SecretWriter>>,
     pub notifier: Arc<dyn Notifier>,
     pub settings: Settings,
     /// The per-order rate limit of the client routes (issue 18), in this process.
-    pub client_limiter: crate::usecases::client::Limiter,
+    pub client_limiter: crate::limits::Limiter,
     /// Provider queries that unverifiable callbacks may cause, per account and minute (issue 15).
-    pub callback_queries: crate::usecases::callbacks::QueryBudget,
+    pub callback_queries: crate::limits::QueryBudget,
     balance_cache: Mutex<Option<(Timestamp, BalanceMap)>>,
     control_cache: Mutex<Option<(Timestamp, ControlMap)>>,
 }

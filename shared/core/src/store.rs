@@ -450,7 +450,7 @@ impl AppStatus {
 pub struct AppRecord {
     pub app: AppId,
     pub status: AppStatus,
-    /// The app's configuration as the API defines it (`recharge_api::http::auth::AppConfig`: role, secret name,
+    /// The app's configuration as the API defines it (`recharge_api::apps::AppConfig`: role, secret name,
     /// client access), kept as JSON so the store need not know its shape.
     pub config: serde_json::Value,
     /// Grows with every rotation of the app's secret: a function that saw another number reads the secret

@@ -5,7 +5,7 @@
 
 use crate::metrics::{Metrics, ObservedStore};
 use aws_sdk_dynamodb::types::AttributeValue;
-use recharge_api::http::auth::AppConfig;
+use recharge_api::apps::AppConfig;
 use recharge_api::{AppState, BootError, Settings, StateConfig};
 use recharge_aws::{
     Config, DynamoOrderStore, EnvConfigError, FunctionConfig, SecretsManagerSource,
@@ -56,7 +56,7 @@ impl Function {
     }
 
     /// Functions serving the client routes read the client-secret key: they warm it at cold start (one
-    /// secret, whatever the number of apps; merchant secrets are read on first use, `recharge_api::usecases::apps`).
+    /// secret, whatever the number of apps; merchant secrets are read on first use, `recharge_api::apps`).
     fn serves_merchants(self) -> bool {
         match self {
             Function::SubmitOrder | Function::OrderStatus => true,
@@ -297,7 +297,7 @@ pub async fn bootstrap_with(
                 .unwrap_or(recharge_core::recon::BEIJING_OFFSET_MINUTES),
             // Re-queries stop well inside the function's time limit (reconcile 55 s, ops 29 s); the report is
             // written either way, with the rest counted as skipped.
-            recon: recharge_api::usecases::recon::ReconOptions {
+            recon: recharge_api::state::ReconOptions {
                 requery_budget: std::time::Duration::from_secs(
                     if function == Function::Reconcile {
                         35
@@ -305,7 +305,7 @@ pub async fn bootstrap_with(
                         15
                     },
                 ),
-                ..recharge_api::usecases::recon::ReconOptions::default()
+                ..recharge_api::state::ReconOptions::default()
             },
             ..Settings::production(fcfg.public_base_url.clone())
         },

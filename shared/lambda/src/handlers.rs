@@ -111,7 +111,12 @@ pub async fn ops_request(
         .filter(|arn| !arn.is_empty());
     let resp = match (to_api_request(event), principal) {
         (Ok(req), Some(arn)) if req.path.starts_with("/ops/") => {
-            ops::handle(&service.state, &req, &ops::Principal::Iam(arn)).await
+            ops::handle(
+                &service.state,
+                &req,
+                &recharge_api::usecases::operator::Principal::Iam(arn),
+            )
+            .await
         }
         (Ok(_), Some(_)) => ApiError::RouteNotFound.to_response(),
         (Ok(_), None) => {

@@ -26,7 +26,7 @@ pub struct LocalApp {
     pub secret: String,
     /// Client secrets' lifetime and the origins of the app's H5 pages (issue 18), as in `apps.json`.
     #[serde(default)]
-    pub client: recharge_api::usecases::client::ClientAccess,
+    pub client: recharge_api::apps::ClientAccess,
 }
 
 /// One provider account: its configuration, its credentials, and optionally the simulator to start for it.

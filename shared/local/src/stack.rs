@@ -8,7 +8,7 @@ use crate::demo::{DEMO_VERIFICATION_CODE, LocalAccount, LocalApp, LocalConfig, L
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use recharge_api::http::auth::{AppConfig, Role};
+use recharge_api::apps::{AppConfig, Role};
 use recharge_api::{ApiRequest, AppState, BootError, Ports, Settings, StateConfig};
 use recharge_core::memory::InMemoryOrderStore;
 use recharge_core::secrets::{

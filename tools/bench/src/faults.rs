@@ -658,11 +658,11 @@ async fn reconcile(
     if last != first {
         days.push(last);
     }
-    let options = recharge_api::usecases::recon::ReconOptions {
+    let options = recharge_api::state::ReconOptions {
         queries_per_second: 5_000.0,
         max_queries: usize::MAX,
         requery_budget: Duration::from_secs(3_600),
-        ..recharge_api::usecases::recon::ReconOptions::default()
+        ..recharge_api::state::ReconOptions::default()
     };
     let mut summary = ReconSummary::default();
     for day in days {

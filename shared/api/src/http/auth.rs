@@ -9,18 +9,16 @@
 //! Nonces are not stored: every write is idempotent on the merchant order number and every read is
 //! tenant-scoped, so a replay inside the window repeats an answer the attacker has already seen.
 
+use crate::apps::{AppDirectory, Caller, secret_error};
 use crate::http::ApiRequest;
 use crate::http::error::ApiError;
-use crate::usecases::apps::{AppDirectory, secret_error};
 use hmac::{Hmac, Mac};
 use recharge_core::AppId;
 use recharge_core::secrets::{MerchantSecret, Rotating};
 use recharge_core::store::AppStatus;
 use recharge_core::time::Timestamp;
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 
 pub const HEADER_APP: &str = "X-Recharge-App";
 pub const HEADER_TIMESTAMP: &str = "X-Recharge-Timestamp";
@@ -28,73 +26,6 @@ pub const HEADER_NONCE: &str = "X-Recharge-Nonce";
 pub const HEADER_SIGNATURE: &str = "X-Recharge-Signature";
 /// Accepted clock difference between the merchant and us.
 pub const MAX_SKEW_SECS: i64 = 300;
-
-/// What an app may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Merchant,
-    /// May also read provider balances.
-    Admin,
-}
-
-/// One merchant application (not secret): its id, role and where its secret lives.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppConfig {
-    pub id: AppId,
-    pub role: Role,
-    /// Secret name; default `<RECHARGE_MERCHANT_SECRET_PREFIX><id>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_name: Option<String>,
-    /// Client secrets and browser origins of this app's end-user pages (issue 18; `crate::usecases::client`).
-    #[serde(default)]
-    pub client: crate::usecases::client::ClientAccess,
-}
-
-/// The deployed apps (`apps.json`): the seed of the app directory (`crate::usecases::apps`).
-#[derive(Debug, Clone, Default)]
-pub struct Apps {
-    by_id: HashMap<AppId, AppConfig>,
-    secret_prefix: String,
-}
-
-impl Apps {
-    pub fn new(apps: Vec<AppConfig>, secret_prefix: impl Into<String>) -> Apps {
-        Apps {
-            by_id: apps.into_iter().map(|a| (a.id.clone(), a)).collect(),
-            secret_prefix: secret_prefix.into(),
-        }
-    }
-
-    pub fn get(&self, id: &AppId) -> Option<&AppConfig> {
-        self.by_id.get(id)
-    }
-
-    pub fn secret_name(&self, app: &AppConfig) -> String {
-        app.secret_name
-            .clone()
-            .unwrap_or_else(|| format!("{}{}", self.secret_prefix, app.id))
-    }
-
-    pub fn ids(&self) -> impl Iterator<Item = &AppId> {
-        self.by_id.keys()
-    }
-
-    /// Secret names default to this prefix and the app id.
-    pub fn secret_prefix(&self) -> &str {
-        &self.secret_prefix
-    }
-}
-
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub app: AppId,
-    pub role: Role,
-    /// Lifetime of the client secrets of this app's orders (issue 18).
-    pub client_ttl: std::time::Duration,
-}
 
 /// The canonical string a merchant signs.
 pub fn string_to_sign(
@@ -151,7 +82,7 @@ fn valid_nonce(n: &str) -> bool {
 
 /// Verifies a merchant request. Errors are 401s with a stable code (`app_disabled` for an app an operator
 /// switched off), except a secret store outage (503). The app and its secret are found on first use and
-/// cached (`crate::usecases::apps`); a signature that matches no cached key makes one fresh look (a rotation just made).
+/// cached (`crate::apps`); a signature that matches no cached key makes one fresh look (a rotation just made).
 pub async fn authenticate(
     req: &ApiRequest,
     apps: &AppDirectory,
@@ -229,6 +160,7 @@ pub async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apps::{AppConfig, Apps, Role};
     use recharge_core::memory::InMemoryOrderStore;
     use recharge_core::secrets::InMemorySecretSource;
     use std::sync::Arc;

@@ -2,7 +2,8 @@
 //! callback route (authenticated by each protocol's own signature) and the client routes of issue 18
 //! (authenticated by an order's client secret in `client`; the only routes that answer cross-origin).
 
-use crate::http::auth::{Role, authenticate};
+use crate::apps::Role;
+use crate::http::auth::authenticate;
 use crate::http::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse, MAX_BODY};
 use crate::state::AppState;
@@ -118,13 +119,13 @@ pub async fn handle(state: &AppState, req: ApiRequest) -> ApiResponse {
 async fn operator(
     state: &AppState,
     req: &ApiRequest,
-) -> Result<crate::usecases::ops::Principal, ApiError> {
+) -> Result<crate::usecases::operator::Principal, ApiError> {
     if req.body.len() > MAX_BODY {
         return Err(ApiError::TooLarge(MAX_BODY));
     }
     let caller = authenticate(req, &state.apps, state.clock.now()).await?;
     match caller.role {
-        Role::Admin => Ok(crate::usecases::ops::Principal::App(caller.app)),
+        Role::Admin => Ok(crate::usecases::operator::Principal::App(caller.app)),
         Role::Merchant => Err(ApiError::Forbidden("ops routes are for admin apps only")),
     }
 }

@@ -4,9 +4,9 @@
 //! Lambda metrics decorator around the store, the local simulators and secrets) stays with it.
 
 use super::{AppState, BootError, Providers, Settings};
+use crate::apps::AppDirectory;
+use crate::apps::{AppConfig, Apps};
 use crate::catalog::Catalog;
-use crate::http::auth::{AppConfig, Apps};
-use crate::usecases::apps::AppDirectory;
 use crate::usecases::notify::HttpNotifier;
 use recharge_core::Clock;
 use recharge_core::secrets::{SecretSource, SecretWriter};
@@ -97,8 +97,8 @@ impl AppState {
             secret_writer: ports.secret_writer,
             notifier: Arc::new(notifier),
             settings,
-            client_limiter: crate::usecases::client::Limiter::default(),
-            callback_queries: crate::usecases::callbacks::QueryBudget::default(),
+            client_limiter: crate::limits::Limiter::default(),
+            callback_queries: crate::limits::QueryBudget::default(),
             balance_cache: Mutex::new(None),
             control_cache: Mutex::new(None),
         })

@@ -23,31 +23,6 @@ use crate::usecases::flow::{self, apply_event};
 use recharge_core::mask::mask;
 use recharge_core::{AttemptId, Event, ProviderAccountId, Source};
 use recharge_providers::{CallbackAck, CallbackTrust, Expect, RawCallback};
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-/// Per provider account, the queries unverifiable callbacks caused in the current minute.
-#[derive(Debug, Default)]
-pub struct QueryBudget {
-    used: Mutex<HashMap<ProviderAccountId, (i64, u32)>>,
-}
-
-impl QueryBudget {
-    /// Takes one query for `account` in the minute of `now_secs`; false once `per_minute` are taken.
-    pub fn take(&self, account: &ProviderAccountId, now_secs: i64, per_minute: u32) -> bool {
-        let minute = now_secs.div_euclid(60);
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = used.entry(account.clone()).or_insert((minute, 0));
-        if entry.0 != minute {
-            *entry = (minute, 0);
-        }
-        if entry.1 >= per_minute {
-            return false;
-        }
-        entry.1 += 1;
-        true
-    }
-}
 
 fn budget_allows(state: &AppState, account: &ProviderAccountId) -> bool {
     let allowed = state.callback_queries.take(
@@ -255,6 +230,7 @@ pub fn find_attempt_ids(raw: &RawCallback) -> Vec<AttemptId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::QueryBudget;
     use recharge_providers::Method;
 
     #[test]

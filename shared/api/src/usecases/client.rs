@@ -4,7 +4,7 @@
 //!
 //! | route | store round trips |
 //! |---|---|
-//! | `GET /v1/client/orders/{order_id}` | 1 `GetItem` (0 when the secret is refused: it is checked before any read); a request with an `Origin` adds the app's `GetItem` on an app-cache miss (`crate::usecases::apps`) |
+//! | `GET /v1/client/orders/{order_id}` | 1 `GetItem` (0 when the secret is refused: it is checked before any read); a request with an `Origin` adds the app's `GetItem` on an app-cache miss (`crate::apps`) |
 //! | `POST /v1/client/orders/{order_id}/verification` | 1 `GetItem` + 1 `UpdateItem` (the attempt counter); then, when the order waits for a code, the existing verification flow: 1 `UpdateItem` of the order before the provider call and 1 after |
 //! | `OPTIONS` (preflight) on both | 0, but for 1 `Query` of the config partition per app-cache TTL (`AppDirectory::any_allows_origin`) |
 //!
@@ -20,7 +20,7 @@
 //! preflight carries no credentials, so it cannot know the order's app); the request itself is then held to
 //! the order's own app's list.
 
-use crate::http::client_secret::{self, DEFAULT_TTL, KeyError, TTL_RANGE_SECS};
+use crate::http::client_secret::{self, KeyError};
 use crate::http::error::ApiError;
 use crate::http::view::rfc3339;
 use crate::http::{ApiRequest, ApiResponse, MAX_BODY};
@@ -29,111 +29,12 @@ use crate::usecases::orders;
 use recharge_core::mask::mask;
 use recharge_core::secrets::SecretError;
 use recharge_core::{NextAction, Order, OrderId, Timestamp};
-use serde::{Deserialize, Deserializer, Serialize};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use serde::Serialize;
 
 /// Verification requests one order takes from clients, whatever their answers.
 pub const VERIFICATION_ATTEMPTS: u32 = 5;
-/// Per order and process: a burst of this many client requests, then `RATE_PER_SEC`.
-pub const RATE_BURST: f64 = 10.0;
-pub const RATE_PER_SEC: f64 = 1.0;
-/// Orders the rate limiter remembers at once (then it forgets idle ones, or all).
-const LIMITER_CAPACITY: usize = 10_000;
 /// How long a browser may cache a preflight answer.
 const PREFLIGHT_MAX_AGE_SECS: u32 = 600;
-
-// ---- configuration --------------------------------------------------------------------------------------
-
-/// An app's client settings (`apps.json`: `"client": {"secret_ttl_secs": 86400, "allowed_origins": [...]}`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientAccess {
-    /// Lifetime of this app's client secrets (1 s to 30 days; default 24 h).
-    #[serde(default = "default_ttl", deserialize_with = "ttl_secs")]
-    pub secret_ttl_secs: u64,
-    /// Origins of the app's H5 pages (`https://h5.example.com`); empty: no browser page may call.
-    #[serde(default)]
-    pub allowed_origins: Vec<Origin>,
-}
-
-impl Default for ClientAccess {
-    fn default() -> Self {
-        ClientAccess {
-            secret_ttl_secs: default_ttl(),
-            allowed_origins: Vec::new(),
-        }
-    }
-}
-
-impl ClientAccess {
-    pub fn ttl(&self) -> Duration {
-        Duration::from_secs(self.secret_ttl_secs)
-    }
-
-    pub fn allows(&self, origin: &str) -> bool {
-        self.allowed_origins.iter().any(|o| o.0 == origin)
-    }
-}
-
-fn default_ttl() -> u64 {
-    DEFAULT_TTL.as_secs()
-}
-
-fn ttl_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let n = u64::deserialize(d)?;
-    if !TTL_RANGE_SECS.contains(&n) {
-        return Err(serde::de::Error::custom(format!(
-            "secret_ttl_secs must be from {} to {}",
-            TTL_RANGE_SECS.start(),
-            TTL_RANGE_SECS.end()
-        )));
-    }
-    Ok(n)
-}
-
-/// A web origin as browsers send it: `https://host[:port]`, lowercase, no path. `http` only for loopback
-/// (a local H5 page under test).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(try_from = "String")]
-pub struct Origin(String);
-
-impl Origin {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Origin {
-    type Error = String;
-
-    fn try_from(value: String) -> Result<Origin, String> {
-        let bad =
-            || format!("{value:?} is not an origin (https://host[:port], http only for loopback)");
-        let (scheme, rest) = value.split_once("://").ok_or_else(bad)?;
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p))
-                if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                (h, Some(p))
-            }
-            Some(_) => return Err(bad()),
-            None => (rest, None),
-        };
-        let host_ok = !host.is_empty()
-            && host.len() <= 253
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
-        let loopback = host == "127.0.0.1" || host == "localhost";
-        let scheme_ok = scheme == "https" || (scheme == "http" && loopback);
-        if !host_ok || !scheme_ok || port.is_some_and(|p| p.parse::<u16>().is_err()) {
-            return Err(bad());
-        }
-        Ok(Origin(value))
-    }
-}
 
 // ---- the routes -----------------------------------------------------------------------------------------
 
@@ -324,7 +225,7 @@ async fn serve(
     // Every secret we issued names a stored order; an order gone is a secret that no longer opens anything.
     let order = state.store.get(&id).await?.ok_or_else(invalid)?;
     // A browser page must be of an origin the order's own app lists. The app is looked up only then (a
-    // mini-program sends no Origin): found on first use and cached, `crate::usecases::apps`; an app gone from the seed
+    // mini-program sends no Origin): found on first use and cached, `crate::apps`; an app gone from the seed
     // and the table opens nothing to a browser.
     if let Some(o) = origin {
         let app = state.apps.get(order.app_id()).await?.ok_or_else(invalid)?;
@@ -372,47 +273,12 @@ fn bearer(req: &ApiRequest) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-// ---- the per-order rate limit ---------------------------------------------------------------------------
-
-/// A token bucket per order, in this process: a burst of `RATE_BURST` requests, then `RATE_PER_SEC`. Each
-/// Lambda instance keeps its own (the API's route throttling in the template bounds the sum); in the local
-/// stack it is exact. Only requests with a genuine secret reach it, so a flood of forged ones cannot fill it.
-#[derive(Debug, Default)]
-pub struct Limiter {
-    buckets: Mutex<HashMap<OrderId, (f64, Timestamp)>>,
-}
-
-impl Limiter {
-    /// Takes one token for `id` at `now`; false when the bucket is empty.
-    pub fn take(&self, id: &OrderId, now: Timestamp) -> bool {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= LIMITER_CAPACITY && !buckets.contains_key(id) {
-            // Forget the orders whose buckets have refilled (idle ones); if none, forget everything.
-            buckets.retain(|_, (tokens, at)| refill(*tokens, *at, now) < RATE_BURST);
-            if buckets.len() >= LIMITER_CAPACITY {
-                buckets.clear();
-            }
-        }
-        let (tokens, at) = buckets.entry(id.clone()).or_insert((RATE_BURST, now));
-        let available = refill(*tokens, *at, now);
-        *at = now;
-        if available >= 1.0 {
-            *tokens = available - 1.0;
-            true
-        } else {
-            *tokens = available;
-            false
-        }
-    }
-}
-
-fn refill(tokens: f64, at: Timestamp, now: Timestamp) -> f64 {
-    (tokens + now.since(at).as_secs_f64() * RATE_PER_SEC).min(RATE_BURST)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apps::{ClientAccess, Origin};
+    use crate::limits::Limiter;
+    use std::time::Duration;
 
     #[test]
     fn origins_are_https_or_loopback_http_without_a_path() {

@@ -31,6 +31,7 @@ use crate::http::{ApiRequest, ApiResponse};
 use crate::state::AppState;
 use crate::usecases::flow;
 use crate::usecases::notify::Delivery;
+use crate::usecases::operator::{Principal, mask_numbers, text_field};
 use recharge_core::mask::mask;
 use recharge_core::store::{AccountControl, AccountMode, OrderFilter, OrderSummary, valid_cursor};
 use recharge_core::{
@@ -40,24 +41,6 @@ use recharge_core::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-/// Who called an ops route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// An admin app of the local stack (HMAC signature).
-    App(AppId),
-    /// An AWS principal, as API Gateway's IAM authorizer verified it (its ARN).
-    Iam(String),
-}
-
-impl Principal {
-    pub fn name(&self) -> String {
-        match self {
-            Principal::App(app) => format!("app:{app}"),
-            Principal::Iam(arn) => arn.clone(),
-        }
-    }
-}
 
 /// The ops routes, as `recharge_api::http::routes::ROUTES` lists them (function `ops`).
 pub const OPS_ROUTES: &[(&str, &str)] = &[
@@ -495,30 +478,6 @@ async fn show(state: &AppState, order: &Order) -> Result<ApiResponse, ApiError> 
     Ok(ApiResponse::json(200, &json!({ "order": view })))
 }
 
-/// Masks every run of 8 or more digits (phone, ID and card numbers) in free text.
-pub fn mask_numbers(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.chars().count() >= 8 {
-            out.push_str(&mask(run));
-        } else {
-            out.push_str(run);
-        }
-        run.clear();
-    };
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            run.push(c);
-        } else {
-            flush(&mut run, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut run, &mut out);
-    out
-}
-
 /// `POST /ops/orders/{order_id}/query`: queries the open attempt now (and fails over if the answer allows).
 async fn query_now(state: &AppState, order: Order) -> Result<ApiResponse, ApiError> {
     let Some(open) = order.open_attempt() else {
@@ -553,17 +512,6 @@ struct ResolveBody {
     reason: String,
     evidence: String,
     operator: String,
-}
-
-pub(crate) fn text_field(name: &str, value: &str, max: usize) -> Result<String, ApiError> {
-    let v = value.trim();
-    if v.is_empty() || v.chars().count() > max || v.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            format!("{name}: 1 to {max} characters, no control characters"),
-        ));
-    }
-    Ok(v.to_owned())
 }
 
 /// `POST /ops/orders/{order_id}/resolve`: an operator's outcome for one attempt, with evidence, through the

@@ -18,14 +18,14 @@
 //! the secret: if the secret write then fails, the answer is an error, the old secret stays current and the
 //! only effect is that functions read the secret again.
 
+use crate::apps::App;
+use crate::apps::ClientAccess;
+use crate::apps::{AppConfig, Role};
 use crate::http::ApiResponse;
-use crate::http::auth::{AppConfig, Role};
 use crate::http::error::ApiError;
 use crate::http::view::rfc3339;
 use crate::state::AppState;
-use crate::usecases::apps::App;
-use crate::usecases::client::ClientAccess;
-use crate::usecases::ops::{Principal, text_field};
+use crate::usecases::operator::{Principal, text_field};
 use recharge_core::secrets::{SecretWriteError, SecretWriter, generate_app_secret};
 use recharge_core::store::{AppRecord, AppStatus};
 use recharge_core::{AppId, Timestamp};

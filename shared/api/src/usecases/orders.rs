@@ -1,8 +1,9 @@
 //! The merchant endpoints: create an order, read it, send a verification code, read provider balances.
 
+use crate::apps::Caller;
+use crate::apps::Role;
 use crate::catalog::{first_hidden, validate_account};
 use crate::http::ApiResponse;
-use crate::http::auth::{Caller, Role};
 use crate::http::client_secret::{self, ClientKey, KeyError};
 use crate::http::error::ApiError;
 use crate::http::view::{OrderView, rfc3339};

@@ -13,6 +13,7 @@
 
 use crate::http::error::ApiError;
 use crate::state::AppState;
+use crate::state::ReconOptions;
 use recharge_core::recon::{
     Mismatch, MismatchKind, ReconDay, ReconReport, RequeryCheck, RequeryCursor, StatusTotal, add,
 };
@@ -23,30 +24,6 @@ use recharge_core::{
 use recharge_providers::{Expect, QueryRequest};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-/// How a run is paced.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReconOptions {
-    /// Re-queries per second per provider account (the provider's rate limit is shared with live traffic).
-    pub queries_per_second: f64,
-    /// At most this many re-queries per account in one run (the rest are counted as skipped).
-    pub max_queries: usize,
-    /// Stop re-querying after this long (a Lambda's time limit); the report is still written.
-    pub requery_budget: Duration,
-    /// How many orders are read from the store at once.
-    pub batch: usize,
-}
-
-impl Default for ReconOptions {
-    fn default() -> Self {
-        ReconOptions {
-            queries_per_second: 10.0,
-            max_queries: 20_000,
-            requery_budget: Duration::from_secs(600),
-            batch: 500,
-        }
-    }
-}
 
 /// One attempt on the account being reconciled.
 struct AttemptRef<'a> {
@@ -936,7 +913,7 @@ pub async fn ops_mismatches(
 pub async fn ops_settle(
     state: &AppState,
     body: &[u8],
-    principal: &crate::usecases::ops::Principal,
+    principal: &crate::usecases::operator::Principal,
 ) -> Result<crate::ApiResponse, ApiError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -957,11 +934,11 @@ pub async fn ops_settle(
     let day = day_of(state, Some(&req.date))?;
     let account =
         account_of(state, Some(&req.account))?.ok_or_else(|| bad("account", "an account id"))?;
-    let operator = crate::usecases::ops::text_field("operator", &req.operator, 64)?;
-    let note = crate::usecases::ops::mask_numbers(&crate::usecases::ops::text_field(
+    let operator = crate::usecases::operator::text_field("operator", &req.operator, 64)?;
+    let note = crate::usecases::operator::mask_numbers(&crate::usecases::operator::text_field(
         "note", &req.note, 500,
     )?);
-    let evidence = crate::usecases::ops::mask_numbers(&crate::usecases::ops::text_field(
+    let evidence = crate::usecases::operator::mask_numbers(&crate::usecases::operator::text_field(
         "evidence",
         &req.evidence,
         2000,

@@ -6,7 +6,7 @@
 //! DynamoDB round trips: 1 Query per `by_status` partition and page over the day (every app's index entries;
 //! only this app's orders are read whole), then 1 BatchGetItem per 100 of the app's orders.
 
-use crate::http::auth::Caller;
+use crate::apps::Caller;
 use crate::http::error::ApiError;
 use crate::http::view::rfc3339;
 use crate::http::{ApiRequest, ApiResponse};

@@ -4,8 +4,8 @@
 //! sample config of `infra/config/` loads as the functions load it.
 
 use crate::support::repo_root;
+use recharge_api::apps::AppConfig;
 use recharge_api::catalog::Catalog;
-use recharge_api::http::auth::AppConfig;
 use recharge_api::http::routes::ROUTES;
 use recharge_providers::ProviderAccount;
 use serde_json::{Map, Value, json};
@@ -274,7 +274,7 @@ fn the_secrets_example_lists_every_configured_secret_in_its_shape() {
     )
     .unwrap();
     let mut expected: BTreeSet<String> = accounts.iter().map(|a| a.secret_name.clone()).collect();
-    let apps = recharge_api::http::auth::Apps::new(apps.clone(), "recharge/dev/merchant/");
+    let apps = recharge_api::apps::Apps::new(apps.clone(), "recharge/dev/merchant/");
     for id in apps.ids() {
         expected.insert(apps.secret_name(apps.get(id).unwrap()));
     }

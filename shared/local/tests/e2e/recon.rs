@@ -348,7 +348,8 @@ fn mismatch_keys(r: &recharge_core::recon::ReconReport) -> Vec<String> {
 /// A re-query budget that allows only part of the day per pass: the minute tick's continuations finish it,
 /// pass after pass from the stored cursor, with the same mismatches (each once) as one unbounded run.
 async fn requery_resumes(store: Option<StoreChoice>) {
-    use recharge_api::usecases::recon::{Pass, ReconOptions, continue_unfinished, run_pass};
+    use recharge_api::state::ReconOptions;
+    use recharge_api::usecases::recon::{Pass, continue_unfinished, run_pass};
     use std::time::Instant;
     let h = Harness::start_with(options_without_balance_tick(store)).await;
     let state = h.stack.state();

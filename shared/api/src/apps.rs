@@ -14,15 +14,172 @@
 //! [`REFRESH_ON_MISMATCH`]), so a merchant that switches to the new secret at once is not refused while a cache
 //! still holds the old one.
 
-use crate::http::auth::{AppConfig, Apps};
+use crate::http::client_secret::{DEFAULT_TTL, TTL_RANGE_SECS};
 use recharge_core::secrets::{
     MerchantSecret, Rotating, SecretError, SecretSource, SecretVersions, parse_json,
 };
 use recharge_core::store::{AppRecord, AppStatus, AppStore, StoreError};
 use recharge_core::{AppId, Clock, Timestamp};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// What an app may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Merchant,
+    /// May also read provider balances.
+    Admin,
+}
+
+/// One merchant application (not secret): its id, role and where its secret lives.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub id: AppId,
+    pub role: Role,
+    /// Secret name; default `<RECHARGE_MERCHANT_SECRET_PREFIX><id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// Client secrets and browser origins of this app's end-user pages (issue 18; `crate::usecases::client`, configured by [`ClientAccess`]).
+    #[serde(default)]
+    pub client: ClientAccess,
+}
+
+/// An app's client settings (`apps.json`: `"client": {"secret_ttl_secs": 86400, "allowed_origins": [...]}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAccess {
+    /// Lifetime of this app's client secrets (1 s to 30 days; default 24 h).
+    #[serde(default = "default_ttl", deserialize_with = "ttl_secs")]
+    pub secret_ttl_secs: u64,
+    /// Origins of the app's H5 pages (`https://h5.example.com`); empty: no browser page may call.
+    #[serde(default)]
+    pub allowed_origins: Vec<Origin>,
+}
+
+impl Default for ClientAccess {
+    fn default() -> Self {
+        ClientAccess {
+            secret_ttl_secs: default_ttl(),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl ClientAccess {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.secret_ttl_secs)
+    }
+
+    pub fn allows(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o.0 == origin)
+    }
+}
+
+fn default_ttl() -> u64 {
+    DEFAULT_TTL.as_secs()
+}
+
+fn ttl_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if !TTL_RANGE_SECS.contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "secret_ttl_secs must be from {} to {}",
+            TTL_RANGE_SECS.start(),
+            TTL_RANGE_SECS.end()
+        )));
+    }
+    Ok(n)
+}
+
+/// A web origin as browsers send it: `https://host[:port]`, lowercase, no path. `http` only for loopback
+/// (a local H5 page under test).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(try_from = "String")]
+pub struct Origin(String);
+
+impl Origin {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Origin {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Origin, String> {
+        let bad =
+            || format!("{value:?} is not an origin (https://host[:port], http only for loopback)");
+        let (scheme, rest) = value.split_once("://").ok_or_else(bad)?;
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p))
+                if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                (h, Some(p))
+            }
+            Some(_) => return Err(bad()),
+            None => (rest, None),
+        };
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        let loopback = host == "127.0.0.1" || host == "localhost";
+        let scheme_ok = scheme == "https" || (scheme == "http" && loopback);
+        if !host_ok || !scheme_ok || port.is_some_and(|p| p.parse::<u16>().is_err()) {
+            return Err(bad());
+        }
+        Ok(Origin(value))
+    }
+}
+
+/// An authenticated caller: the app a use case acts for (`crate::http::auth::authenticate` makes one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub app: AppId,
+    pub role: Role,
+    /// Lifetime of the client secrets of this app's orders (issue 18).
+    pub client_ttl: std::time::Duration,
+}
+
+/// The deployed apps (`apps.json`): the seed of the app directory (`crate::apps`).
+#[derive(Debug, Clone, Default)]
+pub struct Apps {
+    by_id: HashMap<AppId, AppConfig>,
+    secret_prefix: String,
+}
+
+impl Apps {
+    pub fn new(apps: Vec<AppConfig>, secret_prefix: impl Into<String>) -> Apps {
+        Apps {
+            by_id: apps.into_iter().map(|a| (a.id.clone(), a)).collect(),
+            secret_prefix: secret_prefix.into(),
+        }
+    }
+
+    pub fn get(&self, id: &AppId) -> Option<&AppConfig> {
+        self.by_id.get(id)
+    }
+
+    pub fn secret_name(&self, app: &AppConfig) -> String {
+        app.secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{}{}", self.secret_prefix, app.id))
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &AppId> {
+        self.by_id.keys()
+    }
+
+    /// Secret names default to this prefix and the app id.
+    pub fn secret_prefix(&self) -> &str {
+        &self.secret_prefix
+    }
+}
 
 /// How often a signature that matches no key may make the directory read an app again.
 pub const REFRESH_ON_MISMATCH: Duration = Duration::from_secs(10);
@@ -365,8 +522,8 @@ pub fn secret_error(app: &AppId) -> impl Fn(SecretError) -> crate::ApiError + '_
 
 #[cfg(test)]
 mod tests {
+    use super::Role;
     use super::*;
-    use crate::http::auth::Role;
     use recharge_core::ManualClock;
     use recharge_core::memory::InMemoryOrderStore;
     use recharge_core::secrets::InMemorySecretSource;
