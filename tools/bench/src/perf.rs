@@ -571,7 +571,7 @@ async fn dynamo(
         }
     };
     // (what, its calls, the budget as said, the budget's writes and reads; `None`: not held to one)
-    let budgeted: [(&str, &Counts, &str, Option<(u64, u64)>); 4] = [
+    let budgeted = [
         (
             "POST /v1/orders: create + accepted",
             &warm.create,
