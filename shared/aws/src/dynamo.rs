@@ -595,6 +595,23 @@ impl DynamoOrderStore {
     }
 }
 
+/// A conditional write's answer: `true` written, `false` its condition failed (nothing was written).
+fn conditional_write<O, E, R>(
+    operation: &'static str,
+    result: Result<O, SdkError<E, R>>,
+    condition_failed: impl Fn(&E) -> bool,
+) -> Result<bool, StoreError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(condition_failed) => Ok(false),
+        Err(e) => Err(unavailable(operation, e)),
+    }
+}
+
 /// Sends `query` and follows its pages (`LastEvaluatedKey`), giving `each` every item in order until it says
 /// `Break`: `Ok(true)` when every page was read, `Ok(false)` when `each` stopped first.
 async fn query_until(
@@ -947,15 +964,11 @@ impl OrderStore for DynamoOrderStore {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(service))
-                if service.err().is_conditional_check_failed_exception() =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("count_client_attempt", e)),
-        }
+        conditional_write(
+            "count_client_attempt",
+            result,
+            UpdateItemError::is_conditional_check_failed_exception,
+        )
     }
 }
 
@@ -1129,16 +1142,11 @@ impl BalanceStore for DynamoOrderStore {
             .expression_attribute_values(":at", AttributeValue::N(snapshot.at.millis().to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("put_balance", e)),
-        }
+        conditional_write(
+            "put_balance",
+            result,
+            PutItemError::is_conditional_check_failed_exception,
+        )
     }
 
     async fn balances(&self) -> Result<Vec<BalanceSnapshot>, StoreError> {
@@ -1469,15 +1477,11 @@ impl BalanceStore for DynamoOrderStore {
             .expression_attribute_names("#pk", attr::PK)
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(service))
-                if service.err().is_conditional_check_failed_exception() =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("settle_mismatch", e)),
-        }
+        conditional_write(
+            "settle_mismatch",
+            out,
+            PutItemError::is_conditional_check_failed_exception,
+        )
     }
 }
 
@@ -1544,16 +1548,11 @@ impl AppStore for DynamoOrderStore {
                     AttributeValue::N((record.version - 1).to_string()),
                 )
         };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("put_app", e)),
-        }
+        conditional_write(
+            "put_app",
+            put.send().await,
+            PutItemError::is_conditional_check_failed_exception,
+        )
     }
 }
 
