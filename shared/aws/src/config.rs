@@ -33,32 +33,8 @@ impl Config {
 
     /// Parses from any lookup (the environment, or a map in tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, EnvConfigError> {
-        let required = |var: &'static str| -> Result<String, EnvConfigError> {
-            match get(var) {
-                Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
-                Some(_) => Err(EnvConfigError {
-                    var,
-                    problem: "is empty".into(),
-                }),
-                None => Err(EnvConfigError {
-                    var,
-                    problem: "is not set".into(),
-                }),
-            }
-        };
-        let number =
-            |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, EnvConfigError> {
-                let Some(raw) = get(var) else {
-                    return Ok(default);
-                };
-                match raw.trim().parse::<u64>() {
-                    Ok(n) if (min..=max).contains(&n) => Ok(n),
-                    _ => Err(EnvConfigError {
-                        var,
-                        problem: format!("{raw:?} is not a whole number from {min} to {max}"),
-                    }),
-                }
-            };
+        let required = |var| required(&get, var);
+        let number = |var, default, min, max| number(&get, var, default, min, max);
         let table = required("RECHARGE_TABLE")?;
         if !(3..=255).contains(&table.len())
             || !table
@@ -119,19 +95,7 @@ impl FunctionConfig {
     pub fn from_lookup(
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<FunctionConfig, EnvConfigError> {
-        let required = |var: &'static str| -> Result<String, EnvConfigError> {
-            match get(var) {
-                Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
-                Some(_) => Err(EnvConfigError {
-                    var,
-                    problem: "is empty".into(),
-                }),
-                None => Err(EnvConfigError {
-                    var,
-                    problem: "is not set".into(),
-                }),
-            }
-        };
+        let required = |var| required(&get, var);
         let public_base_url = required("RECHARGE_PUBLIC_BASE_URL")?;
         let scheme_ok = public_base_url.starts_with("https://")
             || public_base_url.starts_with("http://127.0.0.1")
@@ -144,18 +108,13 @@ impl FunctionConfig {
                 ),
             });
         }
-        let notify_timeout = match get("RECHARGE_NOTIFY_TIMEOUT_MS") {
-            None => Duration::from_millis(5_000),
-            Some(raw) => match raw.trim().parse::<u64>() {
-                Ok(n) if (100..=60_000).contains(&n) => Duration::from_millis(n),
-                _ => {
-                    return Err(EnvConfigError {
-                        var: "RECHARGE_NOTIFY_TIMEOUT_MS",
-                        problem: format!("{raw:?} is not a whole number from 100 to 60000"),
-                    });
-                }
-            },
-        };
+        let notify_timeout = Duration::from_millis(number(
+            &get,
+            "RECHARGE_NOTIFY_TIMEOUT_MS",
+            5_000,
+            100,
+            60_000,
+        )?);
         Ok(FunctionConfig {
             catalog_path: required("RECHARGE_CATALOG_PATH")?,
             provider_accounts_path: required("RECHARGE_PROVIDER_ACCOUNTS_PATH")?,
@@ -166,6 +125,44 @@ impl FunctionConfig {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty()),
         })
+    }
+}
+
+/// The trimmed value of `var`, which must be set and not blank.
+fn required(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<String, EnvConfigError> {
+    match get(var) {
+        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+        Some(_) => Err(EnvConfigError {
+            var,
+            problem: "is empty".into(),
+        }),
+        None => Err(EnvConfigError {
+            var,
+            problem: "is not set".into(),
+        }),
+    }
+}
+
+/// `var` as a whole number from `min` to `max`, `default` when it is not set.
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, EnvConfigError> {
+    let Some(raw) = get(var) else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(EnvConfigError {
+            var,
+            problem: format!("{raw:?} is not a whole number from {min} to {max}"),
+        }),
     }
 }
 

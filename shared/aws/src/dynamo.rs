@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
@@ -23,13 +24,14 @@ use aws_sdk_dynamodb::types::{
 use recharge_core::recon::{Mismatch, ReconReport, Settlement};
 use recharge_core::store::{
     AccountControl, AppRecord, AppStore, AuditEntry, BalanceSnapshot, BalanceStore, Created,
-    DueOrder, OrderFilter, OrderPage, OrderStore, OrderSummary, Replaced, StoreError, sort_key,
-    valid_cursor,
+    DueOrder, OrderFilter, OrderPage, OrderStore, OrderSummary, Replaced, StoreError, check_cursor,
+    sort_key,
 };
 use recharge_core::{
     AppId, Attention, Fen, Order, OrderId, ProductCode, ProviderAccountId, PublicStatus, Timestamp,
 };
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 /// Attribute names. `#name` placeholders are used everywhere (DynamoDB Local rejects some bare names).
@@ -97,7 +99,7 @@ const CLIENT_SK: &str = "CLIENT";
 const AUDIT_PREFIX: &str = "A#";
 /// Audit entries expire (TTL) this long after they were written.
 const AUDIT_RETENTION: Duration = Duration::from_secs(400 * 86_400);
-/// BatchWriteItem takes at most 25 puts; unprocessed ones are retried this many times.
+/// BatchWriteItem takes at most 25 puts; unprocessed ones of an audit spill are retried this many times.
 const BATCH_WRITE: usize = 25;
 const BATCH_RETRIES: u32 = 6;
 /// The order attributes that are absent when they do not apply (removed by a change that ends them), and
@@ -115,6 +117,70 @@ const OPTIONAL_ORDER_ATTRS: [&str; 8] = [
 ];
 /// An order's JSON is a few KB at most; a `doc` that inflates past this is refused as corrupt.
 const MAX_DOC_BYTES: usize = 400 * 1024;
+
+/// The attribute names of an audit entry's fields: in an item of its own (`sk = A#<version>`) or in the order
+/// item's inline list (short, as every write of the order pays for them).
+struct EntryKeys {
+    version: &'static str,
+    at: &'static str,
+    summary: &'static str,
+    detail: &'static str,
+}
+
+impl EntryKeys {
+    const OWN_ITEM: EntryKeys = EntryKeys {
+        version: attr::VERSION,
+        at: attr::AT,
+        summary: attr::SUMMARY,
+        detail: attr::DETAIL,
+    };
+    const INLINE: EntryKeys = EntryKeys {
+        version: attr::ENTRY_VERSION,
+        at: attr::ENTRY_AT,
+        summary: attr::ENTRY_SUMMARY,
+        detail: attr::ENTRY_DETAIL,
+    };
+
+    /// The entry's fields under these names (`detail` only when it has one).
+    fn map_of(&self, entry: &AuditEntry) -> Item {
+        let mut m: Item = HashMap::from([
+            (
+                self.version.into(),
+                AttributeValue::N(entry.version.to_string()),
+            ),
+            (
+                self.at.into(),
+                AttributeValue::N(entry.at.millis().to_string()),
+            ),
+            (
+                self.summary.into(),
+                AttributeValue::S(entry.summary.clone()),
+            ),
+        ]);
+        if let Some(detail) = &entry.detail {
+            m.insert(self.detail.into(), AttributeValue::S(detail.clone()));
+        }
+        m
+    }
+
+    /// The entry `map_of` wrote; `None` if a field it needs is missing or unreadable.
+    fn entry_of(&self, m: &Item) -> Option<AuditEntry> {
+        let num = |k: &str| match m.get(k) {
+            Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
+            _ => None,
+        };
+        let text = |k: &str| match m.get(k) {
+            Some(AttributeValue::S(s)) => Some(s.clone()),
+            _ => None,
+        };
+        Some(AuditEntry {
+            version: num(self.version).and_then(|v| u64::try_from(v).ok())?,
+            at: Timestamp::from_millis(num(self.at)?),
+            summary: text(self.summary)?,
+            detail: text(self.detail),
+        })
+    }
+}
 
 /// The order's JSON, deflated (raw DEFLATE, RFC 1951): a usual order's 800 bytes of JSON take about 470,
 /// which keeps the order item, its inline audit included, under the 1 KB of one write unit
@@ -217,32 +283,16 @@ impl DynamoOrderStore {
     }
 
     fn audit_item(id: &OrderId, entry: &AuditEntry) -> Item {
-        let mut item: Item = HashMap::from([
-            (attr::PK.into(), Self::pk(id)),
-            (
-                attr::SK.into(),
-                AttributeValue::S(format!("{AUDIT_PREFIX}{:010}", entry.version)),
-            ),
-            (
-                attr::VERSION.into(),
-                AttributeValue::N(entry.version.to_string()),
-            ),
-            (
-                attr::AT.into(),
-                AttributeValue::N(entry.at.millis().to_string()),
-            ),
-            (
-                attr::SUMMARY.into(),
-                AttributeValue::S(entry.summary.clone()),
-            ),
-            (
-                attr::EXPIRES_AT.into(),
-                AttributeValue::N(entry.at.plus(AUDIT_RETENTION).seconds().to_string()),
-            ),
-        ]);
-        if let Some(detail) = &entry.detail {
-            item.insert(attr::DETAIL.into(), AttributeValue::S(detail.clone()));
-        }
+        let mut item = EntryKeys::OWN_ITEM.map_of(entry);
+        item.insert(attr::PK.into(), Self::pk(id));
+        item.insert(
+            attr::SK.into(),
+            AttributeValue::S(format!("{AUDIT_PREFIX}{:010}", entry.version)),
+        );
+        item.insert(
+            attr::EXPIRES_AT.into(),
+            AttributeValue::N(entry.at.plus(AUDIT_RETENTION).seconds().to_string()),
+        );
         item
     }
 
@@ -274,48 +324,23 @@ impl DynamoOrderStore {
     }
 
     fn parse_audit(item: &Item) -> Result<AuditEntry, StoreError> {
-        let num = |name: &str| match item.get(name) {
-            Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
-            _ => None,
-        };
-        let text = |name: &str| match item.get(name) {
-            Some(AttributeValue::S(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let corrupt = || StoreError::Corrupt {
-            order_id: text(attr::PK).unwrap_or_default(),
-            reason: "unreadable audit entry".into(),
-        };
-        Ok(AuditEntry {
-            version: num(attr::VERSION)
-                .and_then(|v| u64::try_from(v).ok())
-                .ok_or_else(corrupt)?,
-            at: Timestamp::from_millis(num(attr::AT).ok_or_else(corrupt)?),
-            summary: text(attr::SUMMARY).ok_or_else(corrupt)?,
-            detail: text(attr::DETAIL),
-        })
+        EntryKeys::OWN_ITEM
+            .entry_of(item)
+            .ok_or_else(|| StoreError::Corrupt {
+                order_id: match item.get(attr::PK) {
+                    Some(AttributeValue::S(pk)) => pk.clone(),
+                    _ => String::new(),
+                },
+                reason: "unreadable audit entry".into(),
+            })
     }
 
     /// One inline audit entry (a map) and its estimated size in bytes (names and values, as DynamoDB counts).
     fn inline_entry(entry: &AuditEntry) -> (AttributeValue, i64) {
-        let mut m: Item = HashMap::from([
-            (
-                attr::ENTRY_VERSION.into(),
-                AttributeValue::N(entry.version.to_string()),
-            ),
-            (
-                attr::ENTRY_AT.into(),
-                AttributeValue::N(entry.at.millis().to_string()),
-            ),
-            (
-                attr::ENTRY_SUMMARY.into(),
-                AttributeValue::S(entry.summary.clone()),
-            ),
-        ]);
-        if let Some(detail) = &entry.detail {
-            m.insert(attr::ENTRY_DETAIL.into(), AttributeValue::S(detail.clone()));
-        }
-        (AttributeValue::M(m), entry_bytes(entry))
+        (
+            AttributeValue::M(EntryKeys::INLINE.map_of(entry)),
+            entry_bytes(entry),
+        )
     }
 
     fn parse_inline(item: &Item) -> Result<Vec<AuditEntry>, StoreError> {
@@ -330,26 +355,9 @@ impl DynamoOrderStore {
             reason: "unreadable inline audit entry".into(),
         };
         list.iter()
-            .map(|e| {
-                let AttributeValue::M(m) = e else {
-                    return Err(corrupt());
-                };
-                let num = |k: &str| match m.get(k) {
-                    Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
-                    _ => None,
-                };
-                let text = |k: &str| match m.get(k) {
-                    Some(AttributeValue::S(s)) => Some(s.clone()),
-                    _ => None,
-                };
-                Ok(AuditEntry {
-                    version: num(attr::ENTRY_VERSION)
-                        .and_then(|v| u64::try_from(v).ok())
-                        .ok_or_else(corrupt)?,
-                    at: Timestamp::from_millis(num(attr::ENTRY_AT).ok_or_else(corrupt)?),
-                    summary: text(attr::ENTRY_SUMMARY).ok_or_else(corrupt)?,
-                    detail: text(attr::ENTRY_DETAIL),
-                })
+            .map(|e| match e {
+                AttributeValue::M(m) => EntryKeys::INLINE.entry_of(m).ok_or_else(corrupt),
+                _ => Err(corrupt()),
             })
             .collect()
     }
@@ -453,19 +461,40 @@ impl DynamoOrderStore {
     /// Copies the inline audit entries of `item` to their own `A#<version>` items (plain puts of entries that are
     /// already committed: repeating one writes the same item again).
     async fn spill(&self, id: &OrderId, item: &Item) -> Result<(), StoreError> {
-        let entries = Self::parse_inline(item)?;
-        for chunk in entries.chunks(BATCH_WRITE) {
+        let items: Vec<Item> = Self::parse_inline(item)?
+            .iter()
+            .map(|e| Self::audit_item(id, e))
+            .collect();
+        self.batch_put(
+            "spill audit",
+            &items,
+            BATCH_RETRIES + 1,
+            Duration::from_millis(10),
+        )
+        .await
+    }
+
+    /// Puts `items` with one `BatchWriteItem` per 25, sending again what comes back unprocessed after
+    /// `backoff` times the sends so far, and failing when `sends` did not write them all.
+    async fn batch_put(
+        &self,
+        operation: &'static str,
+        items: &[Item],
+        sends: u32,
+        backoff: Duration,
+    ) -> Result<(), StoreError> {
+        for chunk in items.chunks(BATCH_WRITE) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
-                .map(|e| {
+                .map(|item| {
                     PutRequest::builder()
-                        .set_item(Some(Self::audit_item(id, e)))
+                        .set_item(Some(item.clone()))
                         .build()
                         .map(|put| WriteRequest::builder().put_request(put).build())
-                        .map_err(|e| unavailable("build PutRequest", e))
+                        .map_err(|e| unavailable(operation, e))
                 })
                 .collect::<Result<_, _>>()?;
-            let mut attempt = 0;
+            let mut sent = 0;
             while !requests.is_empty() {
                 let out = self
                     .client
@@ -473,22 +502,25 @@ impl DynamoOrderStore {
                     .request_items(&self.table, requests)
                     .send()
                     .await
-                    .map_err(|e| unavailable("spill audit", e))?;
+                    .map_err(|e| unavailable(operation, e))?;
+                sent += 1;
                 requests = out
                     .unprocessed_items()
                     .and_then(|m| m.get(&self.table))
                     .cloned()
                     .unwrap_or_default();
                 if !requests.is_empty() {
-                    attempt += 1;
-                    if attempt > BATCH_RETRIES {
+                    if sent >= sends {
                         return Err(StoreError::Unavailable {
-                            operation: "spill audit",
-                            source: format!("{} audit entries left unprocessed", requests.len())
-                                .into(),
+                            operation,
+                            source: format!(
+                                "{} writes left unprocessed after {sent} sends",
+                                requests.len()
+                            )
+                            .into(),
                         });
                     }
-                    tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
+                    tokio::time::sleep(backoff * sent).await;
                 }
             }
         }
@@ -530,6 +562,94 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(
         operation,
         source: Box::new(e),
     }
+}
+
+impl DynamoOrderStore {
+    /// A `Query` of the table, for `query_all` or `query_until` to send once its conditions are set.
+    fn query(&self) -> QueryFluentBuilder {
+        self.client.query().table_name(&self.table)
+    }
+
+    /// The records of the config partition whose sort key starts with `prefix` (one `Query` per page), each
+    /// item read by `decode`, which says itself why it skips one (`None`).
+    async fn config_records<T: Send>(
+        &self,
+        operation: &'static str,
+        prefix: &str,
+        decode: impl Fn(&Item) -> Option<T> + Send + Sync,
+    ) -> Result<Vec<T>, StoreError> {
+        let query = self
+            .query()
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :a)")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":pk", AttributeValue::S(CONFIG_PK.into()))
+            .expression_attribute_values(":a", AttributeValue::S(prefix.into()));
+        let mut all = Vec::new();
+        query_all(operation, query, |item| {
+            all.extend(decode(item));
+            Ok(())
+        })
+        .await?;
+        Ok(all)
+    }
+}
+
+/// A conditional write's answer: `true` written, `false` its condition failed (nothing was written).
+fn conditional_write<O, E, R>(
+    operation: &'static str,
+    result: Result<O, SdkError<E, R>>,
+    condition_failed: impl Fn(&E) -> bool,
+) -> Result<bool, StoreError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(condition_failed) => Ok(false),
+        Err(e) => Err(unavailable(operation, e)),
+    }
+}
+
+/// Sends `query` and follows its pages (`LastEvaluatedKey`), giving `each` every item in order until it says
+/// `Break`: `Ok(true)` when every page was read, `Ok(false)` when `each` stopped first.
+async fn query_until(
+    operation: &'static str,
+    query: QueryFluentBuilder,
+    mut each: impl FnMut(&Item) -> Result<ControlFlow<()>, StoreError> + Send,
+) -> Result<bool, StoreError> {
+    let mut start = None;
+    loop {
+        let out = query
+            .clone()
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| unavailable(operation, e))?;
+        for item in out.items() {
+            if each(item)?.is_break() {
+                return Ok(false);
+            }
+        }
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return Ok(true),
+        }
+    }
+}
+
+/// `query_until` for a reader of every item.
+async fn query_all(
+    operation: &'static str,
+    query: QueryFluentBuilder,
+    mut each: impl FnMut(&Item) -> Result<(), StoreError> + Send,
+) -> Result<(), StoreError> {
+    query_until(operation, query, |item| {
+        each(item).map(|()| ControlFlow::Continue(()))
+    })
+    .await
+    .map(|_| ())
 }
 
 #[async_trait]
@@ -664,39 +784,28 @@ impl OrderStore for DynamoOrderStore {
     /// version once (an entry copied out by a spill that crashed before its order write is in both).
     async fn audit_trail(&self, id: &OrderId) -> Result<Vec<AuditEntry>, StoreError> {
         let mut entries: BTreeMap<u64, AuditEntry> = BTreeMap::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_values(":pk", Self::pk(id))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("audit_trail", e))?;
-            for item in out.items() {
-                let sk = match item.get(attr::SK) {
-                    Some(AttributeValue::S(sk)) => sk.as_str(),
-                    _ => "",
-                };
-                if sk == ORDER_SK {
-                    for e in Self::parse_inline(item)? {
-                        entries.insert(e.version, e);
-                    }
-                } else if sk.starts_with(AUDIT_PREFIX) {
-                    let e = Self::parse_audit(item)?;
+        let query = self
+            .query()
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_values(":pk", Self::pk(id))
+            .consistent_read(true);
+        query_all("audit_trail", query, |item| {
+            let sk = match item.get(attr::SK) {
+                Some(AttributeValue::S(sk)) => sk.as_str(),
+                _ => "",
+            };
+            if sk == ORDER_SK {
+                for e in Self::parse_inline(item)? {
                     entries.insert(e.version, e);
                 }
+            } else if sk.starts_with(AUDIT_PREFIX) {
+                let e = Self::parse_audit(item)?;
+                entries.insert(e.version, e);
             }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+            Ok(())
+        })
+        .await?;
         Ok(entries.into_values().collect())
     }
 
@@ -707,14 +816,7 @@ impl OrderStore for DynamoOrderStore {
         limit: usize,
         after: Option<&str>,
     ) -> Result<OrderPage, StoreError> {
-        if let Some(cursor) = after
-            && !valid_cursor(cursor)
-        {
-            return Err(StoreError::Corrupt {
-                order_id: String::new(),
-                reason: format!("invalid listing cursor {cursor:?}"),
-            });
-        }
+        check_cursor(after)?;
         let queue = filter.needs_operator;
         let partitions: Vec<String> = if queue {
             (0..self.shards).map(|s| s.to_string()).collect()
@@ -737,22 +839,7 @@ impl OrderStore for DynamoOrderStore {
             more |= !exhausted;
             found.extend(items);
         }
-        if queue {
-            found.sort_by(|a, b| a.0.cmp(&b.0));
-        } else {
-            found.sort_by(|a, b| b.0.cmp(&a.0));
-        }
-        more |= found.len() > limit;
-        found.truncate(limit);
-        let next = if more {
-            found.last().map(|(k, _)| k.clone())
-        } else {
-            None
-        };
-        Ok(OrderPage {
-            orders: found.into_iter().map(|(_, s)| s).collect(),
-            next,
-        })
+        Ok(OrderPage::of_candidates(found, queue, limit, more))
     }
 
     /// One Query per `by_status` partition (status × shard) and 1 MB page over the creation-time range
@@ -770,35 +857,26 @@ impl OrderStore for DynamoOrderStore {
         let hi = after_all_of(Timestamp::from_millis(to.millis() - 1));
         for status in PublicStatus::ALL {
             for shard in 0..self.shards {
-                let part = format!("{}#{shard}", status.as_str());
-                let mut start = None;
-                loop {
-                    let out = self
-                        .client
-                        .query()
-                        .table_name(&self.table)
-                        .index_name(STATUS_INDEX)
-                        .key_condition_expression("#p = :p AND #k BETWEEN :lo AND :hi")
-                        .expression_attribute_names("#p", attr::OPS_PART)
-                        .expression_attribute_names("#k", attr::OPS_SK)
-                        .expression_attribute_values(":p", AttributeValue::S(part.clone()))
-                        .expression_attribute_values(":lo", AttributeValue::S(lo.clone()))
-                        .expression_attribute_values(":hi", AttributeValue::S(hi.clone()))
-                        .set_exclusive_start_key(start.take())
-                        .send()
-                        .await
-                        .map_err(|e| unavailable("created_between", e))?;
-                    for item in out.items() {
-                        match Self::parse_summary(item) {
-                            Some(s) => found.push(s),
-                            None => tracing::warn!("skipping an unreadable listing entry"),
-                        }
+                let query = self
+                    .query()
+                    .index_name(STATUS_INDEX)
+                    .key_condition_expression("#p = :p AND #k BETWEEN :lo AND :hi")
+                    .expression_attribute_names("#p", attr::OPS_PART)
+                    .expression_attribute_names("#k", attr::OPS_SK)
+                    .expression_attribute_values(
+                        ":p",
+                        AttributeValue::S(format!("{}#{shard}", status.as_str())),
+                    )
+                    .expression_attribute_values(":lo", AttributeValue::S(lo.clone()))
+                    .expression_attribute_values(":hi", AttributeValue::S(hi.clone()));
+                query_all("created_between", query, |item| {
+                    match Self::parse_summary(item) {
+                        Some(s) => found.push(s),
+                        None => tracing::warn!("skipping an unreadable listing entry"),
                     }
-                    match out.last_evaluated_key() {
-                        Some(k) if !k.is_empty() => start = Some(k.clone()),
-                        _ => break,
-                    }
-                }
+                    Ok(())
+                })
+                .await?;
             }
         }
         Ok(found)
@@ -886,15 +964,11 @@ impl OrderStore for DynamoOrderStore {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(service))
-                if service.err().is_conditional_check_failed_exception() =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("count_client_attempt", e)),
-        }
+        conditional_write(
+            "count_client_attempt",
+            result,
+            UpdateItemError::is_conditional_check_failed_exception,
+        )
     }
 }
 
@@ -992,38 +1066,31 @@ impl DynamoOrderStore {
             }
         }
         let filter_expression = (!conditions.is_empty()).then(|| conditions.join(" AND "));
-        let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index)
-                .key_condition_expression(key_condition)
-                .set_filter_expression(filter_expression.clone())
-                .set_expression_attribute_values(Some(values.clone()))
-                .scan_index_forward(queue)
-                .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take());
-            for (k, v) in &names {
-                q = q.expression_attribute_names(*k, *v);
-            }
-            let out = q.send().await.map_err(|e| unavailable("list", e))?;
-            for item in out.items() {
-                match Self::parse_summary(item) {
-                    Some(s) => found.push((s.sort_key(queue), s)),
-                    None => tracing::warn!(index, "skipping an unreadable listing entry"),
-                }
-                if found.len() >= limit {
-                    return Ok((found, false));
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok((found, true)),
-            }
+        let mut query = self
+            .query()
+            .index_name(index)
+            .key_condition_expression(key_condition)
+            .set_filter_expression(filter_expression)
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(queue)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX));
+        for (k, v) in &names {
+            query = query.expression_attribute_names(*k, *v);
         }
+        let mut found = Vec::new();
+        let exhausted = query_until("list", query, |item| {
+            match Self::parse_summary(item) {
+                Some(s) => found.push((s.sort_key(queue), s)),
+                None => tracing::warn!(index, "skipping an unreadable listing entry"),
+            }
+            Ok(if found.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })
+        .await?;
+        Ok((found, exhausted))
     }
 
     fn parse_summary(item: &Item) -> Option<OrderSummary> {
@@ -1075,96 +1142,67 @@ impl BalanceStore for DynamoOrderStore {
             .expression_attribute_values(":at", AttributeValue::N(snapshot.at.millis().to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("put_balance", e)),
-        }
+        conditional_write(
+            "put_balance",
+            result,
+            PutItemError::is_conditional_check_failed_exception,
+        )
     }
 
     async fn balances(&self) -> Result<Vec<BalanceSnapshot>, StoreError> {
         let mut all = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_values(":pk", AttributeValue::S(BALANCE_PK.into()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("balances", e))?;
-            for item in out.items() {
-                let text = |k: &str| match item.get(k) {
-                    Some(AttributeValue::S(s)) => Some(s.as_str()),
-                    _ => None,
-                };
-                let num = |k: &str| match item.get(k) {
-                    Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
-                    _ => None,
-                };
-                match (
-                    text(attr::SK).and_then(|a| ProviderAccountId::parse(a).ok()),
-                    num(attr::BALANCE),
-                    num(attr::AT),
-                ) {
-                    (Some(account), Some(balance), Some(at)) => all.push(BalanceSnapshot {
-                        account,
-                        balance: Fen::new(balance),
-                        at: Timestamp::from_millis(at),
-                    }),
-                    _ => tracing::warn!("skipping an unreadable balance snapshot"),
-                }
+        let query = self
+            .query()
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_values(":pk", AttributeValue::S(BALANCE_PK.into()));
+        query_all("balances", query, |item| {
+            let text = |k: &str| match item.get(k) {
+                Some(AttributeValue::S(s)) => Some(s.as_str()),
+                _ => None,
+            };
+            let num = |k: &str| match item.get(k) {
+                Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
+                _ => None,
+            };
+            match (
+                text(attr::SK).and_then(|a| ProviderAccountId::parse(a).ok()),
+                num(attr::BALANCE),
+                num(attr::AT),
+            ) {
+                (Some(account), Some(balance), Some(at)) => all.push(BalanceSnapshot {
+                    account,
+                    balance: Fen::new(balance),
+                    at: Timestamp::from_millis(at),
+                }),
+                _ => tracing::warn!("skipping an unreadable balance snapshot"),
             }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+            Ok(())
+        })
+        .await?;
         Ok(all)
     }
 
     async fn account_controls(&self) -> Result<Vec<AccountControl>, StoreError> {
-        let mut all = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :a)")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#sk", attr::SK)
-                .expression_attribute_values(":pk", AttributeValue::S(CONFIG_PK.into()))
-                .expression_attribute_values(":a", AttributeValue::S(ACCOUNT_CONTROL_PREFIX.into()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("account_controls", e))?;
-            for item in out.items() {
-                match item.get(attr::DOC) {
+        let mut all = self
+            .config_records(
+                "account_controls",
+                ACCOUNT_CONTROL_PREFIX,
+                |item| match item.get(attr::DOC) {
                     Some(AttributeValue::S(doc)) => match serde_json::from_str(doc) {
-                        Ok(c) => all.push(c),
+                        Ok(c) => Some(c),
                         Err(e) => {
-                            tracing::warn!(error = %e, "skipping an unreadable account control")
+                            tracing::warn!(error = %e, "skipping an unreadable account control");
+                            None
                         }
                     },
-                    _ => tracing::warn!("skipping an account control without a doc"),
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+                    _ => {
+                        tracing::warn!("skipping an account control without a doc");
+                        None
+                    }
+                },
+            )
+            .await?;
         all.sort_by(|a: &AccountControl, b| a.account.cmp(&b.account));
         Ok(all)
     }
@@ -1244,9 +1282,7 @@ impl BalanceStore for DynamoOrderStore {
         };
         // The opening balance: the newest snapshot before the day.
         let before = self
-            .client
             .query()
-            .table_name(&self.table)
             .key_condition_expression("#pk = :pk AND #sk < :from")
             .expression_attribute_names("#pk", attr::PK)
             .expression_attribute_names("#sk", attr::SK)
@@ -1261,40 +1297,28 @@ impl BalanceStore for DynamoOrderStore {
         if from >= to {
             return Ok(all);
         }
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#sk", attr::SK)
-                .expression_attribute_values(":pk", pk.clone())
-                .expression_attribute_values(":from", key(from))
-                .expression_attribute_values(":to", key(Timestamp::from_millis(to.millis() - 1)))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("balance_history", e))?;
-            for item in out.items() {
-                match parse(item) {
-                    Some(s) => all.push(s),
-                    None => {
-                        tracing::warn!(provider_account = %account, "skipping an unreadable balance snapshot")
-                    }
+        let query = self
+            .query()
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":pk", pk)
+            .expression_attribute_values(":from", key(from))
+            .expression_attribute_values(":to", key(Timestamp::from_millis(to.millis() - 1)));
+        query_all("balance_history", query, |item| {
+            match parse(item) {
+                Some(s) => all.push(s),
+                None => {
+                    tracing::warn!(provider_account = %account, "skipping an unreadable balance snapshot")
                 }
             }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+            Ok(())
+        })
+        .await?;
         Ok(all)
     }
 
     async fn put_recon(&self, report: &ReconReport) -> Result<(), StoreError> {
-        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
         let corrupt = |e: serde_json::Error| StoreError::Corrupt {
             order_id: String::new(),
             reason: e.to_string(),
@@ -1326,41 +1350,8 @@ impl BalanceStore for DynamoOrderStore {
                 (attr::EXPIRES_AT.to_owned(), expires.clone()),
             ]));
         }
-        for chunk in items.chunks(25) {
-            let mut writes: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|item| {
-                    PutRequest::builder()
-                        .set_item(Some(item.clone()))
-                        .build()
-                        .map(|p| WriteRequest::builder().put_request(p).build())
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|e| unavailable("put_recon", e))?;
-            let mut rounds = 0u64;
-            while !writes.is_empty() {
-                rounds += 1;
-                if rounds > 10 {
-                    return Err(StoreError::Unavailable {
-                        operation: "put_recon",
-                        source: "unprocessed writes after 10 rounds".into(),
-                    });
-                }
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, std::mem::take(&mut writes))
-                    .send()
-                    .await
-                    .map_err(|e| unavailable("put_recon", e))?;
-                if let Some(rest) = out.unprocessed_items().and_then(|u| u.get(&self.table)) {
-                    writes = rest.clone();
-                    if !writes.is_empty() {
-                        tokio::time::sleep(Duration::from_millis(50 * rounds)).await;
-                    }
-                }
-            }
-        }
+        self.batch_put("put_recon", &items, 10, Duration::from_millis(50))
+            .await?;
         let mut head = report.clone();
         head.mismatches.clear();
         self.client
@@ -1395,63 +1386,51 @@ impl BalanceStore for DynamoOrderStore {
         let mut head: Option<(ReconReport, usize)> = None;
         let mut mismatches: Vec<(usize, Mismatch)> = Vec::new();
         let mut settlements: HashMap<String, Settlement> = HashMap::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :d)")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#sk", attr::SK)
-                .expression_attribute_values(
-                    ":pk",
-                    AttributeValue::S(format!("{RECON_PREFIX}{account}")),
-                )
-                .expression_attribute_values(":d", AttributeValue::S(format!("{date}#")))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("recon", e))?;
-            for item in out.items() {
-                let (Some(AttributeValue::S(sk)), Some(AttributeValue::S(doc))) =
-                    (item.get(attr::SK), item.get(attr::DOC))
-                else {
-                    continue;
-                };
-                let rest = sk.strip_prefix(date).and_then(|r| r.strip_prefix('#'));
-                match rest {
-                    Some("R") => {
-                        let report: ReconReport = serde_json::from_str(doc)
-                            .map_err(|e| corrupt(format!("recon report {account} {date}: {e}")))?;
-                        let count = match item.get(RECON_MISMATCHES) {
-                            Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
-                            _ => 0,
-                        };
-                        head = Some((report, count));
-                    }
-                    Some(m) => {
-                        if let Some(seq) = m.strip_prefix("M#").and_then(|n| n.parse().ok()) {
-                            let mismatch: Mismatch = serde_json::from_str(doc).map_err(|e| {
-                                corrupt(format!("recon mismatch {account} {date}: {e}"))
-                            })?;
-                            mismatches.push((seq, mismatch));
-                        } else if let Some(key) = m.strip_prefix("S#") {
-                            let settlement: Settlement =
-                                serde_json::from_str(doc).map_err(|e| {
-                                    corrupt(format!("recon settlement {account} {date}: {e}"))
-                                })?;
-                            settlements.insert(key.to_owned(), settlement);
-                        }
-                    }
-                    None => {}
+        let query = self
+            .query()
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :d)")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(
+                ":pk",
+                AttributeValue::S(format!("{RECON_PREFIX}{account}")),
+            )
+            .expression_attribute_values(":d", AttributeValue::S(format!("{date}#")));
+        query_all("recon", query, |item| {
+            let (Some(AttributeValue::S(sk)), Some(AttributeValue::S(doc))) =
+                (item.get(attr::SK), item.get(attr::DOC))
+            else {
+                return Ok(());
+            };
+            let rest = sk.strip_prefix(date).and_then(|r| r.strip_prefix('#'));
+            match rest {
+                Some("R") => {
+                    let report: ReconReport = serde_json::from_str(doc)
+                        .map_err(|e| corrupt(format!("recon report {account} {date}: {e}")))?;
+                    let count = match item.get(RECON_MISMATCHES) {
+                        Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
+                        _ => 0,
+                    };
+                    head = Some((report, count));
                 }
+                Some(m) => {
+                    if let Some(seq) = m.strip_prefix("M#").and_then(|n| n.parse().ok()) {
+                        let mismatch: Mismatch = serde_json::from_str(doc).map_err(|e| {
+                            corrupt(format!("recon mismatch {account} {date}: {e}"))
+                        })?;
+                        mismatches.push((seq, mismatch));
+                    } else if let Some(key) = m.strip_prefix("S#") {
+                        let settlement: Settlement = serde_json::from_str(doc).map_err(|e| {
+                            corrupt(format!("recon settlement {account} {date}: {e}"))
+                        })?;
+                        settlements.insert(key.to_owned(), settlement);
+                    }
+                }
+                None => {}
             }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+            Ok(())
+        })
+        .await?;
         Ok(head.map(|(mut report, count)| {
             mismatches.sort_by_key(|(seq, _)| *seq);
             report.mismatches = mismatches
@@ -1498,15 +1477,11 @@ impl BalanceStore for DynamoOrderStore {
             .expression_attribute_names("#pk", attr::PK)
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(service))
-                if service.err().is_conditional_check_failed_exception() =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("settle_mismatch", e)),
-        }
+        conditional_write(
+            "settle_mismatch",
+            out,
+            PutItemError::is_conditional_check_failed_exception,
+        )
     }
 }
 
@@ -1530,33 +1505,15 @@ impl AppStore for DynamoOrderStore {
     }
 
     async fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
-        let mut all = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :a)")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#sk", attr::SK)
-                .expression_attribute_values(":pk", AttributeValue::S(CONFIG_PK.into()))
-                .expression_attribute_values(":a", AttributeValue::S(APP_PREFIX.into()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("list_apps", e))?;
-            for item in out.items() {
-                match app_of(item, "?") {
-                    Ok(r) => all.push(r),
-                    Err(e) => tracing::warn!(error = %e, "skipping an unreadable app record"),
+        let mut all = self
+            .config_records("list_apps", APP_PREFIX, |item| match app_of(item, "?") {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an unreadable app record");
+                    None
                 }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+            })
+            .await?;
         all.sort_by(|a: &AppRecord, b| a.app.cmp(&b.app));
         Ok(all)
     }
@@ -1591,16 +1548,11 @@ impl AppStore for DynamoOrderStore {
                     AttributeValue::N((record.version - 1).to_string()),
                 )
         };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("put_app", e)),
-        }
+        conditional_write(
+            "put_app",
+            put.send().await,
+            PutItemError::is_conditional_check_failed_exception,
+        )
     }
 }
 

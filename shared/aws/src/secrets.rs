@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::SdkError;
 use recharge_core::secrets::{
     SecretError, SecretSource, SecretVersions, SecretWriteError, SecretWriter,
 };
@@ -213,19 +214,10 @@ impl SecretWriter for SecretsManagerSource {
             .secret_string(value.expose_secret())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_exists_exception()) =>
-            {
-                Err(SecretWriteError::Exists(name.to_owned()))
-            }
-            Err(e) => Err(SecretWriteError::Unavailable {
-                name: name.to_owned(),
-                source: Box::new(e),
-            }),
-        }
+        written(result, name, |e| {
+            e.is_resource_exists_exception()
+                .then(|| SecretWriteError::Exists(name.to_owned()))
+        })
     }
 
     async fn rotate(&self, name: &str, value: &SecretString) -> Result<(), SecretWriteError> {
@@ -236,18 +228,31 @@ impl SecretWriter for SecretsManagerSource {
             .secret_string(value.expose_secret())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                Err(SecretWriteError::NotFound(name.to_owned()))
-            }
-            Err(e) => Err(SecretWriteError::Unavailable {
+        written(result, name, |e| {
+            e.is_resource_not_found_exception()
+                .then(|| SecretWriteError::NotFound(name.to_owned()))
+        })
+    }
+}
+
+/// A write's answer: `refusal` says which service error is the caller's to know (the secret exists, or does not);
+/// any other failure is `Unavailable`.
+fn written<O, E, R>(
+    result: Result<O, SdkError<E, R>>,
+    name: &str,
+    refusal: impl FnOnce(&E) -> Option<SecretWriteError>,
+) -> Result<(), SecretWriteError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.as_service_error().and_then(refusal).unwrap_or_else(|| {
+            SecretWriteError::Unavailable {
                 name: name.to_owned(),
                 source: Box::new(e),
-            }),
-        }
+            }
+        })),
     }
 }

@@ -7,7 +7,7 @@ use crate::order::Order;
 use crate::recon::ReconReport;
 use crate::store::{
     AccountControl, AppRecord, AppStore, AuditEntry, BalanceSnapshot, BalanceStore, Created,
-    DueOrder, OrderFilter, OrderPage, OrderStore, OrderSummary, Replaced, StoreError, valid_cursor,
+    DueOrder, OrderFilter, OrderPage, OrderStore, OrderSummary, Replaced, StoreError, check_cursor,
 };
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -155,16 +155,9 @@ impl OrderStore for InMemoryOrderStore {
         limit: usize,
         after: Option<&str>,
     ) -> Result<OrderPage, StoreError> {
-        if let Some(cursor) = after
-            && !valid_cursor(cursor)
-        {
-            return Err(StoreError::Corrupt {
-                order_id: String::new(),
-                reason: format!("invalid listing cursor {cursor:?}"),
-            });
-        }
+        check_cursor(after)?;
         let queue = filter.needs_operator;
-        let mut found: Vec<(String, OrderSummary)> = self
+        let found: Vec<(String, OrderSummary)> = self
             .lock()
             .orders
             .values()
@@ -179,22 +172,7 @@ impl OrderStore for InMemoryOrderStore {
                 Some(c) => key.as_str() < c,
             })
             .collect();
-        if queue {
-            found.sort_by(|a, b| a.0.cmp(&b.0));
-        } else {
-            found.sort_by(|a, b| b.0.cmp(&a.0));
-        }
-        let more = found.len() > limit;
-        found.truncate(limit);
-        let next = if more {
-            found.last().map(|(k, _)| k.clone())
-        } else {
-            None
-        };
-        Ok(OrderPage {
-            orders: found.into_iter().map(|(_, s)| s).collect(),
-            next,
-        })
+        Ok(OrderPage::of_candidates(found, queue, limit, false))
     }
 
     async fn created_between(

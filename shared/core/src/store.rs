@@ -166,11 +166,52 @@ pub fn valid_cursor(cursor: &str) -> bool {
     })
 }
 
+/// A store's check of a listing's `after` before it reads anything: `StoreError::Corrupt` for a cursor that is
+/// not a sort key (`valid_cursor`).
+pub fn check_cursor(after: Option<&str>) -> Result<(), StoreError> {
+    match after {
+        Some(cursor) if !valid_cursor(cursor) => Err(StoreError::Corrupt {
+            order_id: String::new(),
+            reason: format!("invalid listing cursor {cursor:?}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// One page of a listing; `next` is the cursor of the following page, `None` on the last one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderPage {
     pub orders: Vec<OrderSummary>,
     pub next: Option<String>,
+}
+
+impl OrderPage {
+    /// The page a store makes of its candidates (each with its `OrderSummary::sort_key`): in listing order (the
+    /// operator queue, `needs_operator`, oldest first; else newest first), at most `limit`, and a `next` cursor
+    /// (the last key kept) when more candidates were found than kept or `more` says the store left some unread.
+    pub fn of_candidates(
+        mut found: Vec<(String, OrderSummary)>,
+        needs_operator: bool,
+        limit: usize,
+        more: bool,
+    ) -> OrderPage {
+        if needs_operator {
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+        } else {
+            found.sort_by(|a, b| b.0.cmp(&a.0));
+        }
+        let more = more || found.len() > limit;
+        found.truncate(limit);
+        let next = if more {
+            found.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        OrderPage {
+            orders: found.into_iter().map(|(_, s)| s).collect(),
+            next,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -136,6 +136,15 @@ impl ProviderAccount {
         toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
     }
 
+    /// An endpoint URL the account may leave out (`None`), checked like `endpoint` when it is there.
+    pub fn optional_endpoint(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        if self.endpoints.contains_key(name) {
+            self.endpoint(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// A required endpoint URL, checked to be http(s).
     pub fn endpoint(&self, name: &str) -> Result<String, ConfigError> {
         let url = self

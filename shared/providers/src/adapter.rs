@@ -306,6 +306,13 @@ pub trait ProviderAdapter: Send + Sync + fmt::Debug {
     fn callback_ack(&self, ack: CallbackAck) -> HttpResponse;
 }
 
+/// The balance endpoint of an account that may have none: without one there is no balance API to ask.
+pub fn balance_endpoint(url: Option<&str>) -> Result<&str, AdapterError> {
+    url.ok_or(AdapterError::Unsupported(
+        "balance (no endpoint configured)",
+    ))
+}
+
 /// `Outcome::Unknown` with a reason.
 pub fn unknown(code: &str, message: impl Into<String>) -> Outcome {
     Outcome::Unknown {

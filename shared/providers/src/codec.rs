@@ -8,7 +8,9 @@ use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::reader::Reader;
 use recharge_core::Timestamp;
 use serde::{Deserialize, Serialize};
-use time::{OffsetDateTime, PrimitiveDateTime};
+use time::format_description::BorrowedFormatItem;
+use time::macros::{format_description, offset};
+use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 /// A text decoding or parsing failure. Callers map it to `Unknown` (responses) or a refused callback.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -161,28 +163,28 @@ pub fn ordered_json(fields: &[(&str, &str)]) -> String {
     out
 }
 
-/// `yyyyMMddHHmmss` in Beijing time (UTC+8, no DST), as the 001 family wants `spordertime`. Beijing time is
-/// a fixed shift, so the UTC calendar of the shifted instant is Beijing's calendar. Instants outside the
-/// calendar's years ±9999 (no clock gives one) are clamped to its ends.
+/// Beijing time: UTC+8 all year (no DST).
+const BEIJING: UtcOffset = offset!(+8);
+/// `yyyyMMddHHmmss`.
+const COMPACT: &[BorrowedFormatItem<'_>] =
+    format_description!("[year][month][day][hour][minute][second]");
+
+/// `yyyyMMddHHmmss` in Beijing time, as the 001 family wants `spordertime`. Instants outside the calendar's
+/// years ±9999 (no clock gives one) are clamped to its ends.
 pub fn beijing_compact(ts: Timestamp) -> String {
-    let t = OffsetDateTime::from_unix_timestamp(ts.seconds().saturating_add(8 * 3600))
-        .unwrap_or_else(|_| {
+    let t = OffsetDateTime::from_unix_timestamp(ts.seconds())
+        .ok()
+        .and_then(|t| t.checked_to_offset(BEIJING))
+        .unwrap_or_else(|| {
             if ts.seconds() < 0 {
                 PrimitiveDateTime::MIN
             } else {
                 PrimitiveDateTime::MAX
             }
-            .assume_utc()
+            .assume_offset(BEIJING)
         });
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    // Cannot fail: the date-time has every component the description names, and it is written to a String.
+    t.format(COMPACT).unwrap_or_default()
 }
 
 /// One XML element: its name, its text (concatenated, entity-decoded, untrimmed) and its child elements.

@@ -9,7 +9,7 @@ use crate::account::{ConfigError, Protocol, ProviderAccount};
 use crate::adapter::{
     AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, CallbackTrust,
     Capabilities, Parsed, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest,
-    attempt_from, precheck, unknown,
+    attempt_from, balance_endpoint, precheck, unknown,
 };
 use crate::codec;
 use crate::codes::{CodeTable, Meaning, Phase};
@@ -230,11 +230,7 @@ impl OpenapiRsa {
             }
             Some(_) | None => {}
         }
-        let balance_url = if account.endpoints.contains_key("balance") {
-            Some(account.endpoint("balance")?)
-        } else {
-            None
-        };
+        let balance_url = account.optional_endpoint("balance")?;
         Ok(OpenapiRsa {
             submit_url: account.endpoint("submit")?,
             query_url: account.endpoint("query")?,
@@ -462,12 +458,7 @@ impl ProviderAdapter for OpenapiRsa {
     }
 
     fn build_balance(&self, ctx: &RequestContext) -> Result<HttpRequest, AdapterError> {
-        let url = self
-            .balance_url
-            .as_deref()
-            .ok_or(AdapterError::Unsupported(
-                "balance (no endpoint configured)",
-            ))?;
+        let url = balance_endpoint(self.balance_url.as_deref())?;
         // Field order as in the doc's signature example, so that example is this request byte for byte.
         let body = wire::ordered_json(&[
             ("businessId", &self.creds.business_id),

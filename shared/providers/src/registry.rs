@@ -11,6 +11,7 @@ use crate::adapter::{
 };
 use crate::codes::{self, CodeOverrides, Meaning, Phase};
 use crate::executor::{Executor, TransportError};
+use crate::http::{HttpRequest, HttpResponse};
 use crate::latency::{self, CallPhase, OutcomeClass};
 use crate::{ice_microservice, openapi_rsa, sms_billing, suka_xml, wikeyun};
 use recharge_core::{
@@ -180,54 +181,20 @@ impl<'a> Expect<'a> {
     }
 }
 
+/// How far one call got: a parsed answer (a transport failure after the connection opened included), or
+/// nothing sent at all.
+enum Exchange {
+    Parsed(Parsed),
+    /// No request could be built: nothing was sent.
+    NotBuilt(crate::AdapterError),
+    /// The connection never opened: nothing was sent.
+    NotConnected(TransportError),
+}
+
 /// Every route sells one unit: the merchant cannot set a quantity (docs/providers/README.md §4 rule 6).
 const EXPECTED_QUANTITY: u32 = 1;
 
 impl Provider {
-    /// Submits one attempt (see `submit_untimed`), recording the call's latency.
-    pub async fn submit(&self, executor: &Executor, req: &SubmitRequest, now: Timestamp) -> Answer {
-        let started = std::time::Instant::now();
-        let a = self.submit_untimed(executor, req, now).await;
-        self.timed(CallPhase::Submit, started, &a);
-        a
-    }
-
-    /// Probes one attempt (see `probe_untimed`), recording the call's latency.
-    pub async fn probe(&self, executor: &Executor, req: &SubmitRequest, now: Timestamp) -> Answer {
-        let started = std::time::Instant::now();
-        let a = self.probe_untimed(executor, req, now).await;
-        self.timed(CallPhase::Probe, started, &a);
-        a
-    }
-
-    /// Queries one attempt (see `query_untimed`), recording the call's latency.
-    pub async fn query(
-        &self,
-        executor: &Executor,
-        req: &QueryRequest,
-        expect: &Expect<'_>,
-        now: Timestamp,
-    ) -> Answer {
-        let started = std::time::Instant::now();
-        let a = self.query_untimed(executor, req, expect, now).await;
-        self.timed(CallPhase::Query, started, &a);
-        a
-    }
-
-    /// Sends a verification code (see `verify_untimed`), recording the call's latency.
-    pub async fn verify(
-        &self,
-        executor: &Executor,
-        req: &VerificationRequest,
-        expect: &Expect<'_>,
-        now: Timestamp,
-    ) -> Answer {
-        let started = std::time::Instant::now();
-        let a = self.verify_untimed(executor, req, expect, now).await;
-        self.timed(CallPhase::Verify, started, &a);
-        a
-    }
-
     /// Asks for the balance (see `balance_untimed`), recording the call's latency; a protocol without a
     /// balance API made no call and records nothing.
     pub async fn balance(&self, executor: &Executor, now: Timestamp) -> Result<Fen, BalanceError> {
@@ -252,13 +219,38 @@ impl Provider {
         r
     }
 
-    fn timed(&self, phase: CallPhase, started: std::time::Instant, answer: &Answer) {
+    /// Awaits `call`, recording how long it took and how it came out.
+    async fn timed(&self, phase: CallPhase, call: impl Future<Output = Answer>) -> Answer {
+        let started = std::time::Instant::now();
+        let answer = call.await;
         latency::record(
             self.account.id.as_str(),
             phase,
             OutcomeClass::of(&answer.outcome),
             started.elapsed(),
         );
+        answer
+    }
+
+    /// Builds a request with `build`, sends it and parses the answer with `parse`. What a request that was
+    /// never built or never connected means is each caller's (it differs by call); any other transport failure
+    /// may have reached the provider and is the transport's outcome (`Unknown`).
+    async fn exchange(
+        &self,
+        executor: &Executor,
+        now: Timestamp,
+        build: impl FnOnce(&RequestContext) -> Result<HttpRequest, crate::AdapterError>,
+        parse: impl FnOnce(&HttpResponse) -> Parsed,
+    ) -> Exchange {
+        let http = match self.fresh(now).and_then(|ctx| build(&ctx)) {
+            Ok(h) => h,
+            Err(e) => return Exchange::NotBuilt(e),
+        };
+        match executor.execute(&http, &self.account.limits()).await {
+            Ok(resp) => Exchange::Parsed(parse(&resp)),
+            Err(e @ TransportError::NotConnected(_)) => Exchange::NotConnected(e),
+            Err(e) => Exchange::Parsed(e.to_outcome().into()),
+        }
     }
 
     fn fresh(&self, now: Timestamp) -> Result<RequestContext, crate::AdapterError> {
@@ -267,112 +259,108 @@ impl Provider {
 
     /// Submits one attempt. A request that could not be built, or whose connection was never made, sent
     /// nothing: a definite refusal, failover allowed (docs/providers/README.md §4 rule 3). Anything after the first
-    /// request byte may have been executed: `Unknown`.
-    async fn submit_untimed(
-        &self,
-        executor: &Executor,
-        req: &SubmitRequest,
-        now: Timestamp,
-    ) -> Answer {
-        let http = match self
-            .fresh(now)
-            .and_then(|ctx| self.adapter.build_submit(req, &ctx))
-        {
-            Ok(h) => h,
-            Err(e) => return refused("request_not_built", e.to_string()),
-        };
-        let parsed = match executor.execute(&http, &self.account.limits()).await {
-            Ok(resp) => self.adapter.parse_submit(&resp),
-            Err(e @ TransportError::NotConnected(_)) => {
-                return refused("not_connected", e.to_string());
-            }
-            Err(e) => e.to_outcome().into(),
-        };
-        self.review(Phase::Submit, parsed, &submit_expect(req))
+    /// request byte may have been executed: `Unknown`. Records the call's latency.
+    pub async fn submit(&self, executor: &Executor, req: &SubmitRequest, now: Timestamp) -> Answer {
+        self.timed(CallPhase::Submit, async {
+            let exchange = self.exchange(
+                executor,
+                now,
+                |ctx| self.adapter.build_submit(req, ctx),
+                |resp| self.adapter.parse_submit(resp),
+            );
+            let parsed = match exchange.await {
+                Exchange::Parsed(p) => p,
+                Exchange::NotBuilt(e) => return refused("request_not_built", e.to_string()),
+                Exchange::NotConnected(e) => return refused("not_connected", e.to_string()),
+            };
+            self.review(Phase::Submit, parsed, &submit_expect(req))
+        })
+        .await
     }
 
     /// The safe probe of an attempt a deduplicating provider keeps answering "not found" about
     /// (docs/providers/README.md §4 rule 4): resubmit the *same* attempt id to the same account. "Duplicate" means the
     /// provider has it (`Accepted`); an acceptance means it has it now, once; a refusal that nothing was
-    /// created. A probe that never connected learned nothing: `Unknown`.
-    async fn probe_untimed(
-        &self,
-        executor: &Executor,
-        req: &SubmitRequest,
-        now: Timestamp,
-    ) -> Answer {
-        let http = match self
-            .fresh(now)
-            .and_then(|ctx| self.adapter.build_submit(req, &ctx))
-        {
-            Ok(h) => h,
-            Err(e) => return unknown_answer("probe_not_built", e.to_string()),
-        };
-        let mut parsed = match executor.execute(&http, &self.account.limits()).await {
-            Ok(resp) => self.adapter.parse_submit(&resp),
-            Err(e) => e.to_outcome().into(),
-        };
-        if parsed.meaning == Some(Meaning::Duplicate) {
-            parsed.outcome = Outcome::Accepted { provider_ref: None };
-        }
-        self.review(Phase::Submit, parsed, &submit_expect(req))
+    /// created. A probe that never connected learned nothing: `Unknown`. Records the call's latency.
+    pub async fn probe(&self, executor: &Executor, req: &SubmitRequest, now: Timestamp) -> Answer {
+        self.timed(CallPhase::Probe, async {
+            let exchange = self.exchange(
+                executor,
+                now,
+                |ctx| self.adapter.build_submit(req, ctx),
+                |resp| self.adapter.parse_submit(resp),
+            );
+            let mut parsed = match exchange.await {
+                Exchange::Parsed(p) => p,
+                Exchange::NotBuilt(e) => return unknown_answer("probe_not_built", e.to_string()),
+                Exchange::NotConnected(e) => e.to_outcome().into(),
+            };
+            if parsed.meaning == Some(Meaning::Duplicate) {
+                parsed.outcome = Outcome::Accepted { provider_ref: None };
+            }
+            self.review(Phase::Submit, parsed, &submit_expect(req))
+        })
+        .await
     }
 
     /// Queries one attempt. Nothing a query says can refuse an attempt: a query that never connected, or
-    /// could not be built, is `Unknown` (nothing learned).
-    async fn query_untimed(
+    /// could not be built, is `Unknown` (nothing learned). Records the call's latency.
+    pub async fn query(
         &self,
         executor: &Executor,
         req: &QueryRequest,
         expect: &Expect<'_>,
         now: Timestamp,
     ) -> Answer {
-        let http = match self
-            .fresh(now)
-            .and_then(|ctx| self.adapter.build_query(req, &ctx))
-        {
-            Ok(h) => h,
-            Err(e) => return unknown_answer("query_not_built", e.to_string()),
-        };
-        let parsed = match executor.execute(&http, &self.account.limits()).await {
-            Ok(resp) => self.adapter.parse_query(&resp),
-            Err(e) => e.to_outcome().into(),
-        };
-        self.review(Phase::Query, parsed, expect)
+        self.timed(CallPhase::Query, async {
+            let exchange = self.exchange(
+                executor,
+                now,
+                |ctx| self.adapter.build_query(req, ctx),
+                |resp| self.adapter.parse_query(resp),
+            );
+            let parsed = match exchange.await {
+                Exchange::Parsed(p) => p,
+                Exchange::NotBuilt(e) => return unknown_answer("query_not_built", e.to_string()),
+                Exchange::NotConnected(e) => e.to_outcome().into(),
+            };
+            self.review(Phase::Query, parsed, expect)
+        })
+        .await
     }
 
     /// Sends the carrier-billing verification code (second step). A request that was never sent (not built,
     /// never connected) charged nothing: the provider's order simply expires unpaid, so the attempt fails
-    /// without failover (the user's code is used up; it is never sent twice).
-    async fn verify_untimed(
+    /// without failover (the user's code is used up; it is never sent twice). Records the call's latency.
+    pub async fn verify(
         &self,
         executor: &Executor,
         req: &VerificationRequest,
         expect: &Expect<'_>,
         now: Timestamp,
     ) -> Answer {
-        let unpaid = |code: &str, why: String| -> Answer {
-            Outcome::Failed {
-                failover_allowed: false,
-                reason: Reason::new(code, why),
-            }
-            .into()
-        };
-        let http = match self
-            .fresh(now)
-            .and_then(|ctx| self.adapter.build_verification(req, &ctx))
-        {
-            Ok(h) => h,
-            Err(e) => return unpaid("request_not_built", e.to_string()),
-        };
-        let parsed = match executor.execute(&http, &self.account.limits()).await {
-            Ok(resp) => self.adapter.parse_verification(&resp),
-            Err(e @ TransportError::NotConnected(_)) => {
-                return unpaid("not_connected", e.to_string());
-            }
-            Err(e) => e.to_outcome().into(),
-        };
-        self.review(Phase::Submit, parsed, expect)
+        self.timed(CallPhase::Verify, async {
+            let unpaid = |code: &str, why: String| -> Answer {
+                Outcome::Failed {
+                    failover_allowed: false,
+                    reason: Reason::new(code, why),
+                }
+                .into()
+            };
+            let exchange = self.exchange(
+                executor,
+                now,
+                |ctx| self.adapter.build_verification(req, ctx),
+                |resp| self.adapter.parse_verification(resp),
+            );
+            let parsed = match exchange.await {
+                Exchange::Parsed(p) => p,
+                Exchange::NotBuilt(e) => return unpaid("request_not_built", e.to_string()),
+                Exchange::NotConnected(e) => return unpaid("not_connected", e.to_string()),
+            };
+            self.review(Phase::Submit, parsed, expect)
+        })
+        .await
     }
 
     /// Asks for the account's balance.

@@ -8,7 +8,7 @@ use crate::account::{ConfigError, ProviderAccount};
 use crate::adapter::{
     AdapterError, BalanceError, CallbackAck, CallbackError, CallbackEvent, CallbackTrust,
     Capabilities, Parsed, ProviderAdapter, QueryRequest, RequestContext, SubmitRequest,
-    attempt_from, precheck, unknown,
+    attempt_from, balance_endpoint, precheck, unknown,
 };
 use crate::codec::{self, Charset, Element};
 use crate::codes::{CodeTable, Phase};
@@ -152,11 +152,7 @@ pub fn electricity_account(
 impl SukaXml {
     pub fn new(account: &ProviderAccount, creds: Credentials) -> Result<SukaXml, ConfigError> {
         let options: Options = account.options_as()?;
-        let balance_url = if account.endpoints.contains_key("balance") {
-            Some(account.endpoint("balance")?)
-        } else {
-            None
-        };
+        let balance_url = account.optional_endpoint("balance")?;
         Ok(SukaXml {
             submit_url: account.endpoint("submit")?,
             query_url: account.endpoint("query")?,
@@ -340,12 +336,7 @@ impl ProviderAdapter for SukaXml {
     }
 
     fn build_balance(&self, _ctx: &RequestContext) -> Result<HttpRequest, AdapterError> {
-        let url = self
-            .balance_url
-            .as_deref()
-            .ok_or(AdapterError::Unsupported(
-                "balance (no endpoint configured)",
-            ))?;
+        let url = balance_endpoint(self.balance_url.as_deref())?;
         let userid = self.creds.userid.as_str();
         let sign = self.sign(&balance_sign_string(userid, self.key()))?;
         self.form_request(url, &[("userid", userid), ("sign", &sign)])

@@ -5,7 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use md5::{Digest, Md5};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_encode};
-use time::{OffsetDateTime, PrimitiveDateTime};
+use time::format_description::BorrowedFormatItem;
+use time::macros::{format_description, offset};
+use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 /// Character set of a form body or of a sign string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,20 +152,21 @@ pub fn unix_millis(now: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// `yyyyMMddHHmmss` in Beijing time (UTC+8), as the suka-xml and sms-billing protocols write times. Beijing
-/// time is a fixed shift, so the `time` crate's UTC calendar of the shifted instant is Beijing's calendar.
+/// Beijing time: UTC+8 all year (no DST).
+const BEIJING: UtcOffset = offset!(+8);
+/// `yyyyMMddHHmmss`.
+const COMPACT: &[BorrowedFormatItem<'_>] =
+    format_description!("[year][month][day][hour][minute][second]");
+
+/// `yyyyMMddHHmmss` in Beijing time, as the suka-xml and sms-billing protocols write times; past the
+/// calendar's year 9999, its last second.
 pub fn beijing_timestamp(now: SystemTime) -> String {
-    let t = OffsetDateTime::from_unix_timestamp(unix_secs(now).saturating_add(8 * 3600))
-        .unwrap_or_else(|_| PrimitiveDateTime::MAX.assume_utc());
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let t = OffsetDateTime::from_unix_timestamp(unix_secs(now))
+        .ok()
+        .and_then(|t| t.checked_to_offset(BEIJING))
+        .unwrap_or_else(|| PrimitiveDateTime::MAX.assume_offset(BEIJING));
+    // Cannot fail: the date-time has every component the description names, and it is written to a String.
+    t.format(COMPACT).unwrap_or_default()
 }
 
 /// Constant-shape comparison of two ASCII signatures, optionally ignoring case.

@@ -315,23 +315,26 @@ async fn submit(
     if plan.http_500 {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
     }
-    xml(
-        StatusCode::OK,
-        "order",
-        &[
-            ("orderid", order.provider_order_id.clone()),
-            ("productid", order.product.clone()),
-            ("num", num.to_string()),
-            ("ordercash", s.engine.dialect.amount(order.price_fen)),
-            ("productname", product.name.clone()),
-            ("sporderid", order.caller_order_id.clone()),
-            ("account", order.account.clone()),
-            (
-                "resultno",
-                Dialect::code(&s.engine.dialect.submit.accepted, "0", "").0,
-            ),
-        ],
-    )
+    let mut fields = order_fields(&s, &order, num, product.name.clone());
+    fields.push((
+        "resultno",
+        Dialect::code(&s.engine.dialect.submit.accepted, "0", "").0,
+    ));
+    xml(StatusCode::OK, "order", &fields)
+}
+
+/// The elements that describe an order in the submit and query replies, in the doc's order: what was
+/// ordered (`num` of `name`), for how much, under which ids.
+fn order_fields(s: &Suka, o: &OrderRecord, num: i64, name: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("orderid", o.provider_order_id.clone()),
+        ("productid", o.product.clone()),
+        ("num", num.to_string()),
+        ("ordercash", s.engine.dialect.amount(o.price_fen)),
+        ("productname", name),
+        ("sporderid", o.caller_order_id.clone()),
+        ("account", o.account.clone()),
+    ]
 }
 
 async fn query(
@@ -375,29 +378,20 @@ async fn query(
         .get(&o.product)
         .map(|pr| pr.name.clone())
         .unwrap_or_default();
-    xml(
-        StatusCode::OK,
-        "order",
-        &[
-            ("orderid", o.provider_order_id.clone()),
-            ("productid", o.product.clone()),
-            ("num", num.to_string()),
-            ("ordercash", s.engine.dialect.amount(o.price_fen)),
-            ("productname", name),
-            ("sporderid", o.caller_order_id.clone()),
-            ("account", o.account.clone()),
-            ("merchantsubmittime", o.submitted_at.clone()),
-            (
-                "resultno",
-                s.engine.dialect.status(o.state, resultno(o.state)),
-            ),
-            ("remark1", String::new()),
-            (
-                "fundbalance",
-                s.engine.dialect.amount(s.engine.ledger.balance_fen()),
-            ),
-        ],
-    )
+    let mut fields = order_fields(&s, &o, num, name);
+    fields.extend([
+        ("merchantsubmittime", o.submitted_at.clone()),
+        (
+            "resultno",
+            s.engine.dialect.status(o.state, resultno(o.state)),
+        ),
+        ("remark1", String::new()),
+        (
+            "fundbalance",
+            s.engine.dialect.amount(s.engine.ledger.balance_fen()),
+        ),
+    ]);
+    xml(StatusCode::OK, "order", &fields)
 }
 
 async fn balance(

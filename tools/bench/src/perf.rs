@@ -8,7 +8,7 @@
 
 use crate::receiver::Receiver;
 use crate::table::{Floor, Row, latency_rows, ms, print_table, row, stats};
-use crate::util::{Rng, signed_request, wikeyun_success_callback};
+use crate::util::{Rng, metered_dynamo, signed_request, wikeyun_success_callback};
 use recharge_api::{ApiRequest, AppState};
 use recharge_aws::{CallCounter, IndexUnits, Units};
 use recharge_core::store::{AuditEntry, record};
@@ -16,7 +16,7 @@ use recharge_core::{
     AppId, AttemptNo, Event, Fen, MerchantOrderNo, NewOrder, Order, OrderId, Outcome, ProductCode,
     ProviderAccountId, Route, Source,
 };
-use recharge_local::{LocalOptions, LocalStack, StoreChoice};
+use recharge_local::{LocalOptions, LocalStack};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -535,24 +535,10 @@ async fn dynamo(
     lambda: Option<&crate::lambda::LambdaOptions>,
 ) -> anyhow::Result<Vec<Row>> {
     let calls = CallCounter::metering();
-    let table = format!(
-        "bench-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis()
-    );
+    let (table, options) = metered_dynamo("bench", &calls, 20.0)?;
     let stack = LocalStack::start(LocalOptions {
-        listen: "127.0.0.1:0".parse()?,
-        store: StoreChoice::DynamoDb {
-            endpoint: None,
-            table: table.clone(),
-        },
-        time_scale: 20.0,
-        sweep_every: Duration::from_secs(3600),
-        balance_every: Duration::from_secs(3600),
-        aws_calls: Some(calls.clone()),
         secrets_manager: true,
-        ..LocalOptions::default()
+        ..options
     })
     .await?;
     // Let the start-up balance check finish before counting.
@@ -584,34 +570,32 @@ async fn dynamo(
             format!("OVER: {}", over.join(", "))
         }
     };
-    rows.push(row(
-        sec,
-        "POST /v1/orders: create + accepted",
-        describe(&warm.create),
-        "2 conditional writes, 0 reads, 0 secret reads",
-        &budget(&warm.create, 2, 0),
-    ));
-    rows.push(row(
-        sec,
-        "provider callback: final (succeeded)",
-        describe(&warm.callback),
-        "1 conditional write (read only when it fails)",
-        &budget(&warm.callback, 1, 0),
-    ));
-    rows.push(row(
-        sec,
-        "  same, order with notify_url (the notification is the sweep's: below)",
-        describe(&notified.callback),
-        "1 write per transition",
-        "",
-    ));
-    rows.push(row(
-        sec,
-        "GET /v1/orders/{no}",
-        describe(&warm.get),
-        "1 read",
-        &budget(&warm.get, 0, 1),
-    ));
+    // (what, its calls, the budget as said, the budget's writes and reads; `None`: not held to one)
+    let budgeted = [
+        (
+            "POST /v1/orders: create + accepted",
+            &warm.create,
+            "2 conditional writes, 0 reads, 0 secret reads",
+            Some((2, 0)),
+        ),
+        (
+            "provider callback: final (succeeded)",
+            &warm.callback,
+            "1 conditional write (read only when it fails)",
+            Some((1, 0)),
+        ),
+        (
+            "  same, order with notify_url (the notification is the sweep's: below)",
+            &notified.callback,
+            "1 write per transition",
+            None,
+        ),
+        ("GET /v1/orders/{no}", &warm.get, "1 read", Some((0, 1))),
+    ];
+    for (what, counts, expected, limit) in budgeted {
+        let verdict = limit.map_or_else(String::new, |(w, r)| budget(counts, w, r));
+        rows.push(row(sec, what, describe(counts), expected, &verdict));
+    }
     // The refused conditional transaction is a round trip that writes nothing.
     let dup_writes_attempted: u64 = warm
         .duplicate
@@ -632,14 +616,13 @@ async fn dynamo(
             budget(&warm.duplicate, 0, 1)
         },
     ));
-    let cold_secrets: u64 = [&cold.create, &cold.callback, &cold.get, &cold.duplicate]
-        .iter()
-        .map(|c| c.get("GetSecretValue").copied().unwrap_or(0))
-        .sum();
-    let warm_secrets: u64 = [&warm.create, &warm.callback, &warm.get, &warm.duplicate]
-        .iter()
-        .map(|c| c.get("GetSecretValue").copied().unwrap_or(0))
-        .sum();
+    let secret_reads = |l: &Lifecycle| -> u64 {
+        [&l.create, &l.callback, &l.get, &l.duplicate]
+            .iter()
+            .map(|c| c.get("GetSecretValue").copied().unwrap_or(0))
+            .sum()
+    };
+    let (cold_secrets, warm_secrets) = (secret_reads(&cold), secret_reads(&warm));
     rows.push(row(
         sec,
         "Secrets Manager calls per lifecycle (first order / warm)",

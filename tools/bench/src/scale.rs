@@ -5,10 +5,10 @@
 //! the due queries of a pass before and after the filler is loaded, then the store calls of each real pass.
 
 use crate::table::{Row, row};
-use crate::util::signed_request;
+use crate::util::{metered_dynamo, signed_request};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use recharge_aws::{CallCounter, Units};
-use recharge_local::{LocalOptions, LocalStack, StoreChoice};
+use recharge_local::LocalStack;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -159,25 +159,8 @@ pub async fn run(stored: usize, due: usize) -> anyhow::Result<Vec<Row>> {
     let sec =
         "sweep at scale on DynamoDB Local: store calls per pass (metered, ReturnConsumedCapacity)";
     let calls = CallCounter::metering();
-    let table = format!(
-        "scale-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis()
-    );
-    let stack = LocalStack::start(LocalOptions {
-        listen: "127.0.0.1:0".parse()?,
-        store: StoreChoice::DynamoDb {
-            endpoint: None,
-            table: table.clone(),
-        },
-        time_scale: 1000.0,
-        sweep_every: Duration::from_secs(3600),
-        balance_every: Duration::from_secs(3600),
-        aws_calls: Some(calls.clone()),
-        ..LocalOptions::default()
-    })
-    .await?;
+    let (table, options) = metered_dynamo("scale", &calls, 1000.0)?;
+    let stack = LocalStack::start(options).await?;
     let state = Arc::clone(stack.state());
     eprintln!("sweep at scale: {due} due orders through the handlers ...");
     let started = Instant::now();

@@ -1,12 +1,43 @@
-//! Small helpers: a seedable generator, signed merchant requests for calling the handlers directly, a
+//! Small helpers: a metered DynamoDB Local stack, a seedable generator, signed merchant requests for calling the handlers directly, a
 //! provider's signed callback, and percentiles.
 
 use recharge_api::ApiRequest;
 use recharge_api::http::auth::{
     HEADER_APP, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, hmac_hex, string_to_sign,
 };
+use recharge_aws::CallCounter;
+use recharge_local::{LocalOptions, StoreChoice};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A local stack on a fresh DynamoDB Local table (`<prefix>-<millis>`, returned with the options) whose AWS
+/// calls `calls` meters, at `time_scale`, with the sweep and the balance check an hour apart so that only the
+/// bench's own calls are counted.
+pub fn metered_dynamo(
+    prefix: &str,
+    calls: &CallCounter,
+    time_scale: f64,
+) -> anyhow::Result<(String, LocalOptions)> {
+    let table = format!(
+        "{prefix}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let options = LocalOptions {
+        listen: "127.0.0.1:0".parse()?,
+        store: StoreChoice::DynamoDb {
+            endpoint: None,
+            table: table.clone(),
+        },
+        time_scale,
+        sweep_every: std::time::Duration::from_secs(3600),
+        balance_every: std::time::Duration::from_secs(3600),
+        aws_calls: Some(calls.clone()),
+        ..LocalOptions::default()
+    };
+    Ok((table, options))
+}
 
 /// SplitMix64: tiny and seedable; the campaign's choices depend only on the seed and the order index.
 #[derive(Debug, Clone)]

@@ -640,24 +640,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(status(no_token), 401);
-        let other_origin = page_call(&http, reqwest::Method::PUT, &url, &token)
-            .header("origin", "http://evil.example")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(status(other_origin), 403);
-        let cross_site = page_call(&http, reqwest::Method::GET, &url, &token)
-            .header("sec-fetch-site", "cross-site")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(status(cross_site), 403);
-        let rebound = page_call(&http, reqwest::Method::GET, &url, &token)
-            .header("host", "evil.example:80")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(status(rebound), 403);
+        for (method, name, value) in [
+            (reqwest::Method::PUT, "origin", "http://evil.example"),
+            (reqwest::Method::GET, "sec-fetch-site", "cross-site"),
+            (reqwest::Method::GET, "host", "evil.example:80"),
+        ] {
+            let refused = page_call(&http, method, &url, &token)
+                .header(name, value)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(status(refused), 403, "{name}: {value}");
+        }
         let delete = page_call(&http, reqwest::Method::DELETE, &url, &token)
             .send()
             .await

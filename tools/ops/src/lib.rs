@@ -430,6 +430,17 @@ impl OpsClient {
         }
     }
 
+    /// `send` with `body` as JSON.
+    pub async fn send_json(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &Value,
+    ) -> Result<Value, CliError> {
+        self.send(method, path_and_query, body.to_string().as_bytes())
+            .await
+    }
+
     /// Sends a signed request and returns the answer whatever its status; only a failure to sign or to reach
     /// the API is an error.
     pub async fn send_raw(
@@ -589,6 +600,33 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
+/// The elements of a JSON array (none if `v` is not one).
+fn elements(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// A `table` of `items`, one column a `(header, field)`, each cell the field as `s` shows it.
+fn fields_table(items: &[Value], columns: &[(&str, &str)]) -> String {
+    let header: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| columns.iter().map(|(_, f)| s(&item[*f])).collect())
+        .collect();
+    table(&header, &rows)
+}
+
+/// The answer to a change of an account or app (the answer's `key`): what its `state` field is now, that
+/// every function follows, and its row of `row`.
+fn changed(v: Value, key: &str, name: &str, state: &str, row: fn(&[Value]) -> String) -> Output {
+    let text = format!(
+        "{} is {} (every function follows within 60 s)\n{}",
+        s(&v[key][name]),
+        s(&v[key][state]),
+        row(std::slice::from_ref(&v[key]))
+    );
+    Output { json: v, text }
+}
+
 fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
@@ -672,10 +710,7 @@ fn order_text(o: &Value) -> String {
         ),
         String::new(),
     ];
-    let attempts: Vec<Vec<String>> = o["attempts"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+    let attempts: Vec<Vec<String>> = elements(&o["attempts"])
         .iter()
         .map(|a| {
             vec![
@@ -707,18 +742,15 @@ fn order_text(o: &Value) -> String {
     ));
     if let Some(audit) = o["audit"].as_array() {
         out.push(String::new());
-        let rows: Vec<Vec<String>> = audit
-            .iter()
-            .map(|e| {
-                vec![
-                    s(&e["version"]),
-                    s(&e["at"]),
-                    s(&e["summary"]),
-                    s(&e["detail"]),
-                ]
-            })
-            .collect();
-        out.push(table(&["V", "AT", "CHANGE", "DETAIL"], &rows));
+        out.push(fields_table(
+            audit,
+            &[
+                ("V", "version"),
+                ("AT", "at"),
+                ("CHANGE", "summary"),
+                ("DETAIL", "detail"),
+            ],
+        ));
     }
     out.join("\n")
 }
@@ -831,10 +863,10 @@ pub async fn run(client: &OpsClient, command: &Command) -> Result<Output, CliErr
                 body["failover"] = json!(f);
             }
             let v = client
-                .send(
+                .send_json(
                     "POST",
                     &format!("/ops/orders/{}/resolve", enc(order_id)),
-                    body.to_string().as_bytes(),
+                    &body,
                 )
                 .await?;
             Ok(Output {
@@ -865,12 +897,12 @@ pub async fn run(client: &OpsClient, command: &Command) -> Result<Output, CliErr
                     b"",
                 )
                 .await?;
-            let text = orders_table(v["orders"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            let text = orders_table(elements(&v["orders"]));
             Ok(Output { json: v, text })
         }
         Command::Accounts(AccountsCommand::List) => {
             let v = client.send("GET", "/ops/accounts", b"").await?;
-            let text = accounts_table(v["accounts"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            let text = accounts_table(elements(&v["accounts"]));
             Ok(Output { json: v, text })
         }
         Command::Accounts(AccountsCommand::Show { account }) => {
@@ -960,11 +992,7 @@ pub async fn run(client: &OpsClient, command: &Command) -> Result<Output, CliErr
             let overrides = edit_overrides(start, unset, set)?;
             let body = json!({"operator": operator, "code_overrides": overrides});
             let v = client
-                .send(
-                    "PUT",
-                    &format!("/ops/accounts/{}", enc(account)),
-                    body.to_string().as_bytes(),
-                )
+                .send_json("PUT", &format!("/ops/accounts/{}", enc(account)), &body)
                 .await?;
             let text = format!(
                 "{} code overrides: {} (every function follows within 60 s)\n{}",
@@ -992,10 +1020,7 @@ pub async fn run(client: &OpsClient, command: &Command) -> Result<Output, CliErr
         Command::Recon(c) => recon::run(client, c).await,
         Command::Balances => {
             let v = client.send("GET", "/ops/balances", b"").await?;
-            let rows: Vec<Vec<String>> = v["accounts"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
+            let rows: Vec<Vec<String>> = elements(&v["accounts"])
                 .iter()
                 .map(|a| {
                     vec![
@@ -1030,26 +1055,22 @@ pub async fn run(client: &OpsClient, command: &Command) -> Result<Output, CliErr
 
 async fn put_account(client: &OpsClient, account: &str, body: &Value) -> Result<Output, CliError> {
     let v = client
-        .send(
-            "PUT",
-            &format!("/ops/accounts/{}", enc(account)),
-            body.to_string().as_bytes(),
-        )
+        .send_json("PUT", &format!("/ops/accounts/{}", enc(account)), body)
         .await?;
-    let text = format!(
-        "{} is {} (every function follows within 60 s)\n{}",
-        s(&v["account"]["provider_account"]),
-        s(&v["account"]["mode"]),
-        accounts_table(std::slice::from_ref(&v["account"]))
-    );
-    Ok(Output { json: v, text })
+    Ok(changed(
+        v,
+        "account",
+        "provider_account",
+        "mode",
+        accounts_table,
+    ))
 }
 
 async fn apps(client: &OpsClient, cmd: &AppsCommand) -> Result<Output, CliError> {
     match cmd {
         AppsCommand::List => {
             let v = client.send("GET", "/ops/apps", b"").await?;
-            let text = apps_table(v["apps"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            let text = apps_table(elements(&v["apps"]));
             Ok(Output { json: v, text })
         }
         AppsCommand::Show { app } => {
@@ -1077,9 +1098,7 @@ async fn apps(client: &OpsClient, cmd: &AppsCommand) -> Result<Output, CliError>
                 }
                 body["client"] = c;
             }
-            let v = client
-                .send("POST", "/ops/apps", body.to_string().as_bytes())
-                .await?;
+            let v = client.send_json("POST", "/ops/apps", &body).await?;
             Ok(with_secret(v, "created"))
         }
         AppsCommand::Disable { app, operator } | AppsCommand::Enable { app, operator } => {
@@ -1089,19 +1108,9 @@ async fn apps(client: &OpsClient, cmd: &AppsCommand) -> Result<Output, CliError>
             };
             let body = json!({"action": action, "operator": operator});
             let v = client
-                .send(
-                    "PUT",
-                    &format!("/ops/apps/{}", enc(app)),
-                    body.to_string().as_bytes(),
-                )
+                .send_json("PUT", &format!("/ops/apps/{}", enc(app)), &body)
                 .await?;
-            let text = format!(
-                "{} is {} (every function follows within 60 s)\n{}",
-                s(&v["app"]["app_id"]),
-                s(&v["app"]["status"]),
-                apps_table(std::slice::from_ref(&v["app"]))
-            );
-            Ok(Output { json: v, text })
+            Ok(changed(v, "app", "app_id", "status", apps_table))
         }
         AppsCommand::Rotate {
             app,
@@ -1113,11 +1122,7 @@ async fn apps(client: &OpsClient, cmd: &AppsCommand) -> Result<Output, CliError>
                 body["grace_secs"] = json!(g);
             }
             let v = client
-                .send(
-                    "PUT",
-                    &format!("/ops/apps/{}", enc(app)),
-                    body.to_string().as_bytes(),
-                )
+                .send_json("PUT", &format!("/ops/apps/{}", enc(app)), &body)
                 .await?;
             Ok(with_secret(v, "rotated"))
         }
@@ -1143,31 +1148,17 @@ fn with_secret(v: Value, what: &str) -> Output {
 }
 
 fn apps_table(apps: &[Value]) -> String {
-    let rows: Vec<Vec<String>> = apps
-        .iter()
-        .map(|a| {
-            vec![
-                s(&a["app_id"]),
-                s(&a["role"]),
-                s(&a["status"]),
-                s(&a["source"]),
-                s(&a["secret_version"]),
-                s(&a["previous_secret_valid_until"]),
-                s(&a["updated_by"]),
-            ]
-        })
-        .collect();
-    table(
+    fields_table(
+        apps,
         &[
-            "APP",
-            "ROLE",
-            "STATUS",
-            "SOURCE",
-            "SECRET V",
-            "PREVIOUS VALID UNTIL",
-            "CHANGED BY",
+            ("APP", "app_id"),
+            ("ROLE", "role"),
+            ("STATUS", "status"),
+            ("SOURCE", "source"),
+            ("SECRET V", "secret_version"),
+            ("PREVIOUS VALID UNTIL", "previous_secret_valid_until"),
+            ("CHANGED BY", "updated_by"),
         ],
-        &rows,
     )
 }
 
@@ -1231,31 +1222,17 @@ fn overrides_text(v: &Value) -> String {
 }
 
 fn accounts_table(accounts: &[Value]) -> String {
-    let rows: Vec<Vec<String>> = accounts
-        .iter()
-        .map(|a| {
-            vec![
-                s(&a["provider_account"]),
-                s(&a["protocol"]),
-                s(&a["mode"]),
-                s(&a["balance_fen"]),
-                s(&a["low_balance_fen"]),
-                s(&a["escalate_after_secs"]),
-                s(&a["updated_by"]),
-            ]
-        })
-        .collect();
-    table(
+    fields_table(
+        accounts,
         &[
-            "ACCOUNT",
-            "PROTOCOL",
-            "MODE",
-            "BALANCE FEN",
-            "LOW BELOW",
-            "ESCALATE S",
-            "CHANGED BY",
+            ("ACCOUNT", "provider_account"),
+            ("PROTOCOL", "protocol"),
+            ("MODE", "mode"),
+            ("BALANCE FEN", "balance_fen"),
+            ("LOW BELOW", "low_balance_fen"),
+            ("ESCALATE S", "escalate_after_secs"),
+            ("CHANGED BY", "updated_by"),
         ],
-        &rows,
     )
 }
 

@@ -2,7 +2,7 @@
 //! reports through the ops API (`POST /ops/recon/run`, `GET /ops/recon`), printed for people, or exported as
 //! JSON or CSV; an operator's settlement of one mismatch (`POST /ops/recon/mismatches/settle`).
 
-use crate::{CliError, OpsClient, Output, enc, s, table};
+use crate::{CliError, OpsClient, Output, elements, enc, s, table};
 use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
@@ -87,7 +87,7 @@ fn yuan(v: &Value) -> String {
 /// One report for people: totals per status, the price and balance checks, the re-query, every mismatch.
 pub fn report_text(r: &Value) -> String {
     let mut out = Vec::new();
-    let mismatches = r["mismatches"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let mismatches = elements(&r["mismatches"]);
     let alarming = mismatches
         .iter()
         .filter(|m| m["kind"] != "balance_top_up" && m["settlement"].is_null())
@@ -110,10 +110,7 @@ pub fn report_text(r: &Value) -> String {
         s(&r["date"]),
         r["utc_offset_minutes"].as_i64().unwrap_or(0) / 60
     ));
-    let totals: Vec<Vec<String>> = r["totals"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+    let totals: Vec<Vec<String>> = elements(&r["totals"])
         .iter()
         .map(|t| {
             vec![
@@ -212,7 +209,7 @@ fn mismatch_key(m: &Value) -> String {
 }
 
 fn reports_text(v: &Value) -> String {
-    let reports = v["reports"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let reports = elements(&v["reports"]);
     if reports.is_empty() {
         return format!("no reconciliation report for {}", s(&v["date"]));
     }
@@ -242,8 +239,8 @@ pub fn mismatches_csv(v: &Value) -> String {
     let mut out = String::from(
         "account,date,kind,alarm,order_id,attempt_id,ours,theirs,amount_fen,evidence,key,settled_by,settled_note\r\n",
     );
-    for r in v["reports"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-        for m in r["mismatches"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+    for r in elements(&v["reports"]) {
+        for m in elements(&r["mismatches"]) {
             let alarm = m["kind"] != "balance_top_up" && m["settlement"].is_null();
             let cells = [
                 field(&r["account"]),
@@ -328,11 +325,7 @@ pub async fn run(client: &OpsClient, command: &ReconCommand) -> Result<Output, C
             let body = json!({"account": account, "date": date, "key": key, "operator": operator,
                               "note": note, "evidence": evidence});
             let v = client
-                .send(
-                    "POST",
-                    "/ops/recon/mismatches/settle",
-                    body.to_string().as_bytes(),
-                )
+                .send_json("POST", "/ops/recon/mismatches/settle", &body)
                 .await?;
             let m = &v["mismatch"];
             let text = format!(

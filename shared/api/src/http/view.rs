@@ -2,6 +2,8 @@
 
 use recharge_core::{AttemptState, Fen, NextAction, Order, PublicStatus, Timestamp};
 use serde::Serialize;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -131,17 +133,13 @@ pub fn rfc3339(t: Timestamp) -> String {
             }
             .assume_utc()
         });
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        d.year(),
-        u8::from(d.month()),
-        d.day(),
-        d.hour(),
-        d.minute(),
-        d.second(),
-        d.millisecond()
-    )
+    // Cannot fail: the date-time has every component the description names, and it is written to a String.
+    d.format(RFC3339_MILLIS).unwrap_or_default()
 }
+
+/// RFC 3339 in UTC with milliseconds, always three digits (`time`'s well-known `Rfc3339` drops trailing zeros).
+const RFC3339_MILLIS: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 #[cfg(test)]
 mod tests {
