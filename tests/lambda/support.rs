@@ -45,9 +45,9 @@ fn dead() -> &'static str {
 }
 
 pub const RSA_PRIVATE: &str =
-    include_str!("../../../providers/src/openapi_rsa/fixtures/004_rsa_test_private_key.pem");
+    include_str!("../../shared/providers/src/openapi_rsa/fixtures/004_rsa_test_private_key.pem");
 pub const RSA_PUBLIC: &str =
-    include_str!("../../../providers/src/openapi_rsa/fixtures/004_rsa_test_public_key.pem");
+    include_str!("../../shared/providers/src/openapi_rsa/fixtures/004_rsa_test_public_key.pem");
 pub const RSA_BUSINESS: &str = "754ea3e3a699404f9b82e8f881107f19";
 pub const RSA_MERCHANT: &str = "eb1bb305ca3940f8adf1d4e964555699";
 
