@@ -29,19 +29,6 @@ pub const DEMO: (&str, &str) = ("demo", "demo-secret");
 pub const DEMO2: (&str, &str) = ("demo2", "demo2-secret");
 pub const OPS: (&str, &str) = ("ops", "ops-secret");
 
-/// DynamoDB Local's endpoint as `./scripts/test` exports it; refuses anything but loopback.
-pub fn dynamodb_endpoint() -> String {
-    let var = "AWS_ENDPOINT_URL_DYNAMODB";
-    let url = std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: run ./scripts/test, which starts DynamoDB Local and sets it")
-    });
-    assert!(
-        url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
-        "{var}={url} is not a loopback endpoint"
-    );
-    url
-}
-
 /// A table of its own for every stack: a sweep must never pick up another test's orders (it would ask its
 /// own simulators about them).
 fn unique_table() -> String {
@@ -72,7 +59,9 @@ pub fn options() -> LocalOptions {
     LocalOptions {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         store: StoreChoice::DynamoDb {
-            endpoint: Some(dynamodb_endpoint()),
+            endpoint: Some(crate::common::loopback_endpoint(
+                "AWS_ENDPOINT_URL_DYNAMODB",
+            )),
             table: unique_table(),
         },
         time_scale: TIME_SCALE,

@@ -288,7 +288,7 @@ fn ops_event(method: &str, route: &str, path: &str, query: &str, principal: Opti
 const M1: &str = "7JUWX4CXN3GSIQOKCCTK";
 
 fn events_dir() -> PathBuf {
-    support::repo_root().join("events")
+    crate::common::workspace_root().join("events")
 }
 
 /// Merchant signature headers (docs/merchant-api.md §1) for a request signed at `SIGNED_AT`.

@@ -23,8 +23,9 @@
 //! hours later, queries the second and sends the
 //! first one's notification; check-balance asks the provider and stores the balance.
 
+use crate::common::workspace_root;
 use crate::deployed::{Deployment, good_provider_secrets, signed};
-use crate::support::{self, DEMO_SECRET, OPS_SECRET, repo_root};
+use crate::support::{self, DEMO_SECRET, OPS_SECRET};
 use crate::template::{resources_of, template};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use recharge_api::ApiRequest;
@@ -325,7 +326,7 @@ fn iam_requests(call: &RecordedCall) -> Vec<IamRequest> {
 fn evaluate(input: &Value) -> Value {
     let dir = std::env::var("IAM_SIMULATE_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".tools/iam"));
+        .unwrap_or_else(|_| workspace_root().join(".tools/iam"));
     assert!(
         dir.join("node_modules/@cloud-copilot/iam-simulate")
             .is_dir(),
@@ -333,7 +334,7 @@ fn evaluate(input: &Value) -> Value {
         dir.display()
     );
     let mut child = Command::new("node")
-        .arg(repo_root().join("tools/iam/evaluate.cjs"))
+        .arg(workspace_root().join("tools/iam/evaluate.cjs"))
         .env("IAM_SIMULATE_DIR", &dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -593,7 +594,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         )
         .await;
     let text = std::fs::read_to_string(
-        repo_root().join("events/provider-callback/suka-xml-gbk-form.json"),
+        workspace_root().join("events/provider-callback/suka-xml-gbk-form.json"),
     )
     .unwrap();
     let event: ApiGatewayV2httpRequest = serde_json::from_str(&text).unwrap();

@@ -3,7 +3,7 @@
 //! is `infra/table.json`, IAM is explicit statements (no wildcard actions, no SAM policy templates), and the
 //! sample config of `infra/config/` loads as the functions load it.
 
-use crate::support::repo_root;
+use crate::common::workspace_root;
 use recharge_api::auth::AppConfig;
 use recharge_api::catalog::Catalog;
 use recharge_api::http_routes::ROUTES;
@@ -52,7 +52,7 @@ fn to_json(v: serde_yaml::Value) -> Value {
 }
 
 pub fn template() -> Value {
-    let text = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
+    let text = std::fs::read_to_string(workspace_root().join("infra/template.yaml")).unwrap();
     to_json(serde_yaml::from_str(&text).unwrap())
 }
 
@@ -69,7 +69,7 @@ pub fn resources_of(t: &Value, ty: &str) -> Vec<(String, Value)> {
 /// `functions/<dir>` → its bin names, from its Cargo.toml.
 fn bins() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for dir in std::fs::read_dir(repo_root().join("functions")).unwrap() {
+    for dir in std::fs::read_dir(workspace_root().join("functions")).unwrap() {
         let manifest = dir.unwrap().path().join("Cargo.toml");
         let text = std::fs::read_to_string(&manifest).unwrap();
         let parsed: toml::Value = toml::from_str(&text).unwrap();
@@ -246,7 +246,7 @@ fn iam_is_explicit_actions_on_named_resources() {
 
 #[test]
 fn sample_config_loads_as_the_functions_load_it() {
-    let dir = repo_root().join("infra/config");
+    let dir = workspace_root().join("infra/config");
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let accounts: Vec<ProviderAccount> =
         serde_json::from_str(&read("provider-accounts.json")).unwrap();
@@ -264,13 +264,13 @@ fn sample_config_loads_as_the_functions_load_it() {
 
 #[test]
 fn the_secrets_example_lists_every_configured_secret_in_its_shape() {
-    let dir = repo_root().join("infra/config");
+    let dir = workspace_root().join("infra/config");
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let accounts: Vec<ProviderAccount> =
         serde_json::from_str(&read("provider-accounts.json")).unwrap();
     let apps: Vec<AppConfig> = serde_json::from_str(&read("apps.json")).unwrap();
     let example: serde_json::Map<String, Value> = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("infra/secrets.example.json")).unwrap(),
+        &std::fs::read_to_string(workspace_root().join("infra/secrets.example.json")).unwrap(),
     )
     .unwrap();
     let mut expected: BTreeSet<String> = accounts.iter().map(|a| a.secret_name.clone()).collect();
@@ -295,9 +295,9 @@ fn the_secrets_example_lists_every_configured_secret_in_its_shape() {
             .unwrap_or_else(|e| panic!("{}: {e}", a.secret_name));
     }
     // The one command reads the same file.
-    let out = std::process::Command::new(repo_root().join("scripts/create-secrets"))
+    let out = std::process::Command::new(workspace_root().join("scripts/create-secrets"))
         .arg("--dry-run")
-        .arg(repo_root().join("infra/secrets.example.json"))
+        .arg(workspace_root().join("infra/secrets.example.json"))
         .output()
         .unwrap();
     assert!(
