@@ -206,10 +206,30 @@ impl Harness {
             .collect()
     }
 
+    /// Waits for the demo app's notification of `view`'s sequence for order `no` (checking every one, as
+    /// `Inbox::wait_sequence` does) and asserts the last one received is `view`.
+    pub async fn assert_notified_last(&self, no: &str, view: &Value) {
+        let seq = view["sequence"].as_u64().unwrap();
+        let bodies = self
+            .inbox
+            .wait_sequence(no, DEMO.1, seq, Duration::from_secs(10))
+            .await;
+        assert_eq!(comparable(bodies.last().unwrap()), comparable(view));
+    }
+
     /// The first law, across every simulator: value was delivered at most once for this order.
     pub fn assert_at_most_one_delivery(&self, order_id: &str) -> u32 {
         deliveries(&self.ledger(order_id))
     }
+}
+
+/// The provider account of each of a stored order's attempts, in order (a failover shows as a second one).
+pub fn attempt_accounts(order: &Order) -> Vec<String> {
+    order
+        .attempts()
+        .iter()
+        .map(|a| a.route().provider_account.to_string())
+        .collect()
 }
 
 /// The deliveries in a ledger extract; panics if there are more than one.
