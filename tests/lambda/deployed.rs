@@ -209,6 +209,22 @@ impl Deployment {
     pub fn now_secs(&self) -> i64 {
         self.clock.now().seconds()
     }
+
+    /// `method path` with `body`, signed by `app` at the deployment's clock, through `service`'s router.
+    pub async fn send(
+        &self,
+        service: &Service,
+        app: (&str, &str),
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> recharge_api::ApiResponse {
+        recharge_api::http_routes::handle(
+            &service.state,
+            signed(app, self.now_secs(), method, path, body),
+        )
+        .await
+    }
 }
 
 /// A merchant request signed at `now` by `app`.

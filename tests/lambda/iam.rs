@@ -24,7 +24,7 @@
 //! first one's notification; check-balance asks the provider and stores the balance.
 
 use crate::common::workspace_root;
-use crate::deployed::{Deployment, good_provider_secrets, signed};
+use crate::deployed::{Deployment, good_provider_secrets};
 use crate::support::{self, DEMO_SECRET, OPS_SECRET};
 use crate::template::{resources_of, template};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
@@ -552,11 +552,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         json!({"merchant_order_no": "M2", "product_code": "mobile.100", "account": "13800138001"}),
     ] {
         let bytes = body.to_string().into_bytes();
-        let r = recharge_api::http_routes::handle(
-            &submit.state,
-            signed(demo, d.now_secs(), "POST", "/v1/orders", &bytes),
-        )
-        .await;
+        let r = d.send(&submit, demo, "POST", "/v1/orders", &bytes).await;
         assert!(matches!(r.status, 200 | 201), "{:?}", status_of(&r));
         if body["merchant_order_no"] == "M1" {
             created = serde_json::from_slice(&r.body).unwrap();
@@ -615,28 +611,16 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
     let (status, _) = d
         .cold_start(Function::OrderStatus, counter(Function::OrderStatus))
         .await;
-    let r = recharge_api::http_routes::handle(
-        &status.state,
-        signed(demo, d.now_secs(), "GET", "/v1/orders/M1", b""),
-    )
-    .await;
+    let r = d.send(&status, demo, "GET", "/v1/orders/M1", b"").await;
     let (code, body) = status_of(&r);
     assert_eq!(code, 200, "{body}");
     assert!(
         body.contains("\"succeeded\""),
         "the callback was applied: {body}"
     );
-    let r = recharge_api::http_routes::handle(
-        &status.state,
-        signed(
-            ("ops", OPS_SECRET),
-            d.now_secs(),
-            "GET",
-            "/v1/balances",
-            b"",
-        ),
-    )
-    .await;
+    let r = d
+        .send(&status, ("ops", OPS_SECRET), "GET", "/v1/balances", b"")
+        .await;
     assert_eq!(r.status, 200, "{:?}", status_of(&r));
     let r = recharge_api::http_routes::handle(
         &status.state,
@@ -653,11 +637,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         )
         .date()
     );
-    let r = recharge_api::http_routes::handle(
-        &status.state,
-        signed(demo, d.now_secs(), "GET", &statement_path, b""),
-    )
-    .await;
+    let r = d.send(&status, demo, "GET", &statement_path, b"").await;
     let (code, body) = status_of(&r);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"M1\""), "{body}");
@@ -741,17 +721,9 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
                                "account": "13800138002"})
             .to_string()
             .into_bytes();
-            let r = recharge_api::http_routes::handle(
-                &submit.state,
-                signed(
-                    ("shop-iam", &secret),
-                    d.now_secs(),
-                    "POST",
-                    "/v1/orders",
-                    &order,
-                ),
-            )
-            .await;
+            let r = d
+                .send(&submit, ("shop-iam", &secret), "POST", "/v1/orders", &order)
+                .await;
             assert_eq!(r.status, 201, "{:?}", status_of(&r));
         }
     }
