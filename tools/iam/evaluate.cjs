@@ -1,5 +1,5 @@
 // Evaluates recorded AWS calls against IAM policies with @cloud-copilot/iam-simulate (a maintained IAM policy
-// evaluator with AWS's service authorization data). Used by shared/lambda/tests/lambda/iam.rs.
+// evaluator with AWS's service authorization data). Used by tests/lambda/iam.rs.
 //
 // stdin:  {"account": "123456789012",
 //          "functions": {"<name>": {"policy": <IAM policy document>,

@@ -37,13 +37,26 @@ pub fn fresh_order_no(tag: &str) -> MerchantOrderNo {
 
 /// A new order of the demo app, attempt 1 on `acct-a`.
 pub fn sample_order(tag: &str) -> Order {
-    fn p<T>(r: Result<T, crate::IdError>) -> T {
-        r.unwrap()
-    }
+    new_order(
+        AppId::parse("contract").unwrap(),
+        fresh_order_no(tag),
+        ProviderAccountId::parse("acct-a").unwrap(),
+        T0,
+    )
+}
+
+/// A new `mobile.100` order (100 yuan, route cost 98.50) of `app` numbered `no`, attempt 1 on `account`,
+/// created at `created`; recharge-aws' budget tests build their days of orders with it.
+pub fn new_order(
+    app: AppId,
+    no: MerchantOrderNo,
+    account: ProviderAccountId,
+    created: Timestamp,
+) -> Order {
     let new = NewOrder {
-        app_id: p(AppId::parse("contract")),
-        merchant_order_no: fresh_order_no(tag),
-        product_code: p(ProductCode::parse("mobile.100")),
+        app_id: app,
+        merchant_order_no: no,
+        product_code: ProductCode::parse("mobile.100").unwrap(),
         account: "13800138000".to_owned(),
         extra: BTreeMap::new(),
         face_value: Fen::new(10_000),
@@ -51,11 +64,11 @@ pub fn sample_order(tag: &str) -> Order {
         request_digest: "00".repeat(32),
     };
     let route = Route {
-        provider_account: p(ProviderAccountId::parse("acct-a")),
+        provider_account: account,
         provider_product: "100".to_owned(),
         cost: Fen::new(9_850),
     };
-    Order::new(new, route, T0, Policy::default().call_timeout)
+    Order::new(new, route, created, Policy::default().call_timeout)
 }
 
 /// An app id no other case or process uses, so a listing filtered by it sees only this case's orders.

@@ -23,8 +23,9 @@
 //! hours later, queries the second and sends the
 //! first one's notification; check-balance asks the provider and stores the balance.
 
-use crate::deployed::{Deployment, good_provider_secrets, signed};
-use crate::support::{self, DEMO_SECRET, OPS_SECRET, repo_root};
+use crate::common::workspace_root;
+use crate::deployed::{Deployment, good_provider_secrets};
+use crate::support::{self, DEMO_SECRET, OPS_SECRET};
 use crate::template::{resources_of, template};
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use recharge_api::ApiRequest;
@@ -325,7 +326,7 @@ fn iam_requests(call: &RecordedCall) -> Vec<IamRequest> {
 fn evaluate(input: &Value) -> Value {
     let dir = std::env::var("IAM_SIMULATE_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".tools/iam"));
+        .unwrap_or_else(|_| workspace_root().join(".tools/iam"));
     assert!(
         dir.join("node_modules/@cloud-copilot/iam-simulate")
             .is_dir(),
@@ -333,7 +334,7 @@ fn evaluate(input: &Value) -> Value {
         dir.display()
     );
     let mut child = Command::new("node")
-        .arg(repo_root().join("tools/iam/evaluate.cjs"))
+        .arg(workspace_root().join("tools/iam/evaluate.cjs"))
         .env("IAM_SIMULATE_DIR", &dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -551,11 +552,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         json!({"merchant_order_no": "M2", "product_code": "mobile.100", "account": "13800138001"}),
     ] {
         let bytes = body.to_string().into_bytes();
-        let r = recharge_api::http::routes::handle(
-            &submit.state,
-            signed(demo, d.now_secs(), "POST", "/v1/orders", &bytes),
-        )
-        .await;
+        let r = d.send(&submit, demo, "POST", "/v1/orders", &bytes).await;
         assert!(matches!(r.status, 200 | 201), "{:?}", status_of(&r));
         if body["merchant_order_no"] == "M1" {
             created = serde_json::from_slice(&r.body).unwrap();
@@ -593,7 +590,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         )
         .await;
     let text = std::fs::read_to_string(
-        repo_root().join("events/provider-callback/suka-xml-gbk-form.json"),
+        workspace_root().join("events/provider-callback/suka-xml-gbk-form.json"),
     )
     .unwrap();
     let event: ApiGatewayV2httpRequest = serde_json::from_str(&text).unwrap();
@@ -614,28 +611,16 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
     let (status, _) = d
         .cold_start(Function::OrderStatus, counter(Function::OrderStatus))
         .await;
-    let r = recharge_api::http::routes::handle(
-        &status.state,
-        signed(demo, d.now_secs(), "GET", "/v1/orders/M1", b""),
-    )
-    .await;
+    let r = d.send(&status, demo, "GET", "/v1/orders/M1", b"").await;
     let (code, body) = status_of(&r);
     assert_eq!(code, 200, "{body}");
     assert!(
         body.contains("\"succeeded\""),
         "the callback was applied: {body}"
     );
-    let r = recharge_api::http::routes::handle(
-        &status.state,
-        signed(
-            ("ops", OPS_SECRET),
-            d.now_secs(),
-            "GET",
-            "/v1/balances",
-            b"",
-        ),
-    )
-    .await;
+    let r = d
+        .send(&status, ("ops", OPS_SECRET), "GET", "/v1/balances", b"")
+        .await;
     assert_eq!(r.status, 200, "{:?}", status_of(&r));
     let r = recharge_api::http::routes::handle(
         &status.state,
@@ -652,11 +637,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
         )
         .date()
     );
-    let r = recharge_api::http::routes::handle(
-        &status.state,
-        signed(demo, d.now_secs(), "GET", &statement_path, b""),
-    )
-    .await;
+    let r = d.send(&status, demo, "GET", &statement_path, b"").await;
     let (code, body) = status_of(&r);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"M1\""), "{body}");
@@ -740,17 +721,9 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_own_template_stateme
                                "account": "13800138002"})
             .to_string()
             .into_bytes();
-            let r = recharge_api::http::routes::handle(
-                &submit.state,
-                signed(
-                    ("shop-iam", &secret),
-                    d.now_secs(),
-                    "POST",
-                    "/v1/orders",
-                    &order,
-                ),
-            )
-            .await;
+            let r = d
+                .send(&submit, ("shop-iam", &secret), "POST", "/v1/orders", &order)
+                .await;
             assert_eq!(r.status, 201, "{:?}", status_of(&r));
         }
     }

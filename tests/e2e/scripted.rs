@@ -288,11 +288,7 @@ async fn run_case(h: Arc<Harness>, p: Product, script: &'static str) {
 
     // The attempts the gateway made, as stored.
     let stored = h.stored(DEMO.0, &no).await;
-    let accounts: Vec<String> = stored
-        .attempts()
-        .iter()
-        .map(|a| a.route().provider_account.to_string())
-        .collect();
+    let accounts = attempt_accounts(&stored);
     assert_eq!(
         accounts,
         want.attempts,
@@ -450,6 +446,26 @@ async fn run_product(product: Product, scripts: &[&'static str]) {
     );
 }
 
+/// A product on one account (no backup) whose protocol has callbacks, lists the simulator's refusal and has no
+/// reversal or partial state: the 001 family, openapi-rsa and the carrier-billing accounts.
+const fn one_account(code: &'static str, first: &'static str) -> Product {
+    Product {
+        code,
+        first,
+        backup: None,
+        flow: Flow::OneStep,
+        callbacks: Callbacks::Taken,
+        reversal_and_partial: false,
+        refusal_listed: true,
+    }
+}
+
+/// Every script but the reversal and partial delivery ones (0007, 0008), for a protocol that can express
+/// neither.
+const NO_REVERSAL_OR_PARTIAL: &[&str] = &[
+    NORMAL, "0001", "0002", "0003", "0004", "0005", "0006", "0009", "0010",
+];
+
 const WIKEYUN: Product = Product {
     code: "mobile.100",
     first: "wikeyun-main",
@@ -503,65 +519,35 @@ async fn mobile_slow_100_on_ice_is_driven_by_queries_and_fails_over_to_the_backu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn game_demo_60_on_suka_xml_ends_every_script_as_designed() {
-    let product = Product {
-        code: "game.demo.60",
-        first: "suka-main",
-        backup: None,
-        flow: Flow::OneStep,
-        callbacks: Callbacks::Taken,
-        reversal_and_partial: false,
-        refusal_listed: true,
-    };
-    let scripts = [
-        NORMAL, "0001", "0002", "0003", "0004", "0005", "0006", "0009", "0010",
-    ];
-    run_product(product, &scripts).await;
+    run_product(
+        one_account("game.demo.60", "suka-main"),
+        NO_REVERSAL_OR_PARTIAL,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn electricity_sgcc_100_on_the_gbk_json_suka_account_succeeds() {
     // The 001 family's electricity account is a JSON object built from the account number and the region, so
     // the simulator's scripts (the last four characters of `account`) cannot be reached: the ordinary case only.
-    let product = Product {
-        code: "electricity.sgcc.100",
-        first: "suka-main",
-        backup: None,
-        flow: Flow::OneStep,
-        callbacks: Callbacks::Taken,
-        reversal_and_partial: false,
-        refusal_listed: true,
-    };
-    run_product(product, &[NORMAL]).await;
+    run_product(one_account("electricity.sgcc.100", "suka-main"), &[NORMAL]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vip_demo_month_on_openapi_rsa_ends_every_script_as_designed() {
-    let product = Product {
-        code: "vip.demo.month",
-        first: "openapi-main",
-        backup: None,
-        flow: Flow::OneStep,
-        callbacks: Callbacks::Taken,
-        reversal_and_partial: false,
-        refusal_listed: true,
-    };
-    let scripts = [
-        NORMAL, "0001", "0002", "0003", "0004", "0005", "0006", "0009", "0010",
-    ];
-    run_product(product, &scripts).await;
+    run_product(
+        one_account("vip.demo.month", "openapi-main"),
+        NO_REVERSAL_OR_PARTIAL,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn billing_sms_demo_charges_after_the_users_sms_and_only_then() {
     // MP: no query exists, so 0006 (no sync) cannot end; 0007 and 0008 are plain successes.
     let product = Product {
-        code: "billing.sms.demo",
-        first: "sms-mp",
-        backup: None,
         flow: Flow::Mp,
-        callbacks: Callbacks::Taken,
-        reversal_and_partial: false,
-        refusal_listed: true,
+        ..one_account("billing.sms.demo", "sms-mp")
     };
     let scripts = [NORMAL, "0001", "0002", "0003", "0004", "0005", "0009"];
     run_product(product, &scripts).await;
@@ -573,13 +559,8 @@ async fn billing_code_demo_charges_once_the_user_enters_the_code() {
     // 500 (0004) is settled by the provider's sync, which names the order by `cpparam`; 0009 cannot be
     // expressed.
     let product = Product {
-        code: "billing.code.demo",
-        first: "sms-pc",
-        backup: None,
         flow: Flow::Pc,
-        callbacks: Callbacks::Taken,
-        reversal_and_partial: false,
-        refusal_listed: true,
+        ..one_account("billing.code.demo", "sms-pc")
     };
     let scripts = [NORMAL, "0001", "0002", "0003", "0004", "0005", "0006"];
     run_product(product, &scripts).await;

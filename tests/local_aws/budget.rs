@@ -1,11 +1,15 @@
 //! The DynamoDB round-trip budget of docs/storage.md §4, counted at the SDK (every HTTP attempt) on DynamoDB Local.
 
 use crate::store;
-use recharge_aws::CallCounter;
-use recharge_core::store::contract::{T0, sample_order};
+use recharge_aws::{CallCounter, DynamoOrderStore};
+use recharge_core::store::contract::{T0, new_order, sample_order};
 use recharge_core::store::{AuditEntry, Created, OrderStore, Recorded, record};
-use recharge_core::{AttemptNo, Event, Outcome, Policy, Source, apply};
+use recharge_core::{
+    AppId, AttemptNo, Event, MerchantOrderNo, Order, Outcome, Policy, ProviderAccountId, Source,
+    Timestamp, apply,
+};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
@@ -31,6 +35,18 @@ fn succeeded() -> Event {
     }
 }
 
+/// A store counting its calls into `calls`, and an order tagged `tag` created in it; the count starts after.
+async fn created(calls: &CallCounter, tag: &str) -> (DynamoOrderStore, Order) {
+    let store = store(Some(calls)).await;
+    let order = sample_order(tag);
+    store
+        .create(&order, &AuditEntry::for_create(&order, None))
+        .await
+        .unwrap();
+    calls.reset();
+    (store, order)
+}
+
 #[tokio::test]
 async fn create_is_one_conditional_write() {
     let calls = CallCounter::new();
@@ -47,13 +63,7 @@ async fn create_is_one_conditional_write() {
 #[tokio::test]
 async fn a_duplicate_create_writes_nothing_and_reads_at_most_once() {
     let calls = CallCounter::new();
-    let store = store(Some(&calls)).await;
-    let order = sample_order("budget-dup");
-    store
-        .create(&order, &AuditEntry::for_create(&order, None))
-        .await
-        .unwrap();
-    calls.reset();
+    let (store, order) = created(&calls, "budget-dup").await;
     let again = store
         .create(&order, &AuditEntry::for_create(&order, None))
         .await
@@ -79,13 +89,7 @@ async fn a_duplicate_create_writes_nothing_and_reads_at_most_once() {
 #[tokio::test]
 async fn recording_an_outcome_on_a_current_order_is_one_conditional_write() {
     let calls = CallCounter::new();
-    let store = store(Some(&calls)).await;
-    let order = sample_order("budget-outcome");
-    store
-        .create(&order, &AuditEntry::for_create(&order, None))
-        .await
-        .unwrap();
-    calls.reset();
+    let (store, order) = created(&calls, "budget-outcome").await;
     let r = record(&store, order, &accepted(), T0, &Policy::default(), None)
         .await
         .unwrap();
@@ -96,15 +100,9 @@ async fn recording_an_outcome_on_a_current_order_is_one_conditional_write() {
 #[tokio::test]
 async fn a_callback_is_one_read_by_key_and_one_conditional_write() {
     let calls = CallCounter::new();
-    let store = store(Some(&calls)).await;
-    let order = sample_order("budget-callback");
-    store
-        .create(&order, &AuditEntry::for_create(&order, None))
-        .await
-        .unwrap();
+    let (store, order) = created(&calls, "budget-callback").await;
     // The callback carries the provider-facing attempt id; it resolves to the key without an index.
     let attempt_id = order.attempt_id(AttemptNo::FIRST);
-    calls.reset();
     let key = recharge_core::AttemptId::parse(attempt_id.as_str())
         .unwrap()
         .order_id();
@@ -129,12 +127,7 @@ async fn a_callback_is_one_read_by_key_and_one_conditional_write() {
 #[tokio::test]
 async fn a_lost_race_reads_once_then_writes_again() {
     let calls = CallCounter::new();
-    let store = store(Some(&calls)).await;
-    let order = sample_order("budget-race");
-    store
-        .create(&order, &AuditEntry::for_create(&order, None))
-        .await
-        .unwrap();
+    let (store, order) = created(&calls, "budget-race").await;
     let winner = apply(&order, &accepted(), T0, &Policy::default()).unwrap();
     store
         .replace(&winner.order, &AuditEntry::for_applied(&winner, None))
@@ -160,13 +153,7 @@ async fn a_lost_race_reads_once_then_writes_again() {
 #[tokio::test]
 async fn a_merchant_get_is_one_read() {
     let calls = CallCounter::new();
-    let store = store(Some(&calls)).await;
-    let order = sample_order("budget-get");
-    store
-        .create(&order, &AuditEntry::for_create(&order, None))
-        .await
-        .unwrap();
-    calls.reset();
+    let (store, order) = created(&calls, "budget-get").await;
     // The merchant names its own order number; the key is derived, not looked up.
     let id = recharge_core::OrderId::derive(order.app_id(), order.merchant_order_no());
     assert_eq!(store.get(&id).await.unwrap().as_ref(), Some(&order));
@@ -176,13 +163,7 @@ async fn a_merchant_get_is_one_read() {
 #[tokio::test]
 async fn the_sweep_finds_due_orders_with_one_query_per_shard() {
     let calls = CallCounter::new();
-    let store = store(Some(&calls)).await;
-    let order = sample_order("budget-due");
-    store
-        .create(&order, &AuditEntry::for_create(&order, None))
-        .await
-        .unwrap();
-    calls.reset();
+    let (store, order) = created(&calls, "budget-due").await;
     let due_at = order.due_at().unwrap();
     let mut found = false;
     for shard in 0..store.due_shards() {
@@ -208,12 +189,7 @@ async fn the_sweep_finds_due_orders_with_one_query_per_shard() {
 const BEFORE_FIVE_WRITES: f64 = 43.0;
 const BEFORE_WITHOUT_CLAIM: f64 = 35.0;
 
-async fn applied(
-    store: &recharge_aws::DynamoOrderStore,
-    order: recharge_core::Order,
-    event: Event,
-    now: recharge_core::Timestamp,
-) -> recharge_core::Order {
+async fn applied(store: &DynamoOrderStore, order: Order, event: Event, now: Timestamp) -> Order {
     match record(store, order, &event, now, &Policy::default(), None)
         .await
         .unwrap()
@@ -232,7 +208,7 @@ async fn a_lifecycle_writes_at_most_half_the_units_of_the_transactional_layout()
     let store = store(Some(&calls)).await;
     let mut doc = serde_json::to_value(sample_order("budget-units")).unwrap();
     doc["notify_url"] = serde_json::json!("https://merchant.example.com/notify/recharge");
-    let order: recharge_core::Order = serde_json::from_value(doc).unwrap();
+    let order: Order = serde_json::from_value(doc).unwrap();
     store
         .create(&order, &AuditEntry::for_create(&order, None))
         .await
@@ -303,12 +279,7 @@ async fn a_lifecycle_writes_at_most_half_the_units_of_the_transactional_layout()
 #[tokio::test]
 async fn a_callback_read_costs_one_read_unit() {
     let calls = CallCounter::metering();
-    let store = store(Some(&calls)).await;
-    let order = sample_order("budget-callback-units");
-    store
-        .create(&order, &AuditEntry::for_create(&order, None))
-        .await
-        .unwrap();
+    let (store, order) = created(&calls, "budget-callback-units").await;
     let current = record(&store, order, &accepted(), T0, &Policy::default(), None)
         .await
         .unwrap();
@@ -329,18 +300,67 @@ async fn a_callback_read_costs_one_read_unit() {
     assert_eq!(metered[1].1.read, 0.0);
 }
 
+/// `n` new orders of `app` on `account`, numbered `{prefix}-{i}` and created `spacing_ms` apart from `first`.
+fn day_of_orders(
+    n: usize,
+    app: &str,
+    prefix: &str,
+    account: &ProviderAccountId,
+    first: Timestamp,
+    spacing_ms: i64,
+) -> Vec<Order> {
+    (0..n)
+        .map(|i| {
+            new_order(
+                AppId::parse(app).unwrap(),
+                MerchantOrderNo::parse(&format!("{prefix}-{i}")).unwrap(),
+                account.clone(),
+                Timestamp::from_millis(first.millis() + i as i64 * spacing_ms),
+            )
+        })
+        .collect()
+}
+
+/// Creates `orders` in 16 concurrent streams, each order followed by `events` (recorded at its creation).
+async fn create_all(store: &Arc<DynamoOrderStore>, orders: Vec<Order>, events: &[Event]) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in orders.chunks(orders.len() / 16) {
+        let chunk = chunk.to_vec();
+        let store = Arc::clone(store);
+        let events = events.to_vec();
+        tasks.spawn(async move {
+            for o in chunk {
+                store
+                    .create(&o, &AuditEntry::for_create(&o, None))
+                    .await
+                    .unwrap();
+                let mut current = o;
+                for event in &events {
+                    let at = current.created_at();
+                    match record(&*store, current, event, at, &Policy::default(), None)
+                        .await
+                        .unwrap()
+                    {
+                        Recorded::Applied(a) => current = a.order,
+                        Recorded::Refused { refusal, .. } => panic!("refused: {refusal}"),
+                    }
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+}
+
 /// The daily reconciliation's reads (docs/reconciliation.md §5), counted: the day's orders from the `by_status`
 /// index (one Query per status and shard while a partition's entries fit one 1 MB page) and 1 BatchGetItem per
 /// 100 orders. 2,000 orders here; 10,000 cost 6 × shards Queries and 100 BatchGetItems.
 #[tokio::test]
 async fn a_day_of_orders_is_read_with_one_query_per_index_partition_and_one_batch_get_per_hundred()
 {
-    use recharge_core::{
-        AppId, Fen, MerchantOrderNo, NewOrder, Order, ProductCode, ProviderAccountId, Route,
-        Timestamp,
-    };
     let calls = CallCounter::new();
-    let store = std::sync::Arc::new(store(Some(&calls)).await);
+    let store = Arc::new(store(Some(&calls)).await);
     // A window no other test writes into.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -348,47 +368,9 @@ async fn a_day_of_orders_is_read_with_one_query_per_index_partition_and_one_batc
         .as_nanos();
     let from = Timestamp::from_millis(T0.millis() + 86_400_000 * (1 + (nanos % 10_000) as i64));
     const N: usize = 2_000;
-    let orders: Vec<Order> = (0..N)
-        .map(|i| {
-            let new = NewOrder {
-                app_id: AppId::parse("reconbench").unwrap(),
-                merchant_order_no: MerchantOrderNo::parse(&format!("rb-{nanos}-{i}")).unwrap(),
-                product_code: ProductCode::parse("mobile.100").unwrap(),
-                account: "13800138000".to_owned(),
-                extra: Default::default(),
-                face_value: Fen::new(10_000),
-                notify_url: None,
-                request_digest: "00".repeat(32),
-            };
-            let route = Route {
-                provider_account: ProviderAccountId::parse("acct-a").unwrap(),
-                provider_product: "100".to_owned(),
-                cost: Fen::new(9_850),
-            };
-            Order::new(
-                new,
-                route,
-                Timestamp::from_millis(from.millis() + i as i64),
-                Policy::default().call_timeout,
-            )
-        })
-        .collect();
-    let mut tasks = tokio::task::JoinSet::new();
-    for chunk in orders.chunks(N / 16) {
-        let chunk = chunk.to_vec();
-        let store = std::sync::Arc::clone(&store);
-        tasks.spawn(async move {
-            for o in chunk {
-                store
-                    .create(&o, &AuditEntry::for_create(&o, None))
-                    .await
-                    .unwrap();
-            }
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r.unwrap();
-    }
+    let account = ProviderAccountId::parse("acct-a").unwrap();
+    let orders = day_of_orders(N, "reconbench", &format!("rb-{nanos}"), &account, from, 1);
+    create_all(&store, orders, &[]).await;
     calls.reset();
     let to = Timestamp::from_millis(from.millis() + 86_400_000);
     let found = store.created_between(from, to).await.unwrap();
@@ -418,14 +400,11 @@ async fn a_day_of_orders_is_read_with_one_query_per_index_partition_and_one_batc
 /// index pages hold small projected entries, so the run reads under 0.6 units per order.
 #[tokio::test]
 async fn a_recon_run_reads_about_half_a_unit_per_order() {
+    use recharge_core::ProviderAccountId;
     use recharge_core::recon::{ReconDay, ReconReport};
     use recharge_core::store::BalanceStore;
-    use recharge_core::{
-        AppId, Fen, MerchantOrderNo, NewOrder, Order, ProductCode, ProviderAccountId, Route,
-        Timestamp,
-    };
     let calls = CallCounter::metering();
-    let store = std::sync::Arc::new(store(Some(&calls)).await);
+    let store = Arc::new(store(Some(&calls)).await);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -437,58 +416,15 @@ async fn a_recon_run_reads_about_half_a_unit_per_order() {
     );
     const N: usize = 2_000;
     let account = ProviderAccountId::parse(&format!("acct-units-{}", nanos % 1_000_000)).unwrap();
-    let orders: Vec<Order> = (0..N)
-        .map(|i| {
-            let new = NewOrder {
-                app_id: AppId::parse("reconunits").unwrap(),
-                merchant_order_no: MerchantOrderNo::parse(&format!("ru-{nanos}-{i}")).unwrap(),
-                product_code: ProductCode::parse("mobile.100").unwrap(),
-                account: "13800138000".to_owned(),
-                extra: Default::default(),
-                face_value: Fen::new(10_000),
-                notify_url: None,
-                request_digest: "00".repeat(32),
-            };
-            let route = Route {
-                provider_account: account.clone(),
-                provider_product: "100".to_owned(),
-                cost: Fen::new(9_850),
-            };
-            Order::new(
-                new,
-                route,
-                Timestamp::from_millis(day.start().millis() + i as i64 * 1_000),
-                Policy::default().call_timeout,
-            )
-        })
-        .collect();
-    let mut tasks = tokio::task::JoinSet::new();
-    for chunk in orders.chunks(N / 16) {
-        let chunk = chunk.to_vec();
-        let store = std::sync::Arc::clone(&store);
-        tasks.spawn(async move {
-            for o in chunk {
-                store
-                    .create(&o, &AuditEntry::for_create(&o, None))
-                    .await
-                    .unwrap();
-                let mut current = o;
-                for event in [accepted(), succeeded()] {
-                    let at = current.created_at();
-                    match record(&*store, current, &event, at, &Policy::default(), None)
-                        .await
-                        .unwrap()
-                    {
-                        Recorded::Applied(a) => current = a.order,
-                        Recorded::Refused { refusal, .. } => panic!("refused: {refusal}"),
-                    }
-                }
-            }
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r.unwrap();
-    }
+    let orders = day_of_orders(
+        N,
+        "reconunits",
+        &format!("ru-{nanos}"),
+        &account,
+        day.start(),
+        1_000,
+    );
+    create_all(&store, orders, &[accepted(), succeeded()]).await;
     calls.reset();
     // The run's reads, in its order.
     assert_eq!(store.recon(&account, &day.date()).await.unwrap(), None);

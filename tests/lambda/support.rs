@@ -10,7 +10,6 @@ use recharge_lambda::Service;
 use recharge_lambda::bootstrap::{Files, Function, Ports, Setup, assemble};
 use recharge_lambda::metrics::Metrics;
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,15 +44,11 @@ fn dead() -> &'static str {
 }
 
 pub const RSA_PRIVATE: &str =
-    include_str!("../../../providers/src/openapi_rsa/fixtures/004_rsa_test_private_key.pem");
+    include_str!("../../shared/providers/src/openapi_rsa/fixtures/004_rsa_test_private_key.pem");
 pub const RSA_PUBLIC: &str =
-    include_str!("../../../providers/src/openapi_rsa/fixtures/004_rsa_test_public_key.pem");
+    include_str!("../../shared/providers/src/openapi_rsa/fixtures/004_rsa_test_public_key.pem");
 pub const RSA_BUSINESS: &str = "754ea3e3a699404f9b82e8f881107f19";
 pub const RSA_MERCHANT: &str = "eb1bb305ca3940f8adf1d4e964555699";
-
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 pub fn accounts() -> Value {
     let dead = dead();

@@ -85,6 +85,17 @@ async fn unknown_after_the_deadline(h: &Harness, no: &str, policy: &Policy) {
     );
 }
 
+/// A stored order made one attempt only.
+#[track_caller]
+fn assert_never_failed_over(order: &Order) {
+    assert_eq!(
+        order.attempts().len(),
+        1,
+        "never failed over: {:#?}",
+        order.attempts()
+    );
+}
+
 #[tokio::test]
 async fn a_submit_lost_in_a_crash_stays_unknown_where_the_provider_cannot_say_not_found() {
     let h = Harness::start().await;
@@ -98,12 +109,7 @@ async fn a_submit_lost_in_a_crash_stays_unknown_where_the_provider_cannot_say_no
     let view = h.demo().get_order(&no).await.unwrap().body;
     assert_eq!(view["status"], "processing", "{view}");
     let stored = h.stored(DEMO.0, &no).await;
-    assert_eq!(
-        stored.attempts().len(),
-        1,
-        "never failed over: {:#?}",
-        stored.attempts()
-    );
+    assert_never_failed_over(&stored);
     let attempt = &stored.attempts()[0];
     assert!(
         matches!(attempt.state(), AttemptState::Unknown { .. }),
@@ -154,12 +160,7 @@ async fn a_submit_lost_in_a_crash_on_the_001_family_is_resubmitted_under_its_own
 
     let view = wait_status(&h.demo(), &no, "succeeded", Duration::from_secs(45)).await;
     let stored = h.stored(DEMO.0, &no).await;
-    assert_eq!(
-        stored.attempts().len(),
-        1,
-        "never failed over: {:#?}",
-        stored.attempts()
-    );
+    assert_never_failed_over(&stored);
     let attempt = &stored.attempts()[0];
     assert_eq!(attempt.route().provider_account.as_str(), "suka-main");
     let track = attempt.not_found().expect("not found answers were counted");
@@ -174,12 +175,7 @@ async fn a_submit_lost_in_a_crash_on_the_001_family_is_resubmitted_under_its_own
     assert_eq!(ledger.len(), 1, "{ledger:#?}");
     assert_eq!(ledger[0].0, "suka-main", "{ledger:#?}");
     assert_eq!(h.assert_at_most_one_delivery(order.id().as_str()), 1);
-    let seq = view["sequence"].as_u64().unwrap();
-    let bodies = h
-        .inbox
-        .wait_sequence(&no, DEMO.1, seq, Duration::from_secs(10))
-        .await;
-    assert_eq!(comparable(bodies.last().unwrap()), comparable(&view));
+    h.assert_notified_last(&no, &view).await;
 }
 
 #[tokio::test]
@@ -193,11 +189,7 @@ async fn a_lost_submit_whose_probe_is_refused_fails_over_once_it_is_surely_not_t
 
     let view = wait_status(&h.demo(), &no, "succeeded", Duration::from_secs(45)).await;
     let stored = h.stored(DEMO.0, &no).await;
-    let accounts: Vec<String> = stored
-        .attempts()
-        .iter()
-        .map(|a| a.route().provider_account.to_string())
-        .collect();
+    let accounts = attempt_accounts(&stored);
     assert_eq!(
         accounts,
         ["suka-main", "suka-backup"],
@@ -220,10 +212,5 @@ async fn a_lost_submit_whose_probe_is_refused_fails_over_once_it_is_surely_not_t
     );
     assert_eq!(ledger.len(), 1, "{ledger:#?}");
     assert_eq!(h.assert_at_most_one_delivery(order.id().as_str()), 1);
-    let seq = view["sequence"].as_u64().unwrap();
-    let bodies = h
-        .inbox
-        .wait_sequence(&no, DEMO.1, seq, Duration::from_secs(10))
-        .await;
-    assert_eq!(comparable(bodies.last().unwrap()), comparable(&view));
+    h.assert_notified_last(&no, &view).await;
 }

@@ -6,8 +6,7 @@ use crate::helpers::*;
 use std::process::Command;
 
 fn client(base: &str, args: &[&str]) -> (i32, String, String) {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/merchant_client.py");
+    let script = crate::common::workspace_root().join("examples/merchant_client.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(base)

@@ -317,96 +317,103 @@ async fn malformed_and_invalid_orders_are_refused_with_a_clear_error() {
         let r = post(json_of(bad.clone())).await;
         assert_error(&r, 400, "invalid_json");
     }
-    // Fields of the right type but invalid values.
-    for (bad, code) in [
+    // Fields of the right type but invalid values: `{"merchant_order_no", "product_code", "account"}` with
+    // `more` on top (more fields, or other values of those).
+    for (product, account, more, code) in [
+        ("mobile.100", "1380013800", json!({}), "invalid_account"),
+        ("mobile.100", "23800138000", json!({}), "invalid_account"),
+        ("mobile.100", "1380013800x", json!({}), "invalid_account"),
+        ("mobile.100", "10000138000", json!({}), "invalid_account"),
         (
-            json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "1380013800"}),
-            "invalid_account",
-        ),
-        (
-            json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "23800138000"}),
-            "invalid_account",
-        ),
-        (
-            json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "1380013800x"}),
-            "invalid_account",
-        ),
-        (
-            json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "10000138000"}),
-            "invalid_account",
-        ),
-        (
-            json!({"merchant_order_no": "has space", "product_code": "mobile.100", "account": "13800138000"}),
+            "mobile.100",
+            "13800138000",
+            json!({"merchant_order_no": "has space"}),
             "invalid_field",
         ),
         (
-            json!({"merchant_order_no": "", "product_code": "mobile.100", "account": "13800138000"}),
+            "mobile.100",
+            "13800138000",
+            json!({"merchant_order_no": ""}),
             "invalid_field",
         ),
         (
-            json!({"merchant_order_no": "x".repeat(200), "product_code": "mobile.100", "account": "13800138000"}),
+            "mobile.100",
+            "13800138000",
+            json!({"merchant_order_no": "x".repeat(200)}),
             "invalid_field",
         ),
         (
-            json!({"merchant_order_no": no, "product_code": "electricity.sgcc.100", "account": "3300123456"}),
+            "electricity.sgcc.100",
+            "3300123456",
+            json!({}),
             "invalid_field",
         ),
-        (
-            json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": ""}),
-            "invalid_account",
-        ),
+        ("game.demo.60", "", json!({}), "invalid_account"),
         // The MP carrier-billing request needs the handset's IMEI and ICCID besides its IMSI.
         (
-            json!({"merchant_order_no": no, "product_code": "billing.sms.demo", "account": "13800138000",
-                "extra": {"imsi": "460013800138000", "iccid": "89860000000000000001"}}),
+            "billing.sms.demo",
+            "13800138000",
+            json!({"extra": {"imsi": "460013800138000", "iccid": "89860000000000000001"}}),
             "invalid_field",
         ),
         (
-            json!({"merchant_order_no": no, "product_code": "billing.sms.demo", "account": "13800138000",
-                "extra": {"imsi": "460013800138000", "imei": "860000000000001"}}),
+            "billing.sms.demo",
+            "13800138000",
+            json!({"extra": {"imsi": "460013800138000", "imei": "860000000000001"}}),
             "invalid_field",
         ),
         (
-            json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800138000", "notify_url": "not a url"}),
+            "mobile.100",
+            "13800138000",
+            json!({"notify_url": "not a url"}),
             "invalid_notify_url",
         ),
         // What is delivered comes from the route: quantity, fast/slow, supplier are not the merchant's
         // (docs/providers/README.md §4 rule 6), and neither is any extra the product does not declare.
         (
-            json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": "player-42",
-                "extra": {"num": "100"}}),
+            "game.demo.60",
+            "player-42",
+            json!({"extra": {"num": "100"}}),
             "invalid_field",
         ),
         (
-            json!({"merchant_order_no": no, "product_code": "mobile.100", "account": "13800138000",
-                "extra": {"recharge_type": "0"}}),
+            "mobile.100",
+            "13800138000",
+            json!({"extra": {"recharge_type": "0"}}),
             "invalid_field",
         ),
         (
-            json!({"merchant_order_no": no, "product_code": "mobile.slow.100", "account": "13800138000",
-                "extra": {"Supplier": "中国联通"}}),
+            "mobile.slow.100",
+            "13800138000",
+            json!({"extra": {"Supplier": "中国联通"}}),
             "invalid_field",
         ),
         // Invisible or reordering characters in an account or an extra value.
         (
-            json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": "player\u{200B}42"}),
+            "game.demo.60",
+            "player\u{200B}42",
+            json!({}),
             "invalid_account",
         ),
         (
-            json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": "\u{202E}24-reyalp"}),
+            "game.demo.60",
+            "\u{202E}24-reyalp",
+            json!({}),
             "invalid_account",
         ),
         (
-            json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": "player-42",
-                "extra": {"serverid": "s\u{FEFF}1"}}),
+            "game.demo.60",
+            "player-42",
+            json!({"extra": {"serverid": "s\u{FEFF}1"}}),
             "invalid_field",
         ),
         // game.demo.60 goes to a GBK form: text GBK cannot carry is refused at create.
-        (
-            json!({"merchant_order_no": no, "product_code": "game.demo.60", "account": "player😀"}),
-            "invalid_field",
-        ),
+        ("game.demo.60", "player😀", json!({}), "invalid_field"),
     ] {
+        let mut bad = json!({"merchant_order_no": no, "product_code": product, "account": account});
+        for (k, v) in more.as_object().unwrap() {
+            bad[k] = v.clone();
+        }
         assert_error(&post(json_of(bad.clone())).await, 400, code);
     }
     let unknown =

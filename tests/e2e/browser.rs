@@ -279,7 +279,7 @@ impl Session<'_> {
 
 /// Serves `examples/h5/index.html` (as a merchant's H5 host would) on its own loopback origin.
 async fn serve_page() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/h5/index.html");
+    let page = crate::common::workspace_root().join("examples/h5/index.html");
     let html = std::fs::read_to_string(&page).unwrap();
     let app = axum::Router::new().route(
         "/index.html",

@@ -2,6 +2,10 @@
 //! `./scripts/test` starts both and exports `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test binary: failing loudly is its job
+#[path = "../common/mod.rs"]
+#[allow(dead_code)] // each suite of tests/ uses its part
+mod common;
+
 mod budget;
 mod contract;
 mod secrets;
@@ -13,29 +17,9 @@ use tokio::sync::OnceCell;
 pub const TABLE: &str = "recharge-test-orders";
 pub const SHARDS: u32 = 4;
 
-/// The endpoint a test must use; refuses anything but loopback, so a test can never touch a real account.
-pub fn local_endpoint(var: &str) -> String {
-    let url = std::env::var(var).unwrap_or_else(|_| {
-        panic!(
-            "{var} is not set: run ./scripts/test, which starts DynamoDB Local and moto and sets it"
-        )
-    });
-    assert!(
-        url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
-        "{var}={url} is not a loopback endpoint"
-    );
-    url
-}
-
-pub async fn sdk() -> aws_config::SdkConfig {
-    local_endpoint("AWS_ENDPOINT_URL_DYNAMODB");
-    local_endpoint("AWS_ENDPOINT_URL_SECRETS_MANAGER");
-    recharge_aws::sdk_config().await
-}
-
 /// A DynamoDB client, counting its round trips into `counter` when given one.
 pub async fn dynamodb(counter: Option<&CallCounter>) -> aws_sdk_dynamodb::Client {
-    let sdk = sdk().await;
+    let sdk = common::local_sdk().await;
     let mut conf = aws_sdk_dynamodb::config::Builder::from(&sdk);
     if let Some(c) = counter {
         conf = conf.interceptor(c.clone());

@@ -29,19 +29,6 @@ pub const DEMO: (&str, &str) = ("demo", "demo-secret");
 pub const DEMO2: (&str, &str) = ("demo2", "demo2-secret");
 pub const OPS: (&str, &str) = ("ops", "ops-secret");
 
-/// DynamoDB Local's endpoint as `./scripts/test` exports it; refuses anything but loopback.
-pub fn dynamodb_endpoint() -> String {
-    let var = "AWS_ENDPOINT_URL_DYNAMODB";
-    let url = std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: run ./scripts/test, which starts DynamoDB Local and sets it")
-    });
-    assert!(
-        url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
-        "{var}={url} is not a loopback endpoint"
-    );
-    url
-}
-
 /// A table of its own for every stack: a sweep must never pick up another test's orders (it would ask its
 /// own simulators about them).
 fn unique_table() -> String {
@@ -72,7 +59,9 @@ pub fn options() -> LocalOptions {
     LocalOptions {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         store: StoreChoice::DynamoDb {
-            endpoint: Some(dynamodb_endpoint()),
+            endpoint: Some(crate::common::loopback_endpoint(
+                "AWS_ENDPOINT_URL_DYNAMODB",
+            )),
             table: unique_table(),
         },
         time_scale: TIME_SCALE,
@@ -217,10 +206,30 @@ impl Harness {
             .collect()
     }
 
+    /// Waits for the demo app's notification of `view`'s sequence for order `no` (checking every one, as
+    /// `Inbox::wait_sequence` does) and asserts the last one received is `view`.
+    pub async fn assert_notified_last(&self, no: &str, view: &Value) {
+        let seq = view["sequence"].as_u64().unwrap();
+        let bodies = self
+            .inbox
+            .wait_sequence(no, DEMO.1, seq, Duration::from_secs(10))
+            .await;
+        assert_eq!(comparable(bodies.last().unwrap()), comparable(view));
+    }
+
     /// The first law, across every simulator: value was delivered at most once for this order.
     pub fn assert_at_most_one_delivery(&self, order_id: &str) -> u32 {
         deliveries(&self.ledger(order_id))
     }
+}
+
+/// The provider account of each of a stored order's attempts, in order (a failover shows as a second one).
+pub fn attempt_accounts(order: &Order) -> Vec<String> {
+    order
+        .attempts()
+        .iter()
+        .map(|a| a.route().provider_account.to_string())
+        .collect()
 }
 
 /// The deliveries in a ledger extract; panics if there are more than one.

@@ -52,6 +52,36 @@ async fn ops_send(h: &Harness, method: &str, path: &str, body: &Value) -> (u16, 
     (r.status, r.body)
 }
 
+/// Ops routes' GETs, signed as the admin app.
+async fn ops_get(h: &Harness, path: &str) -> (u16, Value) {
+    ops_send(h, "GET", path, &Value::Null).await
+}
+
+/// `POST /ops/recon/run` with `body`; returns the reports it answered with (200).
+async fn run_recon(h: &Harness, body: Value) -> Value {
+    let (status, run) = ops_send(h, "POST", "/ops/recon/run", &body).await;
+    assert_eq!(status, 200, "{run}");
+    run
+}
+
+/// The provider reverses (返销) the final order `no` on wikeyun with no callback: only a re-query shows it.
+async fn reverse_quietly(h: &Harness, no: &str) {
+    let sim = h.sim(WIKEYUN).base_url();
+    let caller = h.stored("demo", no).await.attempt_id(AttemptNo::FIRST);
+    let (status, changed) = sim_post(
+        format!("{sim}/_sim/orders/{caller}/change"),
+        json!({"state": "reversed"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+}
+
+/// A merchant's signed `GET path`, as `app`.
+async fn signed_get(h: &Harness, app: (&str, &str), path: &str) -> (u16, Value) {
+    let headers = signed_headers(app, "GET", path, b"");
+    send_raw(h.stack.base_url(), "GET", path, &headers, Vec::new()).await
+}
+
 fn options_without_balance_tick(store: Option<StoreChoice>) -> recharge_local::LocalOptions {
     let mut o = options();
     // Snapshots only where the test takes them (one more at start-up).
@@ -74,14 +104,7 @@ async fn a_day_with_planted_divergences_lists_each_one_and_the_statement_matches
     let (no_b, id_b) = succeeded(&h, "13800130011").await;
     let (no_c, id_c) = succeeded(&h, "13800138012").await;
     // After C was final, the provider reverses it (返销) with no callback: only a re-query shows it.
-    let c = h.stored("demo", &no_c).await;
-    let caller = c.attempt_id(AttemptNo::FIRST).to_string();
-    let (status, changed) = sim_post(
-        format!("{sim}/_sim/orders/{caller}/change"),
-        json!({"state": "reversed"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{changed}");
+    reverse_quietly(&h, &no_c).await;
     recharge_api::usecases::balance_check::check_balances(state).await;
     let (status, _) = sim_post(format!("{sim}/_sim/balance/top-up"), json!({"fen": 5_000})).await;
     assert_eq!(status, 200);
@@ -92,14 +115,7 @@ async fn a_day_with_planted_divergences_lists_each_one_and_the_statement_matches
     recharge_api::usecases::balance_check::check_balances(state).await;
 
     let date = today();
-    let (status, run) = ops_send(
-        &h,
-        "POST",
-        "/ops/recon/run",
-        &json!({"date": date, "account": WIKEYUN}),
-    )
-    .await;
-    assert_eq!(status, 200, "{run}");
+    let run = run_recon(&h, json!({"date": date, "account": WIKEYUN})).await;
     let report = &run["reports"][0];
     assert_eq!(report["account"], WIKEYUN, "{run}");
     let mismatches = report["mismatches"].as_array().unwrap();
@@ -131,20 +147,12 @@ async fn a_day_with_planted_divergences_lists_each_one_and_the_statement_matches
     assert!(!mismatches.iter().any(|m| m["order_id"] == id_a.as_str()));
 
     // Stored: the report and its mismatches read back, with each order's status now.
-    let (status, shown) = ops_send(
-        &h,
-        "GET",
-        &format!("/ops/recon?date={date}&account={WIKEYUN}"),
-        &Value::Null,
-    )
-    .await;
+    let (status, shown) = ops_get(&h, &format!("/ops/recon?date={date}&account={WIKEYUN}")).await;
     assert_eq!(status, 200, "{shown}");
     assert_eq!(&shown["reports"][0], report);
-    let (status, listed) = ops_send(
+    let (status, listed) = ops_get(
         &h,
-        "GET",
         &format!("/ops/recon/mismatches?date={date}&kind=late_reversal"),
-        &Value::Null,
     )
     .await;
     assert_eq!(status, 200, "{listed}");
@@ -154,24 +162,10 @@ async fn a_day_with_planted_divergences_lists_each_one_and_the_statement_matches
     assert_eq!(listed[0]["alarm"], true);
 
     // The CLI prints it.
-    let cli = <recharge_ops::Cli as clap::Parser>::try_parse_from([
-        "recharge-ops",
-        "--base",
-        h.stack.base_url(),
-        "--app",
-        OPS.0,
-        "--secret",
-        OPS.1,
-        "recon",
-        "show",
-        "--account",
-        WIKEYUN,
-        "--date",
-        &date,
-    ])
-    .unwrap();
-    let client = recharge_ops::client_for(&cli).await.unwrap();
-    let out = recharge_ops::run(&client, &cli.command).await.unwrap();
+    let out = h
+        .ops_cli(&["recon", "show", "--account", WIKEYUN, "--date", &date])
+        .await
+        .unwrap();
     // Three raise the alarm; the top-up is shown.
     assert!(out.text.contains("3 MISMATCH(ES)"), "{}", out.text);
     for kind in [
@@ -186,14 +180,7 @@ async fn a_day_with_planted_divergences_lists_each_one_and_the_statement_matches
 
     // The merchant's statement: the three orders, as they are, with what each is charged.
     let path = format!("/v1/statements/{date}");
-    let (status, statement) = send_raw(
-        h.stack.base_url(),
-        "GET",
-        &path,
-        &signed_headers(DEMO, "GET", &path, b""),
-        Vec::new(),
-    )
-    .await;
+    let (status, statement) = signed_get(&h, DEMO, &path).await;
     assert_eq!(status, 200, "{statement}");
     let lines = statement["lines"].as_array().unwrap();
     let nos: Vec<&str> = lines
@@ -237,14 +224,7 @@ async fn a_day_with_planted_divergences_lists_each_one_and_the_statement_matches
         "{csv}"
     );
     // Another app's statement does not hold them.
-    let (status, other) = send_raw(
-        h.stack.base_url(),
-        "GET",
-        &path,
-        &signed_headers(DEMO2, "GET", &path, b""),
-        Vec::new(),
-    )
-    .await;
+    let (status, other) = signed_get(&h, DEMO2, &path).await;
     assert_eq!(status, 200);
     assert_eq!(other["orders"], 0, "{other}");
 }
@@ -257,8 +237,7 @@ async fn clean_day(store: Option<StoreChoice>) {
     succeeded(&h, "13800138021").await;
     recharge_api::usecases::balance_check::check_balances(state).await;
     let date = today();
-    let (status, run) = ops_send(&h, "POST", "/ops/recon/run", &json!({"date": date})).await;
-    assert_eq!(status, 200, "{run}");
+    let run = run_recon(&h, json!({"date": date})).await;
     let reports = run["reports"].as_array().unwrap();
     assert!(reports.len() >= 2, "every configured account: {run}");
     for r in reports {
@@ -269,13 +248,7 @@ async fn clean_day(store: Option<StoreChoice>) {
     assert_eq!(wikeyun["balance"]["judged"], true, "{wikeyun:#}");
     assert_eq!(wikeyun["requery"]["queried"], 2, "{wikeyun:#}");
     assert_eq!(wikeyun["requery"]["diverged"], 0);
-    let (status, listed) = ops_send(
-        &h,
-        "GET",
-        &format!("/ops/recon/mismatches?date={date}"),
-        &Value::Null,
-    )
-    .await;
+    let (status, listed) = ops_get(&h, &format!("/ops/recon/mismatches?date={date}")).await;
     assert_eq!(status, 200);
     assert_eq!(listed["mismatches"], json!([]), "{listed}");
 }
@@ -293,46 +266,31 @@ async fn a_clean_day_lists_no_mismatch_on_the_in_memory_store() {
 #[tokio::test]
 async fn recon_routes_refuse_bad_dates_accounts_and_methods() {
     let h = Harness::start_with(options_without_balance_tick(Some(StoreChoice::Memory))).await;
-    let (status, body) = ops_send(&h, "GET", "/ops/recon?date=2025-02-30", &Value::Null).await;
+    let (status, body) = ops_get(&h, "/ops/recon?date=2025-02-30").await;
     assert_error(&(status, body), 400, "invalid_parameter");
-    let (status, body) = ops_send(&h, "GET", "/ops/recon?account=nobody", &Value::Null).await;
+    let (status, body) = ops_get(&h, "/ops/recon?account=nobody").await;
     assert_error(&(status, body), 400, "invalid_parameter");
     let (status, body) = ops_send(&h, "POST", "/ops/recon/run", &json!({"when": "now"})).await;
     assert_eq!(status, 400, "{body}");
     let (status, _) = ops_send(&h, "DELETE", "/ops/recon", &Value::Null).await;
     assert_eq!(status, 405);
     // Yesterday by default: never run, so no report.
-    let (status, body) = ops_send(&h, "GET", "/ops/recon", &Value::Null).await;
+    let (status, body) = ops_get(&h, "/ops/recon").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["reports"], json!([]));
     let path = "/v1/statements/2025-13-01";
-    let reply = send_raw(
-        h.stack.base_url(),
-        "GET",
-        path,
-        &signed_headers(DEMO, "GET", path, b""),
-        Vec::new(),
-    )
-    .await;
+    let reply = signed_get(&h, DEMO, path).await;
     assert_error(&reply, 400, "invalid_parameter");
 }
 
 /// Succeeded `mobile.100` orders on wikeyun, of which the provider reverses `reversed` after they were final
 /// (only a re-query shows it). Returns every order id and the reversed ones.
 async fn day_with_late_reversals(h: &Harness, orders: usize, reversed: &[usize]) -> Vec<String> {
-    let sim = h.sim(WIKEYUN).base_url().to_owned();
     let mut ids = Vec::new();
     for i in 0..orders {
         let (no, id) = succeeded(h, &format!("1380013{:04}", 8100 + i)).await;
         if reversed.contains(&i) {
-            let stored = h.stored("demo", &no).await;
-            let caller = stored.attempt_id(AttemptNo::FIRST).to_string();
-            let (status, changed) = sim_post(
-                format!("{sim}/_sim/orders/{caller}/change"),
-                json!({"state": "reversed"}),
-            )
-            .await;
-            assert_eq!(status, 200, "{changed}");
+            reverse_quietly(h, &no).await;
         }
         ids.push(id);
     }
@@ -439,14 +397,7 @@ async fn requery_resumes(store: Option<StoreChoice>) {
         .unwrap();
     assert_eq!(mismatch_keys(&stored), mismatch_keys(&whole));
     // A run of the finished day from the ops route asks everything again (and finds the same, once each).
-    let (status, rerun) = ops_send(
-        &h,
-        "POST",
-        "/ops/recon/run",
-        &json!({"date": day.date(), "account": WIKEYUN}),
-    )
-    .await;
-    assert_eq!(status, 200, "{rerun}");
+    let rerun = run_recon(&h, json!({"date": day.date(), "account": WIKEYUN})).await;
     assert_eq!(rerun["reports"][0]["requery"]["queried"], 7, "{rerun}");
     assert_eq!(rerun["reports"][0]["requery"]["passes"], 1, "{rerun}");
     assert_eq!(
@@ -472,14 +423,7 @@ async fn a_settled_mismatch_stays_settled_through_a_rerun_and_stops_counting() {
     let h = Harness::start_with(options_without_balance_tick(None)).await;
     let ids = day_with_late_reversals(&h, 3, &[0, 2]).await;
     let date = today();
-    let (status, run) = ops_send(
-        &h,
-        "POST",
-        "/ops/recon/run",
-        &json!({"date": date, "account": WIKEYUN}),
-    )
-    .await;
-    assert_eq!(status, 200, "{run}");
+    let run = run_recon(&h, json!({"date": date, "account": WIKEYUN})).await;
     let mismatches = run["reports"][0]["mismatches"].as_array().unwrap().clone();
     assert_eq!(mismatches.len(), 2, "{run:#}");
     assert!(mismatches.iter().all(|m| m["open"] == true));
@@ -531,66 +475,52 @@ async fn a_settled_mismatch_stays_settled_through_a_rerun_and_stops_counting() {
     no_note["note"] = json!(" ");
     let (status, refused) = ops_send(&h, "POST", "/ops/recon/mismatches/settle", &no_note).await;
     assert_error(&(status, refused), 400, "invalid_field");
-    let (status, refused) = ops_send(&h, "GET", "/ops/recon/mismatches/settle", &Value::Null).await;
+    let (status, refused) = ops_get(&h, "/ops/recon/mismatches/settle").await;
     assert_eq!(status, 405, "{refused}");
 
     // The CLI settles the other one and shows both settled.
-    let cli = |args: &[&str]| {
-        let mut all = vec![
-            "recharge-ops",
-            "--base",
-            h.stack.base_url(),
-            "--app",
-            OPS.0,
-            "--secret",
-            OPS.1,
+    let out = h
+        .ops_cli(&[
             "recon",
-        ];
-        all.extend_from_slice(args);
-        <recharge_ops::Cli as clap::Parser>::try_parse_from(all).unwrap()
-    };
-    let resolve = cli(&[
-        "resolve",
-        "--account",
-        WIKEYUN,
-        "--date",
-        &date,
-        "--key",
-        &second,
-        "--operator",
-        "zhao",
-        "--note",
-        "credited back",
-        "--evidence",
-        "statement line 4",
-    ]);
-    let client = recharge_ops::client_for(&resolve).await.unwrap();
-    let out = recharge_ops::run(&client, &resolve.command).await.unwrap();
+            "resolve",
+            "--account",
+            WIKEYUN,
+            "--date",
+            &date,
+            "--key",
+            &second,
+            "--operator",
+            "zhao",
+            "--note",
+            "credited back",
+            "--evidence",
+            "statement line 4",
+        ])
+        .await
+        .unwrap();
     assert!(
         out.text.contains(&format!("settled {second}")),
         "{}",
         out.text
     );
     assert!(out.text.contains("by zhao"), "{}", out.text);
-    let show = cli(&["show", "--account", WIKEYUN, "--date", &date]);
-    let out = recharge_ops::run(&client, &show.command).await.unwrap();
+    let out = h
+        .ops_cli(&["recon", "show", "--account", WIKEYUN, "--date", &date])
+        .await
+        .unwrap();
     assert!(out.text.contains("clean (2 settled)"), "{}", out.text);
     assert!(out.text.contains("settled by li"), "{}", out.text);
 
     // The list: both settled, none open.
-    let (_, open) = ops_send(
+    let (_, open) = ops_get(
         &h,
-        "GET",
         &format!("/ops/recon/mismatches?date={date}&account={WIKEYUN}&state=open"),
-        &Value::Null,
     )
     .await;
     assert_eq!(open["mismatches"], json!([]), "{open}");
-    let (status, bad) = ops_send(
+    let (status, bad) = ops_get(
         &h,
-        "GET",
         &format!("/ops/recon/mismatches?date={date}&state=maybe"),
-        &Value::Null,
     )
     .await;
     assert_error(&(status, bad), 400, "invalid_parameter");
@@ -608,11 +538,9 @@ async fn a_settled_mismatch_stays_settled_through_a_rerun_and_stops_counting() {
     .unwrap();
     assert_eq!(reports[0].mismatches.len(), 2, "{reports:#?}");
     assert_eq!(reports[0].alarming(), 0, "{reports:#?}");
-    let (_, listed) = ops_send(
+    let (_, listed) = ops_get(
         &h,
-        "GET",
         &format!("/ops/recon/mismatches?date={date}&account={WIKEYUN}"),
-        &Value::Null,
     )
     .await;
     let listed = listed["mismatches"].as_array().unwrap();
@@ -648,13 +576,8 @@ async fn the_local_stack_reconciles_on_its_own_scaled_tick_when_asked_to() {
     let date = today();
     let started = std::time::Instant::now();
     loop {
-        let (status, shown) = ops_send(
-            &h,
-            "GET",
-            &format!("/ops/recon?date={date}&account={WIKEYUN}"),
-            &Value::Null,
-        )
-        .await;
+        let (status, shown) =
+            ops_get(&h, &format!("/ops/recon?date={date}&account={WIKEYUN}")).await;
         assert_eq!(status, 200, "{shown}");
         if let Some(r) = shown["reports"].get(0)
             && r["requery"]["queried"] == 1

@@ -288,7 +288,7 @@ fn ops_event(method: &str, route: &str, path: &str, query: &str, principal: Opti
 const M1: &str = "7JUWX4CXN3GSIQOKCCTK";
 
 fn events_dir() -> PathBuf {
-    support::repo_root().join("events")
+    crate::common::workspace_root().join("events")
 }
 
 /// Merchant signature headers (docs/merchant-api.md §1) for a request signed at `SIGNED_AT`.
@@ -558,7 +558,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
     let form = |ct: &str| vec![("content-type".to_owned(), ct.to_owned())];
     // suka-xml (001): a GBK form (remark1 is 成功 in percent-encoded GBK); API Gateway base64-encodes it.
     let suka: &[u8] =
-        include_bytes!("../../../providers/src/suka_xml/fixtures/callback_success.form");
+        include_bytes!("../../shared/providers/src/suka_xml/fixtures/callback_success.form");
     let gbk = "application/x-www-form-urlencoded; charset=GBK";
     e.insert(
         "provider-callback/suka-xml-gbk-form.json",
@@ -590,7 +590,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
     );
     // wikeyun (002): JSON, TOP-MD5 signed.
     let wky: &[u8] =
-        include_bytes!("../../../providers/src/wikeyun/fixtures/callback_success.json");
+        include_bytes!("../../shared/providers/src/wikeyun/fixtures/callback_success.json");
     e.insert(
         "provider-callback/wikeyun-json.json",
         http_event(
@@ -605,7 +605,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
     );
     // openapi-rsa (004): JSON with the signature in headers over businessId, nonce, timestamp and the body.
     let rsa_body: &[u8] =
-        include_bytes!("../../../providers/src/openapi_rsa/fixtures/callback_success.json");
+        include_bytes!("../../shared/providers/src/openapi_rsa/fixtures/callback_success.json");
     let (nonce, ts) = (
         "b1f0c7a2-5d3e-4f61-9a8b-0c1d2e3f4a5b",
         (SIGNED_AT * 1000).to_string(),
@@ -642,7 +642,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
     );
     // sms-billing (000): the delivery sync is a GET with a query string.
     let sync =
-        include_str!("../../../providers/src/sms_billing/fixtures/sync_delivered.query").trim();
+        include_str!("../../shared/providers/src/sms_billing/fixtures/sync_delivered.query").trim();
     e.insert(
         "provider-callback/sms-billing-sync-get.json",
         http_event(

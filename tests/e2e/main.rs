@@ -8,6 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test binary: failing loudly is its job
 
+#[path = "../common/mod.rs"]
+#[allow(dead_code)] // each suite of tests/ uses its part
+mod common;
+
 mod apps;
 mod browser;
 mod bulkheads;

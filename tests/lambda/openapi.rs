@@ -2,8 +2,9 @@
 //! the merchant routes of `recharge_api::http::routes::ROUTES`, and the bodies the handlers really answer (an order
 //! created, read, a balance list) have exactly the properties its schemas list, each of the declared type.
 
+use crate::common::workspace_root;
 use crate::deployed::signed;
-use crate::support::{self, DEMO_SECRET, OPS_SECRET, SIGNED_AT, repo_root};
+use crate::support::{self, DEMO_SECRET, OPS_SECRET, SIGNED_AT};
 use recharge_api::http::routes::ROUTES;
 use recharge_core::memory::InMemoryOrderStore;
 use recharge_lambda::bootstrap::Function;
@@ -12,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 fn spec() -> Value {
-    let text = std::fs::read_to_string(repo_root().join("docs/openapi.yaml")).unwrap();
+    let text = std::fs::read_to_string(workspace_root().join("docs/openapi.yaml")).unwrap();
     let yaml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     serde_json::to_value(yaml).unwrap()
 }

@@ -89,29 +89,13 @@ async fn a_missing_or_malformed_provider_secret_disables_only_that_account() {
 
     // Merchant reads: order-status needs no provider secret at all, and lists every configured account.
     let (status, _) = d.cold_start(Function::OrderStatus, &counter).await;
-    let r = recharge_api::http::routes::handle(
-        &status.state,
-        signed(
-            ("demo", DEMO_SECRET),
-            d.now_secs(),
-            "GET",
-            "/v1/orders/G1",
-            b"",
-        ),
-    )
-    .await;
+    let r = d
+        .send(&status, ("demo", DEMO_SECRET), "GET", "/v1/orders/G1", b"")
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let r = recharge_api::http::routes::handle(
-        &status.state,
-        signed(
-            ("ops", OPS_SECRET),
-            d.now_secs(),
-            "GET",
-            "/v1/balances",
-            b"",
-        ),
-    )
-    .await;
+    let r = d
+        .send(&status, ("ops", OPS_SECRET), "GET", "/v1/balances", b"")
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let body: Value = serde_json::from_slice(&r.body).unwrap();
     let listed: Vec<&str> = body["accounts"]

@@ -3,16 +3,34 @@
 //! campaign on DynamoDB Local when `AWS_ENDPOINT_URL_DYNAMODB` names it (`./scripts/test` starts it); 500
 //! orders against random dialects; and a planted double delivery that the campaign must report and fail on.
 
-use recharge_bench::faults::{FaultOptions, run};
+use recharge_bench::faults::{FaultOptions, FaultReport, run};
 use std::time::Duration;
+
+/// `orders` orders of the campaign seeded with `seed`, given 90 s to settle; a loaded CI machine may stall the
+/// sweep for a while, so it waits 20 s without change before calling what is left stuck.
+fn campaign(orders: usize, seed: u64) -> FaultOptions {
+    let mut opts = FaultOptions::new(orders, seed);
+    opts.settle_timeout = Duration::from_secs(90);
+    opts.settle_stable = Duration::from_secs(20);
+    opts
+}
+
+/// The campaign must actually have met its faults: at least one order met each of `faults`.
+#[track_caller]
+fn assert_met(report: &FaultReport, faults: &[&str]) {
+    for fault in faults {
+        assert!(
+            report.by_fault.get(*fault).is_some_and(|(n, _)| *n > 0),
+            "no order met {fault}: {:?}",
+            report.by_fault.keys().collect::<Vec<_>>()
+        );
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_orders_under_chaos_keep_every_invariant() {
-    let mut opts = FaultOptions::new(2_000, 20_261_122);
+    let mut opts = campaign(2_000, 20_261_122);
     opts.recon = true;
-    opts.settle_timeout = Duration::from_secs(90);
-    // A loaded CI machine may stall the sweep for a while: wait longer before calling what is left stuck.
-    opts.settle_stable = Duration::from_secs(20);
     let report = run(opts).await.expect("the campaign runs");
     report.print();
     assert!(report.passed(), "{:#?}", report.violations);
@@ -38,27 +56,23 @@ async fn two_thousand_orders_under_chaos_keep_every_invariant() {
             recon.examples
         );
     }
-    // The campaign must actually have met its faults.
-    for fault in [
-        "refuse",
-        "hang",
-        "http_500",
-        "lost_callback",
-        "duplicate_callback",
-        "late_failure",
-        "unknown_answer",
-        "inband_error",
-        "script 0005",
-        "crash after Submitting write",
-        "create handler aborted",
-        "duplicate create (racing)",
-    ] {
-        assert!(
-            report.by_fault.get(fault).is_some_and(|(n, _)| *n > 0),
-            "no order met {fault}: {:?}",
-            report.by_fault.keys().collect::<Vec<_>>()
-        );
-    }
+    assert_met(
+        &report,
+        &[
+            "refuse",
+            "hang",
+            "http_500",
+            "lost_callback",
+            "duplicate_callback",
+            "late_failure",
+            "unknown_answer",
+            "inband_error",
+            "script 0005",
+            "crash after Submitting write",
+            "create handler aborted",
+            "duplicate create (racing)",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,10 +83,8 @@ async fn three_hundred_orders_on_dynamodb_local_keep_every_invariant() {
         );
         return;
     };
-    let mut opts = FaultOptions::new(300, 20_261_201).on_dynamodb(endpoint);
+    let mut opts = campaign(300, 20_261_201).on_dynamodb(endpoint);
     opts.concurrency = 16;
-    opts.settle_timeout = Duration::from_secs(90);
-    opts.settle_stable = Duration::from_secs(20);
     let report = run(opts)
         .await
         .expect("the campaign runs on DynamoDB Local");
@@ -80,25 +92,20 @@ async fn three_hundred_orders_on_dynamodb_local_keep_every_invariant() {
     assert_eq!(report.store, "dynamodb");
     assert!(report.passed(), "{:#?}", report.violations);
     assert!(report.settled, "every order settled");
-    for fault in [
-        "crash after Submitting write",
-        "create handler aborted",
-        "duplicate create (racing)",
-    ] {
-        assert!(
-            report.by_fault.get(fault).is_some_and(|(n, _)| *n > 0),
-            "no order met {fault}: {:?}",
-            report.by_fault.keys().collect::<Vec<_>>()
-        );
-    }
+    assert_met(
+        &report,
+        &[
+            "crash after Submitting write",
+            "create handler aborted",
+            "duplicate create (racing)",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_orders_against_random_dialects_keep_every_invariant() {
-    let mut opts = FaultOptions::new(500, 20_261_202);
+    let mut opts = campaign(500, 20_261_202);
     opts.dialect_seed = Some(20_261_202);
-    opts.settle_timeout = Duration::from_secs(90);
-    opts.settle_stable = Duration::from_secs(20);
     let report = run(opts).await.expect("the campaign runs against dialects");
     report.print();
     assert!(report.passed(), "{:#?}", report.violations);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 async fn client(counter: &CallCounter) -> aws_sdk_secretsmanager::Client {
-    let sdk = crate::sdk().await;
+    let sdk = crate::common::local_sdk().await;
     let conf = aws_sdk_secretsmanager::config::Builder::from(&sdk).interceptor(counter.clone());
     aws_sdk_secretsmanager::Client::from_conf(conf.build())
 }
@@ -123,7 +123,7 @@ async fn an_unreachable_endpoint_is_unavailable_and_retryable() {
         .local_addr()
         .unwrap()
         .port();
-    let sdk = crate::sdk().await;
+    let sdk = crate::common::local_sdk().await;
     let conf = aws_sdk_secretsmanager::config::Builder::from(&sdk)
         .endpoint_url(format!("http://127.0.0.1:{port}"))
         .retry_config(aws_sdk_secretsmanager::config::retry::RetryConfig::disabled());

@@ -22,19 +22,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-fn local_endpoint(var: &str) -> String {
-    let url = std::env::var(var).unwrap_or_else(|_| {
-        panic!(
-            "{var} is not set: run ./scripts/test, which starts DynamoDB Local and moto and sets it"
-        )
-    });
-    assert!(
-        url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
-        "{var}={url} is not a loopback endpoint"
-    );
-    url
-}
-
 /// One deployment: its stage, table, files and the provider secrets as created.
 pub struct Deployment {
     pub stage: String,
@@ -99,12 +86,6 @@ fn sdk_clients(counter: &CallCounter, sdk: &aws_config::SdkConfig) -> Clients {
     }
 }
 
-async fn sdk() -> aws_config::SdkConfig {
-    local_endpoint("AWS_ENDPOINT_URL_DYNAMODB");
-    local_endpoint("AWS_ENDPOINT_URL_SECRETS_MANAGER");
-    recharge_aws::sdk_config().await
-}
-
 impl Deployment {
     /// Creates the table, the merchant secrets and the given provider secrets, and writes the config files.
     /// `accounts` replaces `support::accounts()` when given (secret names are rewritten to the stage).
@@ -115,7 +96,7 @@ impl Deployment {
     ) -> Deployment {
         let stage = unique_stage(label);
         let table = format!("recharge-{stage}-orders");
-        let sdk = sdk().await;
+        let sdk = crate::common::local_sdk().await;
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         recharge_aws::table::ensure_table(&ddb, &table)
             .await
@@ -210,7 +191,7 @@ impl Deployment {
         let get = |k: &str| env.get(k).cloned();
         let config = Config::from_lookup(get).unwrap();
         let fcfg = FunctionConfig::from_lookup(get).unwrap();
-        let sdk = sdk().await;
+        let sdk = crate::common::local_sdk().await;
         let (metrics, lines) = Metrics::capturing(function.name());
         let service = bootstrap_with(
             function,
@@ -227,6 +208,22 @@ impl Deployment {
 
     pub fn now_secs(&self) -> i64 {
         self.clock.now().seconds()
+    }
+
+    /// `method path` with `body`, signed by `app` at the deployment's clock, through `service`'s router.
+    pub async fn send(
+        &self,
+        service: &Service,
+        app: (&str, &str),
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> recharge_api::ApiResponse {
+        recharge_api::http::routes::handle(
+            &service.state,
+            signed(app, self.now_secs(), method, path, body),
+        )
+        .await
     }
 }
 

@@ -3,7 +3,7 @@
 //! is `infra/table.json`, IAM is explicit statements (no wildcard actions, no SAM policy templates), and the
 //! sample config of `infra/config/` loads as the functions load it.
 
-use crate::support::repo_root;
+use crate::common::workspace_root;
 use recharge_api::apps::AppConfig;
 use recharge_api::catalog::Catalog;
 use recharge_api::http::routes::ROUTES;
@@ -52,7 +52,7 @@ fn to_json(v: serde_yaml::Value) -> Value {
 }
 
 pub fn template() -> Value {
-    let text = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
+    let text = std::fs::read_to_string(workspace_root().join("infra/template.yaml")).unwrap();
     to_json(serde_yaml::from_str(&text).unwrap())
 }
 
@@ -66,10 +66,35 @@ pub fn resources_of(t: &Value, ty: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// A statement's actions (`Action` is one string or a list).
+fn actions_of(name: &str, statement: &Value) -> Vec<String> {
+    match &statement["Action"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
+        other => panic!("{name}: {other}"),
+    }
+}
+
+/// Every inline policy statement of every function: (resource name, function, statement).
+fn function_statements(t: &Value) -> Vec<(String, Value, Value)> {
+    let mut out = Vec::new();
+    for (name, f) in resources_of(t, "AWS::Serverless::Function") {
+        for p in f["Properties"]["Policies"].as_array().unwrap() {
+            let statements = p["Statement"].as_array().unwrap_or_else(|| {
+                panic!("{name}: only inline statements, no SAM policy templates: {p}")
+            });
+            for s in statements {
+                out.push((name.clone(), f.clone(), s.clone()));
+            }
+        }
+    }
+    out
+}
+
 /// `functions/<dir>` → its bin names, from its Cargo.toml.
 fn bins() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for dir in std::fs::read_dir(repo_root().join("functions")).unwrap() {
+    for dir in std::fs::read_dir(workspace_root().join("functions")).unwrap() {
         let manifest = dir.unwrap().path().join("Cargo.toml");
         let text = std::fs::read_to_string(&manifest).unwrap();
         let parsed: toml::Value = toml::from_str(&text).unwrap();
@@ -217,36 +242,23 @@ fn template_table_is_infra_table_json() {
 #[test]
 fn iam_is_explicit_actions_on_named_resources() {
     let t = template();
-    for (name, f) in resources_of(&t, "AWS::Serverless::Function") {
-        let policies = f["Properties"]["Policies"].as_array().unwrap();
-        for p in policies {
-            let statements = p["Statement"].as_array().unwrap_or_else(|| {
-                panic!("{name}: only inline statements, no SAM policy templates: {p}")
-            });
-            for s in statements {
-                assert_eq!(s["Effect"], "Allow", "{name}");
-                let actions: Vec<&str> = match &s["Action"] {
-                    Value::String(a) => vec![a.as_str()],
-                    Value::Array(a) => a.iter().map(|x| x.as_str().unwrap()).collect(),
-                    other => panic!("{name}: {other}"),
-                };
-                for a in actions {
-                    assert!(!a.contains('*'), "{name}: wildcard action {a}");
-                }
-                // BatchGetSecretValue has no resource type, so IAM takes only "*" for it; it returns nothing
-                // the function may not GetSecretValue, which the Secrets statements grant by name.
-                let batch_only = s["Action"] == "secretsmanager:BatchGetSecretValue";
-                if !batch_only {
-                    assert_ne!(s["Resource"], "*", "{name}: wildcard resource");
-                }
-            }
+    for (name, _, s) in function_statements(&t) {
+        assert_eq!(s["Effect"], "Allow", "{name}");
+        for a in actions_of(&name, &s) {
+            assert!(!a.contains('*'), "{name}: wildcard action {a}");
+        }
+        // BatchGetSecretValue has no resource type, so IAM takes only "*" for it; it returns nothing
+        // the function may not GetSecretValue, which the Secrets statements grant by name.
+        let batch_only = s["Action"] == "secretsmanager:BatchGetSecretValue";
+        if !batch_only {
+            assert_ne!(s["Resource"], "*", "{name}: wildcard resource");
         }
     }
 }
 
 #[test]
 fn sample_config_loads_as_the_functions_load_it() {
-    let dir = repo_root().join("infra/config");
+    let dir = workspace_root().join("infra/config");
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let accounts: Vec<ProviderAccount> =
         serde_json::from_str(&read("provider-accounts.json")).unwrap();
@@ -264,13 +276,13 @@ fn sample_config_loads_as_the_functions_load_it() {
 
 #[test]
 fn the_secrets_example_lists_every_configured_secret_in_its_shape() {
-    let dir = repo_root().join("infra/config");
+    let dir = workspace_root().join("infra/config");
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let accounts: Vec<ProviderAccount> =
         serde_json::from_str(&read("provider-accounts.json")).unwrap();
     let apps: Vec<AppConfig> = serde_json::from_str(&read("apps.json")).unwrap();
     let example: serde_json::Map<String, Value> = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("infra/secrets.example.json")).unwrap(),
+        &std::fs::read_to_string(workspace_root().join("infra/secrets.example.json")).unwrap(),
     )
     .unwrap();
     let mut expected: BTreeSet<String> = accounts.iter().map(|a| a.secret_name.clone()).collect();
@@ -295,9 +307,9 @@ fn the_secrets_example_lists_every_configured_secret_in_its_shape() {
             .unwrap_or_else(|e| panic!("{}: {e}", a.secret_name));
     }
     // The one command reads the same file.
-    let out = std::process::Command::new(repo_root().join("scripts/create-secrets"))
+    let out = std::process::Command::new(workspace_root().join("scripts/create-secrets"))
         .arg("--dry-run")
-        .arg(repo_root().join("infra/secrets.example.json"))
+        .arg(workspace_root().join("infra/secrets.example.json"))
         .output()
         .unwrap();
     assert!(
@@ -357,19 +369,10 @@ fn only_the_ops_function_may_create_or_change_secrets() {
         "secretsmanager:UpdateSecret",
         "secretsmanager:DeleteSecret",
     ];
-    for (name, f) in resources_of(&t, "AWS::Serverless::Function") {
-        for p in f["Properties"]["Policies"].as_array().unwrap() {
-            for s in p["Statement"].as_array().unwrap() {
-                let actions: Vec<String> = match &s["Action"] {
-                    Value::String(a) => vec![a.clone()],
-                    Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
-                    other => panic!("{name}: {other}"),
-                };
-                for a in actions {
-                    if writes.contains(&a.as_str()) {
-                        assert_eq!(binary(&f), "ops", "{name} may not {a}");
-                    }
-                }
+    for (name, f, s) in function_statements(&t) {
+        for a in actions_of(&name, &s) {
+            if writes.contains(&a.as_str()) {
+                assert_eq!(binary(&f), "ops", "{name} may not {a}");
             }
         }
     }
@@ -405,43 +408,35 @@ fn only_the_ops_function_may_write_the_operators_configuration() {
         "dynamodb:BatchWriteItem",
     ];
     let mut ops_writes_config = false;
-    for (name, f) in resources_of(&t, "AWS::Serverless::Function") {
-        for p in f["Properties"]["Policies"].as_array().unwrap() {
-            for s in p["Statement"].as_array().unwrap() {
-                let actions: Vec<String> = match &s["Action"] {
-                    Value::String(a) => vec![a.clone()],
-                    Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
-                    other => panic!("{name}: {other}"),
-                };
-                if !actions.iter().any(|a| writes.contains(&a.as_str())) {
-                    continue;
-                }
-                let cond = &s["Condition"];
-                let keys: Vec<String> = ["ForAllValues:StringLike", "ForAllValues:StringEquals"]
-                    .iter()
-                    .flat_map(|op| {
-                        cond[op]["dynamodb:LeadingKeys"]
-                            .as_array()
-                            .cloned()
-                            .unwrap_or_default()
-                    })
-                    .map(|v| v.as_str().unwrap().to_owned())
-                    .collect();
-                if binary(&f) == "ops" {
-                    ops_writes_config |= keys.iter().any(|k| k == "CONFIG");
-                    continue;
-                }
-                assert!(
-                    !keys.is_empty(),
-                    "{name}: {actions:?} without a dynamodb:LeadingKeys condition"
-                );
-                for k in &keys {
-                    assert!(
-                        !k.starts_with("CONFIG") && k != "*",
-                        "{name}: may write {k}"
-                    );
-                }
-            }
+    for (name, f, s) in function_statements(&t) {
+        let actions = actions_of(&name, &s);
+        if !actions.iter().any(|a| writes.contains(&a.as_str())) {
+            continue;
+        }
+        let cond = &s["Condition"];
+        let keys: Vec<String> = ["ForAllValues:StringLike", "ForAllValues:StringEquals"]
+            .iter()
+            .flat_map(|op| {
+                cond[op]["dynamodb:LeadingKeys"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        if binary(&f) == "ops" {
+            ops_writes_config |= keys.iter().any(|k| k == "CONFIG");
+            continue;
+        }
+        assert!(
+            !keys.is_empty(),
+            "{name}: {actions:?} without a dynamodb:LeadingKeys condition"
+        );
+        for k in &keys {
+            assert!(
+                !k.starts_with("CONFIG") && k != "*",
+                "{name}: may write {k}"
+            );
         }
     }
     assert!(
