@@ -8,8 +8,5 @@ async fn main() -> Result<(), Error> {
     init_tracing();
     let service = bootstrap(Function::ProviderCallback).await?;
     let service = &service;
-    run(service_fn(move |req: Request| {
-        handlers::http(service, req)
-    }))
-    .await
+    run(service_fn(move |req: Request| handlers::http(service, req))).await
 }
