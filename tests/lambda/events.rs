@@ -5,7 +5,6 @@
 //! `RECHARGE_WRITE_EVENTS=1 cargo nextest run -p recharge-lambda events`.
 
 use crate::support::{self, DEMO_SECRET, OPS_SECRET, SIGNED_AT};
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use base64::Engine;
 use recharge_api::ApiRequest;
 use recharge_api::http::auth::{hmac_hex, string_to_sign};
@@ -140,6 +139,13 @@ const CASES: &[Case] = &[
     },
     Case {
         file: "order-status/get-order.json",
+        function: Function::OrderStatus,
+        before: Some("mobile.100"),
+        expect: Expect::Http(200, r#""merchant_order_no":"M1""#),
+    },
+    // The merchant signed the percent-encoded query as sent; `lambda_http` must hand it over unchanged.
+    Case {
+        file: "order-status/get-order-percent-encoded-query.json",
         function: Function::OrderStatus,
         before: Some("mobile.100"),
         expect: Expect::Http(200, r#""merchant_order_no":"M1""#),
@@ -460,6 +466,19 @@ fn generate() -> BTreeMap<&'static str, Value> {
     e.insert(
         "order-status/get-order.json",
         merchant("demo", DEMO_SECRET, "GET", get, "/v1/orders/M1", b""),
+    );
+    let query = "lang=%E8%AF%9D&note=a%20b+c&slash=%2F%3F&empty=";
+    e.insert(
+        "order-status/get-order-percent-encoded-query.json",
+        http_event(
+            "GET",
+            get,
+            "/v1/orders/M1",
+            query,
+            signed("demo", DEMO_SECRET, "GET", "/v1/orders/M1", query, b""),
+            b"",
+            false,
+        ),
     );
     e.insert(
         "order-status/get-order-not-found.json",
@@ -794,20 +813,20 @@ async fn every_event_gives_its_expected_answer() {
         let text = std::fs::read_to_string(events_dir().join(case.file)).unwrap();
         let got = match case.function {
             Function::SubmitOrder | Function::OrderStatus | Function::ProviderCallback => {
-                let event: ApiGatewayV2httpRequest = serde_json::from_str(&text).unwrap();
-                let resp = handlers::http_request(&service, &event).await;
+                let req = lambda_http::request::from_str(&text).unwrap();
+                let resp = handlers::http_request(&service, req).await;
                 format!(
                     "{} {}",
-                    resp.status_code,
+                    resp.status().as_u16(),
                     String::from_utf8_lossy(&response_body(&resp))
                 )
             }
             Function::Ops => {
-                let event: ApiGatewayV2httpRequest = serde_json::from_str(&text).unwrap();
-                let resp = handlers::ops_request(&service, &event).await;
+                let req = lambda_http::request::from_str(&text).unwrap();
+                let resp = handlers::ops_request(&service, req).await;
                 format!(
                     "{} {}",
-                    resp.status_code,
+                    resp.status().as_u16(),
                     String::from_utf8_lossy(&response_body(&resp))
                 )
             }

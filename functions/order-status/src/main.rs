@@ -1,6 +1,6 @@
 //! `order-status`: `GET /v1/orders/{merchant_order_no}` and `GET /v1/balances` (wiring only).
 
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use lambda_http::{Error, Request, run, service_fn};
 use recharge_lambda::{Function, bootstrap, handlers, init_tracing};
 
 #[tokio::main]
@@ -8,8 +8,5 @@ async fn main() -> Result<(), Error> {
     init_tracing();
     let service = bootstrap(Function::OrderStatus).await?;
     let service = &service;
-    run(service_fn(move |event: LambdaEvent<_>| {
-        handlers::http(service, event)
-    }))
-    .await
+    run(service_fn(move |req: Request| handlers::http(service, req))).await
 }

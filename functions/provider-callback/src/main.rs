@@ -1,6 +1,6 @@
 //! `provider-callback`: `POST|GET /v1/callbacks/{provider_account}` (wiring only).
 
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use lambda_http::{Error, Request, run, service_fn};
 use recharge_lambda::{Function, bootstrap, handlers, init_tracing};
 
 #[tokio::main]
@@ -8,8 +8,5 @@ async fn main() -> Result<(), Error> {
     init_tracing();
     let service = bootstrap(Function::ProviderCallback).await?;
     let service = &service;
-    run(service_fn(move |event: LambdaEvent<_>| {
-        handlers::http(service, event)
-    }))
-    .await
+    run(service_fn(move |req: Request| handlers::http(service, req))).await
 }

@@ -2,8 +2,9 @@
 //!
 //! Error mapping, on purpose:
 //! - HTTP functions never fail the invocation for a request problem: `http_routes::handle` already answers every
-//!   request (4xx with a stable code, or the provider's own "retry" acknowledgement), and an event that cannot
-//!   be converted is a 400. A failed invocation would reach the caller as API Gateway's bare 500.
+//!   request (4xx with a stable code, or the provider's own "retry" acknowledgement). A failed invocation would
+//!   reach the caller as API Gateway's bare 500. (An event `lambda_http` cannot turn into a request never
+//!   reaches them: see [`crate::apigw`].)
 //! - Schedule functions fail the invocation only when the whole run could not work (the order store was
 //!   unreachable for every shard): `Retryable.StoreUnavailable`, which shows in the Lambda `Errors` metric and
 //!   alarm. Partial failures are retried by the next run (every minute / 5 minutes), so they are reported
@@ -11,9 +12,9 @@
 //!   retrying it cannot help. The template sets `MaximumRetryAttempts: 0` for both, because the schedule is
 //!   the retry and an async retry would only overlap the next run.
 
-use crate::apigw::{from_api_response, to_api_request};
+use crate::apigw::{RawResponse, from_api_response, http_context, to_api_request};
 use crate::bootstrap::Service;
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use lambda_http::{Body, Request, Response};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use recharge_api::ApiError;
 use recharge_api::http::routes as http_routes;
@@ -60,57 +61,39 @@ impl From<InvocationError> for Diagnostic {
     }
 }
 
-/// `submit-order`, `order-status`, `provider-callback`: one API Gateway HTTP API request.
-pub async fn http(
-    service: &Service,
-    event: LambdaEvent<ApiGatewayV2httpRequest>,
-) -> Result<ApiGatewayV2httpResponse, InvocationError> {
-    Ok(http_request(service, &event.payload).await)
+/// `submit-order`, `order-status`, `provider-callback`: one API Gateway HTTP API request, as `lambda_http`
+/// hands it over.
+pub async fn http(service: &Service, req: Request) -> Result<RawResponse, InvocationError> {
+    Ok(RawResponse(http_request(service, req).await))
 }
 
 /// The HTTP handler without the Lambda envelope (tests call this with the events of `events/`).
-pub async fn http_request(
-    service: &Service,
-    event: &ApiGatewayV2httpRequest,
-) -> ApiGatewayV2httpResponse {
-    let resp = match to_api_request(event) {
-        Ok(req) => http_routes::handle(&service.state, req).await,
-        Err(e) => {
-            tracing::warn!(error = %e, "unusable API Gateway event");
-            ApiError::bad_request("bad_request", "the request could not be read").to_response()
-        }
-    };
+pub async fn http_request(service: &Service, req: Request) -> Response<Body> {
+    let resp = http_routes::handle(&service.state, to_api_request(req)).await;
     if resp.status >= 500 {
         service.metrics.function_error();
     }
     service.metrics.unlisted_codes();
     service.metrics.provider_latency();
-    from_api_response(resp)
+    from_api_response(resp).0
 }
 
 /// `ops`: one request of an operator, authorised by API Gateway's `AWS_IAM` authorizer (SigV4 with the
 /// operator's AWS credentials). The verified caller ARN is the principal; an event without one reached the
 /// function through a route without the authorizer, a wiring mistake, and is refused.
-pub async fn ops(
-    service: &Service,
-    event: LambdaEvent<ApiGatewayV2httpRequest>,
-) -> Result<ApiGatewayV2httpResponse, InvocationError> {
-    Ok(ops_request(service, &event.payload).await)
+pub async fn ops(service: &Service, req: Request) -> Result<RawResponse, InvocationError> {
+    Ok(RawResponse(ops_request(service, req).await))
 }
 
-pub async fn ops_request(
-    service: &Service,
-    event: &ApiGatewayV2httpRequest,
-) -> ApiGatewayV2httpResponse {
-    let principal = event
-        .request_context
-        .authorizer
-        .as_ref()
+pub async fn ops_request(service: &Service, req: Request) -> Response<Body> {
+    let principal = http_context(&req)
+        .and_then(|c| c.authorizer.as_ref())
         .and_then(|a| a.iam.as_ref())
         .and_then(|iam| iam.user_arn.clone())
         .filter(|arn| !arn.is_empty());
-    let resp = match (to_api_request(event), principal) {
-        (Ok(req), Some(arn)) if req.path.starts_with("/ops/") => {
+    let req = to_api_request(req);
+    let resp = match principal {
+        Some(arn) if req.path.starts_with("/ops/") => {
             ops::handle(
                 &service.state,
                 &req,
@@ -118,23 +101,19 @@ pub async fn ops_request(
             )
             .await
         }
-        (Ok(_), Some(_)) => ApiError::RouteNotFound.to_response(),
-        (Ok(_), None) => {
+        Some(_) => ApiError::RouteNotFound.to_response(),
+        None => {
             tracing::error!(
                 "ops request without an IAM principal: the route lacks the AWS_IAM authorizer"
             );
             ApiError::Forbidden("ops routes need an IAM-signed request").to_response()
-        }
-        (Err(e), _) => {
-            tracing::warn!(error = %e, "unusable API Gateway event");
-            ApiError::bad_request("bad_request", "the request could not be read").to_response()
         }
     };
     if resp.status >= 500 {
         service.metrics.function_error();
     }
     service.metrics.provider_latency();
-    from_api_response(resp)
+    from_api_response(resp).0
 }
 
 /// Accepts EventBridge scheduled events (and a bare `{}` from a manual test invoke); anything else is a

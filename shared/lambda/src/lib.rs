@@ -1,8 +1,9 @@
 //! `recharge-lambda`: the Lambda glue shared by the gateway's five functions (docs/architecture.md §2), so that
-//! `lambda_runtime` and the event types stay out of `recharge-api` and the local stack.
+//! `lambda_runtime`, `lambda_http` and the event types stay out of `recharge-api` and the local stack.
 //!
 //! - [`bootstrap`]: builds the `AppState` once per cold start from typed env config, and warms the clients;
-//! - [`apigw`]: API Gateway HTTP API (payload v2) events ⇄ `ApiRequest`/`ApiResponse`, byte-exact bodies;
+//! - [`apigw`]: `lambda_http`'s requests and responses (API Gateway HTTP API, payload v2) ⇄
+//!   `ApiRequest`/`ApiResponse`, raw path, raw query and bodies byte-exact;
 //! - [`metrics`]: CloudWatch embedded-metric-format lines, and the store decorator that emits order metrics;
 //! - [`handlers`]: the three handler shapes (HTTP, sweep schedule, balance schedule) and their error mapping
 //!   to Lambda diagnostics ([`handlers::InvocationError`]).
