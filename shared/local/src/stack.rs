@@ -108,6 +108,10 @@ pub struct LocalOptions {
     /// How long a PC carrier-billing order waits for its code before it expires; default 15 minutes divided by
     /// the time scale but never under 60 s (a person, or a browser under test, types the code in real time).
     pub verification_expiry: Option<Duration>,
+    /// How long the app and account-control caches (and the balance cache) hold what they read; 1 s by
+    /// default, so an operator's change shows at once. A test that counts round trips "warm" sets it longer,
+    /// so a slow machine cannot let a cache expire between the warm-up and the counted request.
+    pub cache_ttl: Duration,
 }
 
 impl Default for LocalOptions {
@@ -128,6 +132,7 @@ impl Default for LocalOptions {
             aws_calls: None,
             secrets_manager: false,
             verification_expiry: None,
+            cache_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -516,8 +521,8 @@ fn settings(options: &LocalOptions, base_url: &str) -> Settings {
     let mut settings = Settings::production(base_url);
     settings.local_mode = options.local_mode;
     settings.time_scale = options.time_scale;
-    settings.balance_cache_ttl = Duration::from_secs(1);
-    settings.control_cache_ttl = Duration::from_secs(1);
+    settings.balance_cache_ttl = options.cache_ttl;
+    settings.control_cache_ttl = options.cache_ttl;
     settings.verification_expiry = options.verification_expiry.unwrap_or_else(|| {
         Duration::from_secs_f64(
             settings.verification_expiry.as_secs_f64() / options.time_scale.max(1.0),
