@@ -181,7 +181,9 @@ impl Providers {
         // Every account's credentials in one read (one Secrets Manager call per 20 accounts at cold start).
         let configured = Providers::without_credentials(accounts.clone())?.configured;
         let names: Vec<String> = accounts.iter().map(|a| a.secret_name.clone()).collect();
+        let started = std::time::Instant::now();
         let values = secrets.fetch_current_many(&names).await;
+        let read = started.elapsed();
         let mut loaded = Vec::new();
         let mut disabled = BTreeMap::new();
         for (account, value) in accounts.into_iter().zip(values) {
@@ -214,6 +216,14 @@ impl Providers {
                 Err(e) => return Err(e),
             }
         }
+        // Where a slow cold start went: waiting for the credentials, or building the adapters (keys parsed).
+        tracing::info!(
+            accounts = names.len(),
+            disabled = disabled.len(),
+            credentials_read_ms = read.as_secs_f64() * 1000.0,
+            providers_built_ms = started.elapsed().saturating_sub(read).as_secs_f64() * 1000.0,
+            "provider accounts loaded"
+        );
         let mut providers = Providers::from_loaded(loaded)?;
         providers.configured = configured;
         providers.disabled = disabled;
