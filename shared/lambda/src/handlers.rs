@@ -1,7 +1,7 @@
 //! The three handler shapes, and how their failures reach Lambda.
 //!
 //! Error mapping, on purpose:
-//! - HTTP functions never fail the invocation for a request problem: `http_routes::handle` already answers every
+//! - HTTP functions never fail the invocation for a request problem: `routes::handle` already answers every
 //!   request (4xx with a stable code, or the provider's own "retry" acknowledgement). A failed invocation would
 //!   reach the caller as API Gateway's bare 500. (An event `lambda_http` cannot turn into a request never
 //!   reaches them: see [`crate::apigw`].)
@@ -17,7 +17,8 @@ use crate::bootstrap::Service;
 use lambda_http::{Body, Request, Response};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use recharge_api::ApiError;
-use recharge_api::http::routes as http_routes;
+use recharge_api::http::routes;
+use recharge_api::usecases::operator::Principal;
 use recharge_api::usecases::{balance_check, ops, sweep};
 use recharge_core::store::OrderFilter;
 use serde_json::{Value, json};
@@ -69,7 +70,7 @@ pub async fn http(service: &Service, req: Request) -> Result<RawResponse, Invoca
 
 /// The HTTP handler without the Lambda envelope (tests call this with the events of `events/`).
 pub async fn http_request(service: &Service, req: Request) -> Response<Body> {
-    let resp = http_routes::handle(&service.state, to_api_request(req)).await;
+    let resp = routes::handle(&service.state, to_api_request(req)).await;
     if resp.status >= 500 {
         service.metrics.function_error();
     }
@@ -94,12 +95,7 @@ pub async fn ops_request(service: &Service, req: Request) -> Response<Body> {
     let req = to_api_request(req);
     let resp = match principal {
         Some(arn) if req.path.starts_with("/ops/") => {
-            ops::handle(
-                &service.state,
-                &req,
-                &recharge_api::usecases::operator::Principal::Iam(arn),
-            )
-            .await
+            ops::handle(&service.state, &req, &Principal::Iam(arn)).await
         }
         Some(_) => ApiError::RouteNotFound.to_response(),
         None => {
