@@ -1,11 +1,11 @@
 //! A bad provider account degrades only itself: a missing or a malformed provider secret disables that
-//! account at cold start (logged, `ProviderAccountDisabled` metric, the template's alarm on it), and every
-//! other account and every merchant route keeps working. On moto and DynamoDB Local, through `bootstrap_with`.
+//! account when it is loaded, at cold start or on its first use (logged, `ProviderAccountDisabled` metric, the
+//! template's alarm on it), and every other account and every merchant route keeps working. On moto and DynamoDB Local, through `bootstrap_with`.
 
 use crate::deployed::{Deployment, good_provider_secrets, signed};
 use crate::support::{DEMO_SECRET, OPS_SECRET};
 use recharge_aws::CallCounter;
-use recharge_lambda::bootstrap::Function;
+use recharge_lambda::bootstrap::{Function, Loading};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -25,9 +25,26 @@ async fn a_missing_or_malformed_provider_secret_disables_only_that_account() {
         Function::CheckBalance,
     ] {
         let (service, metrics) = d.cold_start(function, &counter).await;
+        if function.provider_loading() == Loading::OnUse {
+            // Nothing read at cold start: the accounts load (or are disabled) on the first request that
+            // needs them, here all four at once.
+            assert!(
+                service.state.providers.loaded().is_empty(),
+                "{}",
+                function.name()
+            );
+            assert!(
+                service.state.providers.disabled().is_empty(),
+                "{}",
+                function.name()
+            );
+            let ids = service.state.providers.ids();
+            service.state.ensure_accounts(ids.iter()).await.unwrap();
+        }
         let loaded: Vec<String> = service
             .state
             .providers
+            .loaded()
             .iter()
             .map(|p| p.account.id.to_string())
             .collect();

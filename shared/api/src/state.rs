@@ -110,19 +110,68 @@ pub enum BootError {
     HttpClient(String),
 }
 
-/// The loaded provider accounts, and those disabled at load because their secret was missing or malformed.
+/// The provider accounts: those loaded (with credentials, keys validated), those disabled because their
+/// secret was missing or malformed, and, where accounts load on first use, those not needed yet.
 #[derive(Debug, Default)]
 pub struct Providers {
     /// Every configured account (loaded, disabled, or not loaded on purpose), without credentials.
     configured: BTreeMap<ProviderAccountId, ProviderAccount>,
     /// Every loaded account as configured (the base layer).
-    by_id: BTreeMap<ProviderAccountId, Arc<Provider>>,
+    by_id: RwLock<BTreeMap<ProviderAccountId, Arc<Provider>>>,
     /// Accounts configured but not usable, with why (no secret value in it). Routing skips them as "not
     /// loaded"; the catalog still knows their names.
-    disabled: BTreeMap<ProviderAccountId, String>,
+    disabled: RwLock<BTreeMap<ProviderAccountId, String>>,
     /// The operators' runtime code overrides (docs/operations.md §3), per account whose control has them:
     /// rebuilt from the controls each time this process reads them fresh ([`Providers::apply_controls`]).
     runtime: RwLock<HashMap<ProviderAccountId, RuntimeCodes>>,
+    /// Where an account not loaded yet reads its credentials when a request first needs it
+    /// ([`ProviderLoading::OnUse`]); `None`: nothing loads after the start.
+    on_use: Option<OnUse>,
+}
+
+/// How a function gets its provider accounts' credentials.
+#[derive(Debug, Clone)]
+pub enum ProviderLoading {
+    /// Never: the accounts are configuration only (order-status calls no provider and has no grant to read
+    /// their secrets).
+    Never,
+    /// Every account at the start, one Secrets Manager batch per 20 accounts: for a function that walks every
+    /// account (the sweep, the balance check, reconciliation, the operators' views).
+    AtStart(Arc<dyn SecretSource>),
+    /// Each account when a request first needs it (the candidates of the product ordered, the account a
+    /// callback names), in one batch per request, then kept: for the functions that serve one order at a
+    /// time, so their cold start reads no provider secret whatever the number of accounts (issue 16).
+    OnUse {
+        secrets: Arc<dyn SecretSource>,
+        /// Told of each account disabled on first use (the Lambda functions count it in the metric the alarm
+        /// `ProviderAccountDisabled` watches).
+        disabled_alarm: Option<DisabledAlarm>,
+    },
+}
+
+/// What is told when an account is disabled on first use.
+#[derive(Clone)]
+pub struct DisabledAlarm(pub Arc<dyn Fn(&ProviderAccountId) + Send + Sync>);
+
+impl std::fmt::Debug for DisabledAlarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DisabledAlarm")
+    }
+}
+
+#[derive(Debug, Clone)]
+struct OnUse {
+    secrets: Arc<dyn SecretSource>,
+    disabled_alarm: Option<DisabledAlarm>,
+}
+
+/// The credentials of accounts a request needs could not be read now (Secrets Manager failed or was
+/// unreachable); the request may be retried. No account was disabled for it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("provider credentials unavailable for {accounts}: {reason}")]
+pub struct CredentialsUnavailable {
+    pub accounts: String,
+    pub reason: String,
 }
 
 /// One account's runtime code overrides as this process holds them.
@@ -169,7 +218,104 @@ fn disables_only_the_account(e: &BootError) -> bool {
     }
 }
 
+/// Whether a load problem is Secrets Manager failing (retryable: nothing is wrong with the account).
+fn is_unavailable(e: &BootError) -> bool {
+    matches!(
+        e,
+        BootError::ProviderSecret {
+            source: SecretError::Unavailable { .. },
+            ..
+        }
+    )
+}
+
+/// What reading some accounts' credentials came to.
+struct Loaded {
+    providers: Vec<Provider>,
+    /// Accounts disabled, with why.
+    disabled: Vec<(ProviderAccountId, BootError)>,
+    /// Accounts whose error is not theirs alone (a config error, Secrets Manager unavailable).
+    failed: Vec<(ProviderAccountId, BootError)>,
+}
+
+/// Reads the accounts' credentials in one batch (one Secrets Manager call per 20 names) and builds each
+/// account: keys are validated now, not on first use.
+async fn load_accounts(accounts: Vec<ProviderAccount>, secrets: &dyn SecretSource) -> Loaded {
+    let names: Vec<String> = accounts.iter().map(|a| a.secret_name.clone()).collect();
+    let started = std::time::Instant::now();
+    let values = secrets.fetch_current_many(&names).await;
+    let read = started.elapsed();
+    let mut out = Loaded {
+        providers: Vec::new(),
+        disabled: Vec::new(),
+        failed: Vec::new(),
+    };
+    for (account, value) in accounts.into_iter().zip(values) {
+        let id = account.id.clone();
+        let result = value
+            .map_err(|source| BootError::ProviderSecret {
+                account: id.to_string(),
+                source,
+            })
+            .and_then(|secret| {
+                Provider::load(account, secret.expose_secret()).map_err(|source| {
+                    BootError::Provider {
+                        account: id.to_string(),
+                        source,
+                    }
+                })
+            });
+        match result {
+            Ok(provider) => out.providers.push(provider),
+            Err(e) if disables_only_the_account(&e) => out.disabled.push((id, e)),
+            Err(e) => out.failed.push((id, e)),
+        }
+    }
+    // Where a slow start (or first request) went: waiting for the credentials, or building the adapters.
+    tracing::info!(
+        accounts = names.len(),
+        disabled = out.disabled.len(),
+        credentials_read_ms = read.as_secs_f64() * 1000.0,
+        providers_built_ms = started.elapsed().saturating_sub(read).as_secs_f64() * 1000.0,
+        "provider accounts loaded"
+    );
+    out
+}
+
+fn log_disabled(id: &ProviderAccountId, e: &BootError) {
+    // The error names the secret and the faulty field, never a value.
+    tracing::error!(
+        alert = "provider_account_disabled",
+        provider_account = %id,
+        reason = %e,
+        "provider account disabled: its secret is missing or malformed"
+    );
+}
+
 impl Providers {
+    /// The accounts loaded as `loading` says: none ([`ProviderLoading::Never`]), every one now
+    /// ([`Providers::load`]), or each on first use ([`Providers::ensure`]).
+    pub async fn start(
+        accounts: Vec<ProviderAccount>,
+        loading: ProviderLoading,
+    ) -> Result<Providers, BootError> {
+        match loading {
+            ProviderLoading::Never => Providers::without_credentials(accounts),
+            ProviderLoading::AtStart(secrets) => Providers::load(accounts, &*secrets).await,
+            ProviderLoading::OnUse {
+                secrets,
+                disabled_alarm,
+            } => {
+                let mut providers = Providers::without_credentials(accounts)?;
+                providers.on_use = Some(OnUse {
+                    secrets,
+                    disabled_alarm,
+                });
+                Ok(providers)
+            }
+        }
+    }
+
     /// Loads every account with its credentials from the secret source: keys are validated now, not on first
     /// use. An account whose secret is missing or malformed is disabled (logged with the alert
     /// `provider_account_disabled`; see [`Providers::disabled`]) and every other account loads; a bad account
@@ -178,55 +324,19 @@ impl Providers {
         accounts: Vec<ProviderAccount>,
         secrets: &dyn SecretSource,
     ) -> Result<Providers, BootError> {
-        // Every account's credentials in one read (one Secrets Manager call per 20 accounts at cold start).
         let configured = Providers::without_credentials(accounts.clone())?.configured;
-        let names: Vec<String> = accounts.iter().map(|a| a.secret_name.clone()).collect();
-        let started = std::time::Instant::now();
-        let values = secrets.fetch_current_many(&names).await;
-        let read = started.elapsed();
-        let mut loaded = Vec::new();
-        let mut disabled = BTreeMap::new();
-        for (account, value) in accounts.into_iter().zip(values) {
-            let id = account.id.clone();
-            let result = value
-                .map_err(|source| BootError::ProviderSecret {
-                    account: id.to_string(),
-                    source,
-                })
-                .and_then(|secret| {
-                    Provider::load(account, secret.expose_secret()).map_err(|source| {
-                        BootError::Provider {
-                            account: id.to_string(),
-                            source,
-                        }
-                    })
-                });
-            match result {
-                Ok(provider) => loaded.push(provider),
-                Err(e) if disables_only_the_account(&e) => {
-                    // The error names the secret and the faulty field, never a value.
-                    tracing::error!(
-                        alert = "provider_account_disabled",
-                        provider_account = %id,
-                        reason = %e,
-                        "provider account disabled: its secret is missing or malformed"
-                    );
-                    disabled.insert(id, e.to_string());
-                }
-                Err(e) => return Err(e),
-            }
+        let loaded = load_accounts(accounts, secrets).await;
+        if let Some((_, e)) = loaded.failed.into_iter().next() {
+            return Err(e);
         }
-        // Where a slow cold start went: waiting for the credentials, or building the adapters (keys parsed).
-        tracing::info!(
-            accounts = names.len(),
-            disabled = disabled.len(),
-            credentials_read_ms = read.as_secs_f64() * 1000.0,
-            providers_built_ms = started.elapsed().saturating_sub(read).as_secs_f64() * 1000.0,
-            "provider accounts loaded"
-        );
-        let mut providers = Providers::from_loaded(loaded)?;
+        let mut disabled = BTreeMap::new();
+        for (id, e) in loaded.disabled {
+            log_disabled(&id, &e);
+            disabled.insert(id, e.to_string());
+        }
+        let mut providers = Providers::from_loaded(loaded.providers)?;
         providers.configured = configured;
-        providers.disabled = disabled;
+        providers.disabled = RwLock::new(disabled);
         Ok(providers)
     }
 
@@ -252,6 +362,11 @@ impl Providers {
         self.configured.values()
     }
 
+    /// Whether `id` is a configured account (loaded, disabled or not needed yet).
+    pub fn is_configured(&self, id: &ProviderAccountId) -> bool {
+        self.configured.contains_key(id)
+    }
+
     pub fn from_loaded(providers: Vec<Provider>) -> Result<Providers, BootError> {
         let mut by_id = BTreeMap::new();
         let mut configured = BTreeMap::new();
@@ -264,14 +379,85 @@ impl Providers {
         }
         Ok(Providers {
             configured,
-            by_id,
+            by_id: RwLock::new(by_id),
             ..Providers::default()
         })
     }
 
-    /// The accounts disabled at load, with why.
-    pub fn disabled(&self) -> &BTreeMap<ProviderAccountId, String> {
-        &self.disabled
+    /// Loads those of `ids` that are configured and neither loaded nor disabled yet, in one batch (where
+    /// accounts load on first use; elsewhere nothing is left to load). An account whose secret is missing or
+    /// malformed, or whose configuration does not load, is disabled (the alert `provider_account_disabled`,
+    /// and the alarm hook); Secrets Manager failing leaves the accounts unloaded for a later request.
+    /// Returns whether any account was loaded now.
+    pub async fn ensure<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a ProviderAccountId>,
+    ) -> Result<bool, CredentialsUnavailable> {
+        let Some(on_use) = &self.on_use else {
+            return Ok(false);
+        };
+        let missing: Vec<ProviderAccount> = {
+            let by_id = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+            let disabled = self.disabled.read().unwrap_or_else(|p| p.into_inner());
+            let mut seen = HashSet::new();
+            ids.into_iter()
+                .filter(|id| !by_id.contains_key(*id) && !disabled.contains_key(*id))
+                .filter(|id| seen.insert(*id))
+                .filter_map(|id| self.configured.get(id).cloned())
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(false);
+        }
+        let loaded = load_accounts(missing, &*on_use.secrets).await;
+        let any = !loaded.providers.is_empty();
+        {
+            let mut by_id = self.by_id.write().unwrap_or_else(|p| p.into_inner());
+            for p in loaded.providers {
+                by_id
+                    .entry(p.account.id.clone())
+                    .or_insert_with(|| Arc::new(p));
+            }
+        }
+        let mut unavailable = Vec::new();
+        let mut disable = loaded.disabled;
+        for (id, e) in loaded.failed {
+            if is_unavailable(&e) {
+                unavailable.push((id, e));
+            } else {
+                // At a start this fails the cold start; on first use the account is taken out of routing.
+                disable.push((id, e));
+            }
+        }
+        for (id, e) in disable {
+            log_disabled(&id, &e);
+            if let Some(alarm) = &on_use.disabled_alarm {
+                (alarm.0)(&id);
+            }
+            self.disabled
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, e.to_string());
+        }
+        match unavailable.first() {
+            Some((_, e)) => Err(CredentialsUnavailable {
+                accounts: unavailable
+                    .iter()
+                    .map(|(id, _)| id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reason: e.to_string(),
+            }),
+            None => Ok(any),
+        }
+    }
+
+    /// The accounts disabled so far, with why.
+    pub fn disabled(&self) -> BTreeMap<ProviderAccountId, String> {
+        self.disabled
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The account as this process classifies its answers now: with the operators' code overrides last
@@ -282,12 +468,16 @@ impl Providers {
         if let Some((_, p)) = runtime.get(id).and_then(|r| r.in_force.as_ref()) {
             return Some(Arc::clone(p));
         }
-        self.by_id.get(id).cloned()
+        self.base(id)
     }
 
     /// The account as configured, without the operators' code overrides.
-    pub fn base(&self, id: &ProviderAccountId) -> Option<&Provider> {
-        self.by_id.get(id).map(Arc::as_ref)
+    pub fn base(&self, id: &ProviderAccountId) -> Option<Arc<Provider>> {
+        self.by_id
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// The operators' code overrides in force for `id` in this process, and why the stored ones were
@@ -313,7 +503,8 @@ impl Providers {
     /// vocabulary the protocol requires taken away) are logged with the alert `code_overrides_rejected`,
     /// naming the account, and the previous table is kept. Unchanged values cost a comparison.
     pub fn apply_controls(&self, controls: &HashMap<ProviderAccountId, AccountControl>) {
-        for (id, base) in &self.by_id {
+        for base in self.loaded() {
+            let id = &base.account.id;
             let stored = controls
                 .get(id)
                 .and_then(|c| c.code_overrides.clone())
@@ -387,16 +578,21 @@ impl Providers {
         self.configured.keys().cloned().collect()
     }
 
-    /// Every loaded account as configured (without the operators' code overrides: use [`Providers::get`]
-    /// to classify answers).
-    pub fn iter(&self) -> impl Iterator<Item = &Provider> {
-        self.by_id.values().map(Arc::as_ref)
+    /// Every account loaded so far, as configured (without the operators' code overrides: use
+    /// [`Providers::get`] to classify answers).
+    pub fn loaded(&self) -> Vec<Arc<Provider>> {
+        self.by_id
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }
 
 impl AccountView for Providers {
     fn capabilities(&self, account: &ProviderAccountId) -> Option<Capabilities> {
-        self.base(account).map(Provider::capabilities)
+        self.base(account).map(|p| p.capabilities())
     }
 }
 
@@ -479,7 +675,7 @@ impl AppState {
         let base = self
             .providers
             .base(account)
-            .map(Provider::policy)
+            .map(|p| p.policy())
             .unwrap_or_default();
         let scale = self.settings.time_scale.max(1.0);
         if scale == 1.0 {
@@ -561,9 +757,29 @@ impl AppState {
     /// The account as its answers must be classified now: the operators' controls refreshed (cached for
     /// `control_cache_ttl`), so their code overrides are in force (docs/operations.md §3). Every call site that
     /// reads a provider answer (submit, query, probe, verification, callback) takes its provider here.
+    ///
+    /// Where accounts load on first use, this loads `account` if it is not yet; if Secrets Manager fails,
+    /// it stays unloaded (logged) and the call site treats it as not configured: nothing is sent, or the
+    /// answer stays Unknown.
     pub async fn provider(&self, account: &ProviderAccountId) -> Option<Arc<Provider>> {
+        if let Err(e) = self.ensure_accounts([account]).await {
+            tracing::warn!(provider_account = %account, error = %e, "provider account not loaded");
+        }
         self.account_controls().await;
         self.providers.get(account)
+    }
+
+    /// Loads those of `ids` not loaded yet, where accounts load on first use ([`Providers::ensure`]), with
+    /// the operators' code overrides applied to them before any answer is classified.
+    pub async fn ensure_accounts<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a ProviderAccountId>,
+    ) -> Result<(), CredentialsUnavailable> {
+        if self.providers.ensure(ids).await? {
+            let controls = self.account_controls().await;
+            self.providers.apply_controls(&controls);
+        }
+        Ok(())
     }
 
     /// Drops the cached controls (after this process changed one).
@@ -743,5 +959,260 @@ mod tests {
         );
         providers.apply_controls(&HashMap::new());
         assert_eq!(meaning(&providers, &a, Phase::Query, "x9"), None);
+    }
+
+    /// Secrets in memory that count the batch reads and can be made to fail as an outage does.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        values: recharge_core::secrets::InMemorySecretSource,
+        batches: Mutex<Vec<Vec<String>>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl SecretSource for Flaky {
+        async fn fetch(
+            &self,
+            name: &str,
+        ) -> Result<recharge_core::secrets::SecretVersions, SecretError> {
+            self.values.fetch(name).await
+        }
+
+        async fn fetch_current_many(
+            &self,
+            names: &[String],
+        ) -> Vec<Result<secrecy::SecretString, SecretError>> {
+            self.batches.lock().unwrap().push(names.to_vec());
+            let mut out = Vec::new();
+            for name in names {
+                out.push(if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                    Err(SecretError::Unavailable {
+                        name: name.clone(),
+                        source: "connection refused".into(),
+                    })
+                } else {
+                    self.values.fetch(name).await.map(|v| v.current)
+                });
+            }
+            out
+        }
+    }
+
+    fn suka_account(id: &str) -> ProviderAccount {
+        ProviderAccount::from_json(&format!(
+            r#"{{"id":"{id}","protocol":"suka-xml","secret_name":"secret-{id}",
+                "endpoints":{{"submit":"http://h/a","query":"http://h/b"}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn accounts_loaded_on_use_are_read_once_in_one_batch_per_request_and_a_bad_one_is_disabled()
+     {
+        let secrets = Arc::new(Flaky::default());
+        secrets
+            .values
+            .put("secret-a", r#"{"userid":"1","key":"k"}"#);
+        secrets
+            .values
+            .put("secret-b", r#"{"userid":"2","key":"k"}"#);
+        secrets.values.put("secret-c", "not json {");
+        let alarmed = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = Arc::clone(&alarmed);
+        let loading = ProviderLoading::OnUse {
+            secrets: Arc::clone(&secrets) as Arc<dyn SecretSource>,
+            disabled_alarm: Some(DisabledAlarm(Arc::new(move |id| {
+                seen.lock().unwrap().push(id.to_string())
+            }))),
+        };
+        let ids: Vec<ProviderAccountId> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|i| ProviderAccountId::parse(i).unwrap())
+            .collect();
+        let providers = Providers::start(["a", "b", "c", "d"].map(suka_account).to_vec(), loading)
+            .await
+            .unwrap();
+        // The start reads nothing; routing sees no account until it is loaded.
+        assert!(secrets.batches.lock().unwrap().is_empty());
+        assert!(providers.capabilities(&ids[0]).is_none());
+        assert_eq!(providers.ids().len(), 4);
+
+        assert!(providers.ensure([&ids[0]]).await.unwrap());
+        assert!(providers.capabilities(&ids[0]).is_some());
+        // Loaded accounts are not read again; the rest of a request's candidates come in one batch.
+        assert!(!providers.ensure([&ids[0]]).await.unwrap());
+        assert!(providers.ensure(&ids[..3]).await.unwrap());
+        assert_eq!(
+            *secrets.batches.lock().unwrap(),
+            [
+                vec!["secret-a".to_owned()],
+                vec!["secret-b".to_owned(), "secret-c".to_owned()]
+            ]
+        );
+        let loaded: Vec<String> = providers
+            .loaded()
+            .iter()
+            .map(|p| p.account.id.to_string())
+            .collect();
+        assert_eq!(loaded, ["a", "b"]);
+        // The malformed secret disables its account (alarm told, no value in the reason), once.
+        let disabled = providers.disabled();
+        assert_eq!(
+            disabled.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["c"]
+        );
+        assert!(
+            !disabled[&ids[2]].contains("not json"),
+            "{}",
+            disabled[&ids[2]]
+        );
+        assert_eq!(*alarmed.lock().unwrap(), ["c"]);
+        assert!(!providers.ensure(&ids[..3]).await.unwrap());
+        assert_eq!(secrets.batches.lock().unwrap().len(), 2);
+
+        // An outage is not the account's fault: an error for this request, nothing disabled, and the next
+        // request loads it.
+        secrets
+            .values
+            .put("secret-d", r#"{"userid":"4","key":"k"}"#);
+        secrets
+            .down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let err = providers.ensure([&ids[3]]).await.unwrap_err();
+        assert_eq!(err.accounts, "d");
+        assert!(!providers.disabled().contains_key(&ids[3]));
+        assert!(providers.base(&ids[3]).is_none());
+        secrets
+            .down
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(providers.ensure([&ids[3]]).await.unwrap());
+        assert!(providers.base(&ids[3]).is_some());
+        assert_eq!(*alarmed.lock().unwrap(), ["c"]);
+    }
+
+    #[tokio::test]
+    async fn accounts_loaded_at_start_or_never_load_nothing_on_use() {
+        let secrets = Arc::new(Flaky::default());
+        secrets
+            .values
+            .put("secret-a", r#"{"userid":"1","key":"k"}"#);
+        let a = ProviderAccountId::parse("a").unwrap();
+        let at_start = Providers::start(
+            vec![suka_account("a")],
+            ProviderLoading::AtStart(Arc::clone(&secrets) as Arc<dyn SecretSource>),
+        )
+        .await
+        .unwrap();
+        assert!(at_start.base(&a).is_some());
+        assert!(!at_start.ensure([&a]).await.unwrap());
+        let never = Providers::start(vec![suka_account("a")], ProviderLoading::Never)
+            .await
+            .unwrap();
+        assert!(!never.ensure([&a]).await.unwrap());
+        assert!(never.base(&a).is_none());
+        assert_eq!(secrets.batches.lock().unwrap().len(), 1);
+    }
+
+    /// A state whose accounts load on use from `secrets`, over an in-memory store.
+    async fn on_use_state(
+        secrets: &Arc<Flaky>,
+        accounts: Vec<ProviderAccount>,
+        catalog: &str,
+    ) -> (AppState, Arc<recharge_core::memory::InMemoryOrderStore>) {
+        let store = Arc::new(recharge_core::memory::InMemoryOrderStore::new(1));
+        let ports = Ports {
+            store: Arc::clone(&store) as Arc<dyn OrderStore>,
+            balances: Arc::clone(&store) as Arc<dyn BalanceStore>,
+            apps: Arc::clone(&store) as Arc<dyn recharge_core::store::AppStore>,
+            secrets: Arc::clone(secrets) as Arc<dyn SecretSource>,
+            secret_writer: None,
+            clock: Arc::new(recharge_core::time::SystemClock),
+        };
+        let config = StateConfig {
+            accounts,
+            providers: ProviderLoading::OnUse {
+                secrets: Arc::clone(secrets) as Arc<dyn SecretSource>,
+                disabled_alarm: None,
+            },
+            catalog_text: catalog.into(),
+            apps: Vec::new(),
+            merchant_secret_prefix: "m/".into(),
+            settings: Settings::production("https://gw.example.com"),
+            notify_timeout: Duration::from_secs(5),
+            notify_claim_margin: Duration::from_secs(10),
+        };
+        (AppState::assemble(ports, config).await.unwrap(), store)
+    }
+
+    #[tokio::test]
+    async fn an_account_loaded_on_use_classifies_with_the_operators_overrides_from_its_first_answer()
+     {
+        let secrets = Arc::new(Flaky::default());
+        secrets
+            .values
+            .put("secret-a", r#"{"userid":"1","key":"k"}"#);
+        let (state, store) =
+            on_use_state(&secrets, vec![suka_account("a")], r#"{"products":{}}"#).await;
+        let a = ProviderAccountId::parse("a").unwrap();
+        store
+            .put_account_control(&control("a", Some(json!({"submit": {"9999": "refusal"}}))))
+            .await
+            .unwrap();
+        // The controls were read (and cached) before the account was loaded, as a warm process would have.
+        state.account_controls().await;
+        assert!(state.providers.base(&a).is_none());
+        let p = state.provider(&a).await.unwrap();
+        assert_eq!(
+            p.account
+                .codes
+                .get(&Phase::Submit)
+                .and_then(|c| c.get("9999").copied()),
+            Some(Meaning::Refusal)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_create_whose_candidates_cannot_be_loaded_is_a_503_that_writes_nothing() {
+        let secrets = Arc::new(Flaky::default());
+        secrets
+            .values
+            .put("secret-a", r#"{"userid":"1","key":"k"}"#);
+        // Port 9 on loopback: closed, so the submit is a connection never made (a refusal), quickly.
+        let account = ProviderAccount::from_json(
+            r#"{"id":"a","protocol":"suka-xml","secret_name":"secret-a",
+                "endpoints":{"submit":"http://127.0.0.1:9/a","query":"http://127.0.0.1:9/b"}}"#,
+        )
+        .unwrap();
+        let catalog = r#"{"products":{"mobile.fast.100":{"kind":"mobile_fast","name":"x","face_value_fen":10000,
+            "price_fen":9980,"routes":[{"provider_account":"a","provider_product":"100","cost_fen":9850}]}}}"#;
+        let (state, store) = on_use_state(&secrets, vec![account], catalog).await;
+        let caller = crate::apps::Caller {
+            app: recharge_core::AppId::parse("demo").unwrap(),
+            role: crate::apps::Role::Merchant,
+            client_ttl: Duration::from_secs(600),
+        };
+        let body = br#"{"merchant_order_no":"N1","product_code":"mobile.fast.100","account":"13800138000"}"#;
+        secrets
+            .down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let err = crate::usecases::orders::create_order(&state, &caller, body)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, crate::ApiError::Unavailable), "{err:?}");
+        let id = recharge_core::OrderId::derive(
+            &caller.app,
+            &recharge_core::MerchantOrderNo::parse("N1").unwrap(),
+        );
+        assert!(store.get(&id).await.unwrap().is_none());
+        assert!(state.providers.disabled().is_empty());
+        // Secrets Manager back: the same request creates the order.
+        secrets
+            .down
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let r = crate::usecases::orders::create_order(&state, &caller, body)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        assert!(store.get(&id).await.unwrap().is_some());
     }
 }

@@ -6,6 +6,7 @@
 use crate::metrics::{Metrics, ObservedStore};
 use aws_sdk_dynamodb::types::AttributeValue;
 use recharge_api::apps::AppConfig;
+use recharge_api::state::{DisabledAlarm, ProviderLoading};
 use recharge_api::{AppState, BootError, Settings, StateConfig};
 use recharge_aws::{
     Config, DynamoOrderStore, EnvConfigError, FunctionConfig, SecretsManagerSource,
@@ -28,6 +29,14 @@ pub enum Function {
     Ops,
 }
 
+/// When a function reads its provider accounts' credentials (`recharge_api::state::ProviderLoading`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loading {
+    Never,
+    AtStart,
+    OnUse,
+}
+
 impl Function {
     /// The name used in metrics, logs, the template and `functions/<name>`.
     pub fn name(self) -> &'static str {
@@ -41,17 +50,18 @@ impl Function {
         }
     }
 
-    /// Functions that call providers load every account's credentials at cold start; order-status only lists
-    /// the accounts (with their stored balances) and gets no grant to provider secrets.
-    pub fn calls_providers(self) -> bool {
+    /// When a function reads its provider accounts' credentials. The two that serve one order at a time
+    /// read an account's on its first use, so their cold start reads none whatever the number of accounts;
+    /// the three that walk every account read them all at cold start (one batch per 20); order-status only
+    /// lists the accounts (with their stored balances) and gets no grant to provider secrets.
+    pub fn provider_loading(self) -> Loading {
         match self {
-            Function::SubmitOrder
-            | Function::ProviderCallback
-            | Function::Reconcile
+            Function::SubmitOrder | Function::ProviderCallback => Loading::OnUse,
+            Function::Reconcile
             | Function::CheckBalance
-            // An operator's "query now" asks the provider.
-            | Function::Ops => true,
-            Function::OrderStatus => false,
+            // An operator's "query now" asks the provider; the views list every account's codes.
+            | Function::Ops => Loading::AtStart,
+            Function::OrderStatus => Loading::Never,
         }
     }
 
@@ -164,9 +174,19 @@ pub async fn assemble(
         metrics,
         catalog_path,
     } = setup;
-    let credentials = function
-        .calls_providers()
-        .then(|| Arc::clone(&ports.secrets));
+    let providers = match function.provider_loading() {
+        Loading::Never => ProviderLoading::Never,
+        Loading::AtStart => ProviderLoading::AtStart(Arc::clone(&ports.secrets)),
+        Loading::OnUse => ProviderLoading::OnUse {
+            secrets: Arc::clone(&ports.secrets),
+            disabled_alarm: Some({
+                let metrics = metrics.clone();
+                DisabledAlarm(Arc::new(move |account| {
+                    metrics.provider_account_disabled(account.as_str())
+                }))
+            }),
+        },
+    };
     ports.store = Arc::new(ObservedStore::new(
         ports.store,
         metrics.clone(),
@@ -175,7 +195,7 @@ pub async fn assemble(
     ));
     let config = StateConfig {
         accounts: files.accounts,
-        credentials,
+        providers,
         catalog_text: files.catalog_text,
         apps: files.apps,
         merchant_secret_prefix,
@@ -212,9 +232,23 @@ pub struct Service {
 
 /// The whole cold start of a deployed function.
 pub async fn bootstrap(function: Function) -> Result<Service, BootstrapError> {
+    let started = std::time::Instant::now();
     let config = Config::from_env()?;
     let fcfg = FunctionConfig::from_env()?;
-    let sdk = recharge_aws::sdk_config().await;
+    // The system's roots are read once: the AWS SDK's client and every provider and notification client trust
+    // the same ones (recharge_providers::tls).
+    let roots = recharge_providers::tls::system_roots()
+        .map_err(|e| BootstrapError::Client(e.to_string()))?;
+    let sdk = recharge_aws::sdk_config_trusting(&roots.certs)
+        .await
+        .map_err(|e| BootstrapError::Client(format!("the AWS SDK's HTTPS client: {e}")))?;
+    tracing::info!(
+        roots = roots.certs.len(),
+        roots_source = %roots.source,
+        roots_skipped = roots.skipped,
+        sdk_config_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "environment and AWS configuration read"
+    );
     let clients = Clients {
         dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
         secrets_manager: aws_sdk_secretsmanager::Client::new(&sdk),
@@ -248,7 +282,9 @@ pub async fn bootstrap_with(
     clock: Arc<dyn Clock>,
     metrics: Metrics,
 ) -> Result<Service, BootstrapError> {
+    let started = std::time::Instant::now();
     let files = Files::read(&fcfg).await?;
+    let files_read = started.elapsed();
     let dynamo = clients.dynamodb;
     let secrets: Arc<dyn SecretSource> = Arc::new(CachedSecretSource::new(
         SecretsManagerSource::new(clients.secrets_manager.clone()),
@@ -315,22 +351,34 @@ pub async fn bootstrap_with(
     };
     // The three waits of a cold start overlap: the provider credentials (one batch read) while the DynamoDB
     // connection opens and the client-secret key fills the cache.
-    let (state, (), ()) = tokio::join!(
-        assemble(setup, files, ports),
-        warm_dynamodb(&dynamo, &config.table),
-        warm_secrets(secrets, warm_names),
+    let ((state, assembled), ((), dynamodb_warmed), ((), secrets_warmed)) = tokio::join!(
+        timed(assemble(setup, files, ports)),
+        timed(warm_dynamodb(&dynamo, &config.table)),
+        timed(warm_secrets(secrets, warm_names)),
     );
     let state = state?;
     tracing::info!(
         function = function.name(),
-        providers = state.providers.iter().count(),
+        providers = state.providers.loaded().len(),
         disabled_providers = state.providers.disabled().len(),
+        files_ms = files_read.as_secs_f64() * 1000.0,
+        state_ms = started.elapsed().saturating_sub(files_read).as_secs_f64() * 1000.0,
+        assemble_ms = assembled.as_secs_f64() * 1000.0,
+        dynamodb_warm_ms = dynamodb_warmed.as_secs_f64() * 1000.0,
+        secrets_warm_ms = secrets_warmed.as_secs_f64() * 1000.0,
         "cold start complete"
     );
     Ok(Service {
         state: Arc::new(state),
         metrics,
     })
+}
+
+/// A future's output and how long it took (the cold start logs where its time went).
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let out = f.await;
+    (out, started.elapsed())
 }
 
 /// One GetItem of a key that never exists: opens the TLS connection to DynamoDB during init (free CPU burst)

@@ -461,7 +461,7 @@ async fn build_state(
     };
     let state_config = StateConfig {
         accounts,
-        credentials: Some(credentials),
+        providers: recharge_api::state::ProviderLoading::AtStart(credentials),
         catalog_text,
         apps,
         merchant_secret_prefix: MERCHANT_SECRET_PREFIX.to_owned(),

@@ -640,7 +640,7 @@ async fn dynamo(
         let (lambda_rows, measured) =
             crate::lambda::run(&stack, &table, &floor, (APP, APP_SECRET), samples, lambda).await?;
         rows.extend(lambda_rows);
-        let accounts = stack.state().providers.iter().count() as f64;
+        let accounts = stack.state().providers.loaded().len() as f64;
         rows.extend(crate::cost::rows(&cost_inputs(&measured, life, accounts)).0);
     }
     stack.stop().await;

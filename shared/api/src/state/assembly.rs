@@ -3,7 +3,7 @@
 //! the app directory, the executor and the notifier by the same rules. What only one of them does (the
 //! Lambda metrics decorator around the store, the local simulators and secrets) stays with it.
 
-use super::{AppState, BootError, Providers, Settings};
+use super::{AppState, BootError, ProviderLoading, Providers, Settings};
 use crate::apps::AppDirectory;
 use crate::apps::{AppConfig, Apps};
 use crate::catalog::Catalog;
@@ -33,9 +33,9 @@ pub struct Ports {
 pub struct StateConfig {
     /// The provider accounts (no secrets, secret names only).
     pub accounts: Vec<ProviderAccount>,
-    /// Where the accounts' credentials are read (and their keys validated) now; `None`: the accounts are
-    /// known as configuration only, none loaded (order-status never calls a provider).
-    pub credentials: Option<Arc<dyn SecretSource>>,
+    /// When and where the accounts' credentials are read (and their keys validated): at the start, on
+    /// first use, or never (order-status never calls a provider).
+    pub providers: ProviderLoading,
     /// The product catalog JSON, checked against the accounts.
     pub catalog_text: String,
     /// The deployed apps (`apps.json`), the seed of the app directory.
@@ -51,14 +51,14 @@ pub struct StateConfig {
 }
 
 impl AppState {
-    /// Builds the state: loads the provider accounts (with their credentials when `credentials` is given; an
-    /// account whose secret is missing or malformed is disabled, see [`Providers::load`]), checks the catalog
+    /// Builds the state: loads the provider accounts as `providers` says (an account whose secret is missing
+    /// or malformed is disabled, see [`Providers::load`] and [`Providers::ensure`]), checks the catalog
     /// against them, seeds the app directory, builds the provider executor and the merchant notifier, and
     /// makes the notification lease outlast the notifier's timeout.
     pub async fn assemble(ports: Ports, config: StateConfig) -> Result<AppState, BootError> {
         let StateConfig {
             accounts,
-            credentials,
+            providers,
             catalog_text,
             apps,
             merchant_secret_prefix,
@@ -66,10 +66,7 @@ impl AppState {
             notify_timeout,
             notify_claim_margin,
         } = config;
-        let providers = match credentials {
-            Some(secrets) => Providers::load(accounts, &*secrets).await?,
-            None => Providers::without_credentials(accounts)?,
-        };
+        let providers = Providers::start(accounts, providers).await?;
         let catalog = Catalog::from_json(&catalog_text, &providers.ids())?;
         let executor = Executor::new().map_err(|e| BootError::HttpClient(e.to_string()))?;
         // A claim on a notification must outlast the try it covers (docs/state-machine.md §5).

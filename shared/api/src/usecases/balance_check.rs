@@ -23,7 +23,7 @@ pub struct BalanceReport {
 pub async fn check_balances(state: &AppState) -> BalanceReport {
     let mut report = BalanceReport::default();
     let controls = state.account_controls().await;
-    for provider in state.providers.iter() {
+    for provider in state.providers.loaded() {
         let id = provider.account.id.clone();
         // An operator switched the account off: leave its provider alone.
         if controls

@@ -47,10 +47,16 @@ const MAX_KEPT_CONTENT: usize = 2048;
 pub async fn handle(state: &AppState, account: &str, raw: RawCallback) -> ApiResponse {
     let Some(id) = ProviderAccountId::parse(account)
         .ok()
-        .filter(|id| state.providers.base(id).is_some())
+        .filter(|id| state.providers.is_configured(id))
     else {
         return crate::http::error::ApiError::RouteNotFound.to_response();
     };
+    // Loaded on its first callback where accounts load on first use. Secrets Manager failing is a 503: the
+    // provider sends the callback again, and nothing was read from it.
+    if let Err(e) = state.ensure_accounts([&id]).await {
+        tracing::warn!(provider_account = %id, error = %e, "callback not read: provider credentials unavailable");
+        return crate::http::error::ApiError::Unavailable.to_response();
+    }
     // With the operators' code overrides in force (docs/operations.md §3).
     let Some(provider) = state.provider(&id).await else {
         return crate::http::error::ApiError::RouteNotFound.to_response();

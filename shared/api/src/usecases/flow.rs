@@ -55,9 +55,14 @@ pub async fn apply_event(
     detail: Option<String>,
 ) -> Result<Step, StoreError> {
     let now = state.clock.now();
-    let policy = policy_account(&order, &event)
-        .map(|a| state.policy(&a))
-        .unwrap_or_default();
+    let account = policy_account(&order, &event);
+    if let Some(a) = &account
+        && let Err(e) = state.ensure_accounts([a]).await
+    {
+        // Its timing is then the default policy's: logged, as the event is recorded either way.
+        tracing::warn!(order_id = %order.id(), provider_account = %a, error = %e, "provider account not loaded for its policy");
+    }
+    let policy = account.map(|a| state.policy(&a)).unwrap_or_default();
     match record(&*state.store, order, &event, now, &policy, detail).await? {
         Recorded::Applied(applied) => {
             let o = &applied.order;
@@ -329,6 +334,16 @@ pub async fn advance(state: &AppState, order: Order) -> Result<Order, StoreError
             .iter()
             .map(|a| a.route().provider_account.clone())
             .collect();
+        // The remaining candidates, loaded where accounts load on first use. If their credentials cannot be
+        // read now, the order stays awaiting failover for the sweep, as after a crash here: routing must
+        // not call the routes exhausted because Secrets Manager failed.
+        state
+            .ensure_accounts(product.routes.iter().map(|r| &r.provider_account))
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                operation: "failover: reading provider credentials",
+                source: Box::new(e),
+            })?;
         let balances = state.known_balances().await;
         let controls = state.account_controls().await;
         let decision = route_choice::choose(

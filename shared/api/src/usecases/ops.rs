@@ -718,6 +718,7 @@ async fn list_accounts(state: &AppState) -> Result<ApiResponse, ApiError> {
     state.providers.apply_controls(&controls);
     let accounts: Vec<Value> = state
         .providers
+        .loaded()
         .iter()
         .filter_map(|p| account_json(state, &controls, &balances, &p.account.id))
         .collect();

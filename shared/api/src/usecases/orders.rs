@@ -111,6 +111,15 @@ pub async fn create_order(
             ),
         ));
     }
+    // The product's candidate accounts, loaded in one read where accounts load on first use: routing and the
+    // wire checks below see them as the other functions do.
+    if let Err(e) = state
+        .ensure_accounts(product.routes.iter().map(|r| &r.provider_account))
+        .await
+    {
+        tracing::warn!(app = %caller.app, product = %product_code, error = %e, "create refused: provider credentials unavailable");
+        return Err(ApiError::Unavailable);
+    }
     // Text a route's wire cannot carry (a GBK form and an emoji) is refused now, not sent and failed later.
     for r in &product.routes {
         let Some(p) = state.providers.get(&r.provider_account) else {
