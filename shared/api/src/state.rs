@@ -998,6 +998,15 @@ mod tests {
         }
     }
 
+    /// Secrets holding account a's credentials.
+    fn flaky_with_a() -> Arc<Flaky> {
+        let secrets = Arc::new(Flaky::default());
+        secrets
+            .values
+            .put("secret-a", r#"{"userid":"1","key":"k"}"#);
+        secrets
+    }
+
     fn suka_account(id: &str) -> ProviderAccount {
         ProviderAccount::from_json(&format!(
             r#"{{"id":"{id}","protocol":"suka-xml","secret_name":"secret-{id}",
@@ -1009,10 +1018,7 @@ mod tests {
     #[tokio::test]
     async fn accounts_loaded_on_use_are_read_once_in_one_batch_per_request_and_a_bad_one_is_disabled()
      {
-        let secrets = Arc::new(Flaky::default());
-        secrets
-            .values
-            .put("secret-a", r#"{"userid":"1","key":"k"}"#);
+        let secrets = flaky_with_a();
         secrets
             .values
             .put("secret-b", r#"{"userid":"2","key":"k"}"#);
@@ -1092,10 +1098,7 @@ mod tests {
 
     #[tokio::test]
     async fn accounts_loaded_at_start_or_never_load_nothing_on_use() {
-        let secrets = Arc::new(Flaky::default());
-        secrets
-            .values
-            .put("secret-a", r#"{"userid":"1","key":"k"}"#);
+        let secrets = flaky_with_a();
         let a = ProviderAccountId::parse("a").unwrap();
         let at_start = Providers::start(
             vec![suka_account("a")],
@@ -1147,10 +1150,7 @@ mod tests {
     #[tokio::test]
     async fn an_account_loaded_on_use_classifies_with_the_operators_overrides_from_its_first_answer()
      {
-        let secrets = Arc::new(Flaky::default());
-        secrets
-            .values
-            .put("secret-a", r#"{"userid":"1","key":"k"}"#);
+        let secrets = flaky_with_a();
         let (state, store) =
             on_use_state(&secrets, vec![suka_account("a")], r#"{"products":{}}"#).await;
         let a = ProviderAccountId::parse("a").unwrap();
@@ -1173,10 +1173,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_create_whose_candidates_cannot_be_loaded_is_a_503_that_writes_nothing() {
-        let secrets = Arc::new(Flaky::default());
-        secrets
-            .values
-            .put("secret-a", r#"{"userid":"1","key":"k"}"#);
+        let secrets = flaky_with_a();
         // Port 9 on loopback: closed, so the submit is a connection never made (a refusal), quickly.
         let account = ProviderAccount::from_json(
             r#"{"id":"a","protocol":"suka-xml","secret_name":"secret-a",
