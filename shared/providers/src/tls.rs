@@ -22,6 +22,8 @@ use rustls::pki_types::pem::PemObject;
 pub struct SystemRoots {
     /// Every root that parsed as a trust anchor, in the order read.
     pub certs: Vec<CertificateDer<'static>>,
+    /// The same roots as rustls trust anchors (parsed once, for the shared client configuration).
+    store: RootCertStore,
     /// The bundle file read, or the platform loader when no bundle file was found.
     pub source: String,
     /// Certificates in the source that are not usable roots (skipped, as the platform verifier does).
@@ -49,43 +51,37 @@ fn bundle_file() -> Option<PathBuf> {
 fn from_bundle(path: &std::path::Path) -> Result<SystemRoots, String> {
     let source = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| format!("{source}: {e}"))?;
-    let mut certs = Vec::new();
-    let mut skipped = 0;
-    let mut store = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&bytes) {
-        match cert {
-            // Only what parses as a trust anchor is kept, so every consumer can add each one strictly.
-            Ok(cert) => match store.add(cert.clone()) {
-                Ok(()) => certs.push(cert),
-                Err(_) => skipped += 1,
-            },
-            Err(e) => return Err(format!("{source}: {e}")),
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{source}: {e}"))?;
+    Ok(anchors(certs, source, 0))
+}
+
+/// Keeps the certificates that parse as trust anchors, so every consumer can add each one strictly.
+fn anchors(found: Vec<CertificateDer<'static>>, source: String, errors: usize) -> SystemRoots {
+    let mut roots = SystemRoots {
+        certs: Vec::new(),
+        store: RootCertStore::empty(),
+        source,
+        skipped: errors,
+    };
+    for cert in found {
+        match roots.store.add(cert.clone()) {
+            Ok(()) => roots.certs.push(cert),
+            Err(_) => roots.skipped += 1,
         }
     }
-    Ok(SystemRoots {
-        certs,
-        source,
-        skipped,
-    })
+    roots
 }
 
 /// No bundle file: the platform loader (the certificate directories too), as rustls-platform-verifier reads.
 fn from_platform_loader() -> SystemRoots {
     let found = rustls_native_certs::load_native_certs();
-    let mut certs = Vec::new();
-    let mut skipped = found.errors.len();
-    let mut store = RootCertStore::empty();
-    for cert in found.certs {
-        match store.add(cert.clone()) {
-            Ok(()) => certs.push(cert),
-            Err(_) => skipped += 1,
-        }
-    }
-    SystemRoots {
-        certs,
-        source: "the platform's certificate directories".to_owned(),
-        skipped,
-    }
+    anchors(
+        found.certs,
+        "the platform's certificate directories".to_owned(),
+        found.errors.len(),
+    )
 }
 
 /// The system's roots, read on first use.
@@ -96,13 +92,11 @@ pub fn system_roots() -> Result<&'static SystemRoots, TlsSetupError> {
 /// The system's roots under the webpki verifier, over aws-lc-rs, TLS 1.2 and 1.3.
 static CONFIG: LazyLock<Result<rustls::ClientConfig, String>> = LazyLock::new(|| {
     let roots = ROOTS.as_ref().map_err(Clone::clone)?;
-    let mut store = RootCertStore::empty();
-    store.add_parsable_certificates(roots.certs.iter().cloned());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS versions: {e}"))?
-        .with_root_certificates(store)
+        .with_root_certificates(roots.store.clone())
         .with_no_client_auth();
     Ok(config)
 });
